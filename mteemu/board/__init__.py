@@ -1,0 +1,1 @@
+"""Boards: the physical memory map a machine is built from."""

@@ -1,0 +1,116 @@
+"""The mteemu command: argument parsing, exit statuses, output. No emulation logic here.
+
+Exit statuses (also in the README):
+  the guest's own exit status     when the first guest process exits
+  128 + N                         the guest was killed by signal N
+  2                               bad input: missing/non-ELF/wrong-architecture/dynamic program, bad arguments
+  124                             --timeout expired, or every guest thread is blocked forever
+  70                              an internal error of mteemu (set MTEEMU_DEBUG=1 for the traceback)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from mteemu.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, MteEmuError
+
+DEMO = Path(__file__).resolve().parent / "data" / "demo.elf"
+
+
+def _env_option(value: str) -> str:
+    if "=" not in value or value.startswith("="):
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {value!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        sys.stderr.write(f"mteemu: {message} (see mteemu --help)\n")
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="mteemu", description="Run arm64 Linux programs with Arm MTE, on an emulated board.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def run_options(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("-E", dest="set_env", action="append", default=[], type=_env_option,
+                        metavar="NAME=VALUE", help="set a variable in the guest's environment")
+        sp.add_argument("-U", dest="unset_env", action="append", default=[], metavar="NAME",
+                        help="remove a variable from the guest's environment")
+        sp.add_argument("--strace", action="store_true", help="print every syscall to stderr")
+        sp.add_argument("--timeout", type=float, metavar="SECONDS", help="stop the guest after SECONDS (exit 124)")
+        sp.add_argument("--seed", type=int, default=0, help="seed for getrandom, AT_RANDOM and IRG (default 0)")
+        sp.add_argument("--mem", metavar="SIZE", help="RAM the guest may use, e.g. 64M (default: the board's)")
+
+    run = sub.add_parser("run", help="run a static arm64 Linux program")
+    run_options(run)
+    run.add_argument("program")
+    run.add_argument("args", nargs=argparse.REMAINDER)
+    demo = sub.add_parser("demo", help="run the built-in demo program on the default board")
+    run_options(demo)
+    return p
+
+
+def parse_size(text: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    t = text.strip().upper().rstrip("B").rstrip("I")
+    try:
+        if t and t[-1] in units:
+            return int(float(t[:-1]) * units[t[-1]])
+        return int(t)
+    except ValueError:
+        raise MteEmuError(f"bad size {text!r} (use e.g. 64M or 1G)") from None
+
+
+def guest_environment(set_env: Sequence[str], unset_env: Sequence[str]) -> list[bytes]:
+    env = dict(os.environ)
+    for name in unset_env:
+        env.pop(name, None)
+    for item in set_env:
+        name, _, value = item.partition("=")
+        env[name] = value
+    return [os.fsencode(f"{k}={v}") for k, v in env.items()]
+
+
+def _run(args: argparse.Namespace, program: str, guest_args: list[str]) -> int:
+    from mteemu.board.model import default_board
+    from mteemu.kernel.kernel import Kernel, RunOptions
+
+    if args.timeout is not None and args.timeout <= 0:
+        raise MteEmuError("--timeout must be positive")
+    options = RunOptions(seed=args.seed, timeout=args.timeout, strace=args.strace,
+                         mem_limit=parse_size(args.mem) if args.mem else None)
+    kernel = Kernel(default_board(), options)
+    argv = [os.fsencode(program)] + [os.fsencode(a) for a in guest_args]
+    kernel.spawn(program, argv, guest_environment(args.set_env, args.unset_env))
+    return kernel.run()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args, args.program, args.args)
+        if args.command == "demo":
+            return _run(args, str(DEMO), [])
+        raise MteEmuError(f"unknown command {args.command}")
+    except MteEmuError as e:
+        sys.stdout.flush()
+        sys.stderr.write(f"mteemu: {e.message}\n")
+        return e.exit_status
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # noqa: BLE001 - a bug: one line unless debugging
+        if os.environ.get("MTEEMU_DEBUG"):
+            raise
+        sys.stderr.write(f"mteemu: internal error: {e.__class__.__name__}: {e} "
+                         "(rerun with MTEEMU_DEBUG=1 for a traceback)\n")
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""The small exception hierarchy of mteemu, and the exit statuses it maps to.
+
+Every error a user can cause ends as one line on stderr (``mteemu: ...``) and a
+documented exit status, never a traceback. The statuses are listed in the README.
+"""
+from __future__ import annotations
+
+# Exit statuses of the mteemu command itself (the guest's own status passes through).
+EXIT_BAD_INPUT = 2        # missing/malformed file, wrong architecture, bad arguments
+EXIT_TIMEOUT = 124        # --timeout expired (as coreutils' timeout(1))
+EXIT_INTERNAL = 70        # a bug in mteemu (EX_SOFTWARE); the line says how to get details
+EXIT_SIGNAL_BASE = 128    # guest killed by signal N -> 128 + N, as a shell reports it
+
+
+class MteEmuError(Exception):
+    """Base class: a one-line message and the exit status it ends the run with."""
+
+    exit_status = EXIT_BAD_INPUT
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InputError(MteEmuError):
+    """Something the user gave us is missing, unreadable or of the wrong kind."""
+
+
+class ElfError(InputError):
+    """The program is not a static arm64 Linux ELF that we can load."""
+
+
+class BoardError(InputError):
+    """A board description (device tree) is unreadable or unusable."""
+
+
+class GuestTimeout(MteEmuError):
+    """The guest ran past --timeout."""
+
+    exit_status = EXIT_TIMEOUT
+
+
+class Deadlock(MteEmuError):
+    """Every guest thread is blocked and nothing can ever wake one (Linux would hang)."""
+
+    exit_status = EXIT_TIMEOUT

@@ -1,0 +1,1 @@
+"""The Python "Linux": processes, the ELF loader, syscalls, signals."""

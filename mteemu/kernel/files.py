@@ -1,0 +1,435 @@
+"""Open file descriptions and file-descriptor tables (Linux's struct file / fdtable).
+
+Host files are opened on the host, as with qemu-user. Pipes and memfds live inside
+the emulated world, so a guest thread blocked on a pipe blocks only itself, and the
+other end can be another guest process of the same run.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat as st
+import struct
+from typing import Optional
+
+from mteemu.kernel.mm.shared import SharedObject
+from mteemu.kernel.uaccess import SyscallError
+
+# arm64 open(2) flags that differ from x86-64 (the host): translate them.
+_GUEST_TO_HOST_FLAGS = (
+    (0o40000, os.O_DIRECTORY),
+    (0o100000, os.O_NOFOLLOW),
+    (0o200000, getattr(os, "O_DIRECT", 0)),
+    (0o400000, 0),                          # O_LARGEFILE: always on for 64-bit
+)
+_COMMON_FLAGS = (os.O_ACCMODE | os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_TRUNC | os.O_APPEND
+                 | os.O_NONBLOCK | os.O_DSYNC | os.O_SYNC | os.O_CLOEXEC | getattr(os, "O_PATH", 0)
+                 | getattr(os, "O_NOATIME", 0))
+O_DIRECTORY_GUEST = 0o40000
+O_CLOEXEC = 0o2000000
+O_NONBLOCK = os.O_NONBLOCK
+O_APPEND = os.O_APPEND
+O_TMPFILE_GUEST = 0o20000000 | O_DIRECTORY_GUEST
+
+
+def host_open_flags(guest_flags: int) -> int:
+    flags = guest_flags & _COMMON_FLAGS
+    for g, h in _GUEST_TO_HOST_FLAGS:
+        if guest_flags & g:
+            flags |= h
+    return flags
+
+
+def guest_status_flags(host_flags: int) -> int:
+    flags = host_flags & (os.O_ACCMODE | os.O_APPEND | os.O_NONBLOCK | os.O_DSYNC | os.O_SYNC)
+    for g, h in _GUEST_TO_HOST_FLAGS:
+        if h and host_flags & h:
+            flags |= g
+    return flags | 0o400000   # Linux reports O_LARGEFILE on 64-bit
+
+
+# struct stat for arm64 (asm-generic): 128 bytes.
+STAT_FMT = "<QQIIIIQQqiiqqQqQqQII"
+
+
+def pack_stat(s: os.stat_result) -> bytes:
+    def ts(t_ns: int) -> tuple[int, int]:
+        return t_ns // 1_000_000_000, t_ns % 1_000_000_000
+    a, m, c = ts(s.st_atime_ns), ts(s.st_mtime_ns), ts(s.st_ctime_ns)
+    return struct.pack(STAT_FMT, s.st_dev, s.st_ino, s.st_mode, s.st_nlink, s.st_uid, s.st_gid,
+                       s.st_rdev, 0, s.st_size, s.st_blksize, 0, s.st_blocks,
+                       a[0], a[1], m[0], m[1], c[0], c[1], 0, 0)
+
+
+def fake_stat(mode: int, size: int = 0, ino: int = 1, dev: int = 0xE) -> os.stat_result:
+    """A stat result for objects that only exist inside the emulated world."""
+    return os.stat_result((mode, ino, dev, 1, 0, 0, size, 0, 0, 0))
+
+
+class Would(Exception):
+    """The operation would block; the syscall layer turns this into a thread wait."""
+
+
+class OpenFile:
+    """An open file description; several fds (and processes, after fork) may share one."""
+
+    kind = "file"
+
+    def __init__(self, flags: int) -> None:
+        self.flags = flags        # guest O_* status flags
+        self.refs = 0
+        self.pos = 0
+
+    # Each operation raises SyscallError for an errno, Would when it would block.
+    def read(self, n: int) -> bytes:
+        raise SyscallError(errno.EINVAL)
+
+    def write(self, data: bytes) -> int:
+        raise SyscallError(errno.EINVAL)
+
+    def pread(self, n: int, off: int) -> bytes:
+        raise SyscallError(errno.ESPIPE)
+
+    def pwrite(self, data: bytes, off: int) -> int:
+        raise SyscallError(errno.ESPIPE)
+
+    def lseek(self, off: int, whence: int) -> int:
+        raise SyscallError(errno.ESPIPE)
+
+    def stat(self) -> os.stat_result:
+        raise SyscallError(errno.EBADF)
+
+    def ioctl(self, req: int, arg: int, mem) -> int:  # noqa: ANN001
+        raise SyscallError(errno.ENOTTY)
+
+    def readable(self) -> bool:
+        return (self.flags & os.O_ACCMODE) in (os.O_RDONLY, os.O_RDWR)
+
+    def writable(self) -> bool:
+        return (self.flags & os.O_ACCMODE) in (os.O_WRONLY, os.O_RDWR)
+
+    def poll_in(self) -> bool:
+        return True
+
+    def poll_out(self) -> bool:
+        return True
+
+    def path(self) -> str:
+        return "anon_inode:[unknown]"
+
+    def release(self) -> None:
+        pass
+
+
+class HostFile(OpenFile):
+    """A file (or directory, or terminal) opened on the host."""
+
+    def __init__(self, fd: int, path: str, flags: int, pagecache: "PageCache") -> None:
+        super().__init__(flags)
+        self.fd = fd
+        self._path = path
+        self.pagecache = pagecache
+        self._dirents: Optional[list[tuple[int, int, str]]] = None
+        self._st = os.fstat(fd)
+        self.is_dir = st.S_ISDIR(self._st.st_mode)
+        self.key = (self._st.st_dev, self._st.st_ino)
+
+    def _coherent_read(self) -> None:
+        obj = self.pagecache.objects.get(self.key)
+        if obj is not None:
+            obj.writeback()
+
+    def _written(self, off: int, n: int) -> None:
+        obj = self.pagecache.objects.get(self.key)
+        if obj is not None:
+            obj.refresh(off, n)
+
+    def read(self, n: int) -> bytes:
+        if self.is_dir:
+            raise SyscallError(errno.EISDIR)
+        self._coherent_read()
+        try:
+            return os.read(self.fd, n)
+        except BlockingIOError:
+            raise Would() from None
+
+    def write(self, data: bytes) -> int:
+        try:
+            off = os.lseek(self.fd, 0, os.SEEK_CUR) if self.pagecache.objects.get(self.key) else 0
+        except OSError:
+            off = 0
+        try:
+            n = os.write(self.fd, data)
+        except BlockingIOError:
+            raise Would() from None
+        self._written(off, n)
+        return n
+
+    def pread(self, n: int, off: int) -> bytes:
+        if self.is_dir:
+            raise SyscallError(errno.EISDIR)
+        self._coherent_read()
+        return os.pread(self.fd, n, off)
+
+    def pwrite(self, data: bytes, off: int) -> int:
+        n = os.pwrite(self.fd, data, off)
+        self._written(off, n)
+        return n
+
+    def lseek(self, off: int, whence: int) -> int:
+        if self.is_dir:
+            if whence != os.SEEK_SET:
+                raise SyscallError(errno.EINVAL)
+            self.pos = off
+            return off
+        return os.lseek(self.fd, off, whence)
+
+    def stat(self) -> os.stat_result:
+        return os.fstat(self.fd)
+
+    def ioctl(self, req: int, arg: int, mem) -> int:  # noqa: ANN001
+        import fcntl
+        import termios
+
+        sizes = {termios.TCGETS: 36, termios.TIOCGWINSZ: 8}
+        if req in sizes:
+            if not os.isatty(self.fd):
+                raise SyscallError(errno.ENOTTY)
+            buf = bytearray(sizes[req])
+            fcntl.ioctl(self.fd, req, buf)
+            mem.write(arg, bytes(buf))
+            return 0
+        if req == termios.FIONREAD and not self.is_dir:
+            s = os.fstat(self.fd)
+            left = max(0, s.st_size - os.lseek(self.fd, 0, os.SEEK_CUR)) if st.S_ISREG(s.st_mode) else 0
+            mem.put_u32(arg, left)
+            return 0
+        raise SyscallError(errno.ENOTTY)
+
+    def getdents(self) -> list[tuple[int, int, str]]:
+        if self._dirents is None:
+            names = [".", ".."] + sorted(os.listdir(self.fd))
+            out = []
+            for name in names:
+                try:
+                    s = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+                    out.append((s.st_ino, _dtype(s.st_mode), name))
+                except OSError:
+                    continue
+            self._dirents = out
+        return self._dirents
+
+    def path(self) -> str:
+        return self._path
+
+    def release(self) -> None:
+        os.close(self.fd)
+
+
+def _dtype(mode: int) -> int:
+    for test, t in ((st.S_ISDIR, 4), (st.S_ISREG, 8), (st.S_ISLNK, 10), (st.S_ISFIFO, 1),
+                    (st.S_ISCHR, 2), (st.S_ISBLK, 6), (st.S_ISSOCK, 12)):
+        if test(mode):
+            return t
+    return 0
+
+
+class Pipe:
+    CAPACITY = 65536
+    _next_ino = 1000
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.readers = 0
+        self.writers = 0
+        self.ino = Pipe._next_ino
+        Pipe._next_ino += 1
+
+
+class PipeEnd(OpenFile):
+    kind = "pipe"
+
+    def __init__(self, pipe: Pipe, write_end: bool, flags: int) -> None:
+        super().__init__((os.O_WRONLY if write_end else os.O_RDONLY) | (flags & O_NONBLOCK))
+        self.pipe = pipe
+        self.write_end = write_end
+        if write_end:
+            pipe.writers += 1
+        else:
+            pipe.readers += 1
+
+    def read(self, n: int) -> bytes:
+        p = self.pipe
+        if self.write_end:
+            raise SyscallError(errno.EBADF)
+        if not p.buf:
+            if p.writers == 0:
+                return b""
+            if self.flags & O_NONBLOCK:
+                raise SyscallError(errno.EAGAIN)
+            raise Would()
+        data = bytes(p.buf[:n])
+        del p.buf[:n]
+        return data
+
+    def write(self, data: bytes) -> int:
+        p = self.pipe
+        if not self.write_end:
+            raise SyscallError(errno.EBADF)
+        if p.readers == 0:
+            raise SyscallError(errno.EPIPE)   # the caller also raises SIGPIPE
+        room = Pipe.CAPACITY - len(p.buf)
+        if room <= 0 or (len(data) <= 4096 and room < len(data)):   # PIPE_BUF atomicity
+            if self.flags & O_NONBLOCK:
+                raise SyscallError(errno.EAGAIN)
+            raise Would()
+        p.buf += data[:room]
+        return min(room, len(data))
+
+    def poll_in(self) -> bool:
+        return bool(self.pipe.buf) or self.pipe.writers == 0
+
+    def poll_out(self) -> bool:
+        return len(self.pipe.buf) < Pipe.CAPACITY or self.pipe.readers == 0
+
+    def stat(self) -> os.stat_result:
+        return fake_stat(st.S_IFIFO | 0o600, len(self.pipe.buf), self.pipe.ino)
+
+    def ioctl(self, req: int, arg: int, mem) -> int:  # noqa: ANN001
+        import termios
+
+        if req == termios.FIONREAD:
+            mem.put_u32(arg, len(self.pipe.buf))
+            return 0
+        raise SyscallError(errno.ENOTTY)
+
+    def path(self) -> str:
+        return f"pipe:[{self.pipe.ino}]"
+
+    def release(self) -> None:
+        if self.write_end:
+            self.pipe.writers -= 1
+        else:
+            self.pipe.readers -= 1
+
+
+class MemFd(OpenFile):
+    """memfd_create(2): an anonymous file in RAM, backed by guest physical pages."""
+
+    _next_ino = 5000
+
+    def __init__(self, obj: SharedObject, name: str) -> None:
+        super().__init__(os.O_RDWR)
+        self.obj = obj
+        obj.hold()
+        self.name = name
+        self.ino = MemFd._next_ino
+        MemFd._next_ino += 1
+
+    def read(self, n: int) -> bytes:
+        data = self.obj.read(self.pos, n)
+        self.pos += len(data)
+        return data
+
+    def write(self, data: bytes) -> int:
+        if self.flags & O_APPEND:
+            self.pos = self.obj.size
+        self.obj.write(self.pos, data)
+        self.pos += len(data)
+        return len(data)
+
+    def pread(self, n: int, off: int) -> bytes:
+        return self.obj.read(off, n)
+
+    def pwrite(self, data: bytes, off: int) -> int:
+        self.obj.write(off, data)
+        return len(data)
+
+    def lseek(self, off: int, whence: int) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self.pos, os.SEEK_END: self.obj.size}.get(whence)
+        if base is None or base + off < 0:
+            raise SyscallError(errno.EINVAL)
+        self.pos = base + off
+        return self.pos
+
+    def stat(self) -> os.stat_result:
+        return fake_stat(st.S_IFREG | 0o777, self.obj.size, self.ino)
+
+    def path(self) -> str:
+        return f"/memfd:{self.name} (deleted)"
+
+    def release(self) -> None:
+        self.obj.drop()
+
+
+class PageCache:
+    """SharedObjects of host files by (device, inode), so all mappings of a file share pages."""
+
+    def __init__(self, alloc) -> None:  # noqa: ANN001
+        self.alloc = alloc
+        self.objects: dict[tuple[int, int], SharedObject] = {}
+
+    def object_for(self, f: HostFile, want_write: bool) -> SharedObject:
+        obj = self.objects.get(f.key)
+        if obj is None:
+            obj = SharedObject(self.alloc, f.path(), host_fd=os.dup(f.fd))
+            obj.key = f.key
+            obj.on_release = lambda o: self.objects.pop(o.key, None)
+            self.objects[f.key] = obj
+        elif want_write and obj.host_fd is not None and f.writable():
+            os.dup2(f.fd, obj.host_fd)   # make sure writeback can write
+        return obj
+
+
+class FdTable:
+    MAX_FDS = 1024   # RLIMIT_NOFILE soft limit
+
+    def __init__(self) -> None:
+        self.files: dict[int, OpenFile] = {}
+        self.cloexec: set[int] = set()
+
+    def get(self, fd: int) -> OpenFile:
+        f = self.files.get(fd)
+        if f is None:
+            raise SyscallError(errno.EBADF)
+        return f
+
+    def install(self, f: OpenFile, cloexec: bool = False, lowest: int = 0, fd: Optional[int] = None) -> int:
+        if fd is None:
+            fd = lowest
+            while fd in self.files:
+                fd += 1
+            if fd >= self.MAX_FDS:
+                raise SyscallError(errno.EMFILE)
+        else:
+            self.close(fd, missing_ok=True)
+        f.refs += 1
+        self.files[fd] = f
+        if cloexec:
+            self.cloexec.add(fd)
+        else:
+            self.cloexec.discard(fd)
+        return fd
+
+    def close(self, fd: int, missing_ok: bool = False) -> None:
+        f = self.files.pop(fd, None)
+        self.cloexec.discard(fd)
+        if f is None:
+            if missing_ok:
+                return
+            raise SyscallError(errno.EBADF)
+        f.refs -= 1
+        if f.refs == 0:
+            f.release()
+
+    def fork(self) -> "FdTable":
+        t = FdTable()
+        for fd, f in self.files.items():
+            f.refs += 1
+            t.files[fd] = f
+        t.cloexec = set(self.cloexec)
+        return t
+
+    def close_all(self) -> None:
+        for fd in list(self.files):
+            self.close(fd)

@@ -1,0 +1,108 @@
+"""futex(2): wait queues keyed as Linux keys them.
+
+A private futex (or any futex in private memory) is keyed by (mm, address); one in a
+shared mapping by (backing object, offset), so processes sharing memory meet.
+"""
+from __future__ import annotations
+
+import errno
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
+
+from mteemu.kernel.process import Process, Thread, Wait
+from mteemu.kernel.uaccess import SyscallError
+from mteemu.machine.physmem import PAGE_SHIFT
+
+if TYPE_CHECKING:
+    from mteemu.kernel.kernel import Kernel
+
+FUTEX_WAIT, FUTEX_WAKE, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE = 0, 1, 3, 4
+FUTEX_WAKE_OP, FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET = 5, 9, 10
+FUTEX_PRIVATE_FLAG, FUTEX_CLOCK_REALTIME = 128, 256
+FUTEX_BITSET_MATCH_ANY = 0xFFFF_FFFF
+
+
+@dataclass(eq=False)
+class Waiter:
+    thread: Thread
+    bitset: int
+    woken: bool = False
+
+
+class FutexTable:
+    def __init__(self, kernel: "Kernel") -> None:
+        self.kernel = kernel
+        self.queues: dict[tuple, list[Waiter]] = {}
+
+    @staticmethod
+    def key(proc: Process, addr: int) -> tuple:
+        addr &= (1 << 56) - 1
+        vma = proc.mm.vmas.find(addr)
+        if vma is not None and vma.shared and vma.obj is not None:
+            return ("obj", id(vma.obj), (vma.page_index(addr) << PAGE_SHIFT) | (addr & 0xFFF))
+        return ("mm", proc.mm.id, addr)
+
+    def wait(self, t: Thread, addr: int, val: int, deadline: Optional[float], bitset: int) -> Wait:
+        if addr & 3:
+            raise SyscallError(errno.EINVAL)
+        if bitset == 0:
+            raise SyscallError(errno.EINVAL)
+        if t.proc.mem.u32(addr) != val & 0xFFFF_FFFF:
+            raise SyscallError(errno.EAGAIN)
+        key = self.key(t.proc, addr)
+        w = Waiter(t, bitset)
+        self.queues.setdefault(key, []).append(w)
+
+        def cancel() -> None:
+            q = self.queues.get(key)
+            if q and w in q:
+                q.remove(w)
+                if not q:
+                    del self.queues[key]
+
+        return Wait(poll=lambda: 0 if w.woken else None, deadline=deadline,
+                    on_timeout=lambda: -errno.ETIMEDOUT, cancel=cancel, restartable=False)
+
+    def wake_key(self, key: tuple, n: int, bitset: int = FUTEX_BITSET_MATCH_ANY) -> int:
+        q = self.queues.get(key, [])
+        woken = 0
+        for w in list(q):
+            if woken >= n:
+                break
+            if w.bitset & bitset:
+                w.woken = True
+                q.remove(w)
+                woken += 1
+        if not q:
+            self.queues.pop(key, None)
+        return woken
+
+    def wake_address(self, proc: Process, addr: int, n: int, bitset: int = FUTEX_BITSET_MATCH_ANY) -> int:
+        return self.wake_key(self.key(proc, addr), n, bitset)
+
+    def requeue(self, proc: Process, addr: int, n_wake: int, addr2: int, n_requeue: int) -> int:
+        src, dst = self.key(proc, addr), self.key(proc, addr2)
+        woken = self.wake_key(src, n_wake)
+        q = self.queues.get(src, [])
+        moved = q[:n_requeue]
+        if moved:
+            del q[:n_requeue]
+            if not q:
+                self.queues.pop(src, None)
+            self.queues.setdefault(dst, []).extend(moved)
+        return woken + len(moved)
+
+
+def deadline_from_timespec(t: Thread, addr: int, absolute: bool, realtime: bool) -> Optional[float]:
+    """A futex timeout as a time.monotonic() deadline (None: wait forever)."""
+    if not addr:
+        return None
+    sec, nsec = t.proc.mem.read_struct("<qq", addr)
+    if sec < 0 or not 0 <= nsec < 1_000_000_000:
+        raise SyscallError(errno.EINVAL)
+    value = sec + nsec / 1e9
+    if not absolute:
+        return time.monotonic() + value
+    now = time.time() if realtime else time.monotonic()
+    return time.monotonic() + (value - now)

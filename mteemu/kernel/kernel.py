@@ -1,0 +1,519 @@
+"""The kernel: boots a board, runs guest threads on the CPU, and answers their exits.
+
+One host process holds the whole emulated world (every guest process and thread,
+one physical memory, one CPU), so scheduling and output order are deterministic:
+the running thread keeps the CPU until it blocks, exits, or — only while another
+thread is runnable — spends its instruction budget.
+"""
+from __future__ import annotations
+
+import os
+import random
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Optional
+
+from mteemu.board.model import Board
+from mteemu.errors import Deadlock, GuestTimeout
+from mteemu.kernel import loader, sigframe
+from mteemu.kernel import signals as S
+from mteemu.kernel.files import FdTable, HostFile, PageCache
+from mteemu.kernel.futex import FutexTable
+from mteemu.kernel.mm.addrspace import FAULT_ACCERR, FAULT_BUS, FAULT_MAPERR, FAULT_OOM, Mm
+from mteemu.kernel.mm.pagealloc import PageAllocator
+from mteemu.kernel.mm.vma import PROT_EXEC, PROT_READ, Vma
+from mteemu.kernel.process import SS_AUTODISARM, SS_DISABLE, SS_ONSTACK, Process, State, Thread, Wait
+from mteemu.kernel.uaccess import SyscallError
+from mteemu.machine import cpu as C
+from mteemu.machine.cpu import Cpu, ExitKind
+from mteemu.machine.decode import effective_address
+from mteemu.machine.physmem import PAGE_MASK, PAGE_SIZE, PhysMem
+
+FIRST_PID = 1000
+QUANTUM = 200_000           # instructions a thread may run while another one waits for the CPU
+SIGRETURN_TRAMPOLINE = bytes.fromhex("681180d2" "010000d4")   # mov x8, #139; svc #0
+
+ESR_EC_DABT_LOW, ESR_EC_IABT_LOW = 0x24, 0x20
+
+
+@dataclass
+class RunOptions:
+    seed: int = 0
+    timeout: Optional[float] = None
+    strace: bool = False
+    mem_limit: Optional[int] = None        # bytes of RAM the guest may use (default: the board's)
+    diag: object = field(default=None)     # where "mteemu:" lines go (default stderr)
+
+
+class GuestExit(Exception):
+    """The first process is gone: mteemu's exit status is known."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class Kernel:
+    def __init__(self, board: Board, options: RunOptions) -> None:
+        self.board = board
+        self.options = options
+        self.physmem = PhysMem(board)
+        limit = options.mem_limit // PAGE_SIZE if options.mem_limit else None
+        self.alloc = PageAllocator(self.physmem, limit)
+        self.cpu = Cpu(self.physmem, self._translate, self._on_syscall)
+        self.rng = random.Random(options.seed)
+        self.pagecache = PageCache(self.alloc)
+        self.futex = FutexTable(self)
+        self.procs: dict[int, Process] = {}
+        self.threads: dict[int, Thread] = {}
+        self.runq: deque[Thread] = deque()
+        self.current: Optional[Thread] = None
+        self._on_cpu_mm: Optional[Mm] = None
+        self._next_pid = FIRST_PID
+        self._fault_code = 0
+        self._warned_nosys: set[int] = set()
+        self.init: Optional[Process] = None
+        self.start_time = time.monotonic()
+        self.deadline = self.start_time + options.timeout if options.timeout else None
+        self.diag = options.diag or sys.stderr
+        from mteemu.kernel.syscalls import SyscallTable
+        self.syscalls = SyscallTable(self)
+
+    # -- diagnostics ---------------------------------------------------------------------------
+    def say(self, message: str) -> None:
+        self.diag.write(f"mteemu: {message}\n")
+        self.diag.flush()
+
+    # -- processes ---------------------------------------------------------------------------
+    def new_pid(self) -> int:
+        pid = self._next_pid
+        self._next_pid += 1
+        return pid
+
+    def new_mm(self) -> Mm:
+        mm = Mm(self.alloc)
+        mm.flush = self.cpu.flush_tlb
+        return mm
+
+    def spawn(self, path: str, argv: list[bytes], envp: list[bytes]) -> Process:
+        image = loader.read_program(path)
+        mm = self.new_mm()
+        exe = os.path.abspath(path)
+        proc = Process(pid=self.new_pid(), parent=None, mm=mm, fds=self._stdio_fds(), cwd=os.getcwd(), exe=exe)
+        proc.pgid = proc.sid = proc.pid
+        prog = loader.load(mm, image, argv, envp, path.encode(), self.rng.randbytes(16))
+        self._map_trampoline(mm)
+        t = Thread(tid=proc.pid, proc=proc, name=os.path.basename(path).encode()[:15])
+        t.set_regs = {C.REG_PC: prog.entry, C.REG_SP: prog.sp}
+        self.cpu.restore(self.cpu.save())
+        t.ctx = self.cpu.save()
+        proc.threads.append(t)
+        self.procs[proc.pid] = proc
+        self.threads[t.tid] = t
+        self.runq.append(t)
+        self.init = self.init or proc
+        return proc
+
+    def _stdio_fds(self) -> FdTable:
+        fds = FdTable()
+        for fd in (0, 1, 2):
+            try:
+                host = os.dup(fd)
+            except OSError:
+                continue
+            flags = os.O_RDONLY if fd == 0 else os.O_WRONLY
+            fds.install(HostFile(host, f"/dev/fd/{fd}", flags, self.pagecache), fd=fd)
+        return fds
+
+    def _map_trampoline(self, mm: Mm) -> None:
+        """A one-page stand-in for the vDSO's sigreturn trampoline (x30 of a handler)."""
+        addr = mm.get_unmapped_area(PAGE_SIZE)
+        mm.map(Vma(addr, addr + PAGE_SIZE, PROT_READ | PROT_EXEC, name="[vdso]"))
+        loader.poke(mm, addr, SIGRETURN_TRAMPOLINE)
+        mm.sigreturn_trampoline = addr
+
+    # -- the CPU's callbacks -----------------------------------------------------------------
+    def _translate(self, vaddr: int, access: int) -> Optional[tuple[int, int]]:
+        res = self.current.proc.mm.fault(vaddr, access)
+        if isinstance(res, int):
+            self._fault_code = res
+            return None
+        return res
+
+    def _on_syscall(self) -> bool:
+        """Called from inside the CPU for every SVC; True to leave the CPU."""
+        t = self.current
+        self.syscalls.dispatch(t)
+        return t.state is not State.RUNNABLE or self._signal_deliverable(t) or self.need_resched
+
+    need_resched = False
+
+    # -- running ---------------------------------------------------------------------------------
+    def run(self) -> int:
+        watchdog = None
+        if self.options.timeout:
+            watchdog = threading.Timer(self.options.timeout, self._expire)
+            watchdog.daemon = True
+            watchdog.start()
+        try:
+            while True:
+                t = self._pick()
+                self._switch_to(t)
+                self._deliver_signals(t)
+                if t.state is not State.RUNNABLE or self.current is not t:
+                    continue
+                others = any(o.state is State.RUNNABLE for o in self.runq if o is not t)
+                self.need_resched = False
+                exit_ = self.cpu.run(QUANTUM if others else 0)
+                self._handle_exit(t, exit_)
+        except GuestExit as e:
+            return e.status
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+            self._shutdown()
+
+    def _expire(self) -> None:
+        self.cpu.interrupt()
+
+    def _check_deadline(self) -> None:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise GuestTimeout(f"guest did not finish within {self.options.timeout:g} s (--timeout)")
+
+    def _pick(self) -> Thread:
+        """Round-robin over runnable threads; wait (really) when all are blocked."""
+        while True:
+            if self.cpu._interrupt.is_set():
+                self._check_deadline()
+            self._poll_waits()
+            for _ in range(len(self.runq)):
+                t = self.runq[0]
+                self.runq.rotate(-1)
+                if t.state is State.RUNNABLE:
+                    return t
+            deadlines = [t.wait.deadline for t in self.runq if t.state is State.BLOCKED
+                         and t.wait and t.wait.deadline is not None]
+            if not deadlines:
+                if any(t.state is State.BLOCKED and t.wait and getattr(t.wait, "host_io", False)
+                       for t in self.runq):
+                    time.sleep(0.001)
+                    continue
+                raise Deadlock("every guest thread is blocked and none can be woken (deadlock)")
+            delay = min(deadlines) - time.monotonic()
+            if self.deadline is not None:
+                delay = min(delay, self.deadline - time.monotonic())
+            if delay > 0:
+                time.sleep(min(delay, 0.05))
+            self._check_deadline()
+
+    def _poll_waits(self) -> None:
+        now = time.monotonic()
+        for t in list(self.runq):
+            if t.state is not State.BLOCKED:
+                continue
+            if self._signal_deliverable(t):
+                w = t.wait
+                w.cancel()
+                t.wait = None
+                t.state = State.RUNNABLE
+                sig = self._next_signal(t)
+                act = t.proc.action(sig)
+                if w.restartable and act.handler not in (S.SIG_DFL, S.SIG_IGN) and act.flags & S.SA_RESTART:
+                    t.set_regs[C.REG_PC] = t.ctx.reg_read(C.REG_PC) - 4   # re-issue the SVC
+                else:
+                    t.set_regs[C.X_REGS[0]] = w.interrupted()
+                continue
+            result = t.wait.poll()
+            if result is None and t.wait.deadline is not None and now >= t.wait.deadline:
+                t.wait.cancel()
+                result = t.wait.on_timeout()
+            if result is not None:
+                t.wait = None
+                t.state = State.RUNNABLE
+                t.set_regs[C.X_REGS[0]] = result & ((1 << 64) - 1)
+
+    def _switch_to(self, t: Thread) -> None:
+        if self.current is not t:
+            if self.current is not None and self.current.state is not State.DEAD:
+                self.current.ctx = self.cpu.save()
+            self.cpu.restore(t.ctx)
+            t.ctx = None
+            self.current = t
+            if self._on_cpu_mm is not t.proc.mm:
+                self._on_cpu_mm = t.proc.mm
+                self.cpu.flush_tlb()
+        if t.set_regs:
+            for reg, value in t.set_regs.items():
+                self.cpu.uc.reg_write(reg, value)
+            t.set_regs = {}
+
+    def block(self, t: Thread, wait: Wait) -> None:
+        t.state = State.BLOCKED
+        t.wait = wait
+
+    def _handle_exit(self, t: Thread, ex: C.Exit) -> None:
+        kind = ex.kind
+        if kind in (ExitKind.STOPPED, ExitKind.BUDGET):
+            return
+        if kind is ExitKind.INTERRUPTED:
+            self._check_deadline()
+            return
+        if kind is ExitKind.FAULT:
+            self._memory_fault(t, ex)
+        elif kind is ExitKind.UNDEFINED:
+            self.force_signal(t, S.SigInfo(S.SIGILL, S.ILL_ILLOPC, addr=ex.pc, esr=0x0200_0000))
+        elif kind is ExitKind.BREAKPOINT:
+            self.force_signal(t, S.SigInfo(S.SIGTRAP, S.TRAP_BRKPT, addr=ex.pc))
+        else:
+            self.say(f"unexpected CPU exception {ex.intno} at pc {ex.pc:#x}; sending SIGILL")
+            self.force_signal(t, S.SigInfo(S.SIGILL, S.ILL_ILLOPC, addr=ex.pc))
+
+    def _memory_fault(self, t: Thread, ex: C.Exit) -> None:
+        code = self._fault_code
+        if code == FAULT_OOM:
+            self.say(f"out of memory: killed process {t.proc.pid}")
+            self.kill_process(t.proc, S.SIGKILL)
+            return
+        addr = self.fault_address(t, ex)
+        wnr = 1 << 6 if ex.access == C.ACCESS_WRITE else 0
+        ec = ESR_EC_IABT_LOW if ex.access == C.ACCESS_FETCH else ESR_EC_DABT_LOW
+        dfsc = 0x0F if code == FAULT_ACCERR else 0x07
+        esr = (ec << 26) | (1 << 25) | wnr | dfsc
+        if code == FAULT_BUS:
+            info = S.SigInfo(S.SIGBUS, S.BUS_ADRERR, addr=addr, esr=esr)
+        else:
+            info = S.SigInfo(S.SIGSEGV, S.SEGV_ACCERR if code == FAULT_ACCERR else S.SEGV_MAPERR,
+                             addr=addr, esr=esr)
+        self.force_signal(t, info)
+
+    def fault_address(self, t: Thread, ex: C.Exit) -> int:
+        """The exact faulting address (FAR): the first byte of the access in the refused page."""
+        page = ex.fault_page
+        if ex.access == C.ACCESS_FETCH:
+            return ex.pc
+        try:
+            word = t.proc.mem.read(ex.pc, 4)
+        except SyscallError:
+            return page
+        uc = self.cpu.uc
+
+        def reg(name: str) -> int:
+            if name in ("sp", "wsp"):
+                return uc.reg_read(C.REG_SP)
+            if name in ("xzr", "wzr"):
+                return 0
+            n = int(name[1:])
+            v = uc.reg_read(C.X_REGS[n])
+            return v & 0xFFFF_FFFF if name[0] == "w" else v
+
+        ea = effective_address(word, ex.pc, reg)
+        if ea is None:
+            return page
+        tag_and_page = page & ~0xFFF
+        if (ea & ~0xFFF) & ((1 << 56) - 1) == tag_and_page & ((1 << 56) - 1):
+            return ea
+        return (ea & ~((1 << 56) - 1)) | (tag_and_page & ((1 << 56) - 1))
+
+    # -- signals -------------------------------------------------------------------------------------
+    def _next_signal(self, t: Thread) -> Optional[int]:
+        a = t.pending.first(t.sigmask)
+        b = t.proc.pending.first(t.sigmask)
+        cands = [s for s in (a, b) if s is not None]
+        return min(cands) if cands else None
+
+    def _signal_deliverable(self, t: Thread) -> bool:
+        return bool((t.pending.queue or t.proc.pending.queue) and self._next_signal(t) is not None)
+
+    def _ignored(self, proc: Process, sig: int) -> bool:
+        act = proc.action(sig)
+        return act.handler == S.SIG_IGN or (act.handler == S.SIG_DFL and not S.default_kills(sig))
+
+    def send_signal(self, proc: Process, info: S.SigInfo, thread: Optional[Thread] = None) -> None:
+        """Generate a signal for a process (or one of its threads)."""
+        if proc.wait_status is not None or info.signo == 0:
+            return
+        sig = info.signo
+        if sig == S.SIGKILL:
+            self.kill_process(proc, S.SIGKILL)
+            return
+        targets = [thread] if thread else proc.live_threads
+        if self._ignored(proc, sig) and all(not (t.sigmask & S.bit(sig)) for t in targets):
+            return   # discarded at generation, as Linux does for ignored, unblocked signals
+        if thread is not None:
+            thread.pending.add(info)
+        else:
+            proc.pending.add(info)
+        if self.current is not None and self.current.proc is proc:
+            self.need_resched = True
+
+    def force_signal(self, t: Thread, info: S.SigInfo) -> None:
+        """A synchronous fault: if blocked or ignored, Linux resets it to the default (fatal)."""
+        sig = info.signo
+        act = t.proc.action(sig)
+        if t.sigmask & S.bit(sig) or act.handler == S.SIG_IGN:
+            t.proc.actions[sig] = S.SigAction()
+            t.sigmask &= ~S.bit(sig)
+        t.pending.add(info)
+
+    def _deliver_signals(self, t: Thread) -> None:
+        proc = t.proc
+        while t.state is State.RUNNABLE and self.current is t:
+            sig = self._next_signal(t)
+            if sig is None:
+                return
+            info = t.pending.take(sig) if sig in t.pending.queue else proc.pending.take(sig)
+            act = proc.action(sig)
+            if act.handler == S.SIG_IGN:
+                continue
+            if act.handler == S.SIG_DFL:
+                if S.default_kills(sig):
+                    self.kill_process(proc, sig)
+                    return
+                continue
+            if not self._setup_frame(t, info, act):
+                self.force_signal(t, S.SigInfo(S.SIGSEGV, S.SI_KERNEL))
+                proc.actions[S.SIGSEGV] = S.SigAction()
+                continue
+            t.saved_sigmask = None
+            if act.flags & S.SA_RESETHAND:
+                proc.actions[sig] = S.SigAction()
+            mask = act.mask | (0 if act.flags & S.SA_NODEFER else S.bit(sig))
+            t.sigmask = (t.sigmask | mask) & ~S.UNBLOCKABLE
+
+    def cpu_state(self) -> sigframe.CpuState:
+        uc = self.cpu.uc
+        x = list(uc.reg_read_batch(C.X_REGS))
+        v = [uc.reg_read(q) for q in C.Q_REGS]
+        sp, pc, nzcv, fpsr, fpcr = uc.reg_read_batch([C.REG_SP, C.REG_PC, C.REG_NZCV, C.REG_FPSR, C.REG_FPCR])
+        return sigframe.CpuState(x, sp, pc, nzcv & sigframe.PSTATE_NZCV_MASK, v, fpsr, fpcr)
+
+    def set_cpu_state(self, s: sigframe.CpuState) -> None:
+        uc = self.cpu.uc
+        for reg, value in zip(C.X_REGS, s.x):
+            uc.reg_write(reg, value)
+        for reg, value in zip(C.Q_REGS, s.v):
+            uc.reg_write(reg, value)
+        uc.reg_write(C.REG_SP, s.sp)
+        uc.reg_write(C.REG_PC, s.pc)
+        uc.reg_write(C.REG_NZCV, s.pstate & sigframe.PSTATE_NZCV_MASK)
+        uc.reg_write(C.REG_FPSR, s.fpsr)
+        uc.reg_write(C.REG_FPCR, s.fpcr)
+
+    @staticmethod
+    def on_altstack(t: Thread, sp: int) -> bool:
+        ss_sp, flags, size = t.altstack
+        return not flags & SS_DISABLE and ss_sp < sp <= ss_sp + size
+
+    def _setup_frame(self, t: Thread, info: S.SigInfo, act: S.SigAction) -> bool:
+        """setup_rt_frame(): push an rt_sigframe and enter the handler; False if the stack is bad."""
+        state = self.cpu_state()
+        sp = state.sp
+        ss_sp, ss_flags, ss_size = t.altstack
+        if act.flags & S.SA_ONSTACK and not ss_flags & SS_DISABLE and not self.on_altstack(t, sp):
+            sp = ss_sp + ss_size
+        on_stack = SS_ONSTACK if self.on_altstack(t, sp) else 0
+        record = (sp - 16) & ~15
+        frame_addr = (record - sigframe.FRAME_SIZE) & ~15
+        siginfo = info.pack(bool(act.flags & S.SA_EXPOSE_TAGBITS)) if act.flags & S.SA_SIGINFO else bytes(128)
+        fault_address = info.addr if info.addr is not None and info.esr else 0
+        altstack = (ss_sp, (ss_flags & ~SS_ONSTACK) | on_stack if not ss_flags & SS_DISABLE else ss_flags, ss_size)
+        frame_mask = t.sigmask if t.saved_sigmask is None else t.saved_sigmask
+        frame = sigframe.build(siginfo, state, frame_mask, altstack, fault_address, info.esr)
+        try:
+            t.proc.mem.write(frame_addr, frame)
+            t.proc.mem.write(record, state.x[29].to_bytes(8, "little") + state.pc.to_bytes(8, "little"))
+        except SyscallError:
+            return False
+        uc = self.cpu.uc
+        tramp = act.restorer if act.flags & S.SA_RESTORER else t.proc.mm.sigreturn_trampoline
+        regs = {C.X_REGS[0]: info.signo, C.X_REGS[29]: record, C.X_REGS[30]: tramp,
+                C.REG_SP: frame_addr, C.REG_PC: act.handler}
+        if act.flags & S.SA_SIGINFO:
+            regs[C.X_REGS[1]] = frame_addr
+            regs[C.X_REGS[2]] = frame_addr + sigframe.UC_OFF
+        for reg, value in regs.items():
+            uc.reg_write(reg, value)
+        if ss_flags & SS_AUTODISARM and on_stack:
+            t.altstack = (0, SS_DISABLE, 0)
+        return True
+
+    # -- process and thread exit -------------------------------------------------------------------
+    def exit_thread(self, t: Thread) -> None:
+        if t.state is State.DEAD:
+            return
+        if t.wait is not None:
+            t.wait.cancel()
+            t.wait = None
+        t.state = State.DEAD
+        if t.clear_child_tid and t.proc.wait_status is None:
+            try:
+                t.proc.mem.put_u32(t.clear_child_tid, 0)
+                self.futex.wake_address(t.proc, t.clear_child_tid, 1)
+            except SyscallError:
+                pass
+        if t in self.runq:
+            self.runq.remove(t)
+        self.threads.pop(t.tid, None)
+        if self.current is t:
+            self.current = None
+        if not t.proc.live_threads:
+            self._process_exited(t.proc)
+
+    def exit_process(self, proc: Process, code: int) -> None:
+        proc.wait_status = (code & 0xFF) << 8
+        for t in list(proc.live_threads):
+            self.exit_thread(t)
+
+    def kill_process(self, proc: Process, sig: int) -> None:
+        if proc.wait_status is None:
+            proc.wait_status = sig
+            proc.killed_by = sig
+        for t in list(proc.live_threads):
+            self.exit_thread(t)
+
+    def _process_exited(self, proc: Process) -> None:
+        proc.fds.close_all()
+        proc.mm.destroy()
+        if self._on_cpu_mm is proc.mm:
+            self._on_cpu_mm = None
+        if proc.vfork_parent is not None:
+            self._release_vfork(proc)
+        if proc is self.init:
+            self._init_exited(proc)
+        for child in proc.children:
+            child.parent = None
+        parent = proc.parent
+        if parent is None or parent.wait_status is not None:
+            self.procs.pop(proc.pid, None)
+            return
+        status = proc.wait_status
+        sig = status & 0x7F
+        code = S.CLD_KILLED if sig else S.CLD_EXITED
+        self.send_signal(parent, S.SigInfo(S.SIGCHLD, code, pid=proc.pid, uid=os.getuid(),
+                                           status=sig if sig else status >> 8))
+        if parent.action(S.SIGCHLD).handler == S.SIG_IGN or parent.action(S.SIGCHLD).flags & S.SA_NOCLDWAIT:
+            parent.children.remove(proc)       # auto-reaped, as Linux does
+            self.procs.pop(proc.pid, None)
+
+    def _release_vfork(self, proc: Process) -> None:
+        proc.vfork_parent = None
+
+    def _init_exited(self, proc: Process) -> None:
+        status = proc.wait_status
+        sig = status & 0x7F
+        if sig:
+            core = " (core dumped)" if S.default_dumps_core(sig) else ""
+            self.say(f"guest terminated by signal {sig} ({S.name(sig)}){core}")
+            raise GuestExit(128 + sig)
+        raise GuestExit(status >> 8)
+
+    def _shutdown(self) -> None:
+        for proc in list(self.procs.values()):
+            if proc.wait_status is None:
+                proc.wait_status = S.SIGKILL
+                proc.fds.close_all()
+                proc.mm.destroy()
+

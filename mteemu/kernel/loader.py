@@ -1,0 +1,235 @@
+"""Load a static arm64 ELF and build the initial stack, as Linux's binfmt_elf does.
+
+Supports ET_EXEC and static-PIE ET_DYN; a program with PT_INTERP (dynamically
+linked) is refused. Every structural problem becomes one ElfError line.
+"""
+from __future__ import annotations
+
+import io
+import os
+import struct
+from dataclasses import dataclass
+
+from mteemu.errors import ElfError, InputError
+from mteemu.kernel.mm.addrspace import TASK_SIZE, Mm, Pte
+from mteemu.kernel.mm.vma import PROT_EXEC, PROT_READ, PROT_WRITE, Vma
+from mteemu.kernel.sigframe import MINSIGSTKSZ
+from mteemu.machine.physmem import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
+
+EM_AARCH64 = 183
+ET_EXEC, ET_DYN = 2, 3
+PT_LOAD, PT_INTERP, PT_PHDR = 1, 3, 6
+PF_X, PF_W, PF_R = 1, 2, 4
+
+ELF_ET_DYN_BASE = (2 * TASK_SIZE // 3) & ~0xFFFF   # arm64: where static-PIE programs go
+STACK_SIZE = 8 << 20                             # RLIMIT_STACK
+MMAP_GAP = 128 << 20                             # mmap_base = STACK_TOP - gap (MIN_GAP)
+
+# AT_* auxiliary vector types
+AT_NULL, AT_PHDR, AT_PHENT, AT_PHNUM, AT_PAGESZ, AT_BASE, AT_FLAGS, AT_ENTRY = 0, 3, 4, 5, 6, 7, 8, 9
+AT_UID, AT_EUID, AT_GID, AT_EGID, AT_PLATFORM, AT_HWCAP, AT_CLKTCK = 11, 12, 13, 14, 15, 16, 17
+AT_SECURE, AT_RANDOM, AT_HWCAP2, AT_EXECFN, AT_MINSIGSTKSZ = 23, 25, 26, 31, 51
+
+# What the emulated CPU (Unicorn's "max" arm64 core) really implements. SVE is left out:
+# glibc would pick SVE string routines, and Unicorn's SVE at this level is untested.
+HWCAP = ((1 << 0) | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7)  # FP ASIMD AES PMULL SHA1 SHA2 CRC32
+         | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 12) | (1 << 15) | (1 << 16)    # ATOMICS FPHP ASIMDHP RDM LRCPC DCPOP
+         | (1 << 20))                                                            # ASIMDDP
+HWCAP2_MTE = 1 << 18
+HWCAP2 = HWCAP2_MTE
+
+_MACHINES = {3: "x86 (i386)", 62: "x86-64", 40: "32-bit Arm", 243: "RISC-V", 8: "MIPS", 20: "PowerPC",
+             21: "PowerPC64", 22: "s390"}
+
+
+@dataclass(frozen=True)
+class Segment:
+    vaddr: int
+    memsz: int
+    offset: int
+    filesz: int
+    flags: int
+
+
+@dataclass(frozen=True)
+class ElfImage:
+    path: str
+    data: bytes
+    etype: int
+    entry: int
+    phoff: int
+    phnum: int
+    segments: tuple[Segment, ...]
+    phdr_vaddr: int | None
+
+
+def read_program(path: str) -> ElfImage:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a program") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read: {e.strerror}") from None
+    return parse_elf(path, data)
+
+
+def parse_elf(path: str, data: bytes) -> ElfImage:
+    if data[:4] != b"\x7fELF":
+        raise ElfError(f"{path}: not an ELF file")
+    if len(data) < 64:
+        raise ElfError(f"{path}: truncated ELF header")
+    if data[4] != 2:
+        raise ElfError(f"{path}: a 32-bit ELF; mteemu runs 64-bit arm64 (aarch64) programs")
+    if data[5] != 1:
+        raise ElfError(f"{path}: a big-endian ELF; mteemu runs little-endian arm64 programs")
+    from elftools.common.exceptions import ELFError as PyElfError
+    from elftools.elf.elffile import ELFFile
+
+    try:
+        elf = ELFFile(io.BytesIO(data))
+        machine = elf["e_machine"]
+        mnum = elf.header.e_machine if isinstance(machine, int) else struct.unpack_from("<H", data, 18)[0]
+        if mnum != EM_AARCH64:
+            what = _MACHINES.get(mnum, f"machine {mnum}")
+            raise ElfError(f"{path}: an {what} ELF; mteemu runs arm64 (aarch64) programs")
+        etype = struct.unpack_from("<H", data, 16)[0]
+        if etype not in (ET_EXEC, ET_DYN):
+            raise ElfError(f"{path}: not an executable (ELF type {etype})")
+        if elf["e_phentsize"] != 56:
+            raise ElfError(f"{path}: bad program header size {elf['e_phentsize']}")
+        phoff, phnum = elf["e_phoff"], elf["e_phnum"]
+        if phnum == 0 or phnum > 1024 or phoff + 56 * phnum > len(data):
+            raise ElfError(f"{path}: program headers lie outside the file")
+        segments = []
+        phdr_vaddr = None
+        for i in range(phnum):
+            ph = elf.get_segment(i).header
+            ptype = ph.p_type if isinstance(ph.p_type, int) else struct.unpack_from("<I", data, phoff + 56 * i)[0]
+            if ptype == PT_INTERP:
+                interp = data[ph.p_offset:ph.p_offset + ph.p_filesz].rstrip(b"\0").decode(errors="replace")
+                raise ElfError(f"{path}: dynamically linked (interpreter {interp}); "
+                               "mteemu runs static programs: link with -static")
+            if ptype == PT_PHDR:
+                phdr_vaddr = ph.p_vaddr
+            if ptype != PT_LOAD:
+                continue
+            seg = Segment(ph.p_vaddr, ph.p_memsz, ph.p_offset, ph.p_filesz, ph.p_flags)
+            _check_segment(path, seg, len(data))
+            segments.append(seg)
+        entry = elf["e_entry"]
+    except ElfError:
+        raise
+    except (PyElfError, struct.error, ValueError, KeyError, IndexError, AssertionError, OverflowError) as e:
+        raise ElfError(f"{path}: malformed ELF file ({e.__class__.__name__}: {e})") from None
+    if not segments:
+        raise ElfError(f"{path}: no loadable segments")
+    segments.sort(key=lambda s: s.vaddr)
+    for a, b in zip(segments, segments[1:]):
+        if a.vaddr + a.memsz > b.vaddr:
+            raise ElfError(f"{path}: overlapping segments at {b.vaddr:#x}")
+    if not any(s.vaddr <= entry < s.vaddr + s.memsz and s.flags & PF_X for s in segments):
+        raise ElfError(f"{path}: entry point {entry:#x} is not in an executable segment")
+    return ElfImage(path, data, etype, entry, phoff, phnum, tuple(segments), phdr_vaddr)
+
+
+def _check_segment(path: str, s: Segment, size: int) -> None:
+    if s.offset + s.filesz > size:
+        raise ElfError(f"{path}: segment at {s.vaddr:#x} extends past the end of the file")
+    if s.filesz > s.memsz:
+        raise ElfError(f"{path}: segment at {s.vaddr:#x} has file size larger than memory size")
+    if s.vaddr % PAGE_SIZE != s.offset % PAGE_SIZE:
+        raise ElfError(f"{path}: segment at {s.vaddr:#x} is misaligned with its file offset")
+    if s.vaddr + s.memsz > TASK_SIZE // 2 or s.memsz > (1 << 34):
+        raise ElfError(f"{path}: segment at {s.vaddr:#x} does not fit in the user address space")
+
+
+def _prot(flags: int) -> int:
+    return (PROT_READ if flags & PF_R else 0) | (PROT_WRITE if flags & PF_W else 0) | \
+           (PROT_EXEC if flags & PF_X else 0)
+
+
+def poke(mm: Mm, addr: int, data: bytes) -> None:
+    """Write into a process's memory ignoring protections (the kernel filling in pages)."""
+    pos = 0
+    while pos < len(data):
+        vpn = (addr + pos) >> PAGE_SHIFT
+        off = (addr + pos) & (PAGE_SIZE - 1)
+        n = min(len(data) - pos, PAGE_SIZE - off)
+        pte = mm.ptes.get(vpn)
+        if pte is None:
+            pte = mm.ptes[vpn] = Pte(mm.alloc.alloc(), False)
+        mm.physmem.page(pte.pfn)[off:off + n] = data[pos:pos + n]
+        pos += n
+
+
+@dataclass
+class LoadedProgram:
+    entry: int
+    sp: int
+    brk: int
+
+
+def load(mm: Mm, image: ElfImage, argv: list[bytes], envp: list[bytes], execfn: bytes,
+         random_bytes: bytes) -> LoadedProgram:
+    bias = 0
+    if image.etype == ET_DYN:
+        bias = ELF_ET_DYN_BASE - (image.segments[0].vaddr & PAGE_MASK)
+    end = 0
+    for s in image.segments:
+        start = (bias + s.vaddr) & PAGE_MASK
+        stop = (bias + s.vaddr + s.memsz + PAGE_SIZE - 1) & PAGE_MASK
+        prot = _prot(s.flags)
+        for vma in mm.vmas.overlapping(start, stop):   # segments sharing a page
+            mm.protect(vma.start, vma.end, vma.prot | prot)
+            start = max(start, vma.end)
+        if start < stop:
+            mm.map(Vma(start, stop, prot, name=image.path))
+        poke(mm, bias + s.vaddr, image.data[s.offset:s.offset + s.filesz])
+        end = max(end, bias + s.vaddr + s.memsz)
+    brk = (end + PAGE_SIZE - 1) & PAGE_MASK
+    mm.brk_start = mm.brk = brk
+
+    stack_top = TASK_SIZE
+    mm.stack_top = stack_top
+    mm.map(Vma(stack_top - STACK_SIZE, stack_top, PROT_READ | PROT_WRITE, name="[stack]", growsdown=True))
+    mm.mmap_base = stack_top - MMAP_GAP
+
+    if image.phdr_vaddr is not None:
+        phdr = bias + image.phdr_vaddr
+    else:
+        phdr = next((bias + s.vaddr + image.phoff - s.offset for s in image.segments
+                     if s.offset <= image.phoff < s.offset + s.filesz), 0)
+
+    # Strings at the top: execfn, then envp and argv strings (create_elf_tables order).
+    p = stack_top - 8
+    blob_strings = []
+
+    def push(data: bytes) -> int:
+        nonlocal p
+        p -= len(data)
+        blob_strings.append((p, data))
+        return p
+
+    execfn_addr = push(execfn + b"\0")
+    env_addrs = [push(e + b"\0") for e in reversed(envp)][::-1]
+    arg_addrs = [push(a + b"\0") for a in reversed(argv)][::-1]
+    platform_addr = push(b"aarch64\0")
+    p &= ~15
+    random_addr = push(random_bytes[:16])
+    p &= ~15
+    aux = [(AT_MINSIGSTKSZ, MINSIGSTKSZ), (AT_HWCAP, HWCAP), (AT_PAGESZ, PAGE_SIZE), (AT_CLKTCK, 100),
+           (AT_PHDR, phdr), (AT_PHENT, 56), (AT_PHNUM, image.phnum), (AT_BASE, 0), (AT_FLAGS, 0),
+           (AT_ENTRY, bias + image.entry), (AT_UID, os.getuid()), (AT_EUID, os.geteuid()),
+           (AT_GID, os.getgid()), (AT_EGID, os.getegid()), (AT_SECURE, 0), (AT_RANDOM, random_addr),
+           (AT_HWCAP2, HWCAP2), (AT_EXECFN, execfn_addr), (AT_PLATFORM, platform_addr), (AT_NULL, 0)]
+    words = [len(argv)] + arg_addrs + [0] + env_addrs + [0] + [v for kv in aux for v in kv]
+    sp = (p - 8 * len(words)) & ~15
+    if stack_top - sp > STACK_SIZE // 4:
+        raise InputError("arguments and environment are too large for the stack")
+    for addr, data in blob_strings:
+        poke(mm, addr, data)
+    poke(mm, sp, struct.pack(f"<{len(words)}Q", *words))
+    return LoadedProgram(entry=bias + image.entry, sp=sp, brk=brk)

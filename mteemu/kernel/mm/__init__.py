@@ -1,0 +1,1 @@
+"""The memory manager: physical pages, address spaces, page faults."""

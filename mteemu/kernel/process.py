@@ -1,0 +1,80 @@
+"""Processes and threads (Linux's task_struct, split the way Linux shares it)."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from mteemu.kernel.files import FdTable
+from mteemu.kernel.mm.addrspace import Mm
+from mteemu.kernel.signals import Pending, SigAction
+from mteemu.kernel.uaccess import UserMemory
+
+SS_ONSTACK, SS_DISABLE, SS_AUTODISARM = 1, 2, 1 << 31
+
+
+class State(enum.Enum):
+    RUNNABLE = "runnable"
+    BLOCKED = "blocked"
+    DEAD = "dead"
+
+
+@dataclass
+class Wait:
+    """A syscall that cannot finish yet. poll() returns its result once it can."""
+
+    poll: Callable[[], Optional[int]]
+    deadline: Optional[float] = None      # time.monotonic() at which it gives up
+    on_timeout: Callable[[], int] = lambda: 0
+    cancel: Callable[[], None] = lambda: None   # undo side effects (e.g. leave a futex queue)
+    restartable: bool = True              # SA_RESTART may re-issue the syscall
+    interrupted: Callable[[], int] = lambda: -4  # result when a signal interrupts it (-EINTR)
+
+
+@dataclass(eq=False)
+class Thread:
+    tid: int
+    proc: "Process"
+    ctx: object = None                    # saved registers (UcContext) while not on the CPU
+    set_regs: dict[int, int] = field(default_factory=dict)   # applied when next put on the CPU
+    sigmask: int = 0
+    saved_sigmask: Optional[int] = None    # rt_sigsuspend's mask to restore after the handler
+    pending: Pending = field(default_factory=Pending)
+    altstack: tuple[int, int, int] = (0, SS_DISABLE, 0)      # ss_sp, ss_flags, ss_size
+    clear_child_tid: int = 0
+    robust_list: tuple[int, int] = (0, 0)
+    rseq: int = 0
+    state: State = State.RUNNABLE
+    wait: Optional[Wait] = None
+    name: bytes = b""
+
+
+@dataclass(eq=False)
+class Process:
+    pid: int
+    parent: Optional["Process"]
+    mm: Mm
+    fds: FdTable
+    cwd: str
+    exe: str
+    mem: UserMemory = None                # type: ignore[assignment]
+    actions: dict[int, SigAction] = field(default_factory=dict)
+    pending: Pending = field(default_factory=Pending)
+    threads: list[Thread] = field(default_factory=list)
+    children: list["Process"] = field(default_factory=list)
+    wait_status: Optional[int] = None     # set when it has exited (a zombie until reaped)
+    umask: int = 0o022
+    pgid: int = 0
+    sid: int = 0
+    vfork_parent: Optional[Thread] = None  # released when this child exits
+
+    def __post_init__(self) -> None:
+        if self.mem is None:
+            self.mem = UserMemory(self.mm)
+
+    def action(self, sig: int) -> SigAction:
+        return self.actions.get(sig) or SigAction()
+
+    @property
+    def live_threads(self) -> list[Thread]:
+        return [t for t in self.threads if t.state is not State.DEAD]

@@ -1,0 +1,127 @@
+"""The system call table: number -> handler, dispatch, --strace and ENOSYS reporting.
+
+Handlers live in one module per area (fs, mm, signal, process, time, misc) and are
+registered with @syscall("name"). A handler gets the kernel, the calling thread and
+as many raw 64-bit arguments as it declares; it returns the result, a Wait when the
+call must block, or NORETURN when it has set the registers itself (rt_sigreturn,
+exit). Errors are raised as SyscallError(errno) and returned as -errno.
+"""
+from __future__ import annotations
+
+import errno
+import inspect
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from mteemu.kernel.process import Thread, Wait
+from mteemu.kernel.syscalls.numbers import SYSCALL_NAMES, SYSCALL_NUMBERS
+from mteemu.kernel.uaccess import SyscallError
+
+if TYPE_CHECKING:
+    from mteemu.kernel.kernel import Kernel
+
+NORETURN = object()
+MASK64 = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class Handler:
+    name: str
+    fn: Callable
+    nargs: int
+    strings: tuple[int, ...]     # argument positions that are C strings (for --strace)
+
+
+_HANDLERS: dict[int, Handler] = {}
+
+
+def syscall(name: str, strings: tuple[int, ...] = ()) -> Callable:
+    def register(fn: Callable) -> Callable:
+        nargs = len(inspect.signature(fn).parameters) - 2
+        _HANDLERS[SYSCALL_NUMBERS[name]] = Handler(name, fn, nargs, strings)
+        return fn
+    return register
+
+
+def s32(v: int) -> int:
+    v &= 0xFFFF_FFFF
+    return v - (1 << 32) if v & (1 << 31) else v
+
+
+def s64(v: int) -> int:
+    return v - (1 << 64) if v & (1 << 63) else v
+
+
+class SyscallTable:
+    def __init__(self, kernel: "Kernel") -> None:
+        # Importing the area modules registers their handlers.
+        from mteemu.kernel.syscalls import fs, misc, mm, process, signal, time  # noqa: F401
+        self.kernel = kernel
+        self.handlers = _HANDLERS
+        self.warned: set[int] = set()
+
+    def dispatch(self, t: Thread) -> None:
+        k = self.kernel
+        nr, *args = k.cpu.syscall_args()
+        h = self.handlers.get(nr)
+        if h is None:
+            result = -errno.ENOSYS
+            if nr not in self.warned:
+                self.warned.add(nr)
+                k.say(f"unimplemented syscall {SYSCALL_NAMES.get(nr, '?')} ({nr}): returning ENOSYS")
+        else:
+            try:
+                result = h.fn(k, t, *args[:h.nargs])
+            except SyscallError as e:
+                result = -e.errno
+        if k.options.strace:
+            self._trace(t, nr, h, args, result)
+        if result is NORETURN:
+            return
+        if isinstance(result, Wait):
+            k.block(t, result)
+            return
+        k.cpu.set_x(0, result)
+
+    def _trace(self, t: Thread, nr: int, h: "Handler | None", args: list[int], result: object) -> None:
+        name = h.name if h else SYSCALL_NAMES.get(nr, f"syscall_{nr}")
+        shown = []
+        for i, a in enumerate(args[:h.nargs if h else 6]):
+            if h and i in h.strings:
+                try:
+                    shown.append(repr(t.proc.mem.read_cstr(a, 256).decode(errors="replace")).replace("'", '"'))
+                    continue
+                except SyscallError:
+                    pass
+            sa = s64(a)
+            shown.append(str(sa) if -4096 < sa < 65536 else hex(a))
+        if result is NORETURN:
+            res = "?"
+        elif isinstance(result, Wait):
+            res = "? <blocked>"
+        else:
+            r = s64(result & MASK64)
+            res = f"-1 {errno.errorcode.get(-r, -r)} ({os.strerror(-r)})" if -4096 < r < 0 else \
+                (str(r) if r < 65536 else hex(r))
+        k = self.kernel
+        k.diag.write(f"[{t.tid}] {name}({', '.join(shown)}) = {res}\n")
+        k.diag.flush()
+
+
+def blocking(attempt: Callable[[], int], would: type[Exception], **wait_args) -> "int | Wait":
+    """Run attempt(); if it would block, return a Wait that retries it until it can finish."""
+    try:
+        return attempt()
+    except would:
+        pass
+
+    def poll() -> "int | None":
+        try:
+            return attempt()
+        except would:
+            return None
+        except SyscallError as e:
+            return -e.errno
+
+    return Wait(poll=poll, **wait_args)

@@ -1,0 +1,56 @@
+"""Miscellaneous syscalls: uname, getrandom, sysinfo, and privileged operations refused."""
+from __future__ import annotations
+
+import errno
+import struct
+import time
+from typing import TYPE_CHECKING
+
+from mteemu.kernel.process import Thread
+from mteemu.kernel.syscalls import syscall
+from mteemu.kernel.uaccess import SyscallError
+
+if TYPE_CHECKING:
+    from mteemu.kernel.kernel import Kernel
+
+UTS = (b"Linux", b"mteemu", b"6.8.0-mteemu", b"#1 SMP PREEMPT mteemu", b"aarch64", b"(none)")
+GRND_NONBLOCK, GRND_RANDOM, GRND_INSECURE = 1, 2, 4
+
+
+@syscall("uname")
+def sys_uname(k: "Kernel", t: Thread, buf: int) -> int:
+    t.proc.mem.write(buf, b"".join(f.ljust(65, b"\0") for f in UTS))
+    return 0
+
+
+@syscall("getrandom")
+def sys_getrandom(k: "Kernel", t: Thread, buf: int, count: int, flags: int) -> int:
+    if flags & ~(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE) or (flags & GRND_RANDOM and flags & GRND_INSECURE):
+        raise SyscallError(errno.EINVAL)
+    count = min(count, 0x1FF_FFFF)
+    # Deterministic under --seed: the same run gives the same "random" bytes.
+    t.proc.mem.write(buf, k.rng.randbytes(count))
+    return count
+
+
+@syscall("sysinfo")
+def sys_sysinfo(k: "Kernel", t: Thread, info: int) -> int:
+    total = k.alloc.total_pages * 4096
+    free = k.alloc.free_pages * 4096
+    uptime = int(time.monotonic() - k.start_time)
+    procs = sum(len(p.live_threads) for p in k.procs.values())
+    data = struct.pack("<q3QQQQQQQH2xQQI", uptime, 0, 0, 0, total, free, 0, 0, 0, 0, procs, 0, 0, 1)
+    t.proc.mem.write(info, data.ljust(112, b"\0"))
+    return 0
+
+
+def _eperm(*_args: object) -> int:
+    raise SyscallError(errno.EPERM)
+
+
+# Privileged operations never reach the host, even when mteemu runs as root.
+for _name in ("settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "mount", "umount2", "reboot",
+              "swapon", "swapoff", "sethostname", "setdomainname", "chroot", "init_module",
+              "finit_module", "delete_module", "pivot_root", "kexec_load", "acct", "setns", "unshare",
+              "setgroups", "syslog", "quotactl", "vhangup", "setpriority"):
+    syscall(_name)(lambda k, t: _eperm())

@@ -1,0 +1,268 @@
+"""Memory syscalls: brk, mmap and friends (mm/mmap.c, mm/mprotect.c, mm/mremap.c)."""
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from mteemu.kernel.files import HostFile, MemFd
+from mteemu.kernel.mm.addrspace import TASK_SIZE, untag
+from mteemu.kernel.mm.shared import SharedObject
+from mteemu.kernel.mm.vma import PROT_EXEC, PROT_READ, PROT_WRITE, Vma
+from mteemu.kernel.process import Thread
+from mteemu.kernel.syscalls import s32, s64, syscall
+from mteemu.kernel.uaccess import SyscallError
+from mteemu.machine.physmem import PAGE_MASK, PAGE_SIZE
+
+if TYPE_CHECKING:
+    from mteemu.kernel.kernel import Kernel
+
+PROT_BTI, PROT_MTE = 0x10, 0x20
+PROT_KNOWN = PROT_READ | PROT_WRITE | PROT_EXEC | PROT_BTI
+MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE = 0x1, 0x2, 0x3
+MAP_FIXED, MAP_ANONYMOUS, MAP_GROWSDOWN, MAP_NORESERVE = 0x10, 0x20, 0x100, 0x4000
+MAP_POPULATE, MAP_FIXED_NOREPLACE = 0x8000, 0x100000
+MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP = 1, 2, 4
+
+
+def page_up(n: int) -> int:
+    return (n + PAGE_SIZE - 1) & PAGE_MASK
+
+
+def _overcommit_check(k: "Kernel", length: int) -> None:
+    # Heuristic overcommit (vm.overcommit_memory=0): one mapping larger than all of
+    # RAM can never be backed, so Linux refuses it with ENOMEM up front.
+    if length > k.alloc.total_pages * PAGE_SIZE:
+        raise SyscallError(errno.ENOMEM)
+
+
+@syscall("brk")
+def sys_brk(k: "Kernel", t: Thread, addr: int) -> int:
+    mm = t.proc.mm
+    new = addr
+    if new < mm.brk_start:
+        return mm.brk
+    old_top, new_top = page_up(mm.brk), page_up(new)
+    if new_top > old_top:
+        if not mm.vmas.is_free(old_top, new_top) or new_top - mm.brk_start > k.alloc.total_pages * PAGE_SIZE:
+            return mm.brk
+        heap = mm.vmas.find(old_top - 1) if old_top > mm.brk_start else None
+        if heap is not None and heap.name == "[heap]":
+            heap.end = new_top
+        else:
+            mm.map(Vma(old_top, new_top, PROT_READ | PROT_WRITE, name="[heap]"))
+    elif new_top < old_top:
+        mm.unmap(new_top, old_top)
+    mm.brk = new
+    return mm.brk
+
+
+@syscall("mmap")
+def sys_mmap(k: "Kernel", t: Thread, addr: int, length: int, prot: int, flags: int, fd: int, off: int) -> int:
+    mm = t.proc.mm
+    flags &= 0xFFFF_FFFF
+    prot &= 0xFFFF_FFFF
+    if prot & ~(PROT_KNOWN | PROT_MTE):
+        raise SyscallError(errno.EINVAL)
+    if prot & PROT_MTE:
+        raise SyscallError(errno.EINVAL)   # PROT_MTE arrives with the MTE model
+    if not length:
+        raise SyscallError(errno.EINVAL)
+    length = page_up(length)
+    if length == 0 or length > TASK_SIZE:
+        raise SyscallError(errno.ENOMEM)
+    if off & (PAGE_SIZE - 1):
+        raise SyscallError(errno.EINVAL)
+    kind = flags & 0x3
+    if kind not in (MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE):
+        raise SyscallError(errno.EINVAL)
+    shared = kind != MAP_PRIVATE
+    addr = untag(addr)
+    fixed = bool(flags & (MAP_FIXED | MAP_FIXED_NOREPLACE))
+    if fixed:
+        if addr & (PAGE_SIZE - 1) or addr + length > TASK_SIZE:
+            raise SyscallError(errno.EINVAL)
+        if flags & MAP_FIXED_NOREPLACE and not flags & MAP_FIXED and not mm.vmas.is_free(addr, addr + length):
+            raise SyscallError(errno.EEXIST)
+    obj = None
+    name = ""
+    if flags & MAP_ANONYMOUS:
+        if shared:
+            obj = SharedObject(k.alloc, "/dev/zero (deleted)", size=length)
+        name = ""
+    else:
+        f = t.proc.fds.get(s32(fd))
+        if isinstance(f, MemFd):
+            obj = f.obj
+        elif isinstance(f, HostFile) and not f.is_dir:
+            if not f.readable() or (shared and prot & PROT_WRITE and not f.writable()):
+                raise SyscallError(errno.EACCES)
+            obj = k.pagecache.object_for(f, want_write=shared and bool(prot & PROT_WRITE))
+        else:
+            raise SyscallError(errno.ENODEV if isinstance(f, HostFile) or f.kind == "pipe" else errno.EACCES)
+        name = f.path()
+    if not shared and prot & PROT_WRITE and not flags & MAP_NORESERVE:
+        _overcommit_check(k, length)
+    if not fixed:
+        found = mm.get_unmapped_area(length, addr)
+        if found is None:
+            raise SyscallError(errno.ENOMEM)
+        addr = found
+    vma = Vma(addr, addr + length, prot & (PROT_READ | PROT_WRITE | PROT_EXEC), shared=shared, obj=obj,
+              pgoff=off // PAGE_SIZE, name=name)
+    mm.map(vma)
+    if flags & MAP_POPULATE:
+        for page in range(addr, addr + length, PAGE_SIZE):
+            mm.fault(page, 16)
+    return addr
+
+
+def _range(addr: int, length: int) -> tuple[int, int]:
+    addr = untag(addr)
+    if addr & (PAGE_SIZE - 1):
+        raise SyscallError(errno.EINVAL)
+    end = addr + page_up(length)
+    if end > TASK_SIZE or end < addr:
+        raise SyscallError(errno.EINVAL)
+    return addr, end
+
+
+@syscall("munmap")
+def sys_munmap(k: "Kernel", t: Thread, addr: int, length: int) -> int:
+    if not length:
+        raise SyscallError(errno.EINVAL)
+    start, end = _range(addr, length)
+    t.proc.mm.unmap(start, end)
+    return 0
+
+
+def _covered(mm, start: int, end: int) -> list[Vma]:  # noqa: ANN001
+    vmas = mm.vmas.overlapping(start, end)
+    pos = start
+    for v in vmas:
+        if v.start > pos:
+            raise SyscallError(errno.ENOMEM)
+        pos = v.end
+    if pos < end:
+        raise SyscallError(errno.ENOMEM)
+    return vmas
+
+
+@syscall("mprotect")
+def sys_mprotect(k: "Kernel", t: Thread, addr: int, length: int, prot: int) -> int:
+    start, end = _range(addr, length)
+    prot &= 0xFFFF_FFFF
+    if prot & ~(PROT_KNOWN | PROT_MTE | 0x0100_0000 | 0x0200_0000):   # GROWSDOWN/GROWSUP
+        raise SyscallError(errno.EINVAL)
+    if prot & PROT_MTE:
+        raise SyscallError(errno.EINVAL)   # PROT_MTE arrives with the MTE model
+    if start == end:
+        return 0
+    mm = t.proc.mm
+    for v in _covered(mm, start, end):
+        if v.shared and v.obj is not None and v.obj.host_fd is not None and prot & PROT_WRITE:
+            pass   # writability of the file was checked at mmap time for shared mappings
+    mm.protect(start, end, prot & (PROT_READ | PROT_WRITE | PROT_EXEC))
+    return 0
+
+
+@syscall("mremap")
+def sys_mremap(k: "Kernel", t: Thread, old: int, old_len: int, new_len: int, flags: int, new_addr: int) -> int:
+    mm = t.proc.mm
+    old = untag(old)
+    if old & (PAGE_SIZE - 1) or flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP):
+        raise SyscallError(errno.EINVAL)
+    if flags & MREMAP_FIXED and not flags & MREMAP_MAYMOVE:
+        raise SyscallError(errno.EINVAL)
+    old_len, new_len = page_up(old_len), page_up(new_len)
+    if not new_len:
+        raise SyscallError(errno.EINVAL)
+    vma = mm.vmas.find(old)
+    if vma is None or old + old_len > vma.end:
+        raise SyscallError(errno.EFAULT)
+    if flags & MREMAP_DONTUNMAP:
+        raise SyscallError(errno.EINVAL)
+    if flags & MREMAP_FIXED:
+        new_addr = untag(new_addr)
+        if new_addr & (PAGE_SIZE - 1) or new_addr + new_len > TASK_SIZE:
+            raise SyscallError(errno.EINVAL)
+        if new_addr < old + old_len and old < new_addr + new_len:
+            raise SyscallError(errno.EINVAL)
+        mm.move(old, old + min(old_len, new_len), new_addr)
+        if new_len > old_len:
+            mm.map(Vma(new_addr + old_len, new_addr + new_len, vma.prot, vma.shared, vma.obj,
+                       vma.page_index(old) + old_len // PAGE_SIZE, vma.name))
+        if old_len > new_len:
+            mm.unmap(old + new_len, old + old_len)
+        return new_addr
+    if new_len <= old_len:
+        mm.unmap(old + new_len, old + old_len)
+        return old
+    if old + old_len == vma.end and mm.vmas.is_free(old + old_len, old + new_len) and old + new_len <= TASK_SIZE:
+        vma.end = old + new_len        # grow in place
+        return old
+    if not flags & MREMAP_MAYMOVE:
+        raise SyscallError(errno.ENOMEM)
+    dest = mm.get_unmapped_area(new_len)
+    if dest is None:
+        raise SyscallError(errno.ENOMEM)
+    mm.move(old, old + old_len, dest)
+    moved = mm.vmas.find(dest)
+    moved.end = dest + new_len if moved.end == dest + old_len else moved.end
+    return dest
+
+
+MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED = 0, 1, 2, 3, 4
+MADV_FREE, MADV_REMOVE = 8, 9
+_MADV_ACCEPTED = {0, 1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 100, 101}
+
+
+@syscall("madvise")
+def sys_madvise(k: "Kernel", t: Thread, addr: int, length: int, advice: int) -> int:
+    start, end = _range(addr, length)
+    advice = s32(advice)
+    if advice in (MADV_DONTNEED, MADV_FREE, MADV_REMOVE):
+        mm = t.proc.mm
+        _covered(mm, start, end)
+        # MADV_FREE may drop the pages lazily; dropping them now is one valid outcome.
+        mm.discard(start, end)
+        return 0
+    if advice in _MADV_ACCEPTED:
+        _covered(t.proc.mm, start, end)
+        return 0
+    raise SyscallError(errno.EINVAL)
+
+
+@syscall("msync")
+def sys_msync(k: "Kernel", t: Thread, addr: int, length: int, flags: int) -> int:
+    start, end = _range(addr, length)
+    if flags & ~7 or (flags & 1 and flags & 4):
+        raise SyscallError(errno.EINVAL)
+    for v in _covered(t.proc.mm, start, end):
+        if v.shared and v.obj is not None:
+            v.obj.writeback(v.page_index(max(start, v.start)), v.page_index(min(end, v.end) - 1))
+    return 0
+
+
+def _ok_if_mapped(t: Thread, addr: int, length: int) -> int:
+    start, end = _range(addr & PAGE_MASK, length + (addr & (PAGE_SIZE - 1)))
+    _covered(t.proc.mm, start, end)
+    return 0
+
+
+@syscall("mlock")
+def sys_mlock(k: "Kernel", t: Thread, addr: int, length: int) -> int:
+    return _ok_if_mapped(t, addr, length)
+
+
+@syscall("munlock")
+def sys_munlock(k: "Kernel", t: Thread, addr: int, length: int) -> int:
+    return _ok_if_mapped(t, addr, length)
+
+
+@syscall("mincore")
+def sys_mincore(k: "Kernel", t: Thread, addr: int, length: int, vec: int) -> int:
+    start, end = _range(addr, length)
+    mm = t.proc.mm
+    _covered(mm, start, end)
+    t.proc.mem.write(vec, bytes(int((p >> 12) in mm.ptes) for p in range(start, end, PAGE_SIZE)))
+    return 0

@@ -1,0 +1,125 @@
+"""copy_from_user / copy_to_user: the kernel's view of a process's memory.
+
+Accesses go through the same fault handler as the CPU, so a syscall buffer in
+not-yet-touched memory is paged in, copy-on-write is broken by kernel writes, and a
+bad pointer becomes EFAULT (never a signal), as in Linux.
+"""
+from __future__ import annotations
+
+import errno
+import struct
+
+from mteemu.kernel.mm.addrspace import TOP_BYTE_MASK, Mm
+from mteemu.machine.cpu import ACCESS_READ, ACCESS_WRITE
+from mteemu.machine.physmem import PAGE_SHIFT, PAGE_SIZE
+
+
+class SyscallError(Exception):
+    """A syscall fails with -errno."""
+
+    def __init__(self, err: int) -> None:
+        super().__init__(errno.errorcode.get(err, str(err)))
+        self.errno = err
+
+
+def efault() -> SyscallError:
+    return SyscallError(errno.EFAULT)
+
+
+class UserMemory:
+    """A process's memory as seen from a syscall."""
+
+    def __init__(self, mm: Mm) -> None:
+        self.mm = mm
+        # PR_TAGGED_ADDR_ENABLE: without it, a pointer with a non-zero top byte is not
+        # a user address (access_ok fails), as Linux's tagged address ABI says.
+        self.tagged_addr_abi = False
+
+    def _untag(self, addr: int) -> int:
+        if addr >> 56 and not self.tagged_addr_abi:
+            raise efault()
+        return addr & TOP_BYTE_MASK
+
+    def _page(self, addr: int, access: int) -> memoryview:
+        res = self.mm.fault(addr, access)
+        if isinstance(res, int):
+            raise efault()
+        return self.mm.physmem.page(res[0] >> PAGE_SHIFT)
+
+    def read(self, addr: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        addr = self._untag(addr)
+        out = bytearray()
+        while length > 0:
+            off = addr & (PAGE_SIZE - 1)
+            n = min(length, PAGE_SIZE - off)
+            out += self._page(addr, ACCESS_READ)[off:off + n]
+            addr += n
+            length -= n
+        return bytes(out)
+
+    def write(self, addr: int, data: bytes) -> None:
+        addr = self._untag(addr)
+        pos = 0
+        while pos < len(data):
+            off = addr & (PAGE_SIZE - 1)
+            n = min(len(data) - pos, PAGE_SIZE - off)
+            self._page(addr, ACCESS_WRITE)[off:off + n] = data[pos:pos + n]
+            addr += n
+            pos += n
+
+    def check(self, addr: int, length: int, write: bool) -> None:
+        """Fault in [addr, addr+length) without copying (access_ok + fault-in)."""
+        addr = self._untag(addr)
+        end = addr + length
+        page = addr & ~(PAGE_SIZE - 1)
+        while page < end:
+            self._page(page, ACCESS_WRITE if write else ACCESS_READ)
+            page += PAGE_SIZE
+
+    def read_cstr(self, addr: int, limit: int = 4096) -> bytes:
+        """A NUL-terminated string (strncpy_from_user); ENAMETOOLONG past limit."""
+        addr = self._untag(addr)
+        out = bytearray()
+        while len(out) < limit:
+            off = addr & (PAGE_SIZE - 1)
+            chunk = bytes(self._page(addr, ACCESS_READ)[off:])
+            nul = chunk.find(b"\0")
+            if nul >= 0:
+                out += chunk[:nul]
+                if len(out) >= limit:
+                    break
+                return bytes(out)
+            out += chunk
+            addr += len(chunk)
+        raise SyscallError(errno.ENAMETOOLONG)
+
+    def read_struct(self, fmt: str, addr: int) -> tuple:
+        return struct.unpack(fmt, self.read(addr, struct.calcsize(fmt)))
+
+    def write_struct(self, fmt: str, addr: int, *values: int) -> None:
+        self.write(addr, struct.pack(fmt, *values))
+
+    def u32(self, addr: int) -> int:
+        return int.from_bytes(self.read(addr, 4), "little")
+
+    def u64(self, addr: int) -> int:
+        return int.from_bytes(self.read(addr, 8), "little")
+
+    def put_u32(self, addr: int, value: int) -> None:
+        self.write(addr, (value & 0xFFFF_FFFF).to_bytes(4, "little"))
+
+    def put_u64(self, addr: int, value: int) -> None:
+        self.write(addr, (value & ((1 << 64) - 1)).to_bytes(8, "little"))
+
+    def read_ptr_array(self, addr: int, limit: int = 1 << 16) -> list[int]:
+        """A NULL-terminated array of pointers (argv, envp)."""
+        out = []
+        while True:
+            p = self.u64(addr + 8 * len(out))
+            if p == 0:
+                return out
+            out.append(p)
+            if len(out) > limit:
+                raise SyscallError(errno.E2BIG)
