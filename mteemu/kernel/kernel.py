@@ -137,7 +137,10 @@ class Kernel:
 
     # -- the CPU's callbacks -----------------------------------------------------------------
     def _translate(self, vaddr: int, access: int) -> Optional[tuple[int, int]]:
-        res = self.current.proc.mm.fault(vaddr, access)
+        t = self.current
+        if t is None or t.state is not State.RUNNABLE:
+            return None    # the thread left the CPU (exit, block); Unicorn is winding down
+        res = t.proc.mm.fault(vaddr, access)
         if isinstance(res, int):
             self._fault_code = res
             return None

@@ -39,6 +39,7 @@ ACCESS_NAMES = {ACCESS_READ: "READ", ACCESS_WRITE: "WRITE", ACCESS_FETCH: "FETCH
 EXCP_UDEF, EXCP_SWI, EXCP_BKPT = 1, 2, 7
 
 _NO_UNTIL = (1 << 64) - 1   # emu_start's "until" that can never be reached
+_UNTIL_PAGE = _NO_UNTIL & ~(PAGE_SIZE - 1)
 
 X_REGS = [getattr(A, f"UC_ARM64_REG_X{i}") for i in range(29)] + [A.UC_ARM64_REG_X29, A.UC_ARM64_REG_X30]
 Q_REGS = [getattr(A, f"UC_ARM64_REG_Q{i}") for i in range(32)]
@@ -96,10 +97,16 @@ class Cpu:
 
     # -- hooks ---------------------------------------------------------------
     def _on_fill(self, uc: Uc, vaddr: int, access: int, entry, _data) -> bool:  # noqa: ANN001
+        if vaddr == _UNTIL_PAGE and access == ACCESS_FETCH:
+            # Whenever emulation stops, Unicorn looks up the page of emu_start's "until"
+            # address. It is no guest access: refuse it without calling it a fault.
+            return False
         result = self._translate(vaddr, access)
         if result is None:
             # Unicorn reports a refused fill as a bare UC_ERR_EXCEPTION; remember why.
-            self._refused = (vaddr, access)
+            # Keep the first refusal: the access that really faulted.
+            if self._refused is None:
+                self._refused = (vaddr, access)
             return False
         entry.paddr, entry.perms = result
         return True
@@ -133,10 +140,11 @@ class Cpu:
                 # A callback raised (a kernel decision such as "the guest is gone", or a
                 # bug): the binding stored it but emu_start reports only the UcError.
                 raise uc._hook_exception from None
-            if e.errno == UC_ERR_EXCEPTION and self._refused is not None:
+            # A stop requested by a hook wins over anything refused while stopping.
+            if self._pending is None and e.errno == UC_ERR_EXCEPTION and self._refused is not None:
                 page, access = self._refused
                 return Exit(ExitKind.FAULT, uc.reg_read(REG_PC), fault_page=page, access=access)
-            if self._pending is None:
+            if self._pending is None and e.errno != UC_ERR_EXCEPTION:
                 return Exit(ExitKind.EXCEPTION, uc.reg_read(REG_PC), intno=-e.errno)
         if self._pending is not None:
             return self._pending
