@@ -508,8 +508,7 @@ class Kernel:
         status = proc.wait_status
         sig = status & 0x7F
         if sig:
-            core = " (core dumped)" if S.default_dumps_core(sig) else ""
-            self.say(f"guest terminated by signal {sig} ({S.name(sig)}){core}")
+            self.say(f"guest terminated by signal {sig} ({S.name(sig)})")
             raise GuestExit(128 + sig)
         raise GuestExit(status >> 8)
 

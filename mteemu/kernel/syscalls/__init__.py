@@ -75,6 +75,11 @@ class SyscallTable:
                 result = h.fn(k, t, *args[:h.nargs])
             except SyscallError as e:
                 result = -e.errno
+            except BaseException:
+                # The call ended the run (the first process exited): still trace it.
+                if k.options.strace:
+                    self._trace(t, nr, h, args, NORETURN)
+                raise
         if k.options.strace:
             self._trace(t, nr, h, args, result)
         if result is NORETURN:

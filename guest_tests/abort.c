@@ -1,0 +1,4 @@
+// abort() kills the program with SIGABRT (status 134), after flushing nothing more.
+#include <stdio.h>
+#include <stdlib.h>
+int main(void) { puts("about to abort"); fflush(stdout); abort(); }

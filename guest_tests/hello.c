@@ -1,0 +1,3 @@
+// printf/puts and a non-zero exit status.
+#include <stdio.h>
+int main(void) { puts("hello from arm64"); printf("%d + %d = %d\n", 2, 3, 2 + 3); return 3; }

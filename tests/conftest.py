@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import build_guests  # noqa: E402
+
+
+def run_mteemu(args: list[str], cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mteemu", *args], capture_output=True, cwd=cwd, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def guest():
+    """guest(name) -> path of the built guest program (built once, cached on disk)."""
+    if shutil.which(build_guests.CC) is None:
+        pytest.fail(f"{build_guests.CC} is missing: run the README's test command to install it")
+    return build_guests.build

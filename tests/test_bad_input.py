@@ -1,0 +1,112 @@
+"""Bad input: one line, a documented exit status, never a traceback."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from conftest import run_mteemu
+
+
+def _one_line(stderr: bytes) -> str:
+    text = stderr.decode()
+    assert "Traceback" not in text
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, text
+    assert lines[0].startswith("mteemu: ")
+    return lines[0]
+
+
+def test_missing_file(tmp_path) -> None:
+    r = run_mteemu(["run", str(tmp_path / "nope")])
+    assert r.returncode == 2
+    assert "no such file" in _one_line(r.stderr)
+
+
+def test_not_elf(tmp_path) -> None:
+    f = tmp_path / "script.sh"
+    f.write_text("#!/bin/sh\necho hi\n")
+    r = run_mteemu(["run", str(f)])
+    assert r.returncode == 2
+    assert "not an ELF file" in _one_line(r.stderr)
+
+
+def test_directory(tmp_path) -> None:
+    r = run_mteemu(["run", str(tmp_path)])
+    assert r.returncode == 2
+    assert "directory" in _one_line(r.stderr)
+
+
+def test_x86_elf() -> None:
+    r = run_mteemu(["run", "/bin/true"])   # the host's own x86-64 (or other) program
+    assert r.returncode == 2
+    line = _one_line(r.stderr)
+    assert "ELF" in line and "arm64" in line
+
+
+def test_32bit_elf(tmp_path) -> None:
+    f = tmp_path / "elf32"
+    f.write_bytes(b"\x7fELF\x01\x01\x01" + bytes(57))
+    r = run_mteemu(["run", str(f)])
+    assert r.returncode == 2
+    assert "32-bit" in _one_line(r.stderr)
+
+
+def test_dynamically_linked(tmp_path) -> None:
+    if shutil.which("aarch64-linux-gnu-gcc") is None:
+        pytest.fail("cross compiler missing")
+    src = tmp_path / "dyn.c"
+    src.write_text("int main(void){return 0;}\n")
+    out = tmp_path / "dyn"
+    assert os.system(f"aarch64-linux-gnu-gcc {src} -o {out}") == 0
+    r = run_mteemu(["run", str(out)])
+    assert r.returncode == 2
+    assert "dynamically linked" in _one_line(r.stderr)
+
+
+def test_truncated_elf(guest, tmp_path) -> None:
+    data = guest("hello").read_bytes()
+    f = tmp_path / "trunc"
+    f.write_bytes(data[:3000])
+    r = run_mteemu(["run", str(f)])
+    assert r.returncode == 2
+    _one_line(r.stderr)
+
+
+def test_bad_option() -> None:
+    r = run_mteemu(["run", "-E", "NOEQUALS", "/bin/true"])
+    assert r.returncode == 2
+    _one_line(r.stderr)
+
+
+def test_timeout_stops_a_spinning_guest(tmp_path) -> None:
+    src = tmp_path / "spin.c"
+    src.write_text("int main(void){ for(;;) __asm__ volatile(\"\"); }\n")
+    out = tmp_path / "spin"
+    assert os.system(f"aarch64-linux-gnu-gcc -static -O1 {src} -o {out}") == 0
+    r = run_mteemu(["run", "--timeout", "1", str(out)], timeout=60)
+    assert r.returncode == 124
+    assert "--timeout" in _one_line(r.stderr)
+
+
+def test_mmap_larger_than_board_is_enomem(tmp_path) -> None:
+    src = tmp_path / "huge.c"
+    src.write_text('#include <stdio.h>\n#include <errno.h>\n#include <sys/mman.h>\n'
+                   'int main(void){ void *p = mmap(0, 64UL<<30, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0);'
+                   ' printf("%s\\n", p == MAP_FAILED && errno == ENOMEM ? "ENOMEM" : "mapped"); return 0; }\n')
+    out = tmp_path / "huge"
+    assert os.system(f"aarch64-linux-gnu-gcc -static -O1 {src} -o {out}") == 0
+    r = run_mteemu(["run", str(out)])
+    assert r.returncode == 0
+    assert r.stdout == b"ENOMEM\n"
+
+
+def test_jump_to_unmapped_memory_is_sigsegv(tmp_path) -> None:
+    src = tmp_path / "jump.c"
+    src.write_text("int main(void){ void (*f)(void) = (void (*)(void))0x12345000; f(); return 0; }\n")
+    out = tmp_path / "jump"
+    assert os.system(f"aarch64-linux-gnu-gcc -static -O1 {src} -o {out}") == 0
+    r = run_mteemu(["run", str(out)])
+    assert r.returncode == 139
+    assert "SIGSEGV" in _one_line(r.stderr)
