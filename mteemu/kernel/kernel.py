@@ -74,7 +74,6 @@ class Kernel:
         self._on_cpu_mm: Optional[Mm] = None
         self._next_pid = FIRST_PID
         self._fault_code = 0
-        self._warned_nosys: set[int] = set()
         self.init: Optional[Process] = None
         self.start_time = time.monotonic()
         self.deadline = self.start_time + options.timeout if options.timeout else None

@@ -158,9 +158,7 @@ def sys_mprotect(k: "Kernel", t: Thread, addr: int, length: int, prot: int) -> i
     if start == end:
         return 0
     mm = t.proc.mm
-    for v in _covered(mm, start, end):
-        if v.shared and v.obj is not None and v.obj.host_fd is not None and prot & PROT_WRITE:
-            pass   # writability of the file was checked at mmap time for shared mappings
+    _covered(mm, start, end)
     mm.protect(start, end, prot & (PROT_READ | PROT_WRITE | PROT_EXEC))
     return 0
 
