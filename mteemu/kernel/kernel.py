@@ -478,11 +478,12 @@ class Kernel:
 
     def _process_exited(self, proc: Process) -> None:
         proc.fds.close_all()
-        proc.mm.destroy()
-        if self._on_cpu_mm is proc.mm:
-            self._on_cpu_mm = None
         if proc.vfork_parent is not None:
-            self._release_vfork(proc)
+            proc.vfork_parent = None       # the parent's mm was only borrowed: wake the parent
+        else:
+            proc.mm.destroy()
+            if self._on_cpu_mm is proc.mm:
+                self._on_cpu_mm = None
         if proc is self.init:
             self._init_exited(proc)
         for child in proc.children:
@@ -500,9 +501,6 @@ class Kernel:
             parent.children.remove(proc)       # auto-reaped, as Linux does
             self.procs.pop(proc.pid, None)
 
-    def _release_vfork(self, proc: Process) -> None:
-        proc.vfork_parent = None
-
     def _init_exited(self, proc: Process) -> None:
         status = proc.wait_status
         sig = status & 0x7F
@@ -516,5 +514,6 @@ class Kernel:
             if proc.wait_status is None:
                 proc.wait_status = S.SIGKILL
                 proc.fds.close_all()
-                proc.mm.destroy()
+                if proc.vfork_parent is None:      # a vfork child borrows its parent's mm
+                    proc.mm.destroy()
 
