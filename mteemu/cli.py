@@ -2,7 +2,7 @@
 
 Exit statuses (also in the README):
   the guest's own exit status     when the first guest process exits
-  128 + N                         the guest was killed by signal N
+  128 + N                         the guest was killed by signal N (139: SIGSEGV, e.g. a tag-check fault)
   2                               bad input: missing/non-ELF/wrong-architecture/dynamic program, bad arguments
   124                             --timeout expired, or every guest thread is blocked forever
   70                              an internal error of mteemu (set MTEEMU_DEBUG=1 for the traceback)
@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from mteemu.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, MteEmuError
+from mteemu.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, InputError, MteEmuError
+from mteemu.kernel.mte import PREFERRED_MODES
 
 DEMO = Path(__file__).resolve().parent / "data" / "demo.elf"
 
@@ -45,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--timeout", type=float, metavar="SECONDS", help="stop the guest after SECONDS (exit 124)")
         sp.add_argument("--seed", type=int, default=0, help="seed for getrandom, AT_RANDOM and IRG (default 0)")
         sp.add_argument("--mem", metavar="SIZE", help="RAM the guest may use, e.g. 64M (default: the board's)")
+        sp.add_argument("--mte-tcf-preferred", choices=PREFERRED_MODES, default="async",
+                        help="tag-check mode chosen when a program asks for both sync and async, like "
+                             "Linux's per-CPU mte_tcf_preferred (default: async)")
+        sp.add_argument("--report-json", metavar="FILE",
+                        help="also write the report of a fatal tag-check fault to FILE as JSON")
 
     run = sub.add_parser("run", help="run a static arm64 Linux program")
     run_options(run)
@@ -82,8 +88,11 @@ def _run(args: argparse.Namespace, program: str, guest_args: list[str]) -> int:
 
     if args.timeout is not None and args.timeout <= 0:
         raise MteEmuError("--timeout must be positive")
+    if args.report_json and not os.path.isdir(os.path.dirname(os.path.abspath(args.report_json))):
+        raise InputError(f"--report-json {args.report_json}: its directory does not exist")
     options = RunOptions(seed=args.seed, timeout=args.timeout, strace=args.strace,
-                         mem_limit=parse_size(args.mem) if args.mem else None)
+                         mem_limit=parse_size(args.mem) if args.mem else None,
+                         mte_tcf_preferred=args.mte_tcf_preferred, report_json=args.report_json)
     kernel = Kernel(default_board(), options)
     argv = [os.fsencode(program)] + [os.fsencode(a) for a in guest_args]
     kernel.spawn(program, argv, guest_environment(args.set_env, args.unset_env))

@@ -45,6 +45,10 @@ class TagRegion:
 
 @dataclass(frozen=True)
 class Board:
+    """`memory` is the DRAM the kernel may use; `tag_regions` say where the tags of
+    (parts of) it live. Tag storage outside `memory` is DRAM the kernel never sees
+    (a firmware carve-out, "static" MTE)."""
+
     name: str
     memory: tuple[MemRegion, ...]
     tag_regions: tuple[TagRegion, ...] = field(default=())
@@ -60,6 +64,17 @@ class Board:
         return None
 
 
+def with_tag_carveout(name: str, dram: MemRegion) -> Board:
+    """A board whose tag storage is hidden at the top of its DRAM (classic static MTE):
+    the kernel sees the lower 32/33 of the bank, its tags (1/32 of that) sit above it."""
+    tags = (dram.size // 33 + 0xFFF) & ~0xFFF
+    visible = MemRegion(base=dram.base, size=(dram.size - tags) & ~0xFFF, numa_node=dram.numa_node, name=dram.name)
+    tag_size = visible.size // 32
+    return Board(name=name, memory=(visible,),
+                 tag_regions=(TagRegion(base=visible.end, size=tag_size, tagged=visible, name="tag-carveout"),))
+
+
 def default_board() -> Board:
-    """The built-in board: 1 GiB of DRAM where the Arm base memory map puts it."""
-    return Board(name="mteemu-default", memory=(MemRegion(base=0x8000_0000, size=1 * GiB),))
+    """The built-in board: 1 GiB of DRAM where the Arm base memory map puts it, the
+    top 31 MiB of it holding the tags of the rest."""
+    return with_tag_carveout("mteemu-default", MemRegion(base=0x8000_0000, size=1 * GiB))

@@ -18,19 +18,21 @@ from typing import Optional
 
 from mteemu.board.model import Board
 from mteemu.errors import Deadlock, GuestTimeout
-from mteemu.kernel import loader, sigframe
+from mteemu.kernel import loader, mte, sigframe
 from mteemu.kernel import signals as S
 from mteemu.kernel.files import FdTable, HostFile, PageCache
 from mteemu.kernel.futex import FutexTable
 from mteemu.kernel.mm.addrspace import FAULT_ACCERR, FAULT_BUS, FAULT_MAPERR, FAULT_OOM, Mm
 from mteemu.kernel.mm.pagealloc import PageAllocator
-from mteemu.kernel.mm.vma import PROT_EXEC, PROT_READ, Vma
+from mteemu.kernel.mm.vma import PROT_EXEC, PROT_MTE, PROT_READ, Vma
 from mteemu.kernel.process import SS_AUTODISARM, SS_DISABLE, SS_ONSTACK, Process, State, Thread, Wait
 from mteemu.kernel.uaccess import SyscallError
 from mteemu.machine import cpu as C
 from mteemu.machine.cpu import Cpu, ExitKind
 from mteemu.machine.decode import effective_address
 from mteemu.machine.physmem import PAGE_MASK, PAGE_SIZE, PhysMem
+from mteemu.machine.tagcheck import MteState, Tcf
+from mteemu.machine.tagstore import TagStore
 
 FIRST_PID = 1000
 QUANTUM = 200_000           # instructions a thread may run while another one waits for the CPU
@@ -45,6 +47,8 @@ class RunOptions:
     timeout: Optional[float] = None
     strace: bool = False
     mem_limit: Optional[int] = None        # bytes of RAM the guest may use (default: the board's)
+    mte_tcf_preferred: str = "async"       # the CPU's preferred tag-check mode, as Linux's sysfs knob
+    report_json: Optional[str] = None      # where to write the tag-check fault report as JSON
     diag: object = field(default=None)     # where "mteemu:" lines go (default stderr)
 
 
@@ -61,10 +65,12 @@ class Kernel:
         self.board = board
         self.options = options
         self.physmem = PhysMem(board)
+        self.tags = TagStore(board, self.physmem)
         limit = options.mem_limit // PAGE_SIZE if options.mem_limit else None
-        self.alloc = PageAllocator(self.physmem, limit)
-        self.cpu = Cpu(self.physmem, self._translate, self._on_syscall)
+        self.alloc = PageAllocator(self.physmem, self.tags, limit)
+        self.cpu = Cpu(self.physmem, self.tags, self._translate, self._on_syscall)
         self.rng = random.Random(options.seed)
+        self.irg_rng = random.Random(f"irg-{options.seed}")    # IRG's tags: reproducible per seed
         self.pagecache = PageCache(self.alloc)
         self.futex = FutexTable(self)
         self.procs: dict[int, Process] = {}
@@ -104,8 +110,10 @@ class Kernel:
         proc = Process(pid=self.new_pid(), parent=None, mm=mm, fds=self._stdio_fds(), cwd=os.getcwd(), exe=exe)
         proc.pgid = proc.sid = proc.pid
         prog = loader.load(mm, image, argv, envp, path.encode(), self.rng.randbytes(16))
+        proc.load_bias = prog.bias
         self._map_trampoline(mm)
-        t = Thread(tid=proc.pid, proc=proc, name=os.path.basename(path).encode()[:15])
+        t = Thread(tid=proc.pid, proc=proc, name=os.path.basename(path).encode()[:15],
+                   mte=mte.state_for(0, self.options.mte_tcf_preferred, MteState(rng=self.irg_rng)))
         t.set_regs = {C.REG_PC: prog.entry, C.REG_SP: prog.sp}
         self.cpu.restore(self.cpu.save())
         t.ctx = self.cpu.save()
@@ -148,6 +156,10 @@ class Kernel:
     def _on_syscall(self) -> bool:
         """Called from inside the CPU for every SVC; True to leave the CPU."""
         t = self.current
+        mem = t.proc.mem
+        mem.tagged_addr_abi = bool(t.tagged_addr_ctrl & mte.PR_TAGGED_ADDR_ENABLE)
+        mem.check_reads = t.mte.tcf_read is Tcf.SYNC
+        mem.check_writes = t.mte.tcf_write is Tcf.SYNC
         self.syscalls.dispatch(t)
         return t.state is not State.RUNNABLE or self._signal_deliverable(t) or self.need_resched
 
@@ -244,6 +256,7 @@ class Kernel:
             self.cpu.restore(t.ctx)
             t.ctx = None
             self.current = t
+            self.cpu.set_mte(t.mte)
             if self._on_cpu_mm is not t.proc.mm:
                 self._on_cpu_mm = t.proc.mm
                 self.cpu.flush_tlb()
@@ -265,6 +278,11 @@ class Kernel:
             return
         if kind is ExitKind.FAULT:
             self._memory_fault(t, ex)
+        elif kind is ExitKind.TAG_CHECK:
+            self._tag_check_fault(t, ex)
+        elif kind is ExitKind.ALIGNMENT:
+            esr = (ESR_EC_DABT_LOW << 26) | (1 << 25) | (1 << 6) | 0x21
+            self.force_signal(t, S.SigInfo(S.SIGBUS, S.BUS_ADRALN, addr=ex.addr, esr=esr))
         elif kind is ExitKind.UNDEFINED:
             self.force_signal(t, S.SigInfo(S.SIGILL, S.ILL_ILLOPC, addr=ex.pc, esr=0x0200_0000))
         elif kind is ExitKind.BREAKPOINT:
@@ -291,27 +309,76 @@ class Kernel:
                              addr=addr, esr=esr)
         self.force_signal(t, info)
 
+    def _tag_check_fault(self, t: Thread, ex: C.Exit) -> None:
+        """do_tag_check_fault() for sync (a forced SIGSEGV/SEGV_MTESERR, FAR = the address);
+        for async, Linux raises SEGV_MTEAERR with si_addr 0 when it next enters the kernel
+        (send_sig_fault: it can be blocked or ignored like any signal)."""
+        m = ex.mismatch
+        report = self._capture_report(t, m)
+        if m.sync:
+            esr = (ESR_EC_DABT_LOW << 26) | (1 << 25) | (1 << 6 if m.write else 0) | 0x11
+            self.force_signal(t, S.SigInfo(S.SIGSEGV, S.SEGV_MTESERR, addr=m.va, esr=esr, report=report))
+        else:
+            self.send_signal(t.proc, S.SigInfo(S.SIGSEGV, S.SEGV_MTEAERR, addr=0, report=report), thread=t)
+
+    def _capture_report(self, t: Thread, m) -> dict:  # noqa: ANN001 - a tagcheck.Mismatch
+        from mteemu.machine.decode import disassemble
+        from mteemu.report import symbols, tagfault
+
+        uc = self.cpu.uc
+        regs = {f"x{i}": v for i, v in enumerate(uc.reg_read_batch(C.X_REGS))}
+        regs["sp"], regs["pc"] = uc.reg_read(C.REG_SP), m.pc
+        mm = t.proc.mm
+
+        def read_u64(addr: int) -> Optional[int]:
+            res = mm.fault(addr, C.ACCESS_READ) if mm.vmas.find(addr & ((1 << 56) - 1)) else None
+            if not isinstance(res, tuple) or addr & 7:
+                return None
+            return int.from_bytes(self.physmem.view(res[0] | (addr & (PAGE_SIZE - 1)), 8), "little")
+
+        def tag_at(addr: int) -> Optional[int]:
+            vma = mm.vmas.find(addr)
+            pte = mm.ptes.get(addr >> 12)
+            if vma is None or pte is None or not vma.prot & PROT_MTE:
+                return None
+            return self.tags.get((pte.pfn << 12) | (addr & (PAGE_SIZE - 1)))
+
+        try:
+            insn = disassemble(t.proc.mem.read(m.pc, 4), m.pc)
+        except SyscallError:
+            insn = "??"
+        view = tagfault.FaultView(regs=regs, read_u64=read_u64, tag_at=tag_at, instruction=insn,
+                                  symbolize=symbols.symbolizer(t.proc.exe, t.proc.load_bias), tid=t.tid,
+                                  program=t.proc.exe, tagged_addr_ctrl=t.tagged_addr_ctrl,
+                                  mode=mte.resolve_mode(t.tagged_addr_ctrl, self.options.mte_tcf_preferred))
+        return tagfault.capture(view, va=m.va, write=m.write, size=m.size, ptr_tag=m.ptr_tag,
+                                mem_tag=m.mem_tag, sync=m.sync)
+
+    def _report_fatal(self, info: S.SigInfo) -> None:
+        """A tag-check fault is killing the process: tell the person why."""
+        from mteemu.report import tagfault
+
+        self.diag.write(tagfault.format_text(info.report))
+        self.diag.flush()
+        if self.options.report_json:
+            import json
+
+            with open(self.options.report_json, "w") as f:
+                json.dump(info.report, f, indent=2)
+                f.write("\n")
+
     def fault_address(self, t: Thread, ex: C.Exit) -> int:
         """The exact faulting address (FAR): the first byte of the access in the refused page."""
         page = ex.fault_page
         if ex.access == C.ACCESS_FETCH:
             return ex.pc
+        if ex.addr:
+            return ex.addr
         try:
             word = t.proc.mem.read(ex.pc, 4)
         except SyscallError:
             return page
-        uc = self.cpu.uc
-
-        def reg(name: str) -> int:
-            if name in ("sp", "wsp"):
-                return uc.reg_read(C.REG_SP)
-            if name in ("xzr", "wzr"):
-                return 0
-            n = int(name[1:])
-            v = uc.reg_read(C.X_REGS[n])
-            return v & 0xFFFF_FFFF if name[0] == "w" else v
-
-        ea = effective_address(word, ex.pc, reg)
+        ea = effective_address(word, ex.pc, self.cpu.reg_by_name)
         if ea is None:
             return page
         tag_and_page = page & ~0xFFF
@@ -372,6 +439,8 @@ class Kernel:
                 continue
             if act.handler == S.SIG_DFL:
                 if S.default_kills(sig):
+                    if info.report is not None:
+                        self._report_fatal(info)
                     self.kill_process(proc, sig)
                     return
                 continue

@@ -170,6 +170,7 @@ class LoadedProgram:
     entry: int
     sp: int
     brk: int
+    bias: int = 0                # load bias (static-PIE), for symbolizing addresses
 
 
 def load(mm: Mm, image: ElfImage, argv: list[bytes], envp: list[bytes], execfn: bytes,
@@ -194,7 +195,9 @@ def load(mm: Mm, image: ElfImage, argv: list[bytes], envp: list[bytes], execfn: 
 
     stack_top = TASK_SIZE
     mm.stack_top = stack_top
-    mm.map(Vma(stack_top - STACK_SIZE, stack_top, PROT_READ | PROT_WRITE, name="[stack]", growsdown=True))
+    # VM_STACK_FLAGS include VM_MTE_ALLOWED on arm64: the stack may be mprotect(PROT_MTE)ed.
+    mm.map(Vma(stack_top - STACK_SIZE, stack_top, PROT_READ | PROT_WRITE, name="[stack]", growsdown=True,
+               mte_allowed=True))
     mm.mmap_base = stack_top - MMAP_GAP
 
     if image.phdr_vaddr is not None:
@@ -232,4 +235,4 @@ def load(mm: Mm, image: ElfImage, argv: list[bytes], envp: list[bytes], execfn: 
     for addr, data in blob_strings:
         poke(mm, addr, data)
     poke(mm, sp, struct.pack(f"<{len(words)}Q", *words))
-    return LoadedProgram(entry=bias + image.entry, sp=sp, brk=brk)
+    return LoadedProgram(entry=bias + image.entry, sp=sp, brk=brk, bias=bias)

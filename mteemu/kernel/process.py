@@ -9,6 +9,7 @@ from mteemu.kernel.files import FdTable
 from mteemu.kernel.mm.addrspace import Mm
 from mteemu.kernel.signals import Pending, SigAction
 from mteemu.kernel.uaccess import UserMemory
+from mteemu.machine.tagcheck import MteState
 
 SS_ONSTACK, SS_DISABLE, SS_AUTODISARM = 1, 2, 1 << 31
 
@@ -47,6 +48,8 @@ class Thread:
     state: State = State.RUNNABLE
     wait: Optional[Wait] = None
     name: bytes = b""
+    tagged_addr_ctrl: int = 0             # PR_SET_TAGGED_ADDR_CTRL, exactly as set
+    mte: MteState = field(default_factory=MteState)   # what the CPU checks for this thread
 
 
 @dataclass(eq=False)
@@ -67,6 +70,7 @@ class Process:
     pgid: int = 0
     sid: int = 0
     vfork_parent: Optional[Thread] = None  # released when this child exits
+    load_bias: int = 0                    # where the program was loaded (static-PIE)
 
     def __post_init__(self) -> None:
         if self.mem is None:

@@ -26,7 +26,7 @@ SA_KNOWN = (SA_NOCLDSTOP | SA_NOCLDWAIT | SA_SIGINFO | SA_EXPOSE_TAGBITS | SA_RE
 # si_code values
 SI_USER, SI_KERNEL, SI_QUEUE, SI_TKILL = 0, 0x80, -1, -6
 SEGV_MAPERR, SEGV_ACCERR, SEGV_MTEAERR, SEGV_MTESERR = 1, 2, 8, 9
-BUS_ADRERR = 2
+BUS_ADRALN, BUS_ADRERR = 1, 2
 ILL_ILLOPC = 1
 TRAP_BRKPT = 1
 CLD_EXITED, CLD_KILLED, CLD_DUMPED = 1, 2, 3
@@ -81,6 +81,7 @@ class SigInfo:
     status: int = 0                     # SIGCHLD
     value: int = 0                      # sigqueue
     esr: int = 0                        # for the sigframe's esr_context (faults only)
+    report: Optional[dict] = None       # a tag-check fault's report, printed if it kills
 
     def pack(self, expose_tagbits: bool = False) -> bytes:
         head = struct.pack("<iii", self.signo, self.errno, self.code) + b"\0" * 4

@@ -3,6 +3,11 @@
 Accesses go through the same fault handler as the CPU, so a syscall buffer in
 not-yet-touched memory is paged in, copy-on-write is broken by kernel writes, and a
 bad pointer becomes EFAULT (never a signal), as in Linux.
+
+With MTE, the kernel's own accesses to user memory (LDTR/STTR on hardware) are tag
+checked like the program's, but a synchronous tag-check fault inside the kernel
+becomes EFAULT through the uaccess fixup rather than a signal. In asynchronous mode
+Linux does not check them at all (the fault would surface later, unattributed).
 """
 from __future__ import annotations
 
@@ -34,17 +39,25 @@ class UserMemory:
         # PR_TAGGED_ADDR_ENABLE: without it, a pointer with a non-zero top byte is not
         # a user address (access_ok fails), as Linux's tagged address ABI says.
         self.tagged_addr_abi = False
+        # Tag-check uaccess reads / writes (set per syscall from the calling thread).
+        self.check_reads = self.check_writes = False
+        self._tag = 0
 
     def _untag(self, addr: int) -> int:
         if addr >> 56 and not self.tagged_addr_abi:
             raise efault()
+        self._tag = (addr >> 56) & 0xF
         return addr & TOP_BYTE_MASK
 
-    def _page(self, addr: int, access: int) -> memoryview:
+    def _page(self, addr: int, access: int, length: int = 0) -> memoryview:
         res = self.mm.fault(addr, access)
         if isinstance(res, int):
             raise efault()
-        return self.mm.physmem.page(res[0] >> PAGE_SHIFT)
+        pa, _perms, tagged = res
+        if tagged and length and (self.check_writes if access == ACCESS_WRITE else self.check_reads):
+            if self.mm.alloc.tags.mismatch(pa | (addr & (PAGE_SIZE - 1)), length, self._tag) is not None:
+                raise efault()
+        return self.mm.physmem.page(pa >> PAGE_SHIFT)
 
     def read(self, addr: int, length: int) -> bytes:
         if length <= 0:
@@ -54,7 +67,7 @@ class UserMemory:
         while length > 0:
             off = addr & (PAGE_SIZE - 1)
             n = min(length, PAGE_SIZE - off)
-            out += self._page(addr, ACCESS_READ)[off:off + n]
+            out += self._page(addr, ACCESS_READ, n)[off:off + n]
             addr += n
             length -= n
         return bytes(out)
@@ -65,7 +78,7 @@ class UserMemory:
         while pos < len(data):
             off = addr & (PAGE_SIZE - 1)
             n = min(len(data) - pos, PAGE_SIZE - off)
-            self._page(addr, ACCESS_WRITE)[off:off + n] = data[pos:pos + n]
+            self._page(addr, ACCESS_WRITE, n)[off:off + n] = data[pos:pos + n]
             addr += n
             pos += n
 
@@ -86,6 +99,7 @@ class UserMemory:
             off = addr & (PAGE_SIZE - 1)
             chunk = bytes(self._page(addr, ACCESS_READ)[off:])
             nul = chunk.find(b"\0")
+            self._page(addr, ACCESS_READ, nul + 1 if nul >= 0 else len(chunk))   # tag check what was read
             if nul >= 0:
                 out += chunk[:nul]
                 if len(out) >= limit:

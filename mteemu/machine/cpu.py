@@ -12,6 +12,8 @@ Control leaves the CPU in one of a few ways, each reported as an `Exit`:
     syscall that does not block costs no emu_start round trip);
   * a translation was refused (the kernel said SIGSEGV): precise, nothing executed;
   * an undefined instruction (intno 1, EXCP_UDEF) or BRK (intno 7, EXCP_BKPT);
+  * a tag check failed (see tagcheck.py), or an MTE instruction (emulated here, see
+    mte_insns.py) faulted;
   * the instruction budget ran out (only used while several threads are runnable,
     because Unicorn counts instructions with an internal per-instruction hook that
     costs ~13x on ALU code — measured, see docs/);
@@ -24,12 +26,16 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from unicorn import (UC_ARCH_ARM64, UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH, UC_HOOK_INTR,
-                     UC_HOOK_TLB_FILL, UC_MODE_ARM, UC_TLB_VIRTUAL, Uc, UcError)
+from unicorn import (UC_ARCH_ARM64, UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH, UC_HOOK_INTR, UC_HOOK_MEM_READ,
+                     UC_HOOK_MEM_WRITE, UC_HOOK_TLB_FILL, UC_MODE_ARM, UC_TLB_VIRTUAL, Uc, UcError)
 from unicorn import arm64_const as A
 from unicorn.unicorn_const import UC_ERR_EXCEPTION
 
-from mteemu.machine.physmem import PAGE_SIZE, PhysMem
+from mteemu.machine import mte_insns
+from mteemu.machine.decode import effective_address
+from mteemu.machine.physmem import PAGE_SHIFT, PAGE_SIZE, PhysMem
+from mteemu.machine.tagcheck import ALIAS_BASE, ALIAS_SHIFT, Mismatch, MteState, TagChecker
+from mteemu.machine.tagstore import TagStore
 
 # Unicorn's UC_MEM_READ/WRITE/FETCH, as passed to the TLB fill hook.
 ACCESS_READ, ACCESS_WRITE, ACCESS_FETCH = 16, 17, 18
@@ -57,6 +63,8 @@ class ExitKind(enum.Enum):
     BUDGET = "budget"            # the instruction budget ran out
     INTERRUPTED = "interrupted"  # stop() from another host thread
     EXCEPTION = "exception"      # any other CPU exception
+    TAG_CHECK = "tag-check"      # a tag-check fault (sync: nothing executed; async: completed)
+    ALIGNMENT = "alignment"      # an unaligned tag store (STG and friends)
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,16 @@ class Exit:
     fault_page: int = 0          # the refused page, tag bits kept
     access: int = 0              # ACCESS_READ / _WRITE / _FETCH
     intno: int = 0
+    addr: int = 0                # the exact faulting address when the CPU knows it
+    mismatch: Optional[Mismatch] = None
+
+
+class MemFault(Exception):
+    """An emulated instruction's translation was refused."""
+
+    def __init__(self, addr: int, access: int) -> None:
+        super().__init__(f"fault at {addr:#x}")
+        self.addr, self.access = addr, access
 
 
 # translate(vaddr_page_with_tag, access) -> (physical page address, uc perms) or None
@@ -77,7 +95,9 @@ SyscallHandler = Callable[[], bool]
 class Cpu:
     """One arm64 core over the board's physical memory."""
 
-    def __init__(self, physmem: PhysMem, translate: Translator, syscall: SyscallHandler) -> None:
+    dcz_block = 64    # DC ZVA / DC GVA block: Unicorn's "max" model has DCZID_EL0.BS = 4
+
+    def __init__(self, physmem: PhysMem, tags: TagStore, translate: Translator, syscall: SyscallHandler) -> None:
         uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
         # Order matters: the CPU model and page size must be set before anything
         # initialises the engine (any ctl read does).
@@ -85,8 +105,16 @@ class Cpu:
         uc.ctl_set_page_size(PAGE_SIZE)            # default is 1 KiB: thrashes the TLB
         uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
         physmem.map_into(uc)
+        tagged = tuple(r for r in physmem.tagged_regions)
+        for tag in range(16):
+            physmem.map_into(uc, ALIAS_BASE + (tag << ALIAS_SHIFT), tagged)
         self.uc = uc
         self.physmem = physmem
+        self.tags = tags
+        self.checker = TagChecker(physmem, tags)
+        self._check_hook = None
+        self._need_hook = False
+        tags.on_change = self._tags_changed
         self._translate = translate
         self._syscall = syscall
         self._pending: Optional[Exit] = None
@@ -108,8 +136,26 @@ class Cpu:
             if self._refused is None:
                 self._refused = (vaddr, access)
             return False
-        entry.paddr, entry.perms = result
+        pa, perms, tagged = result
+        paddr = self.checker.place(vaddr, pa, tagged)
+        if paddr != pa and self._check_hook is None:
+            # The checking hook is added lazily (its mere presence costs ~1.3x on every
+            # access); that cannot happen inside emulation, so refuse and come back.
+            self._need_hook = True
+            return False
+        entry.paddr, entry.perms = paddr, perms
         return True
+
+    def _on_checked_access(self, uc: Uc, access: int, address: int, size: int, _value: int, _data) -> None:  # noqa: ANN001
+        self.checker.on_access(uc, access, address, size, self._translate_next)
+
+    def _translate_next(self, vaddr: int) -> Optional[tuple[int, bool]]:
+        res = self._translate(vaddr, ACCESS_READ)
+        return None if res is None else (res[0], res[2])
+
+    def _tags_changed(self, pfn: int) -> None:
+        if pfn in self.checker.direct:
+            self.flush_tlb()     # a cached unchecked (tag, page) entry may now be wrong
 
     def _on_intr(self, uc: Uc, intno: int, _data) -> None:  # noqa: ANN001
         if intno == EXCP_SWI:
@@ -117,8 +163,67 @@ class Cpu:
                 self._leave(Exit(ExitKind.STOPPED, uc.reg_read(REG_PC)))
             return
         pc = uc.reg_read(REG_PC)
+        if intno == EXCP_UDEF and self._emulate(pc):
+            return
         kind = {EXCP_UDEF: ExitKind.UNDEFINED, EXCP_BKPT: ExitKind.BREAKPOINT}.get(intno, ExitKind.EXCEPTION)
         self._leave(Exit(kind, pc, intno=intno))
+
+    def _emulate(self, pc: int) -> bool:
+        """Run an MTE instruction Unicorn does not know; False if it is no such thing."""
+        res = self._translate(pc, ACCESS_FETCH)
+        if res is None:
+            return False
+        word = int.from_bytes(self.physmem.view(res[0] | (pc & (PAGE_SIZE - 1)), 4), "little")
+        checking = self.checker.state.checking
+        try:
+            if not mte_insns.execute(self, word):
+                return False
+        except MemFault as f:
+            self._leave(Exit(ExitKind.FAULT, pc, fault_page=f.addr & ~(PAGE_SIZE - 1), access=f.access, addr=f.addr))
+            return True
+        except mte_insns.AlignmentFault as f:
+            self._leave(Exit(ExitKind.ALIGNMENT, pc, access=ACCESS_WRITE, addr=f.addr))
+            return True
+        if checking != self.checker.state.checking:
+            self.flush_tlb()     # MSR TCO turned checking on or off
+        self.uc.reg_write(REG_PC, pc + 4)
+        return True
+
+    # -- what mte_insns needs from the core ---------------------------------------------------
+    def xr(self, n: int, sp: bool = False) -> int:
+        """X<n>; register 31 is SP or XZR, as the instruction's encoding says."""
+        if n == 31:
+            return self.uc.reg_read(REG_SP) if sp else 0
+        return self.uc.reg_read(X_REGS[n])
+
+    def xw(self, n: int, value: int, sp: bool = False) -> None:
+        if n == 31:
+            if sp:
+                self.uc.reg_write(REG_SP, value & 0xFFFF_FFFF_FFFF_FFFF)
+            return
+        self.uc.reg_write(X_REGS[n], value & 0xFFFF_FFFF_FFFF_FFFF)
+
+    def set_nzcv(self, n: int, z: int, c: int, v: int) -> None:
+        self.uc.reg_write(REG_NZCV, n << 31 | z << 30 | c << 29 | v << 28)
+
+    def translate_for_tags(self, vaddr: int, write: bool) -> tuple[int, bool]:
+        """(physical address, page is tagged) for an emulated access, or MemFault."""
+        access = ACCESS_WRITE if write else ACCESS_READ
+        res = self._translate(vaddr & ~(PAGE_SIZE - 1), access)
+        if res is None:
+            raise MemFault(vaddr, access)
+        return res[0] | (vaddr & (PAGE_SIZE - 1)), res[2]
+
+    @property
+    def mte(self) -> MteState:
+        return self.checker.state
+
+    def set_mte(self, state: MteState) -> None:
+        """Switch tag-check state (another thread, or a prctl); drop stale fast paths."""
+        old = self.checker.state
+        self.checker.state = state
+        if (old.checking, old.tcf_read, old.tcf_write) != (state.checking, state.tcf_read, state.tcf_write):
+            self.flush_tlb()
 
     def _leave(self, exit_: Exit) -> None:
         if self._pending is None:
@@ -133,24 +238,83 @@ class Cpu:
         if self._interrupt.is_set():
             return Exit(ExitKind.INTERRUPTED, self.pc)
         uc = self.uc
-        try:
-            uc.emu_start(uc.reg_read(REG_PC), _NO_UNTIL, count=budget)
-        except UcError as e:
-            if uc._hook_exception is not None:
-                # A callback raised (a kernel decision such as "the guest is gone", or a
-                # bug): the binding stored it but emu_start reports only the UcError.
-                raise uc._hook_exception from None
-            # A stop requested by a hook wins over anything refused while stopping.
-            if self._pending is None and e.errno == UC_ERR_EXCEPTION and self._refused is not None:
-                page, access = self._refused
-                return Exit(ExitKind.FAULT, uc.reg_read(REG_PC), fault_page=page, access=access)
-            if self._pending is None and e.errno != UC_ERR_EXCEPTION:
-                return Exit(ExitKind.EXCEPTION, uc.reg_read(REG_PC), intno=-e.errno)
+        while True:
+            try:
+                uc.emu_start(uc.reg_read(REG_PC), _NO_UNTIL, count=budget)
+            except UcError as e:
+                if uc._hook_exception is not None:
+                    # A callback raised (a kernel decision such as "the guest is gone", or a
+                    # bug): the binding stored it but emu_start reports only the UcError.
+                    raise uc._hook_exception from None
+                if self._need_hook and self._pending is None and self.checker.mismatch is None:
+                    self._add_check_hook()
+                    self._refused = None
+                    continue
+                # A stop requested by a hook wins over anything refused while stopping.
+                if self._pending is None and self.checker.mismatch is None:
+                    if e.errno == UC_ERR_EXCEPTION and self._refused is not None:
+                        page, access = self._refused
+                        return Exit(ExitKind.FAULT, uc.reg_read(REG_PC), fault_page=page, access=access)
+                    if e.errno != UC_ERR_EXCEPTION:
+                        return Exit(ExitKind.EXCEPTION, uc.reg_read(REG_PC), intno=-e.errno)
+            break
+        if self.checker.mismatch is not None:
+            return self._tag_check_exit()
         if self._pending is not None:
             return self._pending
         if self._interrupt.is_set():
             return Exit(ExitKind.INTERRUPTED, self.pc)
         return Exit(ExitKind.BUDGET, self.pc)
+
+    def _add_check_hook(self) -> None:
+        self._need_hook = False
+        self._check_hook = self.uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._on_checked_access,
+                                            begin=ALIAS_BASE, end=ALIAS_BASE + (16 << ALIAS_SHIFT) - 1)
+        self.uc.ctl_flush_tb()   # code translated before the hook existed would skip it
+
+    def _tag_check_exit(self) -> Exit:
+        """Make a caught mismatch precise (sync) or complete the access first (async)."""
+        uc = self.uc
+        m = self.checker.mismatch
+        uc.context_restore(m.ctx)
+        first_pa = None
+        if m.write:
+            ea = self._footprint_start(m.pc)
+            if ea is not None and (ea ^ m.va) & ((1 << 56) - PAGE_SIZE) == 0:
+                first_pa = (m.pa & ~(PAGE_SIZE - 1)) | (ea & (PAGE_SIZE - 1))
+        self.checker.settle(uc, first_pa)
+        self.checker.mismatch = None
+        if not m.sync:
+            self.checker.stepping = True
+            try:
+                uc.emu_start(m.pc, _NO_UNTIL, count=1)
+            except UcError:
+                pass         # the instruction faults for another reason: it will again
+            finally:
+                self.checker.stepping = False
+            self._pending = None
+        return Exit(ExitKind.TAG_CHECK, m.pc, access=ACCESS_WRITE if m.write else ACCESS_READ,
+                    addr=m.va, mismatch=m)
+
+    def _footprint_start(self, pc: int) -> Optional[int]:
+        """The lowest address the instruction at pc accesses (registers as before it)."""
+        res = self._translate(pc, ACCESS_FETCH)
+        if res is None:
+            return None
+        word = bytes(self.physmem.view(res[0] | (pc & (PAGE_SIZE - 1)), 4))
+        w = int.from_bytes(word, "little")
+        if w & 0xFFFFFFE0 == 0xD50B7420:                        # DC ZVA, Xt
+            return self.xr(w & 31) & ~(self.dcz_block - 1)
+        return effective_address(word, pc, self.reg_by_name)
+
+    def reg_by_name(self, name: str) -> int:
+        """A general register by its assembler name: 'x3', 'w3', 'sp', 'xzr'..."""
+        if name in ("sp", "wsp"):
+            return self.uc.reg_read(REG_SP)
+        if name in ("xzr", "wzr"):
+            return 0
+        v = self.uc.reg_read(X_REGS[int(name[1:])])
+        return v & 0xFFFF_FFFF if name[0] == "w" else v
 
     def interrupt(self) -> None:
         """Thread-safe: make the current and every later run() return INTERRUPTED."""
@@ -160,6 +324,7 @@ class Cpu:
     def flush_tlb(self) -> None:
         """Drop every cached translation (after page tables change or on an mm switch)."""
         self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
+        self.checker.forget()
 
     # -- registers ---------------------------------------------------------------
     @property

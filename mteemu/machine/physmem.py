@@ -33,19 +33,39 @@ class _Bank:
 
 
 class PhysMem:
-    """The board's DRAM as host memory. Page frame numbers (pfn) are PA >> 12."""
+    """The board's DRAM as host memory. Page frame numbers (pfn) are PA >> 12.
+
+    Tag storage that lies outside the kernel's memory (a carve-out) is DRAM too and
+    gets a bank of its own; the page allocator never hands it out."""
 
     def __init__(self, board: Board) -> None:
-        for r in board.memory:
+        regions = list(board.memory)
+        for tr in board.tag_regions:
+            if not any(r.contains(tr.base, tr.size) for r in board.memory):
+                regions.append(MemRegion(base=tr.base & PAGE_MASK, size=(tr.end - (tr.base & PAGE_MASK) + PAGE_SIZE - 1)
+                                         & PAGE_MASK, name=tr.name))
+        for r in regions:
             if r.base % PAGE_SIZE or r.size % PAGE_SIZE or r.size <= 0:
                 raise ValueError(f"memory region {r.base:#x}+{r.size:#x} is not page aligned")
-        self.banks = [_Bank(r) for r in board.memory]
+        self.banks = [_Bank(r) for r in regions]
+        self.kernel_banks = self.banks[:len(board.memory)]
+        self.tagged_regions = tuple(tr.tagged for tr in board.tag_regions)
 
-    def map_into(self, uc) -> None:  # noqa: ANN001 - a unicorn.Uc
+    def map_into(self, uc, offset: int = 0, regions: tuple[MemRegion, ...] | None = None) -> None:  # noqa: ANN001
+        """Map RAM into a Unicorn engine at PA + offset (an alias window when offset != 0)."""
         from unicorn import UC_PROT_ALL
 
         for bank in self.banks:
-            uc.mem_map_ptr(bank.region.base, bank.region.size, UC_PROT_ALL, bank.host_address())
+            if regions is None or bank.region in regions:
+                uc.mem_map_ptr(offset + bank.region.base, bank.region.size, UC_PROT_ALL, bank.host_address())
+
+    def view(self, pa: int, length: int) -> memoryview:
+        """A writable view of [pa, pa+length), which must lie in one bank."""
+        bank = self._bank(pa >> PAGE_SHIFT)
+        off = pa - bank.region.base
+        if off + length > bank.region.size:
+            raise IndexError(f"{pa:#x}+{length:#x} crosses the end of its memory bank")
+        return bank.view[off:off + length]
 
     def _bank(self, pfn: int) -> _Bank:
         for bank in self.banks:

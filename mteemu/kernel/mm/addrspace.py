@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 from mteemu.kernel.mm.pagealloc import OutOfMemory, PageAllocator
 from mteemu.kernel.mm.shared import SharedObject
-from mteemu.kernel.mm.vma import PROT_EXEC, PROT_READ, PROT_WRITE, Vma, VmaList
+from mteemu.kernel.mm.vma import PROT_EXEC, PROT_MTE, PROT_READ, PROT_WRITE, Vma, VmaList
 from mteemu.machine.cpu import ACCESS_FETCH, ACCESS_WRITE
 from mteemu.machine.physmem import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 
@@ -55,8 +55,8 @@ class Mm:
         self.flush: Callable[[], None] = lambda: None
 
     # -- the fault handler ---------------------------------------------------------
-    def fault(self, vaddr: int, access: int) -> tuple[int, int] | int:
-        """Resolve an access: (physical address of the page, uc perms) or a FAULT_* code."""
+    def fault(self, vaddr: int, access: int) -> tuple[int, int, bool] | int:
+        """Resolve an access: (physical address of the page, uc perms, Tagged) or a FAULT_* code."""
         addr = vaddr & TOP_BYTE_MASK
         if addr >= TASK_SIZE:
             return FAULT_MAPERR
@@ -89,7 +89,10 @@ class Mm:
             perms |= PROT_READ
             if not pte.wp:
                 perms |= PROT_WRITE
-        return pte.pfn << PAGE_SHIFT, perms
+        tagged = bool(prot & PROT_MTE)
+        if tagged:
+            self.alloc.ensure_tags(pte.pfn)
+        return pte.pfn << PAGE_SHIFT, perms, tagged
 
     def _fault_in(self, vma: Vma, page_addr: int) -> Pte | int:
         obj: Optional[SharedObject] = vma.obj
@@ -103,7 +106,7 @@ class Mm:
             self.alloc.get(src)
             return Pte(src, obj.tracks_dirty)
         pfn = self.alloc.alloc()
-        self.physmem.copy_page(pfn, src)
+        self.alloc.copy_page(pfn, src)
         return Pte(pfn, False)
 
     def _write_fault(self, vma: Vma, addr: int, pte: Pte) -> None:
@@ -111,7 +114,7 @@ class Mm:
             vma.obj.dirty.add(vma.page_index(addr & PAGE_MASK))
         elif self.alloc.refcount(pte.pfn) > 1:
             new = self.alloc.alloc()
-            self.physmem.copy_page(new, pte.pfn)
+            self.alloc.copy_page(new, pte.pfn)
             self.alloc.put(pte.pfn)
             pte.pfn = new
             # Other tagged aliases of this page may still hold the old translation.
@@ -158,7 +161,8 @@ class Mm:
 
     def protect(self, start: int, end: int, prot: int) -> None:
         for piece in self.vmas.carve(start, end):
-            piece.prot = prot
+            # VM_MTE is sticky: arm64's VM_ARCH_CLEAR drops only BTI (mm/mprotect.c).
+            piece.prot = prot | (piece.prot & PROT_MTE)
             self.vmas.insert(piece)
         self.flush()
 

@@ -9,6 +9,7 @@ when handed out again, as Linux does for __GFP_ZERO user pages.
 from __future__ import annotations
 
 from mteemu.machine.physmem import PAGE_SHIFT, PhysMem
+from mteemu.machine.tagstore import TagStore
 
 
 class OutOfMemory(Exception):
@@ -16,13 +17,16 @@ class OutOfMemory(Exception):
 
 
 class PageAllocator:
-    def __init__(self, physmem: PhysMem, limit_pages: int | None = None) -> None:
+    def __init__(self, physmem: PhysMem, tags: TagStore, limit_pages: int | None = None) -> None:
         self.physmem = physmem
+        self.tags = tags
+        # PG_mte_tagged: pages whose tags have been initialised since they were allocated.
+        self.mte_tagged: set[int] = set()
         # (next pfn, end pfn) per bank, consumed from the bottom.
-        self._bump = [[b.first_pfn, b.end_pfn] for b in physmem.banks]
+        self._bump = [[b.first_pfn, b.end_pfn] for b in physmem.kernel_banks]
         self._free: list[int] = []
         self._refs: dict[int, int] = {}
-        self.total_pages = sum(b.end_pfn - b.first_pfn for b in physmem.banks)
+        self.total_pages = sum(b.end_pfn - b.first_pfn for b in physmem.kernel_banks)
         if limit_pages is not None:
             self.total_pages = min(self.total_pages, limit_pages)
 
@@ -61,7 +65,22 @@ class PageAllocator:
             self._refs[pfn] = n
         else:
             del self._refs[pfn]
+            self.mte_tagged.discard(pfn)
             self._free.append(pfn)
+
+    def ensure_tags(self, pfn: int) -> None:
+        """mte_sync_tags(): the first Tagged mapping of a page starts its tags at 0 (the
+        data is kept: mprotect(PROT_MTE) on a used page keeps its contents)."""
+        if pfn not in self.mte_tagged:
+            self.tags.clear_page(pfn)
+            self.mte_tagged.add(pfn)
+
+    def copy_page(self, dst: int, src: int) -> None:
+        """copy_highpage(): the data, and the tags if the source has any."""
+        self.physmem.copy_page(dst, src)
+        if src in self.mte_tagged:
+            self.tags.copy_page(dst, src)
+            self.mte_tagged.add(dst)
 
     def refcount(self, pfn: int) -> int:
         return self._refs.get(pfn, 0)

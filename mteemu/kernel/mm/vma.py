@@ -8,6 +8,7 @@ from typing import Iterator, Optional
 from mteemu.machine.physmem import PAGE_SHIFT
 
 PROT_READ, PROT_WRITE, PROT_EXEC = 0x1, 0x2, 0x4
+PROT_MTE = 0x20                  # arm64: the mapping is Tagged (VM_MTE)
 
 
 @dataclass
@@ -23,6 +24,7 @@ class Vma:
     pgoff: int = 0               # page offset of `start` in obj
     name: str = ""               # "[stack]", "[heap]", a path... (for /proc/self/maps)
     growsdown: bool = False
+    mte_allowed: bool = False    # VM_MTE_ALLOWED: anonymous, shmem/memfd or tmpfs memory
 
     def contains(self, addr: int) -> bool:
         return self.start <= addr < self.end

@@ -4,10 +4,10 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from mteemu.kernel.files import HostFile, MemFd
+from mteemu.kernel.files import HostFile, MemFd, on_tmpfs
 from mteemu.kernel.mm.addrspace import TASK_SIZE, untag
 from mteemu.kernel.mm.shared import SharedObject
-from mteemu.kernel.mm.vma import PROT_EXEC, PROT_READ, PROT_WRITE, Vma
+from mteemu.kernel.mm.vma import PROT_EXEC, PROT_MTE, PROT_READ, PROT_WRITE, Vma
 from mteemu.kernel.process import Thread
 from mteemu.kernel.syscalls import s32, s64, syscall
 from mteemu.kernel.uaccess import SyscallError
@@ -16,8 +16,10 @@ from mteemu.machine.physmem import PAGE_MASK, PAGE_SIZE
 if TYPE_CHECKING:
     from mteemu.kernel.kernel import Kernel
 
-PROT_BTI, PROT_MTE = 0x10, 0x20
-PROT_KNOWN = PROT_READ | PROT_WRITE | PROT_EXEC | PROT_BTI
+PROT_SEM, PROT_BTI = 0x8, 0x10
+# arm64's arch_validate_prot(): anything else is EINVAL.
+PROT_KNOWN = PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM | PROT_BTI | PROT_MTE
+PROT_VMA = PROT_READ | PROT_WRITE | PROT_EXEC | PROT_MTE    # what a VMA remembers
 MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE = 0x1, 0x2, 0x3
 MAP_FIXED, MAP_ANONYMOUS, MAP_GROWSDOWN, MAP_NORESERVE = 0x10, 0x20, 0x100, 0x4000
 MAP_POPULATE, MAP_FIXED_NOREPLACE = 0x8000, 0x100000
@@ -49,7 +51,7 @@ def sys_brk(k: "Kernel", t: Thread, addr: int) -> int:
         if heap is not None and heap.name == "[heap]":
             heap.end = new_top
         else:
-            mm.map(Vma(old_top, new_top, PROT_READ | PROT_WRITE, name="[heap]"))
+            mm.map(Vma(old_top, new_top, PROT_READ | PROT_WRITE, name="[heap]", mte_allowed=True))
     elif new_top < old_top:
         mm.unmap(new_top, old_top)
     mm.brk = new
@@ -61,10 +63,8 @@ def sys_mmap(k: "Kernel", t: Thread, addr: int, length: int, prot: int, flags: i
     mm = t.proc.mm
     flags &= 0xFFFF_FFFF
     prot &= 0xFFFF_FFFF
-    if prot & ~(PROT_KNOWN | PROT_MTE):
+    if prot & ~PROT_KNOWN:
         raise SyscallError(errno.EINVAL)
-    if prot & PROT_MTE:
-        raise SyscallError(errno.EINVAL)   # PROT_MTE arrives with the MTE model
     if not length:
         raise SyscallError(errno.EINVAL)
     length = page_up(length)
@@ -85,6 +85,7 @@ def sys_mmap(k: "Kernel", t: Thread, addr: int, length: int, prot: int, flags: i
             raise SyscallError(errno.EEXIST)
     obj = None
     name = ""
+    mte_allowed = True          # anonymous memory, shmem and memfd; tmpfs files below
     if flags & MAP_ANONYMOUS:
         if shared:
             obj = SharedObject(k.alloc, "/dev/zero (deleted)", size=length)
@@ -94,12 +95,15 @@ def sys_mmap(k: "Kernel", t: Thread, addr: int, length: int, prot: int, flags: i
         if isinstance(f, MemFd):
             obj = f.obj
         elif isinstance(f, HostFile) and not f.is_dir:
+            mte_allowed = on_tmpfs(f.path())
             if not f.readable() or (shared and prot & PROT_WRITE and not f.writable()):
                 raise SyscallError(errno.EACCES)
             obj = k.pagecache.object_for(f, want_write=shared and bool(prot & PROT_WRITE))
         else:
             raise SyscallError(errno.ENODEV if isinstance(f, HostFile) or f.kind == "pipe" else errno.EACCES)
         name = f.path()
+    if prot & PROT_MTE and not mte_allowed:
+        raise SyscallError(errno.EINVAL)   # arch_validate_flags(): VM_MTE needs VM_MTE_ALLOWED
     if not shared and prot & PROT_WRITE and not flags & MAP_NORESERVE:
         _overcommit_check(k, length)
     if not fixed:
@@ -107,8 +111,8 @@ def sys_mmap(k: "Kernel", t: Thread, addr: int, length: int, prot: int, flags: i
         if found is None:
             raise SyscallError(errno.ENOMEM)
         addr = found
-    vma = Vma(addr, addr + length, prot & (PROT_READ | PROT_WRITE | PROT_EXEC), shared=shared, obj=obj,
-              pgoff=off // PAGE_SIZE, name=name)
+    vma = Vma(addr, addr + length, prot & PROT_VMA, shared=shared, obj=obj,
+              pgoff=off // PAGE_SIZE, name=name, mte_allowed=mte_allowed)
     mm.map(vma)
     if flags & MAP_POPULATE:
         for page in range(addr, addr + length, PAGE_SIZE):
@@ -151,15 +155,15 @@ def _covered(mm, start: int, end: int) -> list[Vma]:  # noqa: ANN001
 def sys_mprotect(k: "Kernel", t: Thread, addr: int, length: int, prot: int) -> int:
     start, end = _range(addr, length)
     prot &= 0xFFFF_FFFF
-    if prot & ~(PROT_KNOWN | PROT_MTE | 0x0100_0000 | 0x0200_0000):   # GROWSDOWN/GROWSUP
+    if prot & ~(PROT_KNOWN | 0x0100_0000 | 0x0200_0000):   # GROWSDOWN/GROWSUP
         raise SyscallError(errno.EINVAL)
-    if prot & PROT_MTE:
-        raise SyscallError(errno.EINVAL)   # PROT_MTE arrives with the MTE model
     if start == end:
         return 0
     mm = t.proc.mm
-    _covered(mm, start, end)
-    mm.protect(start, end, prot & (PROT_READ | PROT_WRITE | PROT_EXEC))
+    vmas = _covered(mm, start, end)
+    if prot & PROT_MTE and not all(v.mte_allowed for v in vmas):
+        raise SyscallError(errno.EINVAL)
+    mm.protect(start, end, prot & PROT_VMA)
     return 0
 
 
@@ -188,7 +192,7 @@ def sys_mremap(k: "Kernel", t: Thread, old: int, old_len: int, new_len: int, fla
         mm.move(old, old + min(old_len, new_len), new_addr)
         if new_len > old_len:
             mm.map(Vma(new_addr + old_len, new_addr + new_len, vma.prot, vma.shared, vma.obj,
-                       vma.page_index(old) + old_len // PAGE_SIZE, vma.name))
+                       vma.page_index(old) + old_len // PAGE_SIZE, vma.name, mte_allowed=vma.mte_allowed))
         if old_len > new_len:
             mm.unmap(old + new_len, old + old_len)
         return new_addr

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import errno
+from dataclasses import replace
 import os
 from typing import TYPE_CHECKING
 
 from mteemu.kernel import futex as F
+from mteemu.kernel import mte
 from mteemu.kernel import signals as S
 from mteemu.kernel.process import Process, Thread, Wait
 from mteemu.kernel.syscalls import NORETURN, s32, syscall
@@ -45,16 +47,17 @@ def _clone(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls: int, 
         mm = parent.mm if shares_vm else parent.mm.fork()
         proc = Process(pid=tid, parent=parent, mm=mm,
                        fds=parent.fds if flags & CLONE_FILES else parent.fds.fork(),
-                       cwd=parent.cwd, exe=parent.exe, actions=dict(parent.actions), umask=parent.umask,
+                       cwd=parent.cwd, exe=parent.exe, load_bias=parent.load_bias, actions=dict(parent.actions), umask=parent.umask,
                        pgid=parent.pgid, sid=parent.sid)
         if flags & CLONE_FILES:
             for f in proc.fds.files.values():
                 f.refs += 1
-        proc.mem.tagged_addr_abi = parent.mem.tagged_addr_abi
         proc.exit_signal = flags & 0xFF
         parent.children.append(proc)
         k.procs[proc.pid] = proc
-    child = Thread(tid=tid, proc=proc, ctx=ctx, sigmask=t.sigmask, name=t.name)
+    # copy_thread(): the tagged-address control and the tag-check state are inherited.
+    child = Thread(tid=tid, proc=proc, ctx=ctx, sigmask=t.sigmask, name=t.name,
+                   tagged_addr_ctrl=t.tagged_addr_ctrl, mte=replace(t.mte))
     if flags & CLONE_THREAD:
         child.altstack = (0, 2, 0)     # a new thread starts without an alternate stack
     else:
@@ -346,6 +349,18 @@ def sys_prctl(k: "Kernel", t: Thread, option: int, a2: int, a3: int, a4: int, a5
     if option == PR_GET_PDEATHSIG:
         t.proc.mem.put_u32(a2, 0)
         return 0
+    if option == mte.PR_SET_TAGGED_ADDR_CTRL:
+        if a3 or a4 or a5:
+            raise SyscallError(errno.EINVAL)
+        mte.check_ctrl(a2)
+        t.tagged_addr_ctrl = a2
+        t.mte = mte.state_for(a2, k.options.mte_tcf_preferred, t.mte)
+        k.cpu.set_mte(t.mte)
+        return 0
+    if option == mte.PR_GET_TAGGED_ADDR_CTRL:
+        if a2 or a3 or a4 or a5:
+            raise SyscallError(errno.EINVAL)
+        return t.tagged_addr_ctrl
     raise SyscallError(errno.EINVAL)
 
 

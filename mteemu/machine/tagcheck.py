@@ -1,0 +1,182 @@
+"""Tag checks: the TLB decides which accesses need one, a memory hook performs it.
+
+Unicorn's virtual TLB caches one entry per (logical tag, page): the fill hook sees the
+full tagged address, so the tag-check policy lives there (see docs/DESIGN.md):
+
+* untagged page, checks off (TCF NONE or PSTATE.TCO), or every granule of the page
+  carrying the pointer's tag -> the real physical page: JIT speed, nothing can fail;
+* otherwise -> the same page in *alias window* T (RAM mapped a second time at
+  ALIAS_BASE + T << ALIAS_SHIFT), where a memory hook checks each granule the access
+  touches against T.
+
+A memory hook cannot stop its own access, only what follows it (measured, see the
+design notes). So a mismatch is made precise afterwards: the hook saves the register
+context (still the pre-instruction values: writeback happens last) and the bytes the
+instruction is about to overwrite, then stops; `settle()` puts registers and memory
+back. Writes of the same instruction that came before the mismatching one (the first
+half of an STP, earlier bytes of a DC ZVA) are undone from a short log of old bytes.
+A synchronous fault then leaves no architectural trace (Arm ARM: a synchronous Tag
+Check Fault is precise). An asynchronous one re-executes the instruction unchecked
+and completes it before the fault is reported, as TFSRE0_EL1 does on hardware.
+"""
+from __future__ import annotations
+
+import enum
+import random
+from collections import deque
+from dataclasses import dataclass
+from typing import Optional
+
+from mteemu.machine.physmem import PAGE_SIZE, PhysMem
+from mteemu.machine.tagstore import TagStore
+
+ALIAS_SHIFT = 44                 # 16 TiB per window: board RAM must lie below 2**44
+ALIAS_BASE = 1 << 52
+ALIAS_MASK = (1 << ALIAS_SHIFT) - 1
+UC_MEM_WRITE = 17
+_UNDO_LOG = 256                  # writes remembered: more than one instruction ever makes
+
+
+class Tcf(enum.Enum):
+    """What a tag-check fault does (SCTLR_EL1.TCF0 as Linux programs it)."""
+
+    NONE = "none"
+    SYNC = "sync"
+    ASYNC = "async"
+
+
+@dataclass
+class MteState:
+    """The tag-check state of the thread on the CPU."""
+
+    tcf_read: Tcf = Tcf.NONE
+    tcf_write: Tcf = Tcf.NONE
+    exclude: int = 0             # GCR_EL1.Exclude, from the prctl include mask
+    tco: bool = False            # PSTATE.TCO
+    rng: random.Random = None    # type: ignore[assignment]  # IRG's generator, seeded
+
+    @property
+    def checking(self) -> bool:
+        return not self.tco and (self.tcf_read is not Tcf.NONE or self.tcf_write is not Tcf.NONE)
+
+    def random_tag(self, exclude: int) -> int:
+        allowed = [t for t in range(16) if not exclude >> t & 1]
+        return self.rng.choice(allowed) if allowed else 0
+
+
+@dataclass
+class Mismatch:
+    """A tag-check failure caught by the hook, waiting for settle()."""
+
+    va: int                      # faulting address, logical tag kept
+    pa: int
+    pc: int
+    write: bool
+    size: int
+    ptr_tag: int
+    mem_tag: int
+    sync: bool
+    ctx: object = None           # the register context before the instruction
+    undo: list = None            # type: ignore[assignment]  # (pa, old bytes)
+
+
+class TagChecker:
+    def __init__(self, physmem: PhysMem, tags: TagStore) -> None:
+        self.physmem = physmem
+        self.tags = tags
+        self.state = MteState(rng=random.Random(0))
+        self.direct: set[int] = set()            # tagged pfns filled straight to RAM
+        self.alias_va: dict[int, int] = {}       # alias page -> tagged VA page that filled it
+        self.mismatch: Optional[Mismatch] = None
+        self.stepping = False                    # re-executing after an async fault
+        self._log: deque = deque(maxlen=_UNDO_LOG)
+
+    # -- the fill policy ---------------------------------------------------------------------
+    def place(self, vaddr: int, pa: int, tagged: bool) -> int:
+        """The physical address to map the (tag, page) of vaddr to."""
+        if not tagged or not self.state.checking:
+            return pa
+        tag = (vaddr >> 56) & 0xF
+        pfn = pa >> 12
+        if self.tags.uniform(pfn) == tag:
+            self.direct.add(pfn)
+            return pa
+        alias = ALIAS_BASE + (tag << ALIAS_SHIFT) + pa
+        self.alias_va[alias] = vaddr & ~0xFFF
+        return alias
+
+    def forget(self) -> None:
+        """The TLB was flushed: no fast path is cached any more."""
+        self.direct.clear()
+        self.alias_va.clear()
+
+    # -- the checked path ------------------------------------------------------------------------
+    def on_access(self, uc, access: int, address: int, size: int, translate_next) -> None:  # noqa: ANN001
+        """Memory hook on the alias windows: check every granule the access touches."""
+        off = address - ALIAS_BASE
+        tag = off >> ALIAS_SHIFT
+        pa = off & ALIAS_MASK
+        write = access == UC_MEM_WRITE
+        first = min(size, PAGE_SIZE - (pa & 0xFFF))
+        if write:
+            self._log.append((pa, bytes(self.physmem.view(pa, first))))
+        bad = self.tags.mismatch(pa, first, tag)
+        bad_pa, bad_va = bad, None
+        next_pa = None
+        if bad is None and first < size:
+            # An unaligned access crossing into the next page (one hook call for both):
+            # that page's translation is already in the TLB, ask for it again.
+            page_va = self.alias_va.get(address & ~0xFFF)
+            if page_va is not None:
+                res = translate_next(page_va + PAGE_SIZE)
+                if res is not None and res[1]:
+                    next_pa = res[0]
+                    bad_pa = self.tags.mismatch(next_pa, size - first, tag)
+                    if bad_pa is not None:
+                        bad_va = page_va + PAGE_SIZE + (bad_pa & 0xFFF)
+        if bad_pa is None or self.stepping or self.mismatch is not None:
+            return
+        st = self.state
+        mode = st.tcf_write if write else st.tcf_read
+        if mode is Tcf.NONE:
+            return
+        if bad_va is None:
+            page_va = self.alias_va.get(address & ~0xFFF, 0)
+            bad_va = page_va | (bad_pa & 0xFFF)
+        from mteemu.machine.cpu import REG_PC  # noqa: PLC0415 - a cycle at import time
+
+        undo = []
+        if write:
+            undo.append((pa, bytes(self.physmem.view(pa, first))))
+            if next_pa is not None:
+                undo.append((next_pa, bytes(self.physmem.view(next_pa, size - first))))
+        self.mismatch = Mismatch(va=bad_va, pa=bad_pa, pc=uc.reg_read(REG_PC), write=write, size=size,
+                                 ptr_tag=tag, mem_tag=self.tags.get(bad_pa), sync=mode is Tcf.SYNC,
+                                 ctx=uc.context_save(), undo=undo)
+        uc.emu_stop()
+
+    def settle(self, uc, first_pa: Optional[int]) -> Mismatch:  # noqa: ANN001
+        """Undo the interrupted instruction: registers, the bytes it wrote, and (given
+        the physical address where the instruction's footprint starts, when known) the
+        writes it made before the mismatching one."""
+        from mteemu.machine.cpu import REG_PC  # noqa: PLC0415
+
+        m = self.mismatch
+        assert m is not None
+        uc.context_restore(m.ctx)
+        uc.reg_write(REG_PC, m.pc)
+        restored: set[int] = set()
+        for pa, old in m.undo:
+            self.physmem.view(pa, len(old))[:] = old
+            restored.update(range(pa, pa + len(old)))
+        if first_pa is not None and m.write:
+            lo, hi = first_pa, m.undo[0][0] if m.undo else m.pa
+            # Most recent first: the latest write to a byte is this instruction's.
+            for pa, old in reversed(self._log):
+                for i, b in enumerate(old):
+                    a = pa + i
+                    if lo <= a < hi and a not in restored:
+                        self.physmem.view(a, 1)[0] = b
+                        restored.add(a)
+        self._log.clear()
+        return m

@@ -1,0 +1,116 @@
+"""Allocation tags, kept where the hardware keeps them: in the board's tag storage.
+
+The allocation tag of the 16-byte granule at physical address PA is a 4-bit nibble at
+`tag_base + (PA - mem_base) / 32` (two granules per byte, the lower granule in the low
+nibble), inside the tag region the board assigns to PA's memory. There is no side
+table: whatever the kernel model does to tag storage is what the CPU sees.
+
+Memory that no tag region covers has no tags: reads give tag 0 and writes are ignored,
+like the architecture's RAZ/WI for allocation tags of untagged memory.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from mteemu.board.model import Board
+from mteemu.machine.physmem import PAGE_SHIFT, PAGE_SIZE, PhysMem
+
+GRANULE = 16
+TAG_BYTES_PER_PAGE = PAGE_SIZE // GRANULE // 2     # 128
+_UNIFORM = [bytes([t | t << 4]) * TAG_BYTES_PER_PAGE for t in range(16)]
+
+
+class _Span:
+    """One tag region: the tagged memory [base, end) and a view of its tag bytes."""
+
+    __slots__ = ("base", "end", "tags")
+
+    def __init__(self, base: int, end: int, tags: memoryview) -> None:
+        self.base, self.end, self.tags = base, end, tags
+
+
+class TagStore:
+    def __init__(self, board: Board, physmem: PhysMem) -> None:
+        self.spans = [_Span(tr.tagged.base, tr.tagged.end, physmem.view(tr.base, tr.tagged.size // 32))
+                      for tr in board.tag_regions]
+        # Called with a pfn after its tags changed (the CPU drops stale fast paths).
+        self.on_change: Callable[[int], None] = lambda pfn: None
+
+    def _span(self, pa: int) -> Optional[_Span]:
+        for s in self.spans:
+            if s.base <= pa < s.end:
+                return s
+        return None
+
+    def has_tags(self, pfn: int) -> bool:
+        return self._span(pfn << PAGE_SHIFT) is not None
+
+    # -- single granules ----------------------------------------------------------------------
+    def get(self, pa: int) -> int:
+        s = self._span(pa)
+        if s is None:
+            return 0
+        g = (pa - s.base) >> 4
+        return (s.tags[g >> 1] >> ((g & 1) << 2)) & 0xF
+
+    def set_range(self, pa: int, length: int, tag: int) -> None:
+        """Give every granule of [pa, pa+length) (granule aligned, one page) the tag."""
+        s = self._span(pa)
+        if s is None:
+            return
+        g, end = (pa - s.base) >> 4, (pa + length - s.base) >> 4
+        tags = s.tags
+        if g & 1 and g < end:
+            tags[g >> 1] = (tags[g >> 1] & 0x0F) | tag << 4
+            g += 1
+        whole = (end - g) >> 1
+        if whole:
+            tags[g >> 1:(g >> 1) + whole] = bytes([tag | tag << 4]) * whole
+            g += whole << 1
+        if g < end:
+            tags[g >> 1] = (tags[g >> 1] & 0xF0) | tag
+        self.on_change(pa >> PAGE_SHIFT)
+
+    # -- whole pages ----------------------------------------------------------------------------
+    def page_tags(self, pfn: int) -> Optional[memoryview]:
+        """The 128 tag bytes of a page (None: untagged memory)."""
+        pa = pfn << PAGE_SHIFT
+        s = self._span(pa)
+        if s is None:
+            return None
+        off = (pa - s.base) >> 5
+        return s.tags[off:off + TAG_BYTES_PER_PAGE]
+
+    def uniform(self, pfn: int) -> Optional[int]:
+        """The tag every granule of the page carries, or None if they differ."""
+        tags = self.page_tags(pfn)
+        if tags is None:
+            return 0
+        t = tags[0] & 0xF
+        return t if tags == _UNIFORM[t] else None
+
+    def clear_page(self, pfn: int) -> None:
+        tags = self.page_tags(pfn)
+        if tags is not None:
+            tags[:] = _UNIFORM[0]
+            self.on_change(pfn)
+
+    def copy_page(self, dst: int, src: int) -> None:
+        d, s = self.page_tags(dst), self.page_tags(src)
+        if d is not None:
+            d[:] = s if s is not None else _UNIFORM[0]
+            self.on_change(dst)
+
+    def mismatch(self, pa: int, length: int, tag: int) -> Optional[int]:
+        """The first address in [pa, pa+length) (one page) whose granule's tag is not
+        `tag`, or None when all match."""
+        s = self._span(pa)
+        if s is None:
+            return None if tag == 0 else pa
+        tags = s.tags
+        g, last = (pa - s.base) >> 4, (pa + length - 1 - s.base) >> 4
+        while g <= last:
+            if (tags[g >> 1] >> ((g & 1) << 2)) & 0xF != tag:
+                return max(pa, s.base + (g << 4))
+            g += 1
+        return None

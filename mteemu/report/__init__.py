@@ -1,0 +1,1 @@
+"""Reports for people: tag-check faults (tagfault.py) and their symbolization (symbols.py)."""

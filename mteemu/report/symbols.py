@@ -1,0 +1,44 @@
+"""Addresses to `function+offset`, from the program's ELF symbol table (pyelftools)."""
+from __future__ import annotations
+
+import bisect
+from functools import lru_cache
+from typing import Optional
+
+
+class Symbolizer:
+    def __init__(self, path: str, bias: int) -> None:
+        self.bias = bias
+        self._starts: list[int] = []
+        self._syms: list[tuple[int, int, str]] = []
+        try:
+            from elftools.elf.elffile import ELFFile
+            from elftools.elf.sections import SymbolTableSection
+
+            with open(path, "rb") as f:
+                elf = ELFFile(f)
+                syms = []
+                for sec in elf.iter_sections():
+                    if isinstance(sec, SymbolTableSection):
+                        for s in sec.iter_symbols():
+                            if s["st_info"]["type"] in ("STT_FUNC", "STT_GNU_IFUNC") and s["st_value"] and s.name:
+                                syms.append((s["st_value"] + bias, s["st_size"], s.name))
+        except Exception:   # noqa: BLE001 - a report without symbols is still a report
+            syms = []
+        syms.sort()
+        self._syms = syms
+        self._starts = [s[0] for s in syms]
+
+    def __call__(self, addr: int) -> Optional[str]:
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i < 0:
+            return None
+        start, size, name = self._syms[i]
+        if size and addr >= start + size:
+            return None
+        return f"{name}+{addr - start:#x}"
+
+
+@lru_cache(maxsize=8)
+def symbolizer(path: str, bias: int) -> Symbolizer:
+    return Symbolizer(path, bias)

@@ -1,0 +1,118 @@
+"""The tag-check fault report: what people who know HWASan, KASAN or an Android
+tombstone expect to read when MTE kills a program.
+
+`capture()` takes a snapshot at the moment of the fault (the state is precise for a
+synchronous fault), as a plain dict that `--report-json` writes as is; `format_text()`
+renders the same dict for a terminal.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+GRANULE = 16
+ROW = 16 * GRANULE          # 16 tags per row, like HWASan's tag dump
+ROWS_AROUND = 3
+MAX_FRAMES = 32
+
+
+@dataclass
+class FaultView:
+    """What the kernel knows about the faulting thread, as plain callables."""
+
+    regs: dict[str, int]                              # x0..x30, sp, pc
+    read_u64: Callable[[int], Optional[int]]          # None: not readable
+    tag_at: Callable[[int], Optional[int]]            # None: no tagged memory there
+    instruction: str                                  # the faulting instruction, disassembled
+    symbolize: Callable[[int], Optional[str]]
+    tid: int
+    program: str
+    tagged_addr_ctrl: int
+    mode: str                                         # sync / async / asymm
+
+
+def _backtrace(v: FaultView) -> list[int]:
+    """PC, then the return addresses of the AAPCS64 frame-record chain (x29)."""
+    pcs = [v.regs["pc"]]
+    fp = v.regs["x29"]
+    first_lr = None
+    seen = set()
+    while fp and fp not in seen and len(pcs) < MAX_FRAMES and fp % 8 == 0:
+        seen.add(fp)
+        lr, nxt = v.read_u64(fp + 8), v.read_u64(fp)
+        if lr is None or nxt is None or lr == 0:
+            break
+        if first_lr is None:
+            first_lr = lr
+        pcs.append((lr & ((1 << 56) - 1)) - 4)
+        if nxt <= fp:
+            break
+        fp = nxt
+    lr = v.regs["x30"] & ((1 << 56) - 1)
+    if lr and lr != first_lr and len(pcs) >= 1:
+        pcs.insert(1, lr - 4)      # a leaf function: its caller is only in LR
+    return pcs
+
+
+def capture(v: FaultView, *, va: int, write: bool, size: int, ptr_tag: int, mem_tag: int, sync: bool) -> dict:
+    addr = va & ((1 << 56) - 1)
+    granule = addr & ~(GRANULE - 1)
+    row0 = (addr & ~(ROW - 1)) - ROWS_AROUND * ROW
+    rows = []
+    for r in range(2 * ROWS_AROUND + 1):
+        base = row0 + r * ROW
+        rows.append({"address": base, "tags": [v.tag_at(base + i * GRANULE) for i in range(16)],
+                     "current": base <= addr < base + ROW})
+    return {
+        "kind": "tag-mismatch",
+        "mode": "sync" if sync else "async",
+        "access": "WRITE" if write else "READ",
+        "size": size,
+        "address": va,
+        "pc": v.regs["pc"],
+        "pointer_tag": ptr_tag,
+        "memory_tag": mem_tag,
+        "fault_granule": granule,
+        "thread": v.tid,
+        "program": v.program,
+        "instruction": v.instruction,
+        "backtrace": [{"pc": pc, "symbol": v.symbolize(pc)} for pc in _backtrace(v)],
+        "registers": dict(v.regs),
+        "memory_tags": rows,
+        "tagged_addr_ctrl": v.tagged_addr_ctrl,
+        "tcf": v.mode,
+    }
+
+
+def format_text(r: dict) -> str:
+    mode = "synchronous" if r["mode"] == "sync" else "asynchronous"
+    out = [f"==mteemu== ERROR: tag-mismatch ({mode}) on address {r['address']:#x} at pc {r['pc']:#x}",
+           f"{r['access']} of size {r['size']} at {r['address']:#x} tags: "
+           f"{r['pointer_tag']:x}/{r['memory_tag']:x} (ptr/mem) in thread {r['thread']} of {r['program']}"]
+    if r["mode"] == "async":
+        out.append("(Linux reports an asynchronous fault with si_addr 0 at the next kernel entry; "
+                   "the access above is the one that set TFSRE0_EL1)")
+    for i, f in enumerate(r["backtrace"]):
+        out.append(f"    #{i} {f['pc']:#x} in {f['symbol'] or '??'}")
+        if i == 0:
+            out.append(f"         {r['instruction']}")
+    out.append("")
+    out.append("Memory tags around the buggy address (one tag per 16-byte granule):")
+    for row in r["memory_tags"]:
+        cells = []
+        for i, t in enumerate(row["tags"]):
+            tag = "." if t is None else f"{t:x}"
+            here = row["address"] + i * GRANULE == r["fault_granule"]
+            cells.append(f"[{tag}]" if here else f" {tag} ")
+        out.append(f"{'=>' if row['current'] else '  '}{row['address']:#014x}:{''.join(cells)}")
+    out.append("")
+    out.append("Registers:")
+    regs = r["registers"]
+    names = [f"x{i}" for i in range(31)] + ["sp", "pc"]
+    for i in range(0, len(names), 4):
+        out.append("  " + "  ".join(f"{n:>3} {regs[n]:016x}" for n in names[i:i + 4]))
+    out.append("")
+    out.append(f"Tag-check mode: tagged_addr_ctrl={r['tagged_addr_ctrl']:#x} (TCF {r['tcf']})")
+    out.append("SUMMARY: mteemu: tag-mismatch "
+               f"{r['backtrace'][0]['symbol'] or hex(r['pc'])}")
+    return "\n".join(out) + "\n"
