@@ -40,16 +40,19 @@ def extra_flags(source: Path) -> list[str]:
 
 
 def build(name: str) -> Path:
-    """Build guest_tests/NAME.c (if not cached) and return the binary's path."""
+    """Build guest_tests/NAME.c (NAME may be "mte/x") if not cached; the binary's path.
+    The key covers the headers next to the source too (mte/mte.h)."""
     src = SOURCES / f"{name}.c"
     extra = extra_flags(src)
-    key = hashlib.sha256(src.read_bytes() + repr(BASE_FLAGS + extra).encode() + compiler_version().encode()).hexdigest()[:16]
-    OUT.mkdir(parents=True, exist_ok=True)
+    headers = b"".join(h.read_bytes() for h in sorted(src.parent.glob("*.h")))
+    key = hashlib.sha256(src.read_bytes() + headers + repr(BASE_FLAGS + extra).encode()
+                         + compiler_version().encode()).hexdigest()[:16]
     binary = OUT / name
+    binary.parent.mkdir(parents=True, exist_ok=True)
     stamp = OUT / f"{name}.key"
     if binary.exists() and stamp.exists() and stamp.read_text() == key:
         return binary
-    fd, tmp = tempfile.mkstemp(dir=OUT, prefix=f".{name}.")
+    fd, tmp = tempfile.mkstemp(dir=binary.parent, prefix=f".{binary.name}.")
     os.close(fd)
     try:
         subprocess.run([CC, *BASE_FLAGS, str(src), *extra, "-o", tmp], check=True)
@@ -64,11 +67,17 @@ def build(name: str) -> Path:
 
 
 def all_names() -> list[str]:
+    """The untagged programs (compared with qemu-aarch64 as they are)."""
     return sorted(p.stem for p in SOURCES.glob("*.c"))
 
 
+def mte_names() -> list[str]:
+    """The MTE programs under guest_tests/mte/ (compared with Linux's documented ABI)."""
+    return sorted(f"mte/{p.stem}" for p in (SOURCES / "mte").glob("*.c"))
+
+
 def main(argv: list[str]) -> int:
-    for name in argv or all_names():
+    for name in argv or all_names() + mte_names():
         print(build(name))
     return 0
 

@@ -1,7 +1,7 @@
 /* IRG/STG/LDG and a synchronous tag-check fault caught with siginfo: si_code is
    SEGV_MTESERR and si_addr the faulting address without its tag bits. */
 #include "mte.h"
-// exit: 0
+// qemu: differs: it keeps the tag bits in si_addr
 
 int main(void) {
     printf("HWCAP2_MTE: %d\n", !!(getauxval(AT_HWCAP2) & HWCAP2_MTE));

@@ -36,6 +36,9 @@ from mteemu.machine.tagstore import TagStore
 
 FIRST_PID = 1000
 QUANTUM = 200_000           # instructions a thread may run while another one waits for the CPU
+# An asynchronous tag-check fault is reported at the next kernel entry; without a
+# syscall, the "timer tick" comes after this many instructions.
+ASYNC_WINDOW = 100_000
 SIGRETURN_TRAMPOLINE = bytes.fromhex("681180d2" "010000d4")   # mov x8, #139; svc #0
 
 ESR_EC_DABT_LOW, ESR_EC_IABT_LOW = 0x24, 0x20
@@ -161,6 +164,12 @@ class Kernel:
         mem.check_reads = t.mte.tcf_read is Tcf.SYNC
         mem.check_writes = t.mte.tcf_write is Tcf.SYNC
         self.syscalls.dispatch(t)
+        if t.tfsr is not None:
+            # mte_check_tfsr_entry() saw the fault; do_notify_resume() reports it when
+            # the syscall returns (now, or when a blocked syscall finishes).
+            t.tfsr_due = True
+            if t.state is State.RUNNABLE:
+                self._report_async(t)
         return t.state is not State.RUNNABLE or self._signal_deliverable(t) or self.need_resched
 
     need_resched = False
@@ -176,12 +185,17 @@ class Kernel:
             while True:
                 t = self._pick()
                 self._switch_to(t)
+                if t.tfsr_due:
+                    self._report_async(t)
                 self._deliver_signals(t)
                 if t.state is not State.RUNNABLE or self.current is not t:
                     continue
                 others = any(o.state is State.RUNNABLE for o in self.runq if o is not t)
                 self.need_resched = False
-                exit_ = self.cpu.run(QUANTUM if others else 0)
+                budget = QUANTUM if others else 0
+                if t.tfsr is not None:
+                    budget = min(budget or ASYNC_WINDOW, ASYNC_WINDOW)
+                exit_ = self.cpu.run(budget)
                 self._handle_exit(t, exit_)
         except GuestExit as e:
             return e.status
@@ -271,6 +285,8 @@ class Kernel:
 
     def _handle_exit(self, t: Thread, ex: C.Exit) -> None:
         kind = ex.kind
+        if t.tfsr is not None and kind is not ExitKind.STOPPED:
+            self._report_async(t)     # any other kernel entry (a tick, a fault) reports it
         if kind in (ExitKind.STOPPED, ExitKind.BUDGET):
             return
         if kind is ExitKind.INTERRUPTED:
@@ -281,8 +297,12 @@ class Kernel:
         elif kind is ExitKind.TAG_CHECK:
             self._tag_check_fault(t, ex)
         elif kind is ExitKind.ALIGNMENT:
-            esr = (ESR_EC_DABT_LOW << 26) | (1 << 25) | (1 << 6) | 0x21
-            self.force_signal(t, S.SigInfo(S.SIGBUS, S.BUS_ADRALN, addr=ex.addr, esr=esr))
+            addr = ex.addr
+            if not addr:
+                word = t.proc.mem.read(ex.pc, 4)
+                addr = effective_address(word, ex.pc, self.cpu.reg_by_name) or 0
+            esr = (ESR_EC_DABT_LOW << 26) | (1 << 25) | 0x21
+            self.force_signal(t, S.SigInfo(S.SIGBUS, S.BUS_ADRALN, addr=addr, esr=esr))
         elif kind is ExitKind.UNDEFINED:
             self.force_signal(t, S.SigInfo(S.SIGILL, S.ILL_ILLOPC, addr=ex.pc, esr=0x0200_0000))
         elif kind is ExitKind.BREAKPOINT:
@@ -318,8 +338,12 @@ class Kernel:
         if m.sync:
             esr = (ESR_EC_DABT_LOW << 26) | (1 << 25) | (1 << 6 if m.write else 0) | 0x11
             self.force_signal(t, S.SigInfo(S.SIGSEGV, S.SEGV_MTESERR, addr=m.va, esr=esr, report=report))
-        else:
-            self.send_signal(t.proc, S.SigInfo(S.SIGSEGV, S.SEGV_MTEAERR, addr=0, report=report), thread=t)
+        elif t.tfsr is None:
+            t.tfsr = report           # TFSRE0_EL1.TF0 is one sticky bit: the first fault is reported
+
+    def _report_async(self, t: Thread) -> None:
+        report, t.tfsr, t.tfsr_due = t.tfsr, None, False
+        self.send_signal(t.proc, S.SigInfo(S.SIGSEGV, S.SEGV_MTEAERR, addr=0, report=report), thread=t)
 
     def _capture_report(self, t: Thread, m) -> dict:  # noqa: ANN001 - a tagcheck.Mismatch
         from mteemu.machine.decode import disassemble

@@ -42,7 +42,7 @@ ACCESS_READ, ACCESS_WRITE, ACCESS_FETCH = 16, 17, 18
 ACCESS_NAMES = {ACCESS_READ: "READ", ACCESS_WRITE: "WRITE", ACCESS_FETCH: "FETCH"}
 
 # QEMU exception numbers that Unicorn passes to UC_HOOK_INTR.
-EXCP_UDEF, EXCP_SWI, EXCP_BKPT = 1, 2, 7
+EXCP_UDEF, EXCP_SWI, EXCP_PREFETCH_ABORT, EXCP_DATA_ABORT, EXCP_BKPT = 1, 2, 3, 4, 7
 
 _NO_UNTIL = (1 << 64) - 1   # emu_start's "until" that can never be reached
 _UNTIL_PAGE = _NO_UNTIL & ~(PAGE_SIZE - 1)
@@ -165,7 +165,14 @@ class Cpu:
         pc = uc.reg_read(REG_PC)
         if intno == EXCP_UDEF and self._emulate(pc):
             return
-        kind = {EXCP_UDEF: ExitKind.UNDEFINED, EXCP_BKPT: ExitKind.BREAKPOINT}.get(intno, ExitKind.EXCEPTION)
+        # Translation faults never reach here (our fill refuses them); what Unicorn
+        # raises as an abort itself is an alignment fault (exclusives, atomics, a
+        # misaligned PC).
+        kind = {EXCP_UDEF: ExitKind.UNDEFINED, EXCP_BKPT: ExitKind.BREAKPOINT, EXCP_DATA_ABORT: ExitKind.ALIGNMENT,
+                EXCP_PREFETCH_ABORT: ExitKind.ALIGNMENT}.get(intno, ExitKind.EXCEPTION)
+        if intno == EXCP_PREFETCH_ABORT:
+            self._leave(Exit(kind, pc, access=ACCESS_FETCH, addr=pc, intno=intno))
+            return
         self._leave(Exit(kind, pc, intno=intno))
 
     def _emulate(self, pc: int) -> bool:
