@@ -112,6 +112,7 @@ class Cpu:
         self.physmem = physmem
         self.tags = tags
         self.checker = TagChecker(physmem, tags)
+        self.checker.dcz_block = self.dcz_block
         self._check_hook = None
         self._need_hook = False
         tags.on_change = self._tags_changed
@@ -147,11 +148,15 @@ class Cpu:
         return True
 
     def _on_checked_access(self, uc: Uc, access: int, address: int, size: int, _value: int, _data) -> None:  # noqa: ANN001
-        self.checker.on_access(uc, access, address, size, self._translate_next)
+        self.checker.on_access(uc, access, address, size, self._translate_next, self._insn_at)
 
     def _translate_next(self, vaddr: int) -> Optional[tuple[int, bool]]:
         res = self._translate(vaddr, ACCESS_READ)
         return None if res is None else (res[0], res[2])
+
+    def _insn_at(self, pc: int) -> int:
+        res = self._translate(pc, ACCESS_FETCH)
+        return 0 if res is None else int.from_bytes(self.physmem.view(res[0] | (pc & (PAGE_SIZE - 1)), 4), "little")
 
     def _tags_changed(self, pfn: int) -> None:
         if pfn in self.checker.direct:
@@ -177,10 +182,9 @@ class Cpu:
 
     def _emulate(self, pc: int) -> bool:
         """Run an MTE instruction Unicorn does not know; False if it is no such thing."""
-        res = self._translate(pc, ACCESS_FETCH)
-        if res is None:
+        word = self._insn_at(pc)
+        if not word:
             return False
-        word = int.from_bytes(self.physmem.view(res[0] | (pc & (PAGE_SIZE - 1)), 4), "little")
         checking = self.checker.state.checking
         try:
             if not mte_insns.execute(self, word):
@@ -305,14 +309,10 @@ class Cpu:
 
     def _footprint_start(self, pc: int) -> Optional[int]:
         """The lowest address the instruction at pc accesses (registers as before it)."""
-        res = self._translate(pc, ACCESS_FETCH)
-        if res is None:
-            return None
-        word = bytes(self.physmem.view(res[0] | (pc & (PAGE_SIZE - 1)), 4))
-        w = int.from_bytes(word, "little")
+        w = self._insn_at(pc)
         if w & 0xFFFFFFE0 == 0xD50B7420:                        # DC ZVA, Xt
             return self.xr(w & 31) & ~(self.dcz_block - 1)
-        return effective_address(word, pc, self.reg_by_name)
+        return effective_address(w.to_bytes(4, "little"), pc, self.reg_by_name)
 
     def reg_by_name(self, name: str) -> int:
         """A general register by its assembler name: 'x3', 'w3', 'sp', 'xzr'..."""

@@ -15,6 +15,8 @@ context (still the pre-instruction values: writeback happens last) and the bytes
 instruction is about to overwrite, then stops; `settle()` puts registers and memory
 back. Writes of the same instruction that came before the mismatching one (the first
 half of an STP, earlier bytes of a DC ZVA) are undone from a short log of old bytes.
+DC ZVA is the exception: Unicorn zeroes its block with byte stores interleaved with
+probes of the same bytes, so the whole block is saved at its first store instead.
 A synchronous fault then leaves no architectural trace (Arm ARM: a synchronous Tag
 Check Fault is precise). An asynchronous one re-executes the instruction unchecked
 and completes it before the fault is reported, as TFSRE0_EL1 does on hardware.
@@ -90,6 +92,9 @@ class TagChecker:
         self.mismatch: Optional[Mismatch] = None
         self.stepping = False                    # re-executing after an async fault
         self._log: deque = deque(maxlen=_UNDO_LOG)
+        self._is_dczva: dict[int, bool] = {}     # pc -> the instruction there is DC ZVA
+        self._zva: tuple[int, int, bytes] = (-1, -1, b"")   # (pc, block pa, its bytes before)
+        self.dcz_block = 64
 
     # -- the fill policy ---------------------------------------------------------------------
     def place(self, vaddr: int, pa: int, tagged: bool) -> int:
@@ -106,18 +111,33 @@ class TagChecker:
         return alias
 
     def forget(self) -> None:
-        """The TLB was flushed: no fast path is cached any more."""
+        """The TLB was flushed: no fast path is cached any more (nor is the code known)."""
         self.direct.clear()
         self.alias_va.clear()
+        self._is_dczva.clear()
 
     # -- the checked path ------------------------------------------------------------------------
-    def on_access(self, uc, access: int, address: int, size: int, translate_next) -> None:  # noqa: ANN001
+    def on_access(self, uc, access: int, address: int, size: int, translate_next, insn_at) -> None:  # noqa: ANN001
         """Memory hook on the alias windows: check every granule the access touches."""
+        from mteemu.machine.cpu import REG_PC  # noqa: PLC0415 - a cycle at import time
+
         off = address - ALIAS_BASE
         tag = off >> ALIAS_SHIFT
         pa = off & ALIAS_MASK
         write = access == UC_MEM_WRITE
         first = min(size, PAGE_SIZE - (pa & 0xFFF))
+        zva_old = None
+        if write and size == 1:
+            pc = uc.reg_read(REG_PC)
+            is_zva = self._is_dczva.get(pc)
+            if is_zva is None:
+                is_zva = self._is_dczva[pc] = insn_at(pc) & 0xFFFFFFE0 == 0xD50B7420
+            if is_zva:
+                block = pa & ~(self.dcz_block - 1)
+                if self._zva[:2] != (pc, block):
+                    self._zva = (pc, block, bytes(self.physmem.view(block, self.dcz_block)))
+                zva_old = self._zva[2]
+                pa, first, size = block, self.dcz_block, self.dcz_block   # check the whole block
         if write:
             self._log.append((pa, bytes(self.physmem.view(pa, first))))
         bad = self.tags.mismatch(pa, first, tag)
@@ -143,10 +163,10 @@ class TagChecker:
         if bad_va is None:
             page_va = self.alias_va.get(address & ~0xFFF, 0)
             bad_va = page_va | (bad_pa & 0xFFF)
-        from mteemu.machine.cpu import REG_PC  # noqa: PLC0415 - a cycle at import time
-
         undo = []
-        if write:
+        if zva_old is not None:
+            undo.append((pa, zva_old))
+        elif write:
             undo.append((pa, bytes(self.physmem.view(pa, first))))
             if next_pa is not None:
                 undo.append((next_pa, bytes(self.physmem.view(next_pa, size - first))))
