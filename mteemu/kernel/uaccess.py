@@ -82,6 +82,31 @@ class UserMemory:
             addr += n
             pos += n
 
+    def accessible(self, addr: int, length: int, write: bool) -> int:
+        """How many bytes from addr the kernel can copy before a fault or a tag-check
+        mismatch (copy_to/from_user's short count); EFAULT if not even the first."""
+        if length <= 0:
+            return 0
+        start = addr = self._untag(addr)
+        end = addr + length
+        access = ACCESS_WRITE if write else ACCESS_READ
+        while addr < end:
+            n = min(end - addr, PAGE_SIZE - (addr & (PAGE_SIZE - 1)))
+            try:
+                self._page(addr, access, n)
+            except SyscallError:
+                # Within the page, the granules before the mismatching one were fine.
+                res = self.mm.fault(addr, access)
+                if isinstance(res, int):
+                    break
+                bad = self.mm.alloc.tags.mismatch(res[0] | (addr & (PAGE_SIZE - 1)), n, self._tag)
+                addr = addr if bad is None else (addr & ~(PAGE_SIZE - 1)) | (bad & (PAGE_SIZE - 1))
+                break
+            addr += n
+        if addr == start:
+            raise efault()
+        return addr - start
+
     def check(self, addr: int, length: int, write: bool) -> None:
         """Fault in [addr, addr+length) without copying (access_ok + fault-in)."""
         addr = self._untag(addr)

@@ -32,25 +32,21 @@ class FaultView:
 
 
 def _backtrace(v: FaultView) -> list[int]:
-    """PC, then the return addresses of the AAPCS64 frame-record chain (x29)."""
+    """PC, then the call sites of the AAPCS64 frame-record chain (x29), as HWASan's
+    frame-pointer unwinder does (a leaf function without a frame record hides its
+    caller, as it does there)."""
     pcs = [v.regs["pc"]]
     fp = v.regs["x29"]
-    first_lr = None
     seen = set()
     while fp and fp not in seen and len(pcs) < MAX_FRAMES and fp % 8 == 0:
         seen.add(fp)
         lr, nxt = v.read_u64(fp + 8), v.read_u64(fp)
-        if lr is None or nxt is None or lr == 0:
+        if not lr or nxt is None:
             break
-        if first_lr is None:
-            first_lr = lr
         pcs.append((lr & ((1 << 56) - 1)) - 4)
         if nxt <= fp:
             break
         fp = nxt
-    lr = v.regs["x30"] & ((1 << 56) - 1)
-    if lr and lr != first_lr and len(pcs) >= 1:
-        pcs.insert(1, lr - 4)      # a leaf function: its caller is only in LR
     return pcs
 
 

@@ -76,7 +76,8 @@ def sys_read(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> int:
         raise SyscallError(errno.EBADF)
     count = min(count, MAX_IO)
     if count:
-        t.proc.mem.check(buf, 1, write=True)
+        # Never consume data that cannot be copied out (a short count, as Linux).
+        count = t.proc.mem.accessible(buf, count, write=True)
 
     def attempt() -> int:
         data = f.read(count)
@@ -90,7 +91,8 @@ def sys_write(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> int:
     f = t.proc.fds.get(s32(fd))
     if not f.writable():
         raise SyscallError(errno.EBADF)
-    data = t.proc.mem.read(buf, min(count, MAX_IO))
+    mem = t.proc.mem
+    data = mem.read(buf, mem.accessible(buf, min(count, MAX_IO), write=False)) if count else b""
     return _write_result(k, t, lambda: f.write(data))
 
 
