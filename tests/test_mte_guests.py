@@ -6,6 +6,7 @@ Each program says in comment lines at its top how it is run and judged:
   // run: OPTIONS       extra mteemu options (e.g. -E GLIBC_TUNABLES=...)
   // qemu: same         qemu-aarch64 agrees with Linux here, so it is compared too
   // qemu: differs ...  why qemu-aarch64 is not a valid oracle for this program
+  // qemu-variant: V      qemu-aarch64 agrees with Linux for variant V, compared too
 A program may have variants: NAME.VARIANT.expected files with a `// variant VARIANT: OPTIONS`
 line each (the same binary under other mteemu options, e.g. another preferred mode).
 """
@@ -33,6 +34,7 @@ def _directives(name: str) -> dict:
         "exit": int(exit_m.group(1)) if exit_m else 0,
         "run": shlex.split(run_m.group(1)) if run_m else [],
         "qemu": bool(re.search(r"^//\s*qemu:\s*same", text, re.M)),
+        "qemu_variants": set(re.findall(r"^//\s*qemu-variant:\s*(\w+)", text, re.M)),
         "variants": {m.group(1): shlex.split(m.group(2))
                      for m in re.finditer(r"^//\s*variant\s+(\w+):\s*(.*)$", text, re.M)},
         "variant_exit": {m.group(1): int(m.group(2))
@@ -71,7 +73,7 @@ def test_mte_guest_matches_linux(name: str, variant: str | None, guest, tmp_path
     want_exit = d["variant_exit"].get(variant, d["exit"]) if variant else d["exit"]
     assert ours.returncode == want_exit, ours.stderr.decode()[-3000:]
     assert b"Traceback" not in ours.stderr
-    if d["qemu"] and not variant:
+    if (d["qemu"] and not variant) or variant in d["qemu_variants"]:
         if shutil.which("qemu-aarch64") is None:
             pytest.fail("qemu-aarch64 is missing: run the README's test command to install it")
         theirs = _run(["qemu-aarch64", *_env_options(options), binary], tmp_path)

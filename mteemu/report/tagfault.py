@@ -31,22 +31,33 @@ class FaultView:
     mode: str                                         # sync / async / asymm
 
 
+def _function(v: FaultView, pc: int) -> Optional[str]:
+    sym = v.symbolize(pc)
+    return sym.rsplit("+", 1)[0] if sym else None
+
+
 def _backtrace(v: FaultView) -> list[int]:
-    """PC, then the call sites of the AAPCS64 frame-record chain (x29), as HWASan's
-    frame-pointer unwinder does (a leaf function without a frame record hides its
-    caller, as it does there)."""
+    """PC, then the call sites of the AAPCS64 frame-record chain (x29). A leaf
+    function keeps no frame record, so its caller is only in LR: LR is listed when
+    it is not already the first record's return address and points outside the
+    faulting function (inside it, it is a stale return from an earlier call)."""
     pcs = [v.regs["pc"]]
     fp = v.regs["x29"]
     seen = set()
+    first_lr = None
     while fp and fp not in seen and len(pcs) < MAX_FRAMES and fp % 8 == 0:
         seen.add(fp)
         lr, nxt = v.read_u64(fp + 8), v.read_u64(fp)
         if not lr or nxt is None:
             break
+        first_lr = lr if first_lr is None else first_lr
         pcs.append((lr & ((1 << 56) - 1)) - 4)
         if nxt <= fp:
             break
         fp = nxt
+    lr = v.regs["x30"] & ((1 << 56) - 1)
+    if lr and lr != first_lr and _function(v, lr - 4) != _function(v, pcs[0]):
+        pcs.insert(1, lr - 4)
     return pcs
 
 
