@@ -83,6 +83,27 @@ int main(void) {
     printf("data: STZG zeroed %d, ST2G kept %d, STZ2G zeroed %d\n", z[0] == 0 && z[15] == 0,
            (unsigned char)z[32] == 0xaa && (unsigned char)z[63] == 0xaa, z[64] == 0 && z[95] == 0);
 
+    /* pre- and post-index forms of STZG, ST2G and STZ2G, and LDG with a negative offset */
+    char *w = set_tag(buf + 5120, 2), *wb = w;
+    memset(buf + 5120, 0, 256);
+    tag_range(set_tag(buf + 5120, 5), 256);
+    memset(set_tag(buf + 5120, 5), 0x77, 256);
+    __asm__ volatile("stzg %1, [%0, #16]!" : "+r"(wb) : "r"(w) : "memory");     /* granule 1 */
+    __asm__ volatile("st2g %1, [%0, #32]!" : "+r"(wb) : "r"(w) : "memory");     /* granules 3, 4 */
+    __asm__ volatile("stz2g %1, [%0], #64" : "+r"(wb) : "r"(w) : "memory");     /* granules 3, 4 */
+    __asm__ volatile("st2g %1, [%0], #-16" : "+r"(wb) : "r"(w) : "memory");     /* granules 7, 8 */
+    __asm__ volatile("stzg %1, [%0], #0" : "+r"(wb) : "r"(w) : "memory");       /* granule 6 */
+    printf("pre/post-index forms, tags:");
+    for (int i = 0; i < 10; i++)
+        printf(" %u", tag_of(ldg(buf + 5120 + 16 * i)));
+    printf("; base +%ld; zeroed:", (long)(wb - w));
+    for (int i = 0; i < 10; i++)
+        printf(" %d", *(char *)set_tag(buf + 5120 + 16 * i, tag_of(ldg(buf + 5120 + 16 * i))) == 0);
+    printf("\n");
+    void *neg = buf;
+    __asm__("ldg %0, [%1, #-256]" : "+r"(neg) : "r"(buf + 5120 + 256 + 16));
+    printf("LDG [x, #-256]: tag %u\n", tag_of(neg));
+
     /* STGP: offset, pre, post; data from the pair, tag from the address */
     uint64_t x1 = 0x1111111111111111, x2 = 0x2222222222222222;
     char *s = set_tag(buf + 512, 5), *sb = s;

@@ -483,7 +483,8 @@ class Kernel:
         x = list(uc.reg_read_batch(C.X_REGS))
         v = [uc.reg_read(q) for q in C.Q_REGS]
         sp, pc, nzcv, fpsr, fpcr = uc.reg_read_batch([C.REG_SP, C.REG_PC, C.REG_NZCV, C.REG_FPSR, C.REG_FPCR])
-        return sigframe.CpuState(x, sp, pc, nzcv & sigframe.PSTATE_NZCV_MASK, v, fpsr, fpcr)
+        pstate = (nzcv & sigframe.PSTATE_NZCV_MASK) | (sigframe.PSTATE_TCO if self.cpu.mte.tco else 0)
+        return sigframe.CpuState(x, sp, pc, pstate, v, fpsr, fpcr)
 
     def set_cpu_state(self, s: sigframe.CpuState) -> None:
         uc = self.cpu.uc
@@ -494,6 +495,7 @@ class Kernel:
         uc.reg_write(C.REG_SP, s.sp)
         uc.reg_write(C.REG_PC, s.pc)
         uc.reg_write(C.REG_NZCV, s.pstate & sigframe.PSTATE_NZCV_MASK)
+        self.cpu.set_tco(bool(s.pstate & sigframe.PSTATE_TCO))
         uc.reg_write(C.REG_FPSR, s.fpsr)
         uc.reg_write(C.REG_FPCR, s.fpcr)
 
@@ -531,6 +533,7 @@ class Kernel:
             regs[C.X_REGS[2]] = frame_addr + sigframe.UC_OFF
         for reg, value in regs.items():
             uc.reg_write(reg, value)
+        self.cpu.set_tco(False)        # setup_return(): handlers start with tag checks on
         if ss_flags & SS_AUTODISARM and on_stack:
             t.altstack = (0, SS_DISABLE, 0)
         return True

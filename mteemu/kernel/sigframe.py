@@ -36,6 +36,7 @@ ESR_MAGIC, ESR_SIZE = 0x45535201, 16
 MINSIGSTKSZ = FRAME_SIZE + 16 + 16
 
 PSTATE_NZCV_MASK = 0xF000_0000
+PSTATE_TCO = 1 << 25         # PSR_TCO_BIT: saved and restored with the frame
 
 
 @dataclass

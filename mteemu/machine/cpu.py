@@ -229,6 +229,12 @@ class Cpu:
     def mte(self) -> MteState:
         return self.checker.state
 
+    def set_tco(self, tco: bool) -> None:
+        """PSTATE.TCO from the kernel (signal entry and return)."""
+        if self.checker.state.tco != tco:
+            self.checker.state.tco = tco
+            self.flush_tlb()
+
     def set_mte(self, state: MteState) -> None:
         """Switch tag-check state (another thread, or a prctl); drop stale fast paths."""
         old = self.checker.state
