@@ -31,7 +31,7 @@ from unicorn import (UC_ARCH_ARM64, UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH, UC_HOOK_I
 from unicorn import arm64_const as A
 from unicorn.unicorn_const import UC_ERR_EXCEPTION
 
-from mteemu.machine import mte_insns
+from mteemu.machine import interp, mte_insns
 from mteemu.machine.decode import effective_address
 from mteemu.machine.physmem import PAGE_SHIFT, PAGE_SIZE, PhysMem
 from mteemu.machine.tagcheck import ALIAS_BASE, ALIAS_SHIFT, Mismatch, MteState, TagChecker
@@ -45,6 +45,7 @@ ACCESS_NAMES = {ACCESS_READ: "READ", ACCESS_WRITE: "WRITE", ACCESS_FETCH: "FETCH
 EXCP_UDEF, EXCP_SWI, EXCP_PREFETCH_ABORT, EXCP_DATA_ABORT, EXCP_BKPT = 1, 2, 3, 4, 7
 
 _NO_UNTIL = (1 << 64) - 1   # emu_start's "until" that can never be reached
+RUN_AHEAD = 4096            # instructions interpreted after an MTE one before going back
 _UNTIL_PAGE = _NO_UNTIL & ~(PAGE_SIZE - 1)
 
 X_REGS = [getattr(A, f"UC_ARM64_REG_X{i}") for i in range(29)] + [A.UC_ARM64_REG_X29, A.UC_ARM64_REG_X30]
@@ -115,6 +116,9 @@ class Cpu:
         self.checker.dcz_block = self.dcz_block
         self._check_hook = None
         self._need_hook = False
+        # Translations made for emulated instructions, until the next TLB flush (the
+        # kernel flushes on every page-table change, as for Unicorn's own TLB).
+        self._soft_tlb: dict[tuple[int, int], tuple[int, bool]] = {}
         tags.on_change = self._tags_changed
         self._translate = translate
         self._syscall = syscall
@@ -155,8 +159,15 @@ class Cpu:
         return None if res is None else (res[0], res[2])
 
     def _insn_at(self, pc: int) -> int:
-        res = self._translate(pc, ACCESS_FETCH)
-        return 0 if res is None else int.from_bytes(self.physmem.view(res[0] | (pc & (PAGE_SIZE - 1)), 4), "little")
+        """The instruction word at pc (0 if it cannot be fetched)."""
+        key = (pc & ~(PAGE_SIZE - 1), ACCESS_FETCH)
+        hit = self._soft_tlb.get(key)
+        if hit is None:
+            res = self._translate(key[0], ACCESS_FETCH)
+            if res is None:
+                return 0
+            hit = self._soft_tlb[key] = (res[0], res[2])
+        return int.from_bytes(self.physmem.view(hit[0] | (pc & (PAGE_SIZE - 1)), 4), "little")
 
     def _tags_changed(self, pfn: int) -> None:
         if pfn in self.checker.direct:
@@ -181,24 +192,42 @@ class Cpu:
         self._leave(Exit(kind, pc, intno=intno))
 
     def _emulate(self, pc: int) -> bool:
-        """Run an MTE instruction Unicorn does not know; False if it is no such thing."""
+        """Run an MTE instruction Unicorn does not know, and the MTE and plain register
+        instructions right after it (interp.py); False if pc holds no MTE instruction."""
         word = self._insn_at(pc)
         if not word:
             return False
         checking = self.checker.state.checking
+        first = pc
         try:
-            if not mte_insns.execute(self, word):
-                return False
+            for _ in range(RUN_AHEAD):
+                if mte_insns.execute(self, word):
+                    pc += 4
+                elif pc == first:
+                    return False
+                else:
+                    nxt = interp.step(self, word, pc)
+                    if nxt is None:
+                        break
+                    pc = nxt
+                if checking != self.checker.state.checking:
+                    break        # MSR TCO: the TLB policy changes before the next access
+                word = self._insn_at(pc)
         except MemFault as f:
+            self.uc.reg_write(REG_PC, pc)
             self._leave(Exit(ExitKind.FAULT, pc, fault_page=f.addr & ~(PAGE_SIZE - 1), access=f.access, addr=f.addr))
             return True
         except mte_insns.AlignmentFault as f:
+            self.uc.reg_write(REG_PC, pc)
             self._leave(Exit(ExitKind.ALIGNMENT, pc, access=ACCESS_WRITE, addr=f.addr))
             return True
         if checking != self.checker.state.checking:
             self.flush_tlb()     # MSR TCO turned checking on or off
-        self.uc.reg_write(REG_PC, pc + 4)
+        self.uc.reg_write(REG_PC, pc)
         return True
+
+    def nzcv(self) -> int:
+        return self.uc.reg_read(REG_NZCV)
 
     # -- what mte_insns needs from the core ---------------------------------------------------
     def xr(self, n: int, sp: bool = False) -> int:
@@ -220,10 +249,14 @@ class Cpu:
     def translate_for_tags(self, vaddr: int, write: bool) -> tuple[int, bool]:
         """(physical address, page is tagged) for an emulated access, or MemFault."""
         access = ACCESS_WRITE if write else ACCESS_READ
-        res = self._translate(vaddr & ~(PAGE_SIZE - 1), access)
-        if res is None:
-            raise MemFault(vaddr, access)
-        return res[0] | (vaddr & (PAGE_SIZE - 1)), res[2]
+        key = (vaddr & ~(PAGE_SIZE - 1) & ((1 << 56) - 1), access)
+        hit = self._soft_tlb.get(key)
+        if hit is None:
+            res = self._translate(key[0], access)
+            if res is None:
+                raise MemFault(vaddr, access)
+            hit = self._soft_tlb[key] = (res[0], res[2])
+        return hit[0] | (vaddr & (PAGE_SIZE - 1)), hit[1]
 
     @property
     def mte(self) -> MteState:
@@ -338,6 +371,7 @@ class Cpu:
         """Drop every cached translation (after page tables change or on an mm switch)."""
         self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
         self.checker.forget()
+        self._soft_tlb.clear()
 
     # -- registers ---------------------------------------------------------------
     @property

@@ -191,6 +191,7 @@ class Mm:
     def fork(self) -> "Mm":
         """dup_mmap(): share every page; private pages become copy-on-write in both."""
         child = Mm(self.alloc)
+        child.flush = self.flush          # the same CPU caches the child's translations
         child.brk_start, child.brk = self.brk_start, self.brk
         child.mmap_base, child.stack_top = self.mmap_base, self.stack_top
         for vma in self.vmas:
