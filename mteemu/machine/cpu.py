@@ -119,6 +119,10 @@ class Cpu:
         # Translations made for emulated instructions, until the next TLB flush (the
         # kernel flushes on every page-table change, as for Unicorn's own TLB).
         self._soft_tlb: dict[tuple[int, int], tuple[int, bool]] = {}
+        # While instructions are emulated: register values read or written so far
+        # (Unicorn's reg_read/reg_write cost microseconds each from Python).
+        self._regs: Optional[dict[int, int]] = None
+        self._dirty: set[int] = set()
         tags.on_change = self._tags_changed
         self._translate = translate
         self._syscall = syscall
@@ -199,6 +203,7 @@ class Cpu:
             return False
         checking = self.checker.state.checking
         first = pc
+        self._regs, self._dirty = {}, set()
         try:
             for _ in range(RUN_AHEAD):
                 if mte_insns.execute(self, word):
@@ -214,37 +219,62 @@ class Cpu:
                     break        # MSR TCO: the TLB policy changes before the next access
                 word = self._insn_at(pc)
         except MemFault as f:
-            self.uc.reg_write(REG_PC, pc)
+            self._write_back(pc)
             self._leave(Exit(ExitKind.FAULT, pc, fault_page=f.addr & ~(PAGE_SIZE - 1), access=f.access, addr=f.addr))
             return True
         except mte_insns.AlignmentFault as f:
-            self.uc.reg_write(REG_PC, pc)
+            self._write_back(pc)
             self._leave(Exit(ExitKind.ALIGNMENT, pc, access=ACCESS_WRITE, addr=f.addr))
             return True
+        except BaseException:
+            self._regs = None
+            raise
+        self._write_back(pc)
         if checking != self.checker.state.checking:
             self.flush_tlb()     # MSR TCO turned checking on or off
-        self.uc.reg_write(REG_PC, pc)
         return True
 
+    def _write_back(self, pc: int) -> None:
+        """Leave emulation: the registers it changed, and PC, go back to Unicorn."""
+        regs, self._regs = self._regs, None
+        for reg in self._dirty:
+            self.uc.reg_write(reg, regs[reg])
+        self.uc.reg_write(REG_PC, pc)
+
+    def _reg(self, reg: int) -> int:
+        if self._regs is None:
+            return self.uc.reg_read(reg)
+        value = self._regs.get(reg)
+        if value is None:
+            value = self._regs[reg] = self.uc.reg_read(reg)
+        return value
+
+    def _set_reg(self, reg: int, value: int) -> None:
+        if self._regs is None:
+            self.uc.reg_write(reg, value)
+        else:
+            self._regs[reg] = value
+            self._dirty.add(reg)
+
     def nzcv(self) -> int:
-        return self.uc.reg_read(REG_NZCV)
+        return self._reg(REG_NZCV)
 
     # -- what mte_insns needs from the core ---------------------------------------------------
     def xr(self, n: int, sp: bool = False) -> int:
         """X<n>; register 31 is SP or XZR, as the instruction's encoding says."""
         if n == 31:
-            return self.uc.reg_read(REG_SP) if sp else 0
-        return self.uc.reg_read(X_REGS[n])
+            return self._reg(REG_SP) if sp else 0
+        return self._reg(X_REGS[n])
 
     def xw(self, n: int, value: int, sp: bool = False) -> None:
         if n == 31:
             if sp:
-                self.uc.reg_write(REG_SP, value & 0xFFFF_FFFF_FFFF_FFFF)
+                self._set_reg(REG_SP, value & 0xFFFF_FFFF_FFFF_FFFF)
             return
-        self.uc.reg_write(X_REGS[n], value & 0xFFFF_FFFF_FFFF_FFFF)
+        self._set_reg(X_REGS[n], value & 0xFFFF_FFFF_FFFF_FFFF)
 
     def set_nzcv(self, n: int, z: int, c: int, v: int) -> None:
-        self.uc.reg_write(REG_NZCV, n << 31 | z << 30 | c << 29 | v << 28)
+        self._set_reg(REG_NZCV, n << 31 | z << 30 | c << 29 | v << 28)
 
     def translate_for_tags(self, vaddr: int, write: bool) -> tuple[int, bool]:
         """(physical address, page is tagged) for an emulated access, or MemFault."""

@@ -29,6 +29,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Optional
 
+from unicorn.arm64_const import UC_ARM64_REG_PC
+
 from mteemu.machine.physmem import PAGE_SIZE, PhysMem
 from mteemu.machine.tagstore import TagStore
 
@@ -95,6 +97,9 @@ class TagChecker:
         self._is_dczva: dict[int, bool] = {}     # pc -> the instruction there is DC ZVA
         self._zva: tuple[int, int, bytes] = (-1, -1, b"")   # (pc, block pa, its bytes before)
         self.dcz_block = 64
+        # The hot path's shortcut when all tagged RAM is one span (every built-in board).
+        span = tags.spans[0] if len(tags.spans) == 1 else None
+        self._fast = (span.base, span.end, span.tags, physmem.view(span.base, span.end - span.base)) if span else None
 
     # -- the fill policy ---------------------------------------------------------------------
     def place(self, vaddr: int, pa: int, tagged: bool) -> int:
@@ -119,16 +124,24 @@ class TagChecker:
     # -- the checked path ------------------------------------------------------------------------
     def on_access(self, uc, access: int, address: int, size: int, translate_next, insn_at) -> None:  # noqa: ANN001
         """Memory hook on the alias windows: check every granule the access touches."""
-        from mteemu.machine.cpu import REG_PC  # noqa: PLC0415 - a cycle at import time
-
         off = address - ALIAS_BASE
         tag = off >> ALIAS_SHIFT
         pa = off & ALIAS_MASK
         write = access == UC_MEM_WRITE
+        fast = self._fast
+        if fast is not None and (size > 1 or not write) and (pa ^ (pa + size - 1)) >> 4 == 0:
+            # One granule (the common case), and not a possible DC ZVA byte store.
+            base, end, tags, ram = fast
+            if base <= pa < end:
+                g = (pa - base) >> 4
+                if (tags[g >> 1] >> ((g & 1) << 2)) & 0xF == tag:
+                    if write:
+                        self._log.append((pa, bytes(ram[pa - base:pa - base + size])))
+                    return
         first = min(size, PAGE_SIZE - (pa & 0xFFF))
         zva_old = None
         if write and size == 1:
-            pc = uc.reg_read(REG_PC)
+            pc = uc.reg_read(UC_ARM64_REG_PC)
             is_zva = self._is_dczva.get(pc)
             if is_zva is None:
                 is_zva = self._is_dczva[pc] = insn_at(pc) & 0xFFFFFFE0 == 0xD50B7420
@@ -170,7 +183,7 @@ class TagChecker:
             undo.append((pa, bytes(self.physmem.view(pa, first))))
             if next_pa is not None:
                 undo.append((next_pa, bytes(self.physmem.view(next_pa, size - first))))
-        self.mismatch = Mismatch(va=bad_va, pa=bad_pa, pc=uc.reg_read(REG_PC), write=write, size=size,
+        self.mismatch = Mismatch(va=bad_va, pa=bad_pa, pc=uc.reg_read(UC_ARM64_REG_PC), write=write, size=size,
                                  ptr_tag=tag, mem_tag=self.tags.get(bad_pa), sync=mode is Tcf.SYNC,
                                  ctx=uc.context_save(), undo=undo)
         uc.emu_stop()
@@ -179,12 +192,10 @@ class TagChecker:
         """Undo the interrupted instruction: registers, the bytes it wrote, and (given
         the physical address where the instruction's footprint starts, when known) the
         writes it made before the mismatching one."""
-        from mteemu.machine.cpu import REG_PC  # noqa: PLC0415
-
         m = self.mismatch
         assert m is not None
         uc.context_restore(m.ctx)
-        uc.reg_write(REG_PC, m.pc)
+        uc.reg_write(UC_ARM64_REG_PC, m.pc)
         restored: set[int] = set()
         for pa, old in m.undo:
             self.physmem.view(pa, len(old))[:] = old
