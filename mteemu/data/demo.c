@@ -1,37 +1,77 @@
-// The demo guest run by `mteemu demo`: a little of everything the emulator models.
-// Built by scripts/build_demo: aarch64-linux-gnu-gcc -static -O2 -g -march=armv8.5-a+memtag -pthread
-#include <pthread.h>
+// The demo guest run by `mteemu demo`: Arm MTE catching memory bugs, on an emulated board.
+// Built by scripts/build_demo: aarch64-linux-gnu-gcc -static -O2 -g -march=armv8.5-a+memtag
+#include <setjmp.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#ifndef PROT_MTE
+#define PROT_MTE 0x20
+#endif
 #ifndef HWCAP2_MTE
 #define HWCAP2_MTE (1 << 18)
 #endif
-static long total;
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static void *worker(void *arg) {
-    for (long i = 1; i <= 1000; i++) { pthread_mutex_lock(&lock); total += i * (long)arg; pthread_mutex_unlock(&lock); }
-    return 0;
+
+// A toy tagging allocator: every object gets a random tag (IRG) on its granules (STG).
+static char *heap;
+static size_t used;
+static char *tag_alloc(size_t n) {
+    n = (n + 15) & ~15UL;
+    char *p = heap + used, *t;
+    used += n;
+    __asm__ volatile("irg %0, %1" : "=r"(t) : "r"(p));
+    for (size_t i = 0; i < n; i += 16)
+        __asm__ volatile("stg %0, [%0]" : : "r"(t + i) : "memory");
+    return t;
 }
-static volatile sig_atomic_t seen;
-static void on_signal(int sig) { seen = sig; }
+
+static sigjmp_buf again;
+static void on_segv(int sig, siginfo_t *si, void *uc) {
+    (void)sig, (void)uc;
+    printf("  caught SIGSEGV, si_code %d (%s), at heap offset %ld\n", si->si_code,
+           si->si_code == 9 ? "SEGV_MTESERR: synchronous tag-check fault" : "?",
+           (long)((uintptr_t)si->si_addr - (uintptr_t)heap));
+    siglongjmp(again, 1);
+}
+
+__attribute__((noipa)) static void copy_name(char *dst, const char *src) {
+    strcpy(dst, src);      // no bounds check: the bug
+}
+
 int main(void) {
-    printf("mteemu demo: arm64 Linux user space on an emulated board\n");
+    setvbuf(stdout, NULL, _IONBF, 0);
+    printf("mteemu demo: Arm MTE on an emulated board\n");
     printf("  HWCAP2_MTE advertised: %s\n", getauxval(AT_HWCAP2) & HWCAP2_MTE ? "yes" : "no");
-    pthread_t t[2];
-    for (long i = 0; i < 2; i++) pthread_create(&t[i], 0, worker, (void *)(i + 1));
-    for (int i = 0; i < 2; i++) pthread_join(t[i], 0);
-    printf("  two threads summed %ld\n", total);
-    signal(SIGUSR1, on_signal);
-    raise(SIGUSR1);
-    printf("  signal handler ran for signal %d\n", (int)seen);
-    fflush(stdout);
+    prctl(PR_SET_TAGGED_ADDR_CTRL, PR_TAGGED_ADDR_ENABLE | PR_MTE_TCF_SYNC | (0xfffeUL << 3), 0, 0, 0);
+    heap = mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE | PROT_MTE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    char *name = tag_alloc(16), *secret = tag_alloc(32);
+    strcpy(secret, "the secret");
+    printf("  two objects, tags %lu and %lu\n", (uintptr_t)name >> 56 & 15, (uintptr_t)secret >> 56 & 15);
+
+    struct sigaction sa = {0};
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGSEGV, &sa, NULL);
+    if (!sigsetjmp(again, 1))
+        copy_name(name, "a name longer than sixteen bytes");
+    printf("  the overflow wrote nothing past its object: secret is still \"%s\"\n", secret);
+
     pid_t pid = fork();
-    if (pid == 0) _exit(42);
-    int status; waitpid(pid, &status, 0);
-    printf("  forked child exited with %d\n", WEXITSTATUS(status));
+    if (pid == 0) {
+        signal(SIGSEGV, SIG_DFL);
+        printf("  a child process repeats the bug without a handler; mteemu reports it:\n");
+        copy_name(name, "a name longer than sixteen bytes");
+        _exit(0);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    printf("  the child was killed by signal %d; the demo is done\n", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
     return 0;
 }

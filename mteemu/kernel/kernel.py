@@ -346,7 +346,7 @@ class Kernel:
         self.send_signal(t.proc, S.SigInfo(S.SIGSEGV, S.SEGV_MTEAERR, addr=0, report=report), thread=t)
 
     def _capture_report(self, t: Thread, m) -> dict:  # noqa: ANN001 - a tagcheck.Mismatch
-        from mteemu.machine.decode import disassemble
+        from mteemu.machine.decode import access_size, disassemble
         from mteemu.report import symbols, tagfault
 
         uc = self.cpu.uc
@@ -367,15 +367,18 @@ class Kernel:
                 return None
             return self.tags.get((pte.pfn << 12) | (addr & (PAGE_SIZE - 1)))
 
+        size = m.size
         try:
-            insn = disassemble(t.proc.mem.read(m.pc, 4), m.pc)
+            word = t.proc.mem.read(m.pc, 4)
+            insn = disassemble(word, m.pc)
+            size = max(size, access_size(word, m.pc) or 0)
         except SyscallError:
             insn = "??"
         view = tagfault.FaultView(regs=regs, read_u64=read_u64, tag_at=tag_at, instruction=insn,
                                   symbolize=symbols.symbolizer(t.proc.exe, t.proc.load_bias), tid=t.tid,
                                   program=t.proc.exe, tagged_addr_ctrl=t.tagged_addr_ctrl,
                                   mode=mte.resolve_mode(t.tagged_addr_ctrl, self.options.mte_tcf_preferred))
-        return tagfault.capture(view, va=m.va, write=m.write, size=m.size, ptr_tag=m.ptr_tag,
+        return tagfault.capture(view, va=m.va, write=m.write, size=size, ptr_tag=m.ptr_tag,
                                 mem_tag=m.mem_tag, sync=m.sync)
 
     def _report_fatal(self, info: S.SigInfo) -> None:

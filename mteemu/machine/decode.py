@@ -29,6 +29,7 @@ class Decoded:
     extend: Optional[str]         # 'uxtw', 'sxtw', 'sxtx', ... applied to the index
     post_index: bool
     literal: Optional[int]        # absolute address of a PC-relative literal
+    data_regs: tuple[str, ...] = ()   # the registers transferred (not the address's)
 
 
 @lru_cache(maxsize=None)
@@ -64,11 +65,31 @@ def decode(word: bytes, pc: int) -> Optional[Decoded]:
     if base is None and insn.mnemonic.startswith(("ldr", "ldrsw", "prfm")):
         imms = [op.imm for op in insn.operands if op.type == arm64.ARM64_OP_IMM]
         literal = imms[-1] if imms else None
+    regs = [insn.reg_name(op.reg) for op in insn.operands if op.type == arm64.ARM64_OP_REG]
     if insn.mnemonic in ("dc", "dc.") or insn.mnemonic.startswith("dc"):
-        regs = [insn.reg_name(op.reg) for op in insn.operands if op.type == arm64.ARM64_OP_REG]
         base = regs[-1] if regs else None
     return Decoded(insn.mnemonic, insn.op_str, base, index, disp, shift, extend,
-                   bool(getattr(insn, "post_index", False)), literal)
+                   bool(getattr(insn, "post_index", False)), literal, tuple(regs))
+
+
+_REG_BYTES = {"x": 8, "w": 4, "q": 16, "d": 8, "s": 4, "h": 2, "b": 1, "v": 16}
+_ONE_VALUE = ("cas", "swp", "ldadd", "ldclr", "ldeor", "ldset", "ldsmax", "ldsmin", "ldumax", "ldumin",
+              "stadd", "stclr", "steor", "stset")
+
+
+def access_size(word: bytes, pc: int) -> Optional[int]:
+    """Bytes the load/store instruction transfers in all (a pair counts twice), for
+    reports: Unicorn splits 16-byte accesses, so its hooks see 8."""
+    d = decode(bytes(word), pc)
+    if d is None or not d.data_regs:
+        return None
+    regs = list(d.data_regs)
+    if d.mnemonic.startswith(("stxr", "stlxr", "stxp", "stlxp")):
+        regs = regs[1:]                       # the status register
+    if d.mnemonic.startswith(_ONE_VALUE):
+        regs = regs[:1]
+    sizes = [_REG_BYTES.get(r[0]) for r in regs]
+    return sum(sizes) if all(sizes) else None
 
 
 def _extend(value: int, kind: Optional[str], shift: int) -> int:
