@@ -88,6 +88,11 @@ def access_size(word: bytes, pc: int) -> Optional[int]:
         regs = regs[1:]                       # the status register
     if d.mnemonic.startswith(_ONE_VALUE):
         regs = regs[:1]
+    m = d.mnemonic
+    if m.endswith("sw"):                      # ldrsw, ldursw, ldpsw: words into x registers
+        return 4 * len(regs)
+    if m.endswith(("b", "h")) and m.startswith(("ld", "st", "cas", "swp")) and not m.startswith(("ld1", "st1")):
+        return (1 if m.endswith("b") else 2) * len(regs)     # the byte and halfword forms
     sizes = [_REG_BYTES.get(r[0]) for r in regs]
     return sum(sizes) if all(sizes) else None
 
