@@ -3,7 +3,10 @@
 Exit statuses (also in the README):
   the guest's own exit status     when the first guest process exits
   128 + N                         the guest was killed by signal N (139: SIGSEGV, e.g. a tag-check fault)
-  2                               bad input: missing/non-ELF/wrong-architecture/dynamic program, bad arguments
+  2                               bad input: missing/non-ELF/wrong-architecture/dynamic program, bad arguments,
+                                  an unreadable device tree, a board that fails validation (run --dtb without --force)
+
+mteemu validate-dtb: 0 no file has an error, 1 some file has errors, 2 some file cannot be read or parsed.
   124                             --timeout expired, or every guest thread is blocked forever
   70                              an internal error of mteemu (set MTEEMU_DEBUG=1 for the traceback)
 """
@@ -15,7 +18,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from mteemu.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, InputError, MteEmuError
+from mteemu.board.rules import GROUPS
+from mteemu.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, BoardError, InputError, MteEmuError
 from mteemu.kernel.mte import PREFERRED_MODES
 
 DEMO = Path(__file__).resolve().parent / "data" / "demo.elf"
@@ -51,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "Linux's per-CPU mte_tcf_preferred (default: async)")
         sp.add_argument("--report-json", metavar="FILE",
                         help="also write the report of a fatal tag-check fault to FILE as JSON")
+        sp.add_argument("--dtb", metavar="FILE", help="the board: a device tree (DTB or DTS); default: built in")
+        sp.add_argument("--force", action="store_true", help="run on a board even if it fails validation")
 
     run = sub.add_parser("run", help="run a static arm64 Linux program")
     run_options(run)
@@ -58,7 +64,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("args", nargs=argparse.REMAINDER)
     demo = sub.add_parser("demo", help="run the built-in demo program on the default board")
     run_options(demo)
+    v = sub.add_parser("validate-dtb", help="check boards' tag storage layouts against the kernel's and Arm's rules")
+    v.add_argument("files", nargs="+", metavar="FILE")
+    v.add_argument("--format", choices=("text", "json"), default="text")
+    v.add_argument("--rules", default=",".join(GROUPS), type=_rule_groups,
+                   help="rule groups to apply, comma separated (default: kernel,arm,sanity)")
+    i = sub.add_parser("dtb-info", help="print a board's memory map (and draw it with --svg)")
+    i.add_argument("file", metavar="FILE")
+    i.add_argument("--svg", metavar="OUT.svg", help="also draw the memory map to scale into this SVG file")
     return p
+
+
+def _rule_groups(text: str) -> tuple[str, ...]:
+    groups = tuple(g.strip() for g in text.split(",") if g.strip())
+    bad = [g for g in groups if g not in GROUPS]
+    if bad or not groups:
+        raise argparse.ArgumentTypeError(f"unknown rule group {', '.join(bad) or '(none)'}; use {','.join(GROUPS)}")
+    return groups
 
 
 def parse_size(text: str) -> int:
@@ -83,20 +105,92 @@ def guest_environment(set_env: Sequence[str], unset_env: Sequence[str]) -> list[
 
 
 def _run(args: argparse.Namespace, program: str, guest_args: list[str]) -> int:
-    from mteemu.board.model import default_board
     from mteemu.kernel.kernel import Kernel, RunOptions
 
     if args.timeout is not None and args.timeout <= 0:
         raise MteEmuError("--timeout must be positive")
     if args.report_json and not os.path.isdir(os.path.dirname(os.path.abspath(args.report_json))):
         raise InputError(f"--report-json {args.report_json}: its directory does not exist")
+    board = _board(args)
     options = RunOptions(seed=args.seed, timeout=args.timeout, strace=args.strace,
                          mem_limit=parse_size(args.mem) if args.mem else None,
                          mte_tcf_preferred=args.mte_tcf_preferred, report_json=args.report_json)
-    kernel = Kernel(default_board(), options)
+    kernel = Kernel(board, options)
     argv = [os.fsencode(program)] + [os.fsencode(a) for a in guest_args]
     kernel.spawn(program, argv, guest_environment(args.set_env, args.unset_env))
     return kernel.run()
+
+
+def _board(args: argparse.Namespace):  # noqa: ANN202 - a Board
+    from mteemu.board import info
+    from mteemu.board.model import default_board
+
+    if not args.dtb:
+        return default_board()
+    bf = info.read(args.dtb)
+    if bf.errors and not args.force:
+        for f in bf.errors:
+            sys.stderr.write(f"mteemu: {args.dtb}: {f.severity} {f.rule} {f.node}: {f.message}\n")
+        raise BoardError(f"{args.dtb}: the board fails validation ({len(bf.errors)} error(s)); "
+                         "--force runs it anyway")
+    return bf.board()
+
+
+def _validate(args: argparse.Namespace) -> int:
+    import json
+
+    from mteemu.board import info
+
+    status = 0
+    results = []
+    for path in args.files:
+        try:
+            bf = info.read(path, args.rules)
+        except MteEmuError as e:
+            status = max(status, EXIT_BAD_INPUT)
+            if args.format == "json":
+                results.append({"file": path, "binding": None, "findings": [], "error": e.message})
+            else:
+                sys.stderr.write(f"mteemu: {e.message}\n")
+            continue
+        if bf.errors:
+            status = max(status, 1)
+        if args.format == "json":
+            results.append({"file": path, "binding": bf.layout.binding,
+                            "findings": [f.as_dict() for f in bf.findings]})
+            continue
+        print(f"{path}: binding {bf.layout.binding}, {len(bf.layout.memory)} memory node(s), "
+              f"{len(bf.layout.tags)} tag storage node(s)")
+        for f in bf.findings:
+            print(f"  {f.severity:7} {f.rule:24} {f.node}: {f.message}")
+        print(f"{path}: {'INVALID' if bf.errors else 'valid'} ({len(bf.errors)} error(s), "
+              f"{len(bf.findings) - len(bf.errors)} other finding(s); rules: {','.join(args.rules)})")
+    if args.format == "json":
+        print(json.dumps(results, indent=2))
+    return status
+
+
+def _dtb_info(args: argparse.Namespace) -> int:
+    from mteemu.board import info, svg
+
+    bf = info.read(args.file)
+    sys.stdout.write(info.describe(bf))
+    if args.svg:
+        out = os.path.abspath(args.svg)
+        if out == os.path.abspath(args.file):
+            raise InputError(f"--svg {args.svg}: that is the input file; choose another name")
+        regions = info.regions(bf)
+        if not regions:
+            raise BoardError(f"{args.file}: nothing to draw (no memory or tag regions)")
+        tmp = out + ".tmp"
+        try:
+            with open(tmp, "w") as f:
+                f.write(svg.draw(regions, f"{os.path.basename(args.file)}: physical memory map"))
+            os.replace(tmp, out)
+        except OSError as e:
+            raise InputError(f"--svg {args.svg}: cannot write: {e.strerror}") from None
+        print(f"memory map drawn to {args.svg}")
+    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -106,6 +200,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _run(args, args.program, args.args)
         if args.command == "demo":
             return _run(args, str(DEMO), [])
+        if args.command == "validate-dtb":
+            return _validate(args)
+        if args.command == "dtb-info":
+            return _dtb_info(args)
         raise MteEmuError(f"unknown command {args.command}")
     except MteEmuError as e:
         sys.stdout.flush()

@@ -11,11 +11,13 @@ import ctypes
 import mmap
 
 from mteemu.board.model import Board, MemRegion
+from mteemu.errors import BoardError
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 PAGE_MASK = ~(PAGE_SIZE - 1)
 ZERO_PAGE = bytes(PAGE_SIZE)
+_MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)   # Linux's value; Python < 3.12 lacks it
 
 
 class _Bank:
@@ -23,7 +25,13 @@ class _Bank:
 
     def __init__(self, region: MemRegion) -> None:
         self.region = region
-        self.buf = mmap.mmap(-1, region.size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        # MAP_NORESERVE: a board's DRAM may be larger than the host's; only touched
+        # pages cost anything.
+        try:
+            self.buf = mmap.mmap(-1, region.size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE)
+        except (OSError, OverflowError) as e:
+            raise BoardError(f"{region.name}: cannot reserve {region.size:#x} bytes of host memory for it "
+                             f"({e})") from None
         self.view = memoryview(self.buf)
         self.first_pfn = region.base >> PAGE_SHIFT
         self.end_pfn = region.end >> PAGE_SHIFT
@@ -35,8 +43,10 @@ class _Bank:
 class PhysMem:
     """The board's DRAM as host memory. Page frame numbers (pfn) are PA >> 12.
 
-    Tag storage that lies outside the kernel's memory (a carve-out) is DRAM too and
-    gets a bank of its own; the page allocator never hands it out."""
+    Tag storage that lies outside the kernel's memory (a carve-out, or the v1/v2
+    bindings' own ranges) is DRAM too and gets a bank of its own. Tag storage is never
+    handed out as ordinary pages (`allocatable`): reusing it is the tag-storage
+    manager's job."""
 
     def __init__(self, board: Board) -> None:
         regions = list(board.memory)
@@ -46,10 +56,20 @@ class PhysMem:
                                          & PAGE_MASK, name=tr.name))
         for r in regions:
             if r.base % PAGE_SIZE or r.size % PAGE_SIZE or r.size <= 0:
-                raise ValueError(f"memory region {r.base:#x}+{r.size:#x} is not page aligned")
+                raise BoardError(f"memory region {r.name} {r.base:#x}+{r.size:#x} is not page aligned")
+        spans = sorted((r.base, r.end, r.name) for r in regions)
+        for (_a, a_end, a_name), (b, _b_end, b_name) in zip(spans, spans[1:]):
+            if b < a_end:
+                raise BoardError(f"{a_name} and {b_name} overlap: the board cannot be built")
         self.banks = [_Bank(r) for r in regions]
-        self.kernel_banks = self.banks[:len(board.memory)]
-        self.tagged_regions = tuple(tr.tagged for tr in board.tag_regions)
+        self.tagged_regions = tuple(dict.fromkeys(tr.tagged for tr in board.tag_regions))
+        # (first pfn, end pfn) of the kernel's memory minus every tag region.
+        self.allocatable: list[tuple[int, int]] = []
+        for r in board.memory:
+            pieces = [(r.base, r.end)]
+            for tr in board.tag_regions:
+                pieces = [p for a, b in pieces for p in ((a, min(b, tr.base)), (max(a, tr.end), b)) if p[0] < p[1]]
+            self.allocatable += [((a + PAGE_SIZE - 1) >> PAGE_SHIFT, b >> PAGE_SHIFT) for a, b in pieces]
 
     def map_into(self, uc, offset: int = 0, regions: tuple[MemRegion, ...] | None = None) -> None:  # noqa: ANN001
         """Map RAM into a Unicorn engine at PA + offset (an alias window when offset != 0)."""

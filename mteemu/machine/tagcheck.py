@@ -34,7 +34,7 @@ from unicorn.arm64_const import UC_ARM64_REG_PC
 from mteemu.machine.physmem import PAGE_SIZE, PhysMem
 from mteemu.machine.tagstore import TagStore
 
-ALIAS_SHIFT = 44                 # 16 TiB per window: board RAM must lie below 2**44
+ALIAS_SHIFT = 46                 # 64 TiB per window: board RAM must lie below 2**46
 ALIAS_BASE = 1 << 52
 ALIAS_MASK = (1 << ALIAS_SHIFT) - 1
 UC_MEM_WRITE = 17

@@ -31,8 +31,12 @@ class _Span:
 
 class TagStore:
     def __init__(self, board: Board, physmem: PhysMem) -> None:
-        self.spans = [_Span(tr.tagged.base, tr.tagged.end, physmem.view(tr.base, tr.tagged.size // 32))
-                      for tr in board.tag_regions]
+        # A tag region smaller than 1/32 of its memory (a board that fails validation,
+        # run with --force) tags only the start of it.
+        self.spans = []
+        for tr in board.tag_regions:
+            covered = min(tr.tagged.size, tr.size * 32) & ~0xFFF
+            self.spans.append(_Span(tr.tagged.base, tr.tagged.base + covered, physmem.view(tr.base, covered // 32)))
         # Called with a pfn after its tags changed (the CPU drops stale fast paths).
         self.on_change: Callable[[int], None] = lambda pfn: None
 

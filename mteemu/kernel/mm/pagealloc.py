@@ -22,11 +22,11 @@ class PageAllocator:
         self.tags = tags
         # PG_mte_tagged: pages whose tags have been initialised since they were allocated.
         self.mte_tagged: set[int] = set()
-        # (next pfn, end pfn) per bank, consumed from the bottom.
-        self._bump = [[b.first_pfn, b.end_pfn] for b in physmem.kernel_banks]
+        # (next pfn, end pfn) per allocatable range, consumed from the bottom.
+        self._bump = [[first, end] for first, end in physmem.allocatable if first < end]
         self._free: list[int] = []
         self._refs: dict[int, int] = {}
-        self.total_pages = sum(b.end_pfn - b.first_pfn for b in physmem.kernel_banks)
+        self.total_pages = sum(end - first for first, end in self._bump)
         if limit_pages is not None:
             self.total_pages = min(self.total_pages, limit_pages)
 

@@ -1,0 +1,72 @@
+"""What a board file holds, for people: the loaded layout, its findings, its map."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mteemu.board import binding, dt, rules
+from mteemu.board.build import board_from_layout
+from mteemu.board.memmap import fmt_range, fmt_size, window_of
+from mteemu.board.model import Board
+
+
+@dataclass
+class BoardFile:
+    path: str
+    layout: binding.Layout
+    findings: list[rules.Finding]
+
+    @property
+    def errors(self) -> list[rules.Finding]:
+        return rules.errors(self.findings)
+
+    def board(self) -> Board:
+        return board_from_layout(self.layout, self.path)
+
+
+def read(path: str, groups: tuple[str, ...] = rules.GROUPS) -> BoardFile:
+    """Load and validate a DTB/DTS; BoardError if it cannot be read at all."""
+    layout = binding.scan(dt.load(path))
+    return BoardFile(path, layout, rules.validate(layout, groups))
+
+
+def regions(bf: BoardFile) -> list[dict]:
+    """Every memory range and tag region, as plain records (for text, JSON and SVG)."""
+    out = []
+    tag_spans = [t.range for t in bf.layout.tags if t.range]
+    for m in bf.layout.memory:
+        for i, (addr, size) in enumerate(m.ranges):
+            if not size:
+                continue
+            name = m.node.path + (f"[{i}]" if len(m.ranges) > 1 else "")
+            describes_tags = any(addr <= a and a + s <= addr + size for a, s in tag_spans)
+            out.append({"kind": "memory", "name": name, "start": addr, "end": addr + size,
+                        "numa_node": m.numa_node, "holds_tag_storage": describes_tags, "tags_of": None})
+    for t in bf.layout.tags:
+        if t.range is None:
+            continue
+        addr, size = t.range
+        tagged = t.tagged.path if t.tagged is not None else None
+        out.append({"kind": "tags", "name": t.node.path, "start": addr, "end": addr + size,
+                    "block_size": t.block_size, "tags_of": tagged, "binding": t.binding})
+    return sorted(out, key=lambda r: (r["start"], r["kind"]))
+
+
+def describe(bf: BoardFile) -> str:
+    lines = [f"{bf.path}: binding {bf.layout.binding}"]
+    for r in regions(bf):
+        w = window_of(r["start"], r["end"])
+        where = f"window {w[0]}" if w else "outside the Arm DRAM windows"
+        if r["kind"] == "memory":
+            extra = " (holds tag storage)" if r["holds_tag_storage"] else ""
+            lines.append(f"  memory  {fmt_range(r['start'], r['end']):>27}  {fmt_size(r['end'] - r['start']):>9}  "
+                         f"{r['name']}, numa node {r['numa_node']}, {where}{extra}")
+        else:
+            block = f"block {r['block_size']:#x}" if r["block_size"] else "no block-size"
+            lines.append(f"  tags    {fmt_range(r['start'], r['end']):>27}  {fmt_size(r['end'] - r['start']):>9}  "
+                         f"{r['name']} ({r['binding']}), tags of {r['tags_of'] or '?'}, {block}, {where}")
+    if not bf.layout.tags:
+        lines.append("  no tag storage nodes: mteemu hides a carve-out at the top of the first memory region")
+    n_err = len(bf.errors)
+    lines.append(f"  validation: {n_err} error(s), {len(bf.findings) - n_err} other finding(s) "
+                 "(mteemu validate-dtb for details)")
+    return "\n".join(lines) + "\n"
