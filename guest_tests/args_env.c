@@ -1,5 +1,7 @@
 // argv and the environment (-E NAME=VALUE, -U NAME).
 // args: one "two words"
+// env: MTEEMU_TEST_VAR=forty two
+// qemu: same
 #include <stdio.h>
 #include <stdlib.h>
 int main(int argc, char **argv) {

@@ -1,4 +1,6 @@
 // Create, write, read back, stat and unlink a file.
+// exit: 0
+// qemu: same
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>

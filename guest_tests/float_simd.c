@@ -1,5 +1,7 @@
 // build: -lm
 // Floating point and SIMD-using string functions (memcpy, strlen, memset).
+// exit: 0
+// qemu: same
 #include <math.h>
 #include <stdio.h>
 #include <string.h>

@@ -1,4 +1,6 @@
 // fork/waitpid with an exit status; the child has its own copy of memory.
+// exit: 0
+// qemu: same
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>

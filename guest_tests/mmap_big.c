@@ -1,4 +1,6 @@
 // A 1 MiB anonymous mmap and a 50 MiB malloc, touched end to end.
+// exit: 0
+// qemu: same
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,3 +1,5 @@
+// exit: 0
+// qemu: same
 #define _GNU_SOURCE
 // Shared and private file mappings: shared writes reach the file, private ones do not.
 #include <fcntl.h>

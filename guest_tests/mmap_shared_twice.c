@@ -1,5 +1,7 @@
 /* Two shared mappings of one file see each other's writes, and write(2) to the
    file is visible through both; a private mapping keeps its own copy. */
+// exit: 0
+// qemu: same
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>

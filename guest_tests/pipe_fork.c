@@ -1,4 +1,6 @@
 // A pipe between a parent and a forked child; the parent blocks until data arrives.
+// exit: 0
+// qemu: same
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>

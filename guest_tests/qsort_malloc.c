@@ -1,4 +1,6 @@
 // malloc-heavy code with qsort.
+// exit: 0
+// qemu: same
 #include <stdio.h>
 #include <stdlib.h>
 static int cmp(const void *a, const void *b) { long x = **(long **)a, y = **(long **)b; return (x > y) - (x < y); }

@@ -1,4 +1,6 @@
 /* SA_RESTART, SA_NODEFER and SA_RESETHAND as Linux implements them. */
+// signal: SIGUSR1
+// qemu: same
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>

@@ -1,4 +1,6 @@
 // SIGSEGV on an unmapped address, caught with siginfo and left with siglongjmp.
+// exit: 0
+// qemu: same
 #include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>

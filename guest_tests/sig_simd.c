@@ -1,6 +1,8 @@
 /* rt_sigreturn restores every register, SIMD included: a handler that clobbers
    v16 (caller-saved, so nothing but the signal frame can preserve it) and x9
    must not disturb the interrupted code. */
+// exit: 0
+// qemu: same
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>

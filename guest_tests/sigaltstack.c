@@ -1,4 +1,6 @@
 // SA_ONSTACK with sigaltstack: stack overflow is caught on the alternate stack.
+// exit: 0
+// qemu: same
 #include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>

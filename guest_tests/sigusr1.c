@@ -1,4 +1,6 @@
 // A handler for SIGUSR1, raised with kill(getpid()).
+// exit: 0
+// qemu: same
 #include <signal.h>
 #include <stdio.h>
 #include <unistd.h>

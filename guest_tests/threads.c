@@ -1,5 +1,7 @@
 // build: -pthread
 // Two pthreads increment a mutex-protected counter and are joined.
+// exit: 0
+// qemu: same
 #include <pthread.h>
 #include <stdio.h>
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;

@@ -1,4 +1,6 @@
 // clock_gettime and nanosleep: the sleep really takes its time.
+// exit: 0
+// qemu: same
 #include <stdio.h>
 #include <time.h>
 int main(void) {

@@ -1,4 +1,6 @@
 /* vfork: the child runs first in the parent's memory until it exits. */
+// exit: 0
+// qemu: same
 #include <stdio.h>
 #include <sys/wait.h>
 #include <unistd.h>

@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="NAME=VALUE", help="set a variable in the guest's environment")
         sp.add_argument("-U", dest="unset_env", action="append", default=[], metavar="NAME",
                         help="remove a variable from the guest's environment")
+        sp.add_argument("--clear-env", action="store_true",
+                        help="start the guest's environment empty (then -E adds to it)")
         sp.add_argument("--strace", action="store_true", help="print every syscall to stderr")
         sp.add_argument("--timeout", type=float, metavar="SECONDS", help="stop the guest after SECONDS (exit 124)")
         sp.add_argument("--seed", type=int, default=0, help="seed for getrandom, AT_RANDOM and IRG (default 0)")
@@ -69,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--format", choices=("text", "json"), default="text")
     v.add_argument("--rules", default=",".join(GROUPS), type=_rule_groups,
                    help="rule groups to apply, comma separated (default: kernel,arm,sanity)")
+    t = sub.add_parser("test", help="run guest test suites (C sources with expectations, or ELFs)")
+    t.add_argument("paths", nargs="+", metavar="PATH")
+    t.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="parallel runs (default: CPUs)")
+    t.add_argument("--junit-xml", metavar="FILE", help="write JUnit XML results")
+    t.add_argument("--json", metavar="FILE", help="write JSON results")
+    t.add_argument("--oracle", choices=("qemu",), help="also run each test under qemu-aarch64 and compare")
+    t.add_argument("--cache", metavar="DIR", help="where built programs are kept (default ~/.cache/mteemu/guests)")
     i = sub.add_parser("dtb-info", help="print a board's memory map (and draw it with --svg)")
     i.add_argument("file", metavar="FILE")
     i.add_argument("--svg", metavar="OUT.svg", help="also draw the memory map to scale into this SVG file")
@@ -94,8 +103,8 @@ def parse_size(text: str) -> int:
         raise MteEmuError(f"bad size {text!r} (use e.g. 64M or 1G)") from None
 
 
-def guest_environment(set_env: Sequence[str], unset_env: Sequence[str]) -> list[bytes]:
-    env = dict(os.environ)
+def guest_environment(set_env: Sequence[str], unset_env: Sequence[str], clear: bool = False) -> list[bytes]:
+    env = {} if clear else dict(os.environ)
     for name in unset_env:
         env.pop(name, None)
     for item in set_env:
@@ -117,7 +126,7 @@ def _run(args: argparse.Namespace, program: str, guest_args: list[str]) -> int:
                          mte_tcf_preferred=args.mte_tcf_preferred, report_json=args.report_json)
     kernel = Kernel(board, options)
     argv = [os.fsencode(program)] + [os.fsencode(a) for a in guest_args]
-    kernel.spawn(program, argv, guest_environment(args.set_env, args.unset_env))
+    kernel.spawn(program, argv, guest_environment(args.set_env, args.unset_env, args.clear_env))
     return kernel.run()
 
 
@@ -200,6 +209,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _run(args, args.program, args.args)
         if args.command == "demo":
             return _run(args, str(DEMO), [])
+        if args.command == "test":
+            from mteemu.testing.cli import run_tests
+
+            return run_tests(args)
         if args.command == "validate-dtb":
             return _validate(args)
         if args.command == "dtb-info":

@@ -1,7 +1,8 @@
 /* A tag-check fault nobody handles: the process dies with SIGSEGV (exit status
    139 from mteemu) and mteemu prints the fault report (tests/test_report.py). */
 #include "mte.h"
-// exit: 139
+// signal: SIGSEGV
+// si_code: SEGV_MTESERR
 // qemu: differs: it prints no report
 
 __attribute__((noinline)) void store_byte(char *p, long i) {

@@ -468,7 +468,8 @@ class Kernel:
                 if S.default_kills(sig):
                     if info.report is not None:
                         self._report_fatal(info)
-                    self.kill_process(proc, sig)
+                    fault = sig in S.FAULT_SIGNALS and 0 < info.code < 0x80
+                    self.kill_process(proc, sig, info.code if fault else None)
                     return
                 continue
             if not self._setup_frame(t, info, act):
@@ -568,10 +569,12 @@ class Kernel:
         for t in list(proc.live_threads):
             self.exit_thread(t)
 
-    def kill_process(self, proc: Process, sig: int) -> None:
+    def kill_process(self, proc: Process, sig: int, code: Optional[int] = None) -> None:
+        """Kill by signal sig; code is the si_code of a fault that did it (for the
+        termination line: test runners check it)."""
         if proc.wait_status is None:
             proc.wait_status = sig
-            proc.killed_by = sig
+            proc.kill_code = code
         for t in list(proc.live_threads):
             self.exit_thread(t)
 
@@ -604,7 +607,8 @@ class Kernel:
         status = proc.wait_status
         sig = status & 0x7F
         if sig:
-            self.say(f"guest terminated by signal {sig} ({S.name(sig)})")
+            code = f", si_code {proc.kill_code}" if proc.kill_code is not None else ""
+            self.say(f"guest terminated by signal {sig} ({S.name(sig)}){code}")
             raise GuestExit(128 + sig)
         raise GuestExit(status >> 8)
 

@@ -75,6 +75,7 @@ class Process:
     sid: int = 0
     vfork_parent: Optional[Thread] = None  # released when this child exits
     load_bias: int = 0                    # where the program was loaded (static-PIE)
+    kill_code: Optional[int] = None       # si_code of the fault signal that killed it
 
     def __post_init__(self) -> None:
         if self.mem is None:

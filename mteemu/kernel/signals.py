@@ -36,7 +36,7 @@ _IGNORE = {SIGCHLD, SIGURG, SIGWINCH, SIGCONT}
 # Job control stops are not modelled: there is no terminal session to stop in.
 _STOP = {SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU}
 UNBLOCKABLE = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1))
-_FAULT_SIGNALS = {SIGSEGV, SIGBUS, SIGILL, SIGTRAP, SIGFPE}
+FAULT_SIGNALS = {SIGSEGV, SIGBUS, SIGILL, SIGTRAP, SIGFPE}
 
 
 def bit(sig: int) -> int:
@@ -85,7 +85,7 @@ class SigInfo:
 
     def pack(self, expose_tagbits: bool = False) -> bytes:
         head = struct.pack("<iii", self.signo, self.errno, self.code) + b"\0" * 4
-        if self.signo in _FAULT_SIGNALS and self.addr is not None:
+        if self.signo in FAULT_SIGNALS and self.addr is not None:
             addr = self.addr
             if not expose_tagbits:
                 # Linux clears the tag bits (63:56) of si_addr unless SA_EXPOSE_TAGBITS.

@@ -1,0 +1,67 @@
+"""`mteemu test`: run suites in parallel, show progress, summarize, write reports."""
+from __future__ import annotations
+
+import argparse
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from mteemu.errors import InputError
+from mteemu.testing import reports
+from mteemu.testing.runner import ERROR, FAIL, PASS, Result, Settings, discover, run_case
+
+
+def _line(r: Result) -> str:
+    oracle = f"  [qemu: {r.oracle}]" if r.oracle and r.oracle != "agrees" else ""
+    text = f"{r.status.upper():5} {r.name}"     # no timings: the same suite prints the same
+    return text + (f": {r.message}" if r.message else "") + oracle
+
+
+def run_tests(args: argparse.Namespace) -> int:
+    if args.jobs < 1:
+        raise InputError("-j must be at least 1")
+    cases = discover(args.paths)
+    if not cases:
+        raise InputError(f"no guest tests found in {' '.join(args.paths)}")
+    settings = Settings(oracle=args.oracle)
+    if args.cache:
+        settings.cache = Path(args.cache)
+    tty = sys.stdout.isatty()
+    results: list[Result | None] = [None] * len(cases)
+    shown = 0
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(run_case, c, settings) for c in cases]
+        done = 0
+        for i, fut in enumerate(futures):
+            results[i] = fut.result()
+            done += 1
+            if tty:
+                width = 30
+                fill = width * done // len(cases)
+                failed = sum(r is not None and r.status != PASS for r in results)
+                sys.stdout.write(f"\r[{'=' * fill}{' ' * (width - fill)}] {done}/{len(cases)} "
+                                 f"{failed} failing  {cases[i].name[:40]:40}")
+                sys.stdout.flush()
+            else:
+                # One line per result, in discovery order, whatever finished first.
+                while shown < len(results) and results[shown] is not None:
+                    print(_line(results[shown]), flush=True)
+                    shown += 1
+    final = [r for r in results if r is not None]
+    if tty:
+        sys.stdout.write("\r" + " " * 100 + "\r")
+    for r in final:
+        if r.status != PASS:
+            if tty:
+                print(_line(r))
+            if r.details:
+                print("    " + r.details.rstrip().replace("\n", "\n    "))
+    counts = {s: sum(r.status == s for r in final) for s in (PASS, FAIL, ERROR)}
+    known = sum(1 for r in final if r.oracle and r.oracle.startswith("known"))
+    oracle = f", {known} known qemu-aarch64 difference(s)" if args.oracle else ""
+    print(f"{len(final)} tests: {counts[PASS]} passed, {counts[FAIL]} failed, {counts[ERROR]} errors{oracle}")
+    if args.junit_xml:
+        Path(args.junit_xml).write_text(reports.junit_xml(final))
+    if args.json:
+        Path(args.json).write_text(reports.as_json(final))
+    return 0 if counts[PASS] == len(final) else 1

@@ -1,0 +1,31 @@
+"""Machine-readable results: JUnit XML (the testsuite/testcase/failure shape CI servers
+read) and JSON."""
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+from mteemu.testing.runner import ERROR, FAIL, Result
+
+
+def junit_xml(results: list[Result], suite: str = "mteemu") -> str:
+    ts = ET.Element("testsuite", name=suite, tests=str(len(results)),
+                    failures=str(sum(r.status == FAIL for r in results)),
+                    errors=str(sum(r.status == ERROR for r in results)), skipped="0",
+                    time=f"{sum(r.seconds for r in results):.3f}")
+    for r in results:
+        classname, _, name = r.name.rpartition("/")
+        tc = ET.SubElement(ts, "testcase", classname=(suite + "." + classname.replace("/", ".")).rstrip("."),
+                           name=name, time=f"{r.seconds:.3f}")
+        if r.status in (FAIL, ERROR):
+            el = ET.SubElement(tc, "failure" if r.status == FAIL else "error", message=r.message)
+            el.text = r.details
+        if r.oracle:
+            ET.SubElement(tc, "system-out").text = f"oracle qemu-aarch64: {r.oracle}"
+    ET.indent(ts)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(ts, encoding="unicode") + "\n"
+
+
+def as_json(results: list[Result]) -> str:
+    return json.dumps([{"name": r.name, "status": r.status, "seconds": round(r.seconds, 3), "message": r.message,
+                        "details": r.details, "oracle": r.oracle} for r in results], indent=2) + "\n"
