@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from mteemu.atomicfile import same_file
 from mteemu.board.rules import GROUPS
 from mteemu.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, BoardError, InputError, MteEmuError
 from mteemu.kernel.mte import PREFERRED_MODES
@@ -57,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "Linux's per-CPU mte_tcf_preferred (default: async)")
         sp.add_argument("--report-json", metavar="FILE",
                         help="also write the report of a fatal tag-check fault to FILE as JSON")
+        sp.add_argument("--root", metavar="DIR",
+                        help="confine the guest's file system to DIR (its \"/\"); default: the host's, as qemu-user")
         sp.add_argument("--dtb", metavar="FILE", help="the board: a device tree (DTB or DTS); default: built in")
         sp.add_argument("--force", action="store_true", help="run on a board even if it fails validation")
 
@@ -120,10 +123,15 @@ def _run(args: argparse.Namespace, program: str, guest_args: list[str]) -> int:
         raise MteEmuError("--timeout must be positive")
     if args.report_json and not os.path.isdir(os.path.dirname(os.path.abspath(args.report_json))):
         raise InputError(f"--report-json {args.report_json}: its directory does not exist")
+    if args.report_json and any(same_file(args.report_json, p) for p in (program, args.dtb) if p):
+        raise InputError(f"--report-json {args.report_json}: that is an input file; choose another name")
+    if args.root and not os.path.isdir(args.root):
+        raise InputError(f"--root {args.root}: not a directory")
     board = _board(args)
     options = RunOptions(seed=args.seed, timeout=args.timeout, strace=args.strace,
                          mem_limit=parse_size(args.mem) if args.mem else None,
-                         mte_tcf_preferred=args.mte_tcf_preferred, report_json=args.report_json)
+                         mte_tcf_preferred=args.mte_tcf_preferred, report_json=args.report_json,
+                         root=args.root)
     kernel = Kernel(board, options)
     argv = [os.fsencode(program)] + [os.fsencode(a) for a in guest_args]
     kernel.spawn(program, argv, guest_environment(args.set_env, args.unset_env, args.clear_env))
@@ -191,11 +199,10 @@ def _dtb_info(args: argparse.Namespace) -> int:
         regions = info.regions(bf)
         if not regions:
             raise BoardError(f"{args.file}: nothing to draw (no memory or tag regions)")
-        tmp = out + ".tmp"
+        from mteemu.atomicfile import write_text
+
         try:
-            with open(tmp, "w") as f:
-                f.write(svg.draw(regions, f"{os.path.basename(args.file)}: physical memory map"))
-            os.replace(tmp, out)
+            write_text(out, svg.draw(regions, f"{os.path.basename(args.file)}: physical memory map"))
         except OSError as e:
             raise InputError(f"--svg {args.svg}: cannot write: {e.strerror}") from None
         print(f"memory map drawn to {args.svg}")

@@ -26,6 +26,7 @@ _COMMON_FLAGS = (os.O_ACCMODE | os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_TRUN
                  | os.O_NONBLOCK | os.O_DSYNC | os.O_SYNC | os.O_CLOEXEC | getattr(os, "O_PATH", 0)
                  | getattr(os, "O_NOATIME", 0))
 O_DIRECTORY_GUEST = 0o40000
+O_NOFOLLOW_GUEST = 0o100000         # arm64's values differ from x86's
 O_CLOEXEC = 0o2000000
 O_NONBLOCK = os.O_NONBLOCK
 O_APPEND = os.O_APPEND
@@ -53,11 +54,13 @@ STAT_FMT = "<QQIIIIQQqiiqqQqQqQII"
 
 
 def pack_stat(s: os.stat_result) -> bytes:
-    def ts(t_ns: int) -> tuple[int, int]:
+    def ts(t_ns: Optional[int], seconds: int) -> tuple[int, int]:
+        t_ns = seconds * 1_000_000_000 if t_ns is None else t_ns
         return t_ns // 1_000_000_000, t_ns % 1_000_000_000
-    a, m, c = ts(s.st_atime_ns), ts(s.st_mtime_ns), ts(s.st_ctime_ns)
+    # A host stat has every field; fake_stat() below fills only the first ten.
+    a, m, c = ts(s.st_atime_ns, s[7]), ts(s.st_mtime_ns, s[8]), ts(s.st_ctime_ns, s[9])
     return struct.pack(STAT_FMT, s.st_dev, s.st_ino, s.st_mode, s.st_nlink, s.st_uid, s.st_gid,
-                       s.st_rdev, 0, s.st_size, s.st_blksize, 0, s.st_blocks,
+                       s.st_rdev or 0, 0, s.st_size, s.st_blksize or 4096, 0, s.st_blocks or 0,
                        a[0], a[1], m[0], m[1], c[0], c[1], 0, 0)
 
 

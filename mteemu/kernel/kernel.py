@@ -52,6 +52,7 @@ class RunOptions:
     mem_limit: Optional[int] = None        # bytes of RAM the guest may use (default: the board's)
     mte_tcf_preferred: str = "async"       # the CPU's preferred tag-check mode, as Linux's sysfs knob
     report_json: Optional[str] = None      # where to write the tag-check fault report as JSON
+    root: Optional[str] = None             # confine the guest's paths to this host directory
     diag: object = field(default=None)     # where "mteemu:" lines go (default stderr)
 
 
@@ -110,7 +111,9 @@ class Kernel:
         image = loader.read_program(path)
         mm = self.new_mm()
         exe = os.path.abspath(path)
-        proc = Process(pid=self.new_pid(), parent=None, mm=mm, fds=self._stdio_fds(), cwd=os.getcwd(), exe=exe)
+        root = os.path.realpath(self.options.root) if self.options.root else None
+        proc = Process(pid=self.new_pid(), parent=None, mm=mm, fds=self._stdio_fds(), cwd=root or os.getcwd(),
+                       exe=exe, root=root)
         proc.pgid = proc.sid = proc.pid
         prog = loader.load(mm, image, argv, envp, path.encode(), self.rng.randbytes(16))
         proc.load_bias = prog.bias
@@ -390,9 +393,12 @@ class Kernel:
         if self.options.report_json:
             import json
 
-            with open(self.options.report_json, "w") as f:
-                json.dump(info.report, f, indent=2)
-                f.write("\n")
+            from mteemu.atomicfile import write_text
+
+            try:
+                write_text(self.options.report_json, json.dumps(info.report, indent=2) + "\n")
+            except OSError as e:
+                self.say(f"cannot write --report-json {self.options.report_json}: {e.strerror}")
 
     def fault_address(self, t: Thread, ex: C.Exit) -> int:
         """The exact faulting address (FAR): the first byte of the access in the refused page."""

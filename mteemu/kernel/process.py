@@ -76,6 +76,7 @@ class Process:
     vfork_parent: Optional[Thread] = None  # released when this child exits
     load_bias: int = 0                    # where the program was loaded (static-PIE)
     kill_code: Optional[int] = None       # si_code of the fault signal that killed it
+    root: Optional[str] = None            # --root: the host directory that is the guest's "/"
 
     def __post_init__(self) -> None:
         if self.mem is None:

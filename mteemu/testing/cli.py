@@ -6,6 +6,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from mteemu.atomicfile import same_file, write_text
 from mteemu.errors import InputError
 from mteemu.testing import reports
 from mteemu.testing.runner import ERROR, FAIL, PASS, Result, Settings, discover, run_case
@@ -23,6 +24,9 @@ def run_tests(args: argparse.Namespace) -> int:
     cases = discover(args.paths)
     if not cases:
         raise InputError(f"no guest tests found in {' '.join(args.paths)}")
+    for out in (args.junit_xml, args.json):
+        if out and any(same_file(out, str(c.path)) for c in cases):
+            raise InputError(f"{out}: that is one of the tests; choose another name for the report")
     settings = Settings(oracle=args.oracle)
     if args.cache:
         settings.cache = Path(args.cache)
@@ -60,8 +64,11 @@ def run_tests(args: argparse.Namespace) -> int:
     known = sum(1 for r in final if r.oracle and r.oracle.startswith("known"))
     oracle = f", {known} known qemu-aarch64 difference(s)" if args.oracle else ""
     print(f"{len(final)} tests: {counts[PASS]} passed, {counts[FAIL]} failed, {counts[ERROR]} errors{oracle}")
-    if args.junit_xml:
-        Path(args.junit_xml).write_text(reports.junit_xml(final))
-    if args.json:
-        Path(args.json).write_text(reports.as_json(final))
+    try:
+        if args.junit_xml:
+            write_text(args.junit_xml, reports.junit_xml(final))
+        if args.json:
+            write_text(args.json, reports.as_json(final))
+    except OSError as e:
+        raise InputError(f"cannot write the report: {e.strerror}: {e.filename}") from None
     return 0 if counts[PASS] == len(final) else 1

@@ -7,8 +7,10 @@ import stat as st
 import struct
 from typing import TYPE_CHECKING
 
-from mteemu.kernel.files import (O_CLOEXEC, O_DIRECTORY_GUEST, O_NONBLOCK, O_TMPFILE_GUEST, HostFile, MemFd,
+from mteemu.kernel.files import (O_CLOEXEC, O_DIRECTORY_GUEST, O_NOFOLLOW_GUEST, O_NONBLOCK, O_TMPFILE_GUEST,
+                                 HostFile, MemFd,
                                  Pipe, PipeEnd, Would, guest_status_flags, host_open_flags, pack_stat)
+from mteemu.kernel import confine
 from mteemu.kernel.mm.shared import SharedObject
 from mteemu.kernel.process import Thread
 from mteemu.kernel.signals import SIGPIPE, SI_USER, SigInfo
@@ -30,8 +32,10 @@ def _path(t: Thread, addr: int) -> bytes:
     return t.proc.mem.read_cstr(addr, 4096)
 
 
-def resolve(t: Thread, dirfd: int, path: bytes, empty_ok: bool = False) -> str:
-    """A guest path (relative to dirfd or the cwd) as a host path."""
+def resolve(t: Thread, dirfd: int, path: bytes, empty_ok: bool = False, follow: bool = True) -> str:
+    """A guest path (relative to dirfd or the cwd) as a host path. Under --root the walk
+    stays inside the root (confine.py); `follow`: whether a final symlink is followed
+    (callers that pass False use host calls that do not follow one either)."""
     p = os.fsdecode(path)
     if not p:
         if empty_ok:
@@ -43,17 +47,21 @@ def resolve(t: Thread, dirfd: int, path: bytes, empty_ok: bool = False) -> str:
             rest = p[len(self_):]
             if rest == "exe":
                 return proc.exe
-    if os.path.isabs(p):
+            if proc.root is not None and (rest == "root" or rest.startswith("root/")):
+                p = "/" + rest[4:]                  # the guest's root is its own
+    if os.path.isabs(p) and proc.root is None:
         return p
     dirfd = s32(dirfd)
-    if dirfd == AT_FDCWD:
+    if dirfd == AT_FDCWD or os.path.isabs(p):
         base = proc.cwd
     else:
         f = proc.fds.get(dirfd)
         if not isinstance(f, HostFile) or not f.is_dir:
             raise SyscallError(errno.ENOTDIR)
         base = f.path()
-    return os.path.join(base, p)
+    if proc.root is None:
+        return os.path.join(base, p)
+    return confine.walk(proc.root, base, p, follow)
 
 
 def _oserror(e: OSError) -> SyscallError:
@@ -111,7 +119,14 @@ def _iovecs(t: Thread, iov: int, cnt: int) -> list[tuple[int, int]]:
 def sys_readv(k: "Kernel", t: Thread, fd: int, iov: int, cnt: int) -> int:
     f = t.proc.fds.get(s32(fd))
     vecs = _iovecs(t, iov, cnt)
-    total = sum(n for _, n in vecs)
+    total = 0
+    for base, n in vecs:            # only as much as the buffers can take (a short count)
+        ok = t.proc.mem.accessible(base, n, write=True) if n else 0
+        total += ok
+        if ok < n:
+            break
+    if any(n for _, n in vecs) and total == 0:
+        raise SyscallError(errno.EFAULT)
 
     def attempt() -> int:
         data = f.read(total)
@@ -138,7 +153,10 @@ def sys_pread64(k: "Kernel", t: Thread, fd: int, buf: int, count: int, off: int)
     f = t.proc.fds.get(s32(fd))
     if s64(off) < 0:
         raise SyscallError(errno.EINVAL)
-    data = f.pread(min(count, MAX_IO), off)
+    count = min(count, MAX_IO)
+    if count:
+        count = t.proc.mem.accessible(buf, count, write=True)   # never read more than fits
+    data = f.pread(count, off)
     t.proc.mem.write(buf, data)
     return len(data)
 
@@ -154,7 +172,7 @@ def sys_pwrite64(k: "Kernel", t: Thread, fd: int, buf: int, count: int, off: int
 @syscall("openat", strings=(1,))
 def sys_openat(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int, mode: int) -> int:
     flags &= 0xFFFF_FFFF
-    host = resolve(t, dirfd, _path(t, path))
+    host = resolve(t, dirfd, _path(t, path), follow=not flags & O_NOFOLLOW_GUEST)
     if flags & O_TMPFILE_GUEST == O_TMPFILE_GUEST:
         raise SyscallError(errno.EOPNOTSUPP)
     try:
@@ -205,7 +223,8 @@ def _stat_of(t: Thread, dirfd: int, path: int, flags: int) -> os.stat_result:
             return os.stat(t.proc.cwd)
         return t.proc.fds.get(s32(dirfd)).stat()
     try:
-        return os.stat(resolve(t, dirfd, p), follow_symlinks=not flags & AT_SYMLINK_NOFOLLOW)
+        follow = not flags & AT_SYMLINK_NOFOLLOW
+        return os.stat(resolve(t, dirfd, p, follow=follow), follow_symlinks=follow)
     except OSError as e:
         raise _oserror(e) from None
 
@@ -327,7 +346,8 @@ def sys_pipe2(k: "Kernel", t: Thread, fds_addr: int, flags: int) -> int:
 
 @syscall("getcwd")
 def sys_getcwd(k: "Kernel", t: Thread, buf: int, size: int) -> int:
-    data = os.fsencode(t.proc.cwd) + b"\0"
+    cwd = t.proc.cwd if t.proc.root is None else confine.guest_view(t.proc.root, t.proc.cwd)
+    data = os.fsencode(cwd) + b"\0"
     if len(data) > size:
         raise SyscallError(errno.ERANGE)
     t.proc.mem.write(buf, data)
@@ -336,8 +356,7 @@ def sys_getcwd(k: "Kernel", t: Thread, buf: int, size: int) -> int:
 
 @syscall("chdir", strings=(0,))
 def sys_chdir(k: "Kernel", t: Thread, path: int) -> int:
-    host = os.path.normpath(os.path.abspath(resolve(t, AT_FDCWD, _path(t, path))
-                                            if not os.path.isabs(_path(t, path)) else os.fsdecode(_path(t, path))))
+    host = os.path.normpath(os.path.abspath(resolve(t, AT_FDCWD, _path(t, path))))
     if not os.path.isdir(host):
         raise SyscallError(errno.ENOENT if not os.path.exists(host) else errno.ENOTDIR)
     if not os.access(host, os.X_OK):
@@ -357,7 +376,7 @@ def sys_fchdir(k: "Kernel", t: Thread, fd: int) -> int:
 
 @syscall("unlinkat", strings=(1,))
 def sys_unlinkat(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int) -> int:
-    host = resolve(t, dirfd, _path(t, path))
+    host = resolve(t, dirfd, _path(t, path), follow=False)
     if flags & ~AT_REMOVEDIR:
         raise SyscallError(errno.EINVAL)
     try:
@@ -370,14 +389,14 @@ def sys_unlinkat(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int) -> i
 @syscall("mkdirat", strings=(1,))
 def sys_mkdirat(k: "Kernel", t: Thread, dirfd: int, path: int, mode: int) -> int:
     try:
-        os.mkdir(resolve(t, dirfd, _path(t, path)), (mode & 0o7777) & ~t.proc.umask)
+        os.mkdir(resolve(t, dirfd, _path(t, path), follow=False), (mode & 0o7777) & ~t.proc.umask)
     except OSError as e:
         raise _oserror(e) from None
     return 0
 
 
 def _rename(t: Thread, olddir: int, old: int, newdir: int, new: int, flags: int) -> int:
-    src, dst = resolve(t, olddir, _path(t, old)), resolve(t, newdir, _path(t, new))
+    src, dst = resolve(t, olddir, _path(t, old), follow=False), resolve(t, newdir, _path(t, new), follow=False)
     if flags & ~1:            # only RENAME_NOREPLACE
         raise SyscallError(errno.EINVAL)
     if flags & 1 and os.path.lexists(dst):
@@ -402,7 +421,7 @@ def sys_renameat2(k: "Kernel", t: Thread, olddir: int, old: int, newdir: int, ne
 @syscall("symlinkat", strings=(0, 2))
 def sys_symlinkat(k: "Kernel", t: Thread, target: int, dirfd: int, path: int) -> int:
     try:
-        os.symlink(os.fsdecode(_path(t, target)), resolve(t, dirfd, _path(t, path)))
+        os.symlink(os.fsdecode(_path(t, target)), resolve(t, dirfd, _path(t, path), follow=False))
     except OSError as e:
         raise _oserror(e) from None
     return 0
@@ -411,8 +430,9 @@ def sys_symlinkat(k: "Kernel", t: Thread, target: int, dirfd: int, path: int) ->
 @syscall("linkat", strings=(1, 3))
 def sys_linkat(k: "Kernel", t: Thread, olddir: int, old: int, newdir: int, new: int, flags: int) -> int:
     try:
-        os.link(resolve(t, olddir, _path(t, old)), resolve(t, newdir, _path(t, new)),
-                follow_symlinks=bool(flags & 0x400))
+        follow = bool(flags & 0x400)           # AT_SYMLINK_FOLLOW
+        os.link(resolve(t, olddir, _path(t, old), follow=follow), resolve(t, newdir, _path(t, new), follow=False),
+                follow_symlinks=follow)
     except OSError as e:
         raise _oserror(e) from None
     return 0
@@ -434,9 +454,13 @@ def sys_readlinkat(k: "Kernel", t: Thread, dirfd: int, path: int, buf: int, size
                 target = proc.fds.get(int(rest[3:])).path()
             elif rest == "cwd":
                 target = proc.cwd
+            elif rest == "root" and proc.root is not None:
+                target = proc.root
+            if target is not None and proc.root is not None:
+                target = confine.guest_view(proc.root, target)
     if target is None:
         try:
-            target = os.readlink(resolve(t, dirfd, os.fsencode(p)))
+            target = os.readlink(resolve(t, dirfd, os.fsencode(p), follow=False))
         except OSError as e:
             raise _oserror(e) from None
     data = os.fsencode(target)[:size]
@@ -447,7 +471,7 @@ def sys_readlinkat(k: "Kernel", t: Thread, dirfd: int, path: int, buf: int, size
 def _access(t: Thread, dirfd: int, path: int, mode: int, flags: int) -> int:
     if mode & ~7 or flags & ~(0x200 | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         raise SyscallError(errno.EINVAL)
-    host = resolve(t, dirfd, _path(t, path))
+    host = resolve(t, dirfd, _path(t, path), follow=not flags & AT_SYMLINK_NOFOLLOW)
     if not os.path.lexists(host):
         raise SyscallError(errno.ENOENT)
     if not os.access(host, mode, follow_symlinks=not flags & AT_SYMLINK_NOFOLLOW):

@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 from mteemu.kernel.process import Thread
-from mteemu.kernel.syscalls import syscall
+from mteemu.kernel.syscalls import s32, syscall
 from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
@@ -28,6 +28,8 @@ def sys_getrandom(k: "Kernel", t: Thread, buf: int, count: int, flags: int) -> i
     if flags & ~(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE) or (flags & GRND_RANDOM and flags & GRND_INSECURE):
         raise SyscallError(errno.EINVAL)
     count = min(count, 0x1FF_FFFF)
+    if count:
+        count = t.proc.mem.accessible(buf, count, write=True)
     # Deterministic under --seed: the same run gives the same "random" bytes.
     t.proc.mem.write(buf, k.rng.randbytes(count))
     return count
@@ -54,3 +56,30 @@ for _name in ("settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "mou
               "finit_module", "delete_module", "pivot_root", "kexec_load", "acct", "setns", "unshare",
               "setgroups", "syslog", "quotactl", "vhangup", "setpriority"):
     syscall(_name)(lambda k, t: _eperm())
+
+
+# -- what never leaves the emulated world ---------------------------------------------------
+# Tracing or reading another process would reach a host process if passed through: refused
+# as an unprivileged task in a locked-down container is (EPERM).
+for _name in ("ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "perf_event_open", "bpf"):
+    syscall(_name)(lambda k, t: _eperm())
+
+
+# No network: socket() is refused as under a seccomp policy without network access; the
+# other socket calls can only be given descriptors that are no sockets.
+@syscall("socket")
+def sys_socket(k: "Kernel", t: Thread, domain: int, kind: int, protocol: int) -> int:
+    raise SyscallError(errno.EACCES)
+
+
+@syscall("socketpair")
+def sys_socketpair(k: "Kernel", t: Thread, domain: int, kind: int, protocol: int, sv: int) -> int:
+    raise SyscallError(errno.EACCES)
+
+
+for _name in ("bind", "connect", "listen", "accept", "accept4", "sendto", "recvfrom", "sendmsg", "recvmsg",
+              "sendmmsg", "recvmmsg", "shutdown", "getsockname", "getpeername", "setsockopt", "getsockopt"):
+    @syscall(_name)
+    def _not_a_socket(k: "Kernel", t: Thread, fd: int) -> int:
+        t.proc.fds.get(s32(fd))                 # EBADF for a closed descriptor
+        raise SyscallError(errno.ENOTSOCK)

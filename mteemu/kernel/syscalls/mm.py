@@ -266,5 +266,17 @@ def sys_mincore(k: "Kernel", t: Thread, addr: int, length: int, vec: int) -> int
     start, end = _range(addr, length)
     mm = t.proc.mm
     _covered(mm, start, end)
-    t.proc.mem.write(vec, bytes(int((p >> 12) in mm.ptes) for p in range(start, end, PAGE_SIZE)))
+    npages = (end - start) // PAGE_SIZE
+    t.proc.mem.check(vec, npages, write=True)
+    # Walk whichever is smaller: the range or the page table (a huge sparse mapping).
+    out = bytearray(npages)
+    lo = start >> 12
+    if npages <= len(mm.ptes):
+        for i in range(npages):
+            out[i] = (lo + i) in mm.ptes
+    else:
+        for vpn in mm.ptes:
+            if lo <= vpn < lo + npages:
+                out[vpn - lo] = 1
+    t.proc.mem.write(vec, bytes(out))
     return 0

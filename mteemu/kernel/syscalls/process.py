@@ -4,7 +4,7 @@ from __future__ import annotations
 import errno
 from dataclasses import replace
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from mteemu.kernel import futex as F
 from mteemu.kernel import mte
@@ -47,7 +47,7 @@ def _clone(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls: int, 
         mm = parent.mm if shares_vm else parent.mm.fork()
         proc = Process(pid=tid, parent=parent, mm=mm,
                        fds=parent.fds if flags & CLONE_FILES else parent.fds.fork(),
-                       cwd=parent.cwd, exe=parent.exe, load_bias=parent.load_bias, actions=dict(parent.actions), umask=parent.umask,
+                       cwd=parent.cwd, exe=parent.exe, load_bias=parent.load_bias, root=parent.root, actions=dict(parent.actions), umask=parent.umask,
                        pgid=parent.pgid, sid=parent.sid)
         if flags & CLONE_FILES:
             for f in proc.fds.files.values():
@@ -249,9 +249,16 @@ def sys_gettid(k: "Kernel", t: Thread) -> int:
     return t.tid
 
 
+def _id_getter(host_call: Callable[[], int]) -> Callable:
+    # A closure, not a default argument: the table counts a handler's parameters.
+    def handler(k: "Kernel", t: Thread) -> int:
+        return host_call()
+    return handler
+
+
 for _name, _value in (("getuid", os.getuid), ("geteuid", os.geteuid), ("getgid", os.getgid),
                       ("getegid", os.getegid)):
-    syscall(_name)(lambda k, t, _f=_value: _f())
+    syscall(_name)(_id_getter(_value))
 
 
 @syscall("getresuid")

@@ -168,7 +168,9 @@ def sys_kill(k: "Kernel", t: Thread, pid: int, sig: int) -> int:
     elif pid == 0:
         targets = [p for p in live if p.pgid == t.proc.pgid]
     elif pid == -1:
-        targets = [p for p in live if p is not k.init or p is t.proc]
+        # kill_something_info(): every process but init and the caller itself (there is no
+        # pid 1 in the guest's world: its first process is an ordinary one).
+        targets = [p for p in live if p is not t.proc]
     else:
         targets = [p for p in live if p.pgid == -pid]
     return _kill(k, t, targets, sig)

@@ -1,0 +1,128 @@
+"""A hostile guest, simulated: every syscall number 0-460 with random and boundary
+arguments, driven straight into the syscall layer of a live kernel. Each call must
+return an errno or have its Linux effect; any Python exception escaping a handler is
+a bug. The kernel runs in a scratch directory with /dev/null as its standard streams,
+so the calls cannot touch anything that matters. Used by the tests (a fixed seed,
+tens of thousands of calls) and scripts/fuzz_syscalls (as many as you like)."""
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from dataclasses import dataclass, field
+from typing import Optional
+
+from mteemu.board.model import default_board
+from mteemu.kernel.kernel import GuestExit, Kernel, RunOptions
+from mteemu.kernel.process import State
+from mteemu.machine import cpu as C
+
+MAX_NR = 460
+# exit, exit_group: they end the fuzzing process (tested elsewhere); execve: replaces it.
+SKIP = {93, 94, 221}
+# Calls that wait for the world outside (stdin, sleeping, pause): run, but never wait.
+KERNEL_HALF = 0xFFFF_8000_0000_0000
+
+
+@dataclass
+class Stats:
+    calls: int = 0
+    ok: int = 0
+    errors: dict[int, int] = field(default_factory=dict)    # errno -> count
+    blocked: int = 0
+    respawns: int = 0
+
+
+class SyscallFuzzer:
+    def __init__(self, program: str, seed: int) -> None:
+        self.program = program
+        self.rng = random.Random(seed)
+        self.dir = tempfile.mkdtemp(prefix="mteemu-syscall-fuzz-")
+        self.kernel: Optional[Kernel] = None
+        self.scratch = 0
+
+    def _boot(self) -> None:
+        cwd = os.getcwd()
+        os.chdir(self.dir)
+        try:
+            null = open(os.devnull, "w")
+            k = Kernel(default_board(), RunOptions(seed=self.rng.randrange(1 << 30), mem_limit=64 << 20, diag=null))
+            saved = [os.dup(fd) for fd in (0, 1, 2)]
+            devnull = os.open(os.devnull, os.O_RDWR)
+            try:
+                for fd in (0, 1, 2):
+                    os.dup2(devnull, fd)          # the guest's stdio, inherited at spawn
+                k.spawn(self.program, [self.program.encode()], [b"FUZZ=1"])
+            finally:
+                for fd, s in zip((0, 1, 2), saved):
+                    os.dup2(s, fd)
+                    os.close(s)
+                os.close(devnull)
+            t = k.runq[0]
+            k._switch_to(t)
+            self.kernel = k
+            self.scratch = self._call(222, 0, 1 << 16, 3, 0x22, -1 & (2**64 - 1), 0)   # mmap rw, 64 KiB
+        finally:
+            os.chdir(cwd)
+
+    def _call(self, nr: int, *args: int) -> int:
+        k = self.kernel
+        uc = k.cpu.uc
+        uc.reg_write(C.X_REGS[8], nr)
+        for i, a in enumerate(args[:6]):
+            uc.reg_write(C.X_REGS[i], a & (2**64 - 1))
+        k._on_syscall()
+        return uc.reg_read(C.X_REGS[0])
+
+    def _arg(self) -> int:
+        r = self.rng
+        scratch = self.scratch or 0x1000
+        return r.choice([
+            0, 1, 2, 3, 0xFFFF_FFFF, 2**64 - 1, 2**63, 2**31, -1, -4096, 4096, 0x7FFF_FFFF,
+            r.randrange(64), r.randrange(1 << 16), r.randrange(2**64),
+            scratch, scratch + r.randrange(1 << 16), scratch + 1, scratch + (1 << 16) - 1,
+            (5 << 56) | scratch, (0xF << 56) | (scratch + 16),              # tagged pointers
+            0x1000, 0xDEAD_0000, KERNEL_HALF, KERNEL_HALF + 0x1000, 1 << 48,  # unmapped / kernel half
+            r.randrange(1 << 40) << 12,                                       # a huge length
+        ]) & (2**64 - 1)
+
+    def run(self, calls: int, stats: Optional[Stats] = None) -> Stats:
+        stats = stats or Stats()
+        cwd = os.getcwd()
+        os.chdir(self.dir)
+        try:
+            for _ in range(calls):
+                if self.kernel is None:
+                    self._boot()
+                    stats.respawns += 1
+                nr = self.rng.randrange(MAX_NR + 1)
+                if nr in SKIP:
+                    continue
+                args = [self._arg() for _ in range(6)]
+                stats.calls += 1
+                try:
+                    result = self._call(nr, *args)
+                except GuestExit:
+                    self.kernel = None            # the fuzzed process killed itself (a signal)
+                    continue
+                t = self.kernel.current
+                if t is None or t.state is State.DEAD:
+                    self.kernel = None
+                    continue
+                if t.state is State.BLOCKED:
+                    stats.blocked += 1
+                    if t.wait is not None:
+                        t.wait.cancel()
+                    t.wait, t.state = None, State.RUNNABLE
+                    continue
+                # Signals the call raised (kill, tgkill...) are dropped, not delivered.
+                t.pending.queue.clear()
+                t.proc.pending.queue.clear()
+                r = result - 2**64 if result >> 63 else result
+                if -4096 < r < 0:
+                    stats.errors[-r] = stats.errors.get(-r, 0) + 1
+                else:
+                    stats.ok += 1
+        finally:
+            os.chdir(cwd)
+        return stats
