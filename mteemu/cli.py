@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--format", choices=("text", "json"), default="text")
     v.add_argument("--rules", default=",".join(GROUPS), type=_rule_groups,
                    help="rule groups to apply, comma separated (default: kernel,arm,sanity)")
+    sub.add_parser("bench", help="benchmark mteemu against qemu-aarch64 (see mteemu bench --help)", add_help=False)
     t = sub.add_parser("test", help="run guest test suites (C sources with expectations, or ELFs)")
     t.add_argument("paths", nargs="+", metavar="PATH")
     t.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="parallel runs (default: CPUs)")
@@ -210,6 +211,15 @@ def _dtb_info(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:                      # its own options: mteemu bench --help
+        from mteemu.bench import main as bench_main
+
+        try:
+            return bench_main(argv[1:])
+        except MteEmuError as e:
+            sys.stderr.write(f"mteemu: {e.message}\n")
+            return e.exit_status
     args = build_parser().parse_args(argv)
     try:
         if args.command == "run":

@@ -119,6 +119,9 @@ class Cpu:
         # Translations made for emulated instructions, until the next TLB flush (the
         # kernel flushes on every page-table change, as for Unicorn's own TLB).
         self._soft_tlb: dict[tuple[int, int], tuple[int, bool]] = {}
+        self._code_pages: dict[int, memoryview] = {}           # code page -> its RAM
+        self._fills: dict[tuple[int, int], tuple[int, int]] = {}   # (tagged page, access) -> (paddr, perms)
+        self._ops: dict[int, tuple[int, Callable]] = {}        # pc -> (word, decoded op)
         # While instructions are emulated: register values read or written so far
         # (Unicorn's reg_read/reg_write cost microseconds each from Python).
         self._regs: Optional[dict[int, int]] = None
@@ -134,6 +137,12 @@ class Cpu:
 
     # -- hooks ---------------------------------------------------------------
     def _on_fill(self, uc: Uc, vaddr: int, access: int, entry, _data) -> bool:  # noqa: ANN001
+        hit = self._fills.get((vaddr, access))
+        if hit is not None:
+            # Unicorn's TLB holds 256 pages: a bigger working set refills the same pages
+            # over and over. Their translations stay valid until the next flush.
+            entry.paddr, entry.perms = hit
+            return True
         if vaddr == _UNTIL_PAGE and access == ACCESS_FETCH:
             # Whenever emulation stops, Unicorn looks up the page of emu_start's "until"
             # address. It is no guest access: refuse it without calling it a fault.
@@ -153,6 +162,7 @@ class Cpu:
             self._need_hook = True
             return False
         entry.paddr, entry.perms = paddr, perms
+        self._fills[(vaddr, access)] = (paddr, perms)
         return True
 
     def _on_checked_access(self, uc: Uc, access: int, address: int, size: int, _value: int, _data) -> None:  # noqa: ANN001
@@ -164,14 +174,14 @@ class Cpu:
 
     def _insn_at(self, pc: int) -> int:
         """The instruction word at pc (0 if it cannot be fetched)."""
-        key = (pc & ~(PAGE_SIZE - 1), ACCESS_FETCH)
-        hit = self._soft_tlb.get(key)
-        if hit is None:
-            res = self._translate(key[0], ACCESS_FETCH)
+        page = self._code_pages.get(pc & ~(PAGE_SIZE - 1))
+        if page is None:
+            res = self._translate(pc & ~(PAGE_SIZE - 1), ACCESS_FETCH)
             if res is None:
                 return 0
-            hit = self._soft_tlb[key] = (res[0], res[2])
-        return int.from_bytes(self.physmem.view(hit[0] | (pc & (PAGE_SIZE - 1)), 4), "little")
+            page = self._code_pages[pc & ~(PAGE_SIZE - 1)] = self.physmem.page(res[0] >> PAGE_SHIFT)
+        off = pc & (PAGE_SIZE - 1)
+        return int.from_bytes(page[off:off + 4], "little")
 
     def _tags_changed(self, pfn: int) -> None:
         if pfn in self.checker.direct:
@@ -204,17 +214,19 @@ class Cpu:
         checking = self.checker.state.checking
         first = pc
         self._regs, self._dirty = {}, set()
+        ops = self._ops
         try:
             for _ in range(RUN_AHEAD):
-                if mte_insns.execute(self, word):
-                    pc += 4
-                elif pc == first:
-                    return False
-                else:
-                    nxt = interp.step(self, word, pc)
-                    if nxt is None:
-                        break
-                    pc = nxt
+                cached = ops.get(pc)
+                if cached is None or cached[0] != word:
+                    cached = ops[pc] = (word, self._compile(word))
+                nxt = cached[1](self, pc)
+                if nxt is None:
+                    if pc == first:
+                        self._regs = None
+                        return False
+                    break
+                pc = nxt
                 if checking != self.checker.state.checking:
                     break        # MSR TCO: the TLB policy changes before the next access
                 word = self._insn_at(pc)
@@ -233,6 +245,15 @@ class Cpu:
         if checking != self.checker.state.checking:
             self.flush_tlb()     # MSR TCO turned checking on or off
         return True
+
+    @staticmethod
+    def _compile(word: int):  # noqa: ANN205 - an interp.Op
+        """An MTE instruction, or one the interpreter knows; decoded once per PC."""
+        if mte_insns.is_mte(word):
+            def mte_op(cpu: "Cpu", pc: int) -> Optional[int]:
+                return pc + 4 if mte_insns.execute(cpu, word) else None
+            return mte_op
+        return interp.compile_op(word)
 
     def _write_back(self, pc: int) -> None:
         """Leave emulation: the registers it changed, and PC, go back to Unicorn."""
@@ -402,6 +423,8 @@ class Cpu:
         self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
         self.checker.forget()
         self._soft_tlb.clear()
+        self._code_pages.clear()
+        self._fills.clear()
 
     # -- registers ---------------------------------------------------------------
     @property

@@ -62,6 +62,15 @@ def _simm(value: int, bits: int) -> int:
     return value - (1 << bits) if value >> (bits - 1) else value
 
 
+def is_mte(word: int) -> bool:
+    """Could this word be an MTE instruction (execute() decides for sure)?"""
+    return (word & 0xFFE0F800 == 0x9AC01000 or word & 0xFFE0FC00 in (0x9AC00000, 0xBAC00000)
+            or word & 0xFFC0C000 in (0x91800000, 0xD1800000) or word & 0xFF200000 == 0xD9200000
+            or (word & 0xFE400000 == 0x68000000 and word & 0x01800000 != 0)
+            or word & 0xFFFFFFE0 in (0xD50B7460, 0xD50B7480, 0xD51B42E0, 0xD53B42E0)
+            or word & 0xFFFFF0FF == 0xD503409F)
+
+
 def execute(cpu: "Cpu", word: int) -> bool:
     """Perform one MTE instruction; False if `word` is not one EL0 may execute."""
     rd, rn, rm = word & 31, (word >> 5) & 31, (word >> 16) & 31
