@@ -65,8 +65,10 @@ def pack_stat(s: os.stat_result) -> bytes:
 
 
 def fake_stat(mode: int, size: int = 0, ino: int = 1, dev: int = 0xE) -> os.stat_result:
-    """A stat result for objects that only exist inside the emulated world."""
-    return os.stat_result((mode, ino, dev, 1, 0, 0, size, 0, 0, 0))
+    """A stat result, every field set, for objects that only exist inside the emulated world."""
+    return os.stat_result((mode, ino, dev, 1, os.getuid(), os.getgid(), size, 0, 0, 0),
+                          {"st_atime": 0.0, "st_mtime": 0.0, "st_ctime": 0.0, "st_atime_ns": 0, "st_mtime_ns": 0,
+                           "st_ctime_ns": 0, "st_blksize": 4096, "st_blocks": (size + 511) // 512, "st_rdev": 0})
 
 
 class Would(Exception):

@@ -75,6 +75,10 @@ class SyscallTable:
                 result = h.fn(k, t, *args[:h.nargs])
             except SyscallError as e:
                 result = -e.errno
+            except OSError as e:
+                # A host call under a handler failed (e.g. pwrite on a read-only host fd):
+                # the guest sees its errno, as it would from Linux.
+                result = -(e.errno or errno.EIO)
             except BaseException:
                 # The call ended the run (the first process exited): still trace it.
                 if k.options.strace:
