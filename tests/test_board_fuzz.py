@@ -1,6 +1,6 @@
 """Fuzzing the device-tree reader in CI: byte mutations of every valid file in dts/ (as
 DTS text and as dtc-compiled DTB) must each end as a board, a list of findings or a
-one-line BoardError — never another exception. scripts/fuzz_boards runs more."""
+one-line BoardError — never another exception. scripts/fuzz boards runs more."""
 from __future__ import annotations
 
 import shutil

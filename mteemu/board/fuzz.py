@@ -1,6 +1,6 @@
 """Byte-mutation fuzzing of the device-tree reader: every input must end as a board or
 a BoardError (one line), never any other exception. Used by the tests (a few thousand
-cases) and by scripts/fuzz_boards (as many as you like)."""
+cases) and by scripts/fuzz boards (as many as you like)."""
 from __future__ import annotations
 
 import random

@@ -1,7 +1,7 @@
 """Mutation fuzzing of the ELF loader: headers, program headers, segment sizes and
 offsets pointing outside the file, overlapping segments, entries outside any segment.
 Every case must load or end in an ElfError/InputError (one line, exit 2) — never any
-other exception. Used by the tests and scripts/fuzz_elf."""
+other exception. Used by the tests and scripts/fuzz elf."""
 from __future__ import annotations
 
 import random

@@ -22,7 +22,7 @@ from mteemu.kernel import loader, mte, sigframe
 from mteemu.kernel import signals as S
 from mteemu.kernel.files import FdTable, HostFile, PageCache
 from mteemu.kernel.futex import FutexTable
-from mteemu.kernel.mm.addrspace import FAULT_ACCERR, FAULT_BUS, FAULT_MAPERR, FAULT_OOM, Mm
+from mteemu.kernel.mm.addrspace import FAULT_ACCERR, FAULT_BUS, FAULT_OOM, Mm
 from mteemu.kernel.mm.pagealloc import PageAllocator
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_MTE, PROT_READ, Vma
 from mteemu.kernel.process import SS_AUTODISARM, SS_DISABLE, SS_ONSTACK, Process, State, Thread, Wait
@@ -30,7 +30,7 @@ from mteemu.kernel.uaccess import SyscallError
 from mteemu.machine import cpu as C
 from mteemu.machine.cpu import Cpu, ExitKind
 from mteemu.machine.decode import effective_address
-from mteemu.machine.physmem import PAGE_MASK, PAGE_SIZE, PhysMem
+from mteemu.machine.physmem import PAGE_SIZE, PhysMem
 from mteemu.machine.tagcheck import MteState, Tcf
 from mteemu.machine.tagstore import TagStore
 

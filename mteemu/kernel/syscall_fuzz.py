@@ -3,7 +3,7 @@ arguments, driven straight into the syscall layer of a live kernel. Each call mu
 return an errno or have its Linux effect; any Python exception escaping a handler is
 a bug. The kernel runs in a scratch directory with /dev/null as its standard streams,
 so the calls cannot touch anything that matters. Used by the tests (a fixed seed,
-tens of thousands of calls) and scripts/fuzz_syscalls (as many as you like)."""
+tens of thousands of calls) and scripts/fuzz syscalls (as many as you like)."""
 from __future__ import annotations
 
 import os

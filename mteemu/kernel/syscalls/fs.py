@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import errno
 import os
-import stat as st
 import struct
 from typing import TYPE_CHECKING
 
@@ -42,7 +41,7 @@ def resolve(t: Thread, dirfd: int, path: bytes, empty_ok: bool = False, follow: 
             return ""
         raise SyscallError(errno.ENOENT)
     proc = t.proc
-    for self_ in ("/proc/self/", f"/proc/{proc.pid}/", f"/proc/thread-self/"):
+    for self_ in ("/proc/self/", f"/proc/{proc.pid}/", "/proc/thread-self/"):
         if p.startswith(self_):
             rest = p[len(self_):]
             if rest == "exe":

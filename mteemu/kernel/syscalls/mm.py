@@ -9,7 +9,7 @@ from mteemu.kernel.mm.addrspace import TASK_SIZE, untag
 from mteemu.kernel.mm.shared import SharedObject
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_MTE, PROT_READ, PROT_WRITE, Vma
 from mteemu.kernel.process import Thread
-from mteemu.kernel.syscalls import s32, s64, syscall
+from mteemu.kernel.syscalls import s32, syscall
 from mteemu.kernel.uaccess import SyscallError
 from mteemu.machine.physmem import PAGE_MASK, PAGE_SIZE
 
