@@ -1,13 +1,13 @@
-"""A simple physical page allocator with reference counts.
+"""Pages for guest memory: the buddy allocator (buddy.py) behind reference counts,
+zeroing (user pages are __GFP_ZERO) and PG_mte_tagged.
 
-Stand-in for the buddy allocator of a later issue: order-0 pages only, a free stack
-plus a bump pointer per memory bank, so allocation cost does not grow with the board
-(no scan of every page) and untouched RAM is never visited. Pages that come from the
-bump pointer are known to be zero (fresh host memory); recycled pages are zeroed
-when handed out again, as Linux does for __GFP_ZERO user pages.
+Every guest page is an order-0 MOVABLE allocation. Tag storage is not handed out yet
+(PhysMem.allocatable leaves it out); reusing it for data is the tag-storage manager's.
 """
 from __future__ import annotations
 
+from mteemu.kernel.mm.buddy import BuddyAllocator, MigrateType
+from mteemu.kernel.mm.buddy import OutOfMemory as _BuddyOOM
 from mteemu.machine.physmem import PAGE_SHIFT, PhysMem
 from mteemu.machine.tagstore import TagStore
 
@@ -22,11 +22,9 @@ class PageAllocator:
         self.tags = tags
         # PG_mte_tagged: pages whose tags have been initialised since they were allocated.
         self.mte_tagged: set[int] = set()
-        # (next pfn, end pfn) per allocatable range, consumed from the bottom.
-        self._bump = [[first, end] for first, end in physmem.allocatable if first < end]
-        self._free: list[int] = []
+        self.buddy = BuddyAllocator([(a, b) for a, b in physmem.allocatable if a < b])
         self._refs: dict[int, int] = {}
-        self.total_pages = sum(end - first for first, end in self._bump)
+        self.total_pages = self.buddy.managed
         if limit_pages is not None:
             self.total_pages = min(self.total_pages, limit_pages)
 
@@ -42,17 +40,11 @@ class PageAllocator:
         """One zeroed page with a reference count of 1."""
         if len(self._refs) >= self.total_pages:
             raise OutOfMemory()
-        if self._free:
-            pfn = self._free.pop()
-            self.physmem.zero_page(pfn)
-        else:
-            for bump in self._bump:
-                if bump[0] < bump[1]:
-                    pfn = bump[0]
-                    bump[0] += 1
-                    break
-            else:  # pragma: no cover - total_pages accounting forbids it
-                raise OutOfMemory()
+        try:
+            pfn = self.buddy.alloc(0, MigrateType.MOVABLE)
+        except _BuddyOOM:
+            raise OutOfMemory() from None
+        self.physmem.zero_page(pfn)
         self._refs[pfn] = 1
         return pfn
 
@@ -66,7 +58,7 @@ class PageAllocator:
         else:
             del self._refs[pfn]
             self.mte_tagged.discard(pfn)
-            self._free.append(pfn)
+            self.buddy.free(pfn)
 
     def ensure_tags(self, pfn: int) -> None:
         """mte_sync_tags(): the first Tagged mapping of a page starts its tags at 0 (the

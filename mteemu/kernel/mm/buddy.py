@@ -1,0 +1,233 @@
+"""The buddy allocator (mm/page_alloc.c): zones, pageblocks with a migratetype, free
+lists per order and migratetype, splitting and merging buddies, migratetype fallback
+with pageblock stealing, a min watermark — and MIGRATE_METADATA, the RFC v1 pageblock
+type for tag storage that only movable, untagged allocations may take, last.
+
+Costs never grow with the board: free memory is held as free block heads (a 64 GiB
+board starts as 16 Ki order-10 blocks), pageblock types live in a dict filled lazily,
+and nothing walks every page.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Iterator, Optional
+
+MAX_ORDER = 10                      # orders 0..10: up to 4 MiB blocks (MAX_ORDER in Linux 6.5)
+PAGEBLOCK_ORDER = 9                 # 2 MiB pageblocks with 4 KiB pages
+ZONE_DMA32_END_PFN = 1 << 20        # arm64: ZONE_DMA/DMA32 end at 4 GiB
+
+
+class OutOfMemory(Exception):
+    """No free block of the order asked for, in any zone and fallback."""
+
+
+class MigrateType(enum.IntEnum):
+    UNMOVABLE = 0
+    MOVABLE = 1
+    RECLAIMABLE = 2
+    METADATA = 3                    # tag storage (RFC v1, "mm: Add MIGRATE_METADATA allocation policy")
+
+
+# Linux's fallbacks[] (without CMA and HIGHATOMIC): where each type looks when its own
+# lists are empty. METADATA is never a fallback: only ALLOC_FROM_METADATA reaches it.
+FALLBACKS = {
+    MigrateType.UNMOVABLE: (MigrateType.RECLAIMABLE, MigrateType.MOVABLE),
+    MigrateType.MOVABLE: (MigrateType.RECLAIMABLE, MigrateType.UNMOVABLE),
+    MigrateType.RECLAIMABLE: (MigrateType.UNMOVABLE, MigrateType.MOVABLE),
+}
+
+
+@dataclass
+class Zone:
+    name: str
+    start_pfn: int
+    end_pfn: int
+    # free[order][migratetype] = set of the first pfns of free blocks
+    free: list[dict[MigrateType, set[int]]] = field(
+        default_factory=lambda: [{mt: set() for mt in MigrateType} for _ in range(MAX_ORDER + 1)])
+    managed: int = 0                # pages given to the allocator
+    nr_free: int = 0
+    watermark_min: int = 0
+
+    def contains(self, pfn: int) -> bool:
+        return self.start_pfn <= pfn < self.end_pfn
+
+
+class BuddyAllocator:
+    def __init__(self, ranges: list[tuple[int, int]], metadata: list[tuple[int, int]] = ()) -> None:
+        """ranges: [first pfn, end pfn) of the memory to manage; metadata: the parts of
+        it that are tag storage (onlined as METADATA pageblocks, as the RFC's boot does)."""
+        lo = min((a for a, _ in ranges), default=0)
+        hi = max((b for _, b in ranges), default=0)
+        self.zones = [Zone("DMA32", lo, min(hi, ZONE_DMA32_END_PFN)),
+                      Zone("Normal", max(lo, ZONE_DMA32_END_PFN), max(hi, ZONE_DMA32_END_PFN))]
+        self.zones = [z for z in self.zones if z.start_pfn < z.end_pfn]
+        self._pageblock_mt: dict[int, MigrateType] = {}
+        self._free_order: dict[int, int] = {}           # free block head -> its order
+        for a, b in metadata:
+            for pb in range(a >> PAGEBLOCK_ORDER, (b + (1 << PAGEBLOCK_ORDER) - 1) >> PAGEBLOCK_ORDER):
+                self._pageblock_mt[pb] = MigrateType.METADATA
+        for a, b in ranges:
+            self._online(a, b)
+        for z in self.zones:
+            z.watermark_min = max(z.managed // 1024, 0)   # a token min watermark for GFP_ATOMIC-free callers
+
+    # -- setup ----------------------------------------------------------------------------------
+    def _online(self, start: int, end: int) -> None:
+        """Free [start, end) in the largest aligned blocks that fit (memblock_free_all)."""
+        pfn = start
+        while pfn < end:
+            order = MAX_ORDER
+            while order and (pfn & ((1 << order) - 1) or pfn + (1 << order) > end
+                             or self._crosses_zone(pfn, order) or self._mixed_types(pfn, order)):
+                order -= 1
+            zone = self.zone_of(pfn)
+            zone.managed += 1 << order
+            self._free_block(zone, pfn, order)
+            pfn += 1 << order
+
+    def _crosses_zone(self, pfn: int, order: int) -> bool:
+        return pfn < ZONE_DMA32_END_PFN < pfn + (1 << order)
+
+    def _mixed_types(self, pfn: int, order: int) -> bool:
+        if order <= PAGEBLOCK_ORDER:
+            return False
+        first = pfn >> PAGEBLOCK_ORDER
+        types = {self.pageblock_type(pb) for pb in range(first, first + (1 << (order - PAGEBLOCK_ORDER)))}
+        return len(types) > 1
+
+    # -- bookkeeping ------------------------------------------------------------------------------------
+    def zone_of(self, pfn: int) -> Zone:
+        for z in self.zones:
+            if z.contains(pfn):
+                return z
+        raise ValueError(f"pfn {pfn:#x} is not managed memory")
+
+    def pageblock_type(self, pb: int) -> MigrateType:
+        return self._pageblock_mt.get(pb, MigrateType.MOVABLE)
+
+    def block_type(self, pfn: int) -> MigrateType:
+        return self.pageblock_type(pfn >> PAGEBLOCK_ORDER)
+
+    def _free_block(self, zone: Zone, pfn: int, order: int) -> None:
+        zone.free[order][self.block_type(pfn)].add(pfn)
+        self._free_order[pfn] = order
+        zone.nr_free += 1 << order
+
+    def _take_block(self, zone: Zone, pfn: int, order: int) -> None:
+        zone.free[order][self.block_type(pfn)].discard(pfn)
+        del self._free_order[pfn]
+        zone.nr_free -= 1 << order
+
+    @property
+    def nr_free(self) -> int:
+        return sum(z.nr_free for z in self.zones)
+
+    def nr_free_of(self, mt: MigrateType) -> int:
+        return sum(len(z.free[o][mt]) << o for z in self.zones for o in range(MAX_ORDER + 1))
+
+    @property
+    def managed(self) -> int:
+        return sum(z.managed for z in self.zones)
+
+    def free_blocks(self) -> Iterator[tuple[int, int]]:
+        """(first pfn, order) of every free block."""
+        return iter(self._free_order.items())
+
+    # -- allocation -----------------------------------------------------------------------------------
+    def alloc(self, order: int = 0, mt: MigrateType = MigrateType.MOVABLE, allow_metadata: bool = False) -> int:
+        """__alloc_pages(): a block of 2**order pages; the highest zone first. Only
+        movable allocations that say so (ALLOC_FROM_METADATA: untagged) may take tag
+        storage, and only when nothing else is left."""
+        if mt is MigrateType.METADATA:
+            raise ValueError("METADATA is not an allocation type")
+        for zone in reversed(self.zones):
+            pfn = self._rmqueue(zone, order, mt)
+            if pfn is not None:
+                return pfn
+        if allow_metadata and mt is MigrateType.MOVABLE:
+            for zone in reversed(self.zones):
+                pfn = self._smallest(zone, order, MigrateType.METADATA)
+                if pfn is not None:
+                    return pfn
+        raise OutOfMemory(f"no free block of order {order} for {mt.name}")
+
+    def _rmqueue(self, zone: Zone, order: int, mt: MigrateType) -> Optional[int]:
+        pfn = self._smallest(zone, order, mt)
+        if pfn is None:
+            pfn = self._fallback(zone, order, mt)
+        return pfn
+
+    def _smallest(self, zone: Zone, order: int, mt: MigrateType) -> Optional[int]:
+        """__rmqueue_smallest(): the smallest free block of this type, split down."""
+        for o in range(order, MAX_ORDER + 1):
+            blocks = zone.free[o][mt]
+            if blocks:
+                pfn = next(iter(blocks))     # O(1); deterministic for a given history
+                self._take_block(zone, pfn, o)
+                while o > order:             # expand(): give back the upper halves
+                    o -= 1
+                    self._free_block(zone, pfn + (1 << o), o)
+                return pfn
+        return None
+
+    def _fallback(self, zone: Zone, order: int, mt: MigrateType) -> Optional[int]:
+        """__rmqueue_fallback(): the largest block of a fallback type; a big enough one
+        brings its whole pageblock(s) over to the requested type (steal_suitable_fallback)."""
+        for o in range(MAX_ORDER, order - 1, -1):
+            for other in FALLBACKS[mt]:
+                blocks = zone.free[o][other]
+                if not blocks:
+                    continue
+                pfn = min(blocks)
+                if o >= PAGEBLOCK_ORDER // 2 or mt is not MigrateType.MOVABLE:
+                    self._steal_pageblocks(zone, pfn, max(o, PAGEBLOCK_ORDER), mt)
+                return self._smallest(zone, order, mt) if self.block_type(pfn) is mt else \
+                    self._smallest(zone, order, other)
+        return None
+
+    def _steal_pageblocks(self, zone: Zone, pfn: int, order: int, mt: MigrateType) -> None:
+        """Retype the pageblock(s) of pfn and move their free blocks to mt's lists."""
+        start = pfn & ~((1 << order) - 1)
+        for pb in range(start >> PAGEBLOCK_ORDER, (start + (1 << order)) >> PAGEBLOCK_ORDER):
+            if self.pageblock_type(pb) is MigrateType.METADATA or not zone.contains(pb << PAGEBLOCK_ORDER):
+                continue
+            old = self.pageblock_type(pb)
+            moved = [(p, o) for o in range(MAX_ORDER + 1) for p in list(zone.free[o][old])
+                     if p >> PAGEBLOCK_ORDER == pb or (o > PAGEBLOCK_ORDER and p >> o == pb >> (o - PAGEBLOCK_ORDER))]
+            for p, o in moved:
+                zone.free[o][old].discard(p)
+            self._pageblock_mt[pb] = mt
+            for p, o in moved:
+                zone.free[o][mt].add(p)
+
+    # -- freeing ------------------------------------------------------------------------------------------
+    def free(self, pfn: int, order: int = 0) -> None:
+        """__free_one_page(): merge with free buddies of the same order while possible."""
+        zone = self.zone_of(pfn)
+        if pfn in self._free_order:
+            raise ValueError(f"double free of pfn {pfn:#x}")
+        while order < MAX_ORDER:
+            buddy = pfn ^ (1 << order)
+            # Never across pageblocks of different types: tag storage must stay METADATA.
+            if self._free_order.get(buddy) != order or not zone.contains(buddy) \
+                    or self.block_type(buddy) != self.block_type(pfn):
+                break
+            self._take_block(zone, buddy, order)
+            pfn = min(pfn, buddy)
+            order += 1
+        self._free_block(zone, pfn, order)
+
+    def set_pageblock_type(self, pfn: int, mt: MigrateType) -> None:
+        """Retype one free-or-used pageblock (the tag storage manager's job). A free block
+        larger than a pageblock around it is first split into pageblocks."""
+        zone = self.zone_of(pfn)
+        for o in range(PAGEBLOCK_ORDER + 1, MAX_ORDER + 1):
+            head = pfn & ~((1 << o) - 1)
+            if self._free_order.get(head) == o:
+                self._take_block(zone, head, o)
+                for p in range(head, head + (1 << o), 1 << PAGEBLOCK_ORDER):
+                    self._free_block(zone, p, PAGEBLOCK_ORDER)
+                break
+        self._steal_pageblocks(zone, pfn, PAGEBLOCK_ORDER, mt)
