@@ -131,3 +131,24 @@ def test_syscall_storm_guest(guest, tmp_path, seed: int) -> None:
                    cwd=tmp_path, timeout=120)
     assert b"Traceback" not in r.stderr and b"internal error" not in r.stderr
     assert r.returncode != 70
+
+
+def test_output_before_a_timeout_is_kept(tmp_path) -> None:
+    prog = _c(tmp_path, "spin", """#include <unistd.h>
+int main(void) { write(1, "before\\n", 7); write(2, "err\\n", 4); for (;;) ; }
+""")
+    r = run_mteemu(["run", "--timeout", "2", prog], cwd=tmp_path)
+    assert r.returncode == 124 and r.stdout == b"before\n" and r.stderr.startswith(b"err\n")
+
+
+def test_reports_never_overwrite_inputs(tmp_path, guest) -> None:
+    prog = tmp_path / "fatal"
+    prog.write_bytes(guest("mte/fatal").read_bytes())
+    prog.chmod(0o755)
+    before = prog.read_bytes()
+    r = run_mteemu(["run", "--report-json", str(prog), str(prog)], cwd=tmp_path)
+    assert r.returncode == 2 and b"input file" in r.stderr and prog.read_bytes() == before
+    src = tmp_path / "t.c"
+    src.write_text("// exit: 0\nint main(void) { return 0; }\n")
+    r = run_mteemu(["test", "--junit-xml", str(src), str(src)], cwd=tmp_path)
+    assert r.returncode == 2 and src.read_text().startswith("// exit: 0")
