@@ -115,8 +115,11 @@ def sys_mmap(k: "Kernel", t: Thread, addr: int, length: int, prot: int, flags: i
               pgoff=off // PAGE_SIZE, name=name, mte_allowed=mte_allowed)
     mm.map(vma)
     if flags & MAP_POPULATE:
+        # mm_populate(): best effort; it stops where memory runs out (Linux's populate
+        # of a huge MAP_NORESERVE mapping ends in reclaim and OOM, not in a hang).
         for page in range(addr, addr + length, PAGE_SIZE):
-            mm.fault(page, 16)
+            if not isinstance(mm.fault(page, 16), tuple) or not k.alloc.free_pages:
+                break
     return addr
 
 
