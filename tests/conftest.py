@@ -17,6 +17,14 @@ def run_mteemu(args: list[str], cwd: Path | None = None, timeout: float = 120) -
     return subprocess.run([sys.executable, "-m", "mteemu", *args], capture_output=True, cwd=cwd, timeout=timeout)
 
 
+def compile_guest(tmp_path: Path, name: str, source: str) -> str:
+    """A one-off static arm64 guest program built from source text; its path."""
+    src, out = tmp_path / f"{name}.c", tmp_path / name
+    src.write_text(source)
+    subprocess.run([build_guests.CC, "-static", "-O1", str(src), "-o", str(out)], check=True)
+    return str(out)
+
+
 @pytest.fixture(scope="session")
 def guest():
     """guest(name) -> path of the built guest program (built once, cached on disk)."""

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from conftest import run_mteemu
+from conftest import compile_guest, run_mteemu
 
 
 def _one_line(stderr: bytes) -> str:
@@ -16,14 +16,6 @@ def _one_line(stderr: bytes) -> str:
     assert len(lines) == 1, text
     assert lines[0].startswith("mteemu: ")
     return lines[0]
-
-
-def _static_guest(tmp_path, name: str, source: str) -> str:
-    """Compile a one-off static arm64 guest program; its path."""
-    src, out = tmp_path / f"{name}.c", tmp_path / name
-    src.write_text(source)
-    assert os.system(f"aarch64-linux-gnu-gcc -static -O1 {src} -o {out}") == 0
-    return str(out)
 
 
 def test_missing_file(tmp_path) -> None:
@@ -89,14 +81,14 @@ def test_bad_option() -> None:
 
 
 def test_timeout_stops_a_spinning_guest(tmp_path) -> None:
-    out = _static_guest(tmp_path, "spin", "int main(void){ for(;;) __asm__ volatile(\"\"); }\n")
+    out = compile_guest(tmp_path, "spin", "int main(void){ for(;;) __asm__ volatile(\"\"); }\n")
     r = run_mteemu(["run", "--timeout", "1", out], timeout=60)
     assert r.returncode == 124
     assert "--timeout" in _one_line(r.stderr)
 
 
 def test_mmap_larger_than_board_is_enomem(tmp_path) -> None:
-    out = _static_guest(tmp_path, "huge", '#include <stdio.h>\n#include <errno.h>\n#include <sys/mman.h>\n'
+    out = compile_guest(tmp_path, "huge", '#include <stdio.h>\n#include <errno.h>\n#include <sys/mman.h>\n'
                    'int main(void){ void *p = mmap(0, 64UL<<30, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0);'
                    ' printf("%s\\n", p == MAP_FAILED && errno == ENOMEM ? "ENOMEM" : "mapped"); return 0; }\n')
     r = run_mteemu(["run", out])
@@ -105,7 +97,7 @@ def test_mmap_larger_than_board_is_enomem(tmp_path) -> None:
 
 
 def test_jump_to_unmapped_memory_is_sigsegv(tmp_path) -> None:
-    out = _static_guest(tmp_path, "jump",
+    out = compile_guest(tmp_path, "jump",
                         "int main(void){ void (*f)(void) = (void (*)(void))0x12345000; f(); return 0; }\n")
     r = run_mteemu(["run", out])
     assert r.returncode == 139

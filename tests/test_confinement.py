@@ -3,9 +3,7 @@ symlinks it finds or makes, /proc/self/root, or directory descriptors — while 
 file work inside DIR behaves as on Linux."""
 from __future__ import annotations
 
-import subprocess
-
-from conftest import run_mteemu
+from conftest import compile_guest, run_mteemu
 
 GUEST = r"""#define _GNU_SOURCE
 #include <errno.h>
@@ -74,10 +72,8 @@ def test_no_escape_from_root(tmp_path) -> None:
     (outside / "secret.txt").write_text("SECRET")
     (root / "inside.txt").write_text("inside")
     (root / "escape").symlink_to(outside)
-    src, prog = tmp_path / "escape.c", tmp_path / "escape"
-    src.write_text(GUEST)
-    subprocess.run(["aarch64-linux-gnu-gcc", "-static", "-O1", str(src), "-o", str(prog)], check=True)
-    r = run_mteemu(["run", "--root", str(root), str(prog), str(outside)], cwd=tmp_path)
+    prog = compile_guest(tmp_path, "escape", GUEST)
+    r = run_mteemu(["run", "--root", str(root), prog, str(outside)], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     out = r.stdout.decode()
     assert "SECRET" not in out

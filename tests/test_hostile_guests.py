@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from conftest import run_mteemu
+from conftest import compile_guest, run_mteemu
 from mteemu.kernel.syscall_fuzz import SyscallFuzzer
 
 CALLS = 50_000
@@ -20,15 +20,6 @@ def test_random_syscalls_never_raise(guest) -> None:
     assert stats.ok > 500 and len(stats.errors) > 10
 
 
-def _c(tmp_path, name: str, source: str) -> str:
-    import subprocess
-
-    src, out = tmp_path / f"{name}.c", tmp_path / name
-    src.write_text(source)
-    subprocess.run(["aarch64-linux-gnu-gcc", "-static", "-O1", str(src), "-o", str(out)], check=True)
-    return str(out)
-
-
 @pytest.mark.parametrize("name,source,status,stderr", [
     ("jump_into_data", "static unsigned data[4] = {0xd503201f};\n"
      "int main(void) { ((void (*)(void))data)(); return 0; }\n", 139, b"SIGSEGV"),
@@ -37,12 +28,12 @@ def _c(tmp_path, name: str, source: str) -> str:
     ("undefined", "int main(void) { __asm__ volatile(\".inst 0x00000000\"); return 0; }\n", 132, b"SIGILL"),
 ])
 def test_guests_that_crash_end_as_on_linux(tmp_path, name, source, status, stderr) -> None:
-    r = run_mteemu(["run", _c(tmp_path, name, source)], cwd=tmp_path)
+    r = run_mteemu(["run", compile_guest(tmp_path, name, source)], cwd=tmp_path)
     assert r.returncode == status and stderr in r.stderr and b"Traceback" not in r.stderr
 
 
 def test_fork_bomb_gets_eagain(tmp_path) -> None:
-    prog = _c(tmp_path, "forks", """#include <errno.h>
+    prog = compile_guest(tmp_path, "forks", """#include <errno.h>
 #include <stdio.h>
 #include <unistd.h>
 int main(void) {
@@ -59,7 +50,7 @@ int main(void) {
 
 
 def test_flooding_stdout_is_fine(tmp_path) -> None:
-    prog = _c(tmp_path, "flood", """#include <string.h>
+    prog = compile_guest(tmp_path, "flood", """#include <string.h>
 #include <unistd.h>
 int main(void) { static char buf[1 << 20]; memset(buf, 'x', sizeof buf);
     for (int i = 0; i < 64; i++) if (write(1, buf, sizeof buf) != sizeof buf) return 1; return 0; }
@@ -69,7 +60,7 @@ int main(void) { static char buf[1 << 20]; memset(buf, 'x', sizeof buf);
 
 
 def test_host_stays_out_of_reach(tmp_path) -> None:
-    prog = _c(tmp_path, "host", """#define _GNU_SOURCE
+    prog = compile_guest(tmp_path, "host", """#define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -134,7 +125,7 @@ def test_syscall_storm_guest(guest, tmp_path, seed: int) -> None:
 
 
 def test_output_before_a_timeout_is_kept(tmp_path) -> None:
-    prog = _c(tmp_path, "spin", """#include <unistd.h>
+    prog = compile_guest(tmp_path, "spin", """#include <unistd.h>
 int main(void) { write(1, "before\\n", 7); write(2, "err\\n", 4); for (;;) ; }
 """)
     r = run_mteemu(["run", "--timeout", "2", prog], cwd=tmp_path)

@@ -377,13 +377,14 @@ class Cpu:
         """Make a caught mismatch precise (sync) or complete the access first (async)."""
         uc = self.uc
         m = self.checker.mismatch
-        uc.context_restore(m.ctx)
+        uc.context_restore(m.ctx)            # the registers as they were before the instruction
+        uc.reg_write(REG_PC, m.pc)
         first_pa = None
         if m.write:
             ea = self._footprint_start(m.pc)
             if ea is not None and (ea ^ m.va) & ((1 << 56) - PAGE_SIZE) == 0:
                 first_pa = (m.pa & ~(PAGE_SIZE - 1)) | (ea & (PAGE_SIZE - 1))
-        self.checker.settle(uc, first_pa)
+        self.checker.settle(first_pa)
         self.checker.mismatch = None
         if not m.sync:
             self.checker.stepping = True

@@ -188,14 +188,12 @@ class TagChecker:
                                  ctx=uc.context_save(), undo=undo)
         uc.emu_stop()
 
-    def settle(self, uc, first_pa: Optional[int]) -> Mismatch:  # noqa: ANN001
-        """Undo the interrupted instruction: registers, the bytes it wrote, and (given
-        the physical address where the instruction's footprint starts, when known) the
-        writes it made before the mismatching one."""
+    def settle(self, first_pa: Optional[int]) -> Mismatch:
+        """Undo the memory effects of the interrupted instruction (the caller has put its
+        registers back): the bytes it wrote and, given the physical address where its
+        footprint starts when known, the writes it made before the mismatching one."""
         m = self.mismatch
         assert m is not None
-        uc.context_restore(m.ctx)
-        uc.reg_write(UC_ARM64_REG_PC, m.pc)
         restored: set[int] = set()
         for pa, old in m.undo:
             self.physmem.view(pa, len(old))[:] = old
