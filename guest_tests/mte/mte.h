@@ -76,23 +76,25 @@ static inline void tag_range(void *p, size_t len) {
         stg((char *)p + i);
 }
 
-/* A SIGSEGV handler that records si_code/si_addr and jumps back. */
+/* A fault handler (SIGSEGV, SIGBUS, SIGILL...) that records si_code/si_addr and jumps
+   back to the last FAULTED(). */
 static sigjmp_buf fault_jmp;
 static volatile int fault_code;
 static volatile uintptr_t fault_addr;
-static void on_segv(int sig, siginfo_t *si, void *uc) {
+static void record_fault(int sig, siginfo_t *si, void *uc) {
     (void)sig;
     (void)uc;
     fault_code = si->si_code;
     fault_addr = (uintptr_t)si->si_addr;
     siglongjmp(fault_jmp, 1);
 }
-static inline void catch_segv(int flags) {
+static inline void catch_signal(int sig, int flags) {
     struct sigaction sa = {0};
-    sa.sa_sigaction = on_segv;
+    sa.sa_sigaction = record_fault;
     sa.sa_flags = SA_SIGINFO | flags;
-    sigaction(SIGSEGV, &sa, NULL);
+    sigaction(sig, &sa, NULL);
 }
+static inline void catch_segv(int flags) { catch_signal(SIGSEGV, flags); }
 #define FAULTED() (fault_code = 0, fault_addr = 0, sigsetjmp(fault_jmp, 1))
 
 static const char *code_name(int code) {
