@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from mteemu.kernel.files import (O_CLOEXEC, O_DIRECTORY_GUEST, O_NOFOLLOW_GUEST, O_NONBLOCK, O_TMPFILE_GUEST,
                                  HostFile, MemFd,
                                  Pipe, PipeEnd, Would, guest_status_flags, host_open_flags, pack_stat)
-from mteemu.kernel import confine
+from mteemu.kernel import confine, procfs
 from mteemu.kernel.mm.shared import SharedObject
 from mteemu.kernel.process import Thread
 from mteemu.kernel.signals import SIGPIPE, SI_USER, SigInfo
@@ -171,6 +171,12 @@ def sys_pwrite64(k: "Kernel", t: Thread, fd: int, buf: int, count: int, off: int
 @syscall("openat", strings=(1,))
 def sys_openat(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int, mode: int) -> int:
     flags &= 0xFFFF_FFFF
+    guest_path = os.fsdecode(_path(t, path))
+    generated = procfs.open_generated(k, guest_path) if guest_path.startswith("/proc/") else None
+    if generated is not None:
+        if flags & 3 != 0:                      # O_WRONLY / O_RDWR
+            raise SyscallError(errno.EACCES)
+        return t.proc.fds.install(generated, cloexec=bool(flags & O_CLOEXEC))
     host = resolve(t, dirfd, _path(t, path), follow=not flags & O_NOFOLLOW_GUEST)
     if flags & O_TMPFILE_GUEST == O_TMPFILE_GUEST:
         raise SyscallError(errno.EOPNOTSUPP)
