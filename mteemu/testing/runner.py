@@ -4,6 +4,7 @@ seed, so a suite gives the same results whatever the parallelism."""
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 import re
 import shutil
@@ -56,15 +57,15 @@ def discover(paths: Iterable[str]) -> list[Case]:
             continue
         files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
         for f in files:
-            rel = f.relative_to(root).with_suffix("") if root.is_dir() else Path(f.stem)
-            name = rel.as_posix() if root.is_dir() else f.stem
+            base = f.relative_to(root) if root.is_dir() else Path(f.name)
             if f.suffix == ".c":
                 if root.is_dir() and not has_expectations(f):
                     continue
-            elif not _is_elf(f):
-                continue
+                name = base.with_suffix("").as_posix()
+            elif _is_elf(f):
+                name = base.as_posix()
             else:
-                name = (f.relative_to(root) if root.is_dir() else Path(f.name)).as_posix()
+                continue
             try:
                 for spec in parse(f, name).expanded():
                     cases.append(Case(spec.name, f, spec))
@@ -109,8 +110,6 @@ def run_case(case: Case, settings: Settings) -> Result:
 
 def _cache_name(spec: TestSpec) -> str:
     # One cache entry per source file (whatever its test name), unique across suites.
-    import hashlib
-
     digest = hashlib.sha256(str(spec.path.resolve()).encode()).hexdigest()[:10]
     return f"{spec.path.stem}-{digest}"
 
