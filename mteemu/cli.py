@@ -62,6 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="confine the guest's file system to DIR (its \"/\"); default: the host's, as qemu-user")
         sp.add_argument("--dtb", metavar="FILE", help="the board: a device tree (DTB or DTS); default: built in")
         sp.add_argument("--force", action="store_true", help="run on a board even if it fails validation")
+        sp.add_argument("--tag-storage-policy", choices=("metadata", "cma"), default="metadata",
+                        help="how the kernel reuses the board's tag storage: RFC v1 MIGRATE_METADATA "
+                             "(default) or v2/v3 CMA")
+        sp.add_argument("--swap", metavar="SIZE", help="a swap device of SIZE (e.g. 64M), in host memory")
+        sp.add_argument("--swap-file", metavar="FILE",
+                        help="keep the swap device in FILE (created, must not exist; removed at exit)")
+        sp.add_argument("--stats", action="store_true", help="print the memory counters at exit")
+        sp.add_argument("--kmsg", action="store_true", help="print the kernel log at exit")
+        sp.add_argument("--check-invariants", action="store_true",
+                        help="check the memory manager's invariants as it runs (also MTEEMU_CHECK_INVARIANTS=1); "
+                             "a violation stops the run with exit status 3")
 
     run = sub.add_parser("run", help="run a static arm64 Linux program")
     run_options(run)
@@ -128,11 +139,20 @@ def _run(args: argparse.Namespace, program: str, guest_args: list[str]) -> int:
         raise InputError(f"--report-json {args.report_json}: that is an input file; choose another name")
     if args.root and not os.path.isdir(args.root):
         raise InputError(f"--root {args.root}: not a directory")
+    if args.swap_file and not args.swap:
+        raise MteEmuError("--swap-file needs --swap SIZE")
+    if args.swap_file and os.path.lexists(args.swap_file):
+        raise InputError(f"--swap-file {args.swap_file}: exists; mteemu only creates a new swap file")
     board = _board(args)
+    swap = parse_size(args.swap) if args.swap else 0
+    if swap < 0:
+        raise MteEmuError("--swap must not be negative")
     options = RunOptions(seed=args.seed, timeout=args.timeout, strace=args.strace,
                          mem_limit=parse_size(args.mem) if args.mem else None,
                          mte_tcf_preferred=args.mte_tcf_preferred, report_json=args.report_json,
-                         root=args.root)
+                         root=args.root, swap=swap, swap_file=args.swap_file,
+                         tag_storage_policy=args.tag_storage_policy, stats=args.stats, kmsg=args.kmsg,
+                         check_invariants=args.check_invariants or os.environ.get("MTEEMU_CHECK_INVARIANTS") == "1")
     kernel = Kernel(board, options)
     argv = [os.fsencode(program)] + [os.fsencode(a) for a in guest_args]
     kernel.spawn(program, argv, guest_environment(args.set_env, args.unset_env, args.clear_env))
@@ -238,6 +258,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except MteEmuError as e:
         sys.stdout.flush()
         sys.stderr.write(f"mteemu: {e.message}\n")
+        for line in getattr(e, "details", ()):
+            sys.stderr.write(f"mteemu:   {line}\n")
         return e.exit_status
     except KeyboardInterrupt:
         return 130

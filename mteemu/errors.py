@@ -8,6 +8,7 @@ from __future__ import annotations
 # Exit statuses of the mteemu command itself (the guest's own status passes through).
 EXIT_BAD_INPUT = 2        # missing/malformed file, wrong architecture, bad arguments
 EXIT_TIMEOUT = 124        # --timeout expired (as coreutils' timeout(1))
+EXIT_MODEL_VIOLATION = 3  # the memory-manager model broke an invariant / corrupted data via tags
 EXIT_INTERNAL = 70        # a bug in mteemu (EX_SOFTWARE); the line says how to get details
 EXIT_SIGNAL_BASE = 128    # guest killed by signal N -> 128 + N, as a shell reports it
 
@@ -44,3 +45,15 @@ class Deadlock(MteEmuError):
     """Every guest thread is blocked and nothing can ever wake one (Linux would hang)."""
 
     exit_status = EXIT_TIMEOUT
+
+
+class ModelViolation(MteEmuError):
+    """The memory-manager model broke one of its invariants, or a tag write landed in
+    tag storage that was not reserved while its pages held data: the corruption the
+    RFC's design exists to prevent. `details` are the report's further lines."""
+
+    exit_status = EXIT_MODEL_VIOLATION
+
+    def __init__(self, message: str, details: tuple[str, ...] = ()) -> None:
+        super().__init__(f"model violation: {message}")
+        self.details = details

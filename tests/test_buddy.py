@@ -47,7 +47,7 @@ def test_random_sequences_keep_the_invariants(seq) -> None:
     for op, order, mt, meta, pick in seq:
         if op == "alloc":
             try:
-                pfn = b.alloc(order, mt, allow_metadata=meta)
+                pfn = b.alloc(order, mt, allow_tag_storage=meta)
             except OutOfMemory:
                 continue
             allocated[pfn] = (order, mt, meta)
@@ -71,10 +71,10 @@ def test_tag_storage_is_the_last_resort() -> None:
             raise AssertionError("allocated beyond ordinary memory without ALLOC_FROM_METADATA")
         except OutOfMemory:
             pass
-    p = b.alloc(0, MigrateType.MOVABLE, allow_metadata=True)
+    p = b.alloc(0, MigrateType.MOVABLE, allow_tag_storage=True)
     assert b.block_type(p) is MigrateType.METADATA
     try:
-        b.alloc(0, MigrateType.UNMOVABLE, allow_metadata=True)
+        b.alloc(0, MigrateType.UNMOVABLE, allow_tag_storage=True)
         raise AssertionError("tag storage given to an unmovable allocation")
     except OutOfMemory:
         pass

@@ -37,6 +37,9 @@ class TagRegion:
     tagged: MemRegion
     block_size: int = 4096
     name: str = "tag-storage"
+    # Described by an arm,mte-tag-storage node, so the kernel may reuse it as memory
+    # (the RFC); False for a firmware carve-out the kernel never sees (static MTE).
+    reusable: bool = True
 
     @property
     def end(self) -> int:
@@ -71,7 +74,8 @@ def with_tag_carveout(name: str, dram: MemRegion) -> Board:
     visible = MemRegion(base=dram.base, size=(dram.size - tags) & ~0xFFF, numa_node=dram.numa_node, name=dram.name)
     tag_size = visible.size // 32
     return Board(name=name, memory=(visible,),
-                 tag_regions=(TagRegion(base=visible.end, size=tag_size, tagged=visible, name="tag-carveout"),))
+                 tag_regions=(TagRegion(base=visible.end, size=tag_size, tagged=visible, name="tag-carveout",
+                                           reusable=False),))
 
 
 def default_board() -> Board:

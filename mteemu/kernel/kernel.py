@@ -18,12 +18,16 @@ from typing import Optional
 
 from mteemu.board.model import Board
 from mteemu.errors import Deadlock, GuestTimeout
-from mteemu.kernel import loader, mte, sigframe
+from mteemu.kernel import loader, mte, procfs, sigframe
 from mteemu.kernel import signals as S
 from mteemu.kernel.files import FdTable, HostFile, PageCache
 from mteemu.kernel.futex import FutexTable
 from mteemu.kernel.mm.addrspace import FAULT_ACCERR, FAULT_BUS, FAULT_OOM, Mm
+from mteemu.kernel.kmsg import KernelLog
+from mteemu.kernel.mm import invariants
 from mteemu.kernel.mm.pagealloc import PageAllocator
+from mteemu.kernel.mm.swap import SwapDevice
+from mteemu.kernel.mm.tag_storage import POLICIES
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_MTE, PROT_READ, Vma
 from mteemu.kernel.process import SS_AUTODISARM, SS_DISABLE, SS_ONSTACK, Process, State, Thread, Wait
 from mteemu.kernel.uaccess import SyscallError
@@ -53,6 +57,12 @@ class RunOptions:
     mte_tcf_preferred: str = "async"       # the CPU's preferred tag-check mode, as Linux's sysfs knob
     report_json: Optional[str] = None      # where to write the tag-check fault report as JSON
     root: Optional[str] = None             # confine the guest's paths to this host directory
+    swap: int = 0                          # bytes of swap (0: none)
+    swap_file: Optional[str] = None        # keep swap in this new file instead of host memory
+    tag_storage_policy: str = "metadata"   # RFC v1 MIGRATE_METADATA, or "cma" (v2/v3)
+    check_invariants: bool = False         # check the memory manager's invariants as it runs
+    stats: bool = False                    # print the memory counters at exit
+    kmsg: bool = False                     # print the kernel log at exit
     diag: object = field(default=None)     # where "mteemu:" lines go (default stderr)
 
 
@@ -71,8 +81,20 @@ class Kernel:
         self.physmem = PhysMem(board)
         self.tags = TagStore(board, self.physmem)
         limit = options.mem_limit // PAGE_SIZE if options.mem_limit else None
-        self.alloc = PageAllocator(self.physmem, self.tags, limit)
+        self.kmsg = KernelLog()
+        self.alloc = PageAllocator(self.physmem, self.tags, board, limit, POLICIES[options.tag_storage_policy],
+                                   self.kmsg)
+        if options.swap:
+            self.alloc.swap = SwapDevice(options.swap // PAGE_SIZE, options.swap_file)
+            self.kmsg.log(f"Adding {options.swap // 1024}k swap on {options.swap_file or '[memory]'}")
         self.cpu = Cpu(self.physmem, self.tags, self._translate, self._on_syscall)
+        self.alloc.on_remap = self.cpu.flush_tlb
+        if self.alloc.storage is not None:
+            # The machine's side of the design: a tag write for a page whose storage is
+            # not reserved lands in someone else's memory.
+            self.tags.guarded = self.alloc.storage.reserved
+            self.tags.guard = self.alloc.tag_write_guard
+        self.checker = invariants.Checker(self.alloc) if options.check_invariants else None
         self.rng = random.Random(options.seed)
         self.irg_rng = random.Random(f"irg-{options.seed}")    # IRG's tags: reproducible per seed
         self.pagecache = PageCache(self.alloc)
@@ -115,6 +137,7 @@ class Kernel:
         proc = Process(pid=self.new_pid(), parent=None, mm=mm, fds=self._stdio_fds(), cwd=root or os.getcwd(),
                        exe=exe, root=root)
         proc.pgid = proc.sid = proc.pid
+        mm.owner_name = f"pid {proc.pid} ({os.path.basename(path)[:15]})"
         prog = loader.load(mm, image, argv, envp, path.encode(), self.rng.randbytes(16))
         proc.load_bias = prog.bias
         self._map_trampoline(mm)
@@ -154,6 +177,8 @@ class Kernel:
         if t is None or t.state is not State.RUNNABLE:
             return None    # the thread left the CPU (exit, block); Unicorn is winding down
         res = t.proc.mm.fault(vaddr, access)
+        if self.checker is not None:
+            self.checker.maybe(f"a page fault at {vaddr:#x}")
         if isinstance(res, int):
             self._fault_code = res
             return None
@@ -167,6 +192,8 @@ class Kernel:
         mem.check_reads = t.mte.tcf_read is Tcf.SYNC
         mem.check_writes = t.mte.tcf_write is Tcf.SYNC
         self.syscalls.dispatch(t)
+        if self.checker is not None:
+            self.checker.maybe("a system call")
         if t.tfsr is not None:
             # mte_check_tfsr_entry() saw the fault; do_notify_resume() reports it when
             # the syscall returns (now, or when a blocked syscall finishes).
@@ -366,7 +393,7 @@ class Kernel:
         def tag_at(addr: int) -> Optional[int]:
             vma = mm.vmas.find(addr)
             pte = mm.ptes.get(addr >> 12)
-            if vma is None or pte is None or not vma.prot & PROT_MTE:
+            if vma is None or pte is None or not pte.present or not vma.prot & PROT_MTE:
                 return None
             return self.tags.get((pte.pfn << 12) | (addr & (PAGE_SIZE - 1)))
 
@@ -619,10 +646,20 @@ class Kernel:
         raise GuestExit(status >> 8)
 
     def _shutdown(self) -> None:
+        if self.checker is not None:
+            self.checker.now("the run")
         for proc in list(self.procs.values()):
             if proc.wait_status is None:
                 proc.wait_status = S.SIGKILL
                 proc.fds.close_all()
                 if proc.vfork_parent is None:      # a vfork child borrows its parent's mm
                     proc.mm.destroy()
+        if self.alloc.swap is not None:
+            self.alloc.swap.close()
+        if self.options.kmsg:
+            for line in self.kmsg.lines:
+                self.say(f"kmsg: {line}")
+        if self.options.stats:
+            for line in procfs.stats_lines(self):
+                self.say(f"stats: {line}")
 

@@ -11,7 +11,7 @@ import struct
 from dataclasses import dataclass
 
 from mteemu.errors import ElfError, InputError
-from mteemu.kernel.mm.addrspace import TASK_SIZE, Mm, Pte
+from mteemu.kernel.mm.addrspace import TASK_SIZE, Mm
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_READ, PROT_WRITE, Vma
 from mteemu.kernel.sigframe import MINSIGSTKSZ
 from mteemu.machine.physmem import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
@@ -158,9 +158,7 @@ def poke(mm: Mm, addr: int, data: bytes) -> None:
         vpn = (addr + pos) >> PAGE_SHIFT
         off = (addr + pos) & (PAGE_SIZE - 1)
         n = min(len(data) - pos, PAGE_SIZE - off)
-        pte = mm.ptes.get(vpn)
-        if pte is None:
-            pte = mm.ptes[vpn] = Pte(mm.alloc.alloc(), False)
+        pte = mm.populate(vpn)
         mm.physmem.page(pte.pfn)[off:off + n] = data[pos:pos + n]
         pos += n
 

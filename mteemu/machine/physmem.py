@@ -46,7 +46,7 @@ class PhysMem:
     Tag storage that lies outside the kernel's memory (a carve-out, or the v1/v2
     bindings' own ranges) is DRAM too and gets a bank of its own. Tag storage is never
     handed out as ordinary pages (`allocatable`): reusing it is the tag-storage
-    manager's job."""
+    manager's job (`tag_storage`)."""
 
     def __init__(self, board: Board) -> None:
         regions = list(board.memory)
@@ -63,13 +63,16 @@ class PhysMem:
                 raise BoardError(f"{a_name} and {b_name} overlap: the board cannot be built")
         self.banks = [_Bank(r) for r in regions]
         self.tagged_regions = tuple(dict.fromkeys(tr.tagged for tr in board.tag_regions))
-        # (first pfn, end pfn) of the kernel's memory minus every tag region.
+        # (first pfn, end pfn) of the kernel's memory minus every tag region; tag regions
+        # the kernel may reuse are `tag_storage` (onlined by the tag-storage manager).
         self.allocatable: list[tuple[int, int]] = []
         for r in board.memory:
             pieces = [(r.base, r.end)]
             for tr in board.tag_regions:
                 pieces = [p for a, b in pieces for p in ((a, min(b, tr.base)), (max(a, tr.end), b)) if p[0] < p[1]]
             self.allocatable += [((a + PAGE_SIZE - 1) >> PAGE_SHIFT, b >> PAGE_SHIFT) for a, b in pieces]
+        self.tag_storage = [(tr.base >> PAGE_SHIFT, tr.end >> PAGE_SHIFT) for tr in board.tag_regions
+                            if tr.reusable and tr.base % PAGE_SIZE == 0 and tr.size % PAGE_SIZE == 0]
 
     def map_into(self, uc, offset: int = 0, regions: tuple[MemRegion, ...] | None = None) -> None:  # noqa: ANN001
         """Map RAM into a Unicorn engine at PA + offset (an alias window when offset != 0)."""
@@ -101,6 +104,12 @@ class PhysMem:
 
     def zero_page(self, pfn: int) -> None:
         self.page(pfn)[:] = ZERO_PAGE
+
+    def discard_page(self, pfn: int) -> None:
+        """Give a free page's host memory back (MADV_DONTNEED): it reads back as zeros, so
+        freed pages cost the host nothing and need no zeroing when allocated again."""
+        bank = self._bank(pfn)
+        bank.buf.madvise(mmap.MADV_DONTNEED, (pfn - bank.first_pfn) << PAGE_SHIFT, PAGE_SIZE)
 
     def copy_page(self, dst_pfn: int, src_pfn: int) -> None:
         self.page(dst_pfn)[:] = self.page(src_pfn)

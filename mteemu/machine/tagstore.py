@@ -39,6 +39,15 @@ class TagStore:
             self.spans.append(_Span(tr.tagged.base, tr.tagged.base + covered, physmem.view(tr.base, covered // 32)))
         # Called with a pfn after its tags changed (the CPU drops stale fast paths).
         self.on_change: Callable[[int], None] = lambda pfn: None
+        # Tag writes are checked against the kernel's reservations when tag storage is
+        # reused: `guarded` are the pfns whose storage is reserved; a write for any other
+        # page goes to `guard` first (which raises if the write would corrupt data).
+        self.guarded: Optional[set[int]] = None
+        self.guard: Callable[[int], None] = lambda pfn: None
+
+    def _check(self, pfn: int) -> None:
+        if self.guarded is not None and pfn not in self.guarded:
+            self.guard(pfn)
 
     def _span(self, pa: int) -> Optional[_Span]:
         for s in self.spans:
@@ -62,6 +71,7 @@ class TagStore:
         s = self._span(pa)
         if s is None:
             return
+        self._check(pa >> PAGE_SHIFT)
         g, end = (pa - s.base) >> 4, (pa + length - s.base) >> 4
         tags = s.tags
         if g & 1 and g < end:
@@ -94,16 +104,19 @@ class TagStore:
         return t if tags == _UNIFORM[t] else None
 
     def clear_page(self, pfn: int) -> None:
-        tags = self.page_tags(pfn)
-        if tags is not None:
-            tags[:] = _UNIFORM[0]
+        self.write_page(pfn, _UNIFORM[0])
+
+    def write_page(self, pfn: int, tags: bytes) -> None:
+        """Set the page's 128 tag bytes (restoring saved tags)."""
+        view = self.page_tags(pfn)
+        if view is not None:
+            self._check(pfn)
+            view[:] = tags
             self.on_change(pfn)
 
     def copy_page(self, dst: int, src: int) -> None:
-        d, s = self.page_tags(dst), self.page_tags(src)
-        if d is not None:
-            d[:] = s if s is not None else _UNIFORM[0]
-            self.on_change(dst)
+        s = self.page_tags(src)
+        self.write_page(dst, bytes(s) if s is not None else _UNIFORM[0])
 
     def mismatch(self, pa: int, length: int, tag: int) -> Optional[int]:
         """The first address in [pa, pa+length) (one page) whose granule's tag is not

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable, Optional
 
+from mteemu.kernel.mm import migrate, swap
 from mteemu.kernel.mm.pagealloc import OutOfMemory, PageAllocator
 from mteemu.kernel.mm.shared import SharedObject
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_MTE, PROT_READ, PROT_WRITE, Vma, VmaList
@@ -17,6 +18,7 @@ from mteemu.machine.physmem import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 
 TASK_SIZE = 1 << 48            # arm64, 48-bit VA, 4 KiB pages
 TOP_BYTE_MASK = (1 << 56) - 1  # Top Byte Ignore: bits 63:56 are not part of the address
+PT_SHIFT = 9                   # one last-level page table maps 512 pages
 
 # Fault results (anything that is not a translation).
 FAULT_MAPERR, FAULT_ACCERR, FAULT_BUS, FAULT_OOM = 1, 2, 3, 4
@@ -25,13 +27,21 @@ FAULT_MAPERR, FAULT_ACCERR, FAULT_BUS, FAULT_OOM = 1, 2, 3, 4
 class Pte:
     """A page-table entry. `wp` (write-protected) means: the VMA may be writable, but the
     first write must come back to the fault handler — for copy-on-write of private
-    pages, and to mark shared file pages dirty."""
+    pages, and to mark shared file pages dirty. `md_none` is the RFC's fault-on-access
+    protection (PAGE_METADATA_NONE): the page is there, but its first access must reserve
+    its tag storage. `swap`: the page is in swap slot `swap` (then pfn is -1)."""
 
-    __slots__ = ("pfn", "wp")
+    __slots__ = ("pfn", "wp", "md_none", "swap")
 
     def __init__(self, pfn: int, wp: bool) -> None:
         self.pfn = pfn
         self.wp = wp
+        self.md_none = False
+        self.swap: Optional[int] = None
+
+    @property
+    def present(self) -> bool:
+        return self.swap is None
 
 
 def untag(addr: int) -> int:
@@ -46,13 +56,67 @@ class Mm:
         self.physmem = alloc.physmem
         self.vmas = VmaList()
         self.ptes: dict[int, Pte] = {}
+        self.pt_pages: dict[int, int] = {}      # last-level page-table pages (UNMOVABLE), per 2 MiB of VA
         self.brk_start = self.brk = 0
         self.mmap_base = 0
         self.stack_top = 0
         self.id = Mm._next_id
         Mm._next_id += 1
+        self.owner_name = f"mm {self.id}"       # for reports: set to the process by the kernel
         # Called whenever a translation may have been cached that is now stale.
         self.flush: Callable[[], None] = lambda: None
+
+    # -- page-table entries (set_pte_at and friends) -----------------------------------
+    def _install(self, vpn: int, pte: Pte) -> None:
+        self._pt(vpn)
+        self.ptes[vpn] = pte
+        self.alloc.add_mapper(pte.pfn, self, vpn)
+        self._backstop(vpn, pte)
+
+    def _pt(self, vpn: int) -> None:
+        """The page table holding vpn's entry exists (pte_alloc)."""
+        if vpn >> PT_SHIFT not in self.pt_pages:
+            self.pt_pages[vpn >> PT_SHIFT] = self.alloc.alloc_kernel()
+
+    def _backstop(self, vpn: int, pte: Pte) -> None:
+        """set_pte_at() -> mte_sync_tags(): a Tagged entry for a page without reserved tag
+        storage becomes fault-on-access (RFC v1 patch 31), whoever installs it."""
+        if pte.md_none or "set-pte-backstop" not in self.alloc.fixes or self.alloc.has_storage(pte.pfn):
+            return
+        vma = self.vmas.find(vpn << PAGE_SHIFT)
+        if vma is not None and vma.prot & PROT_MTE:
+            pte.md_none = True
+
+    def repoint(self, vpn: int, pfn: int) -> None:
+        """Migration moved the page (remove_migration_ptes)."""
+        pte = self.ptes[vpn]
+        pte.pfn = pfn
+        self._backstop(vpn, pte)
+
+    def to_swap(self, vpn: int, slot: int) -> None:
+        pte = self.ptes[vpn]
+        pte.pfn, pte.swap, pte.md_none = -1, slot, False
+
+    def from_swap(self, vpn: int, pfn: int) -> None:
+        pte = self.ptes[vpn]
+        pte.pfn, pte.swap = pfn, None
+        self._backstop(vpn, pte)
+
+    def _drop_pte(self, vpn: int) -> None:
+        pte = self.ptes.pop(vpn)
+        if pte.swap is not None:
+            swap.drop_entry(self.alloc, pte.swap, self, vpn)
+        else:
+            self.alloc.remove_mapper(pte.pfn, self, vpn)
+            self.alloc.put(pte.pfn)
+
+    def populate(self, vpn: int) -> Pte:
+        """The kernel filling a page in (ELF loading): an untagged anonymous page."""
+        pte = self.ptes.get(vpn)
+        if pte is None:
+            pte = Pte(self.alloc.alloc(), False)
+            self._install(vpn, pte)
+        return pte
 
     # -- the fault handler ---------------------------------------------------------
     def fault(self, vaddr: int, access: int) -> tuple[int, int, bool] | int:
@@ -73,15 +137,22 @@ class Mm:
         elif not prot & (PROT_READ | PROT_WRITE):
             return FAULT_ACCERR
         vpn = addr >> PAGE_SHIFT
+        tagged = bool(prot & PROT_MTE)
         pte = self.ptes.get(vpn)
         try:
             if pte is None:
-                pte = self._fault_in(vma, addr & PAGE_MASK)
+                pte = self._fault_in(vma, addr & PAGE_MASK, tagged)
                 if isinstance(pte, int):
                     return pte
-                self.ptes[vpn] = pte
+                self._install(vpn, pte)
+            elif pte.swap is not None:
+                swap.swap_in(self.alloc, pte.swap, tagged)
             if access == ACCESS_WRITE and pte.wp:
-                self._write_fault(vma, addr, pte)
+                self._write_fault(vma, addr, vpn, pte, tagged)
+            if pte.md_none:
+                self._tag_storage_fault(vpn, pte)
+            if tagged:
+                self.alloc.sync_tags(pte.pfn)
         except OutOfMemory:
             return FAULT_OOM
         perms = prot & (PROT_READ | PROT_EXEC)
@@ -89,15 +160,12 @@ class Mm:
             perms |= PROT_READ
             if not pte.wp:
                 perms |= PROT_WRITE
-        tagged = bool(prot & PROT_MTE)
-        if tagged:
-            self.alloc.ensure_tags(pte.pfn)
         return pte.pfn << PAGE_SHIFT, perms, tagged
 
-    def _fault_in(self, vma: Vma, page_addr: int) -> Pte | int:
+    def _fault_in(self, vma: Vma, page_addr: int, tagged: bool) -> Pte | int:
         obj: Optional[SharedObject] = vma.obj
         if obj is None:
-            return Pte(self.alloc.alloc(), False)
+            return Pte(self.alloc.alloc(tagged=tagged), False)
         idx = vma.page_index(page_addr)
         if obj.host_fd is not None and (idx << PAGE_SHIFT) >= obj.size:
             return FAULT_BUS   # beyond the end of the file: SIGBUS, as Linux
@@ -105,21 +173,42 @@ class Mm:
         if vma.shared:
             self.alloc.get(src)
             return Pte(src, obj.tracks_dirty)
-        pfn = self.alloc.alloc()
-        self.alloc.copy_page(pfn, src)
+        with self.alloc.pinned(src):
+            pfn = self.alloc.alloc(tagged=tagged)
+            self.alloc.copy_highpage(pfn, src)
         return Pte(pfn, False)
 
-    def _write_fault(self, vma: Vma, addr: int, pte: Pte) -> None:
+    def _write_fault(self, vma: Vma, addr: int, vpn: int, pte: Pte, tagged: bool) -> None:
         if vma.shared:
             vma.obj.dirty.add(vma.page_index(addr & PAGE_MASK))
         elif self.alloc.refcount(pte.pfn) > 1:
-            new = self.alloc.alloc()
-            self.alloc.copy_page(new, pte.pfn)
-            self.alloc.put(pte.pfn)
-            pte.pfn = new
+            old = pte.pfn
+            with self.alloc.pinned(old):
+                new = self.alloc.alloc(tagged=tagged)
+                self.alloc.copy_highpage(new, old)
+            self.alloc.remove_mapper(old, self, vpn)
+            self.alloc.put(old)
+            pte.pfn, pte.md_none = new, False
+            self.alloc.add_mapper(new, self, vpn)
+            self._backstop(vpn, pte)
             # Other tagged aliases of this page may still hold the old translation.
             self.flush()
         pte.wp = False
+
+    def _tag_storage_fault(self, vpn: int, pte: Pte) -> None:
+        """The fault-on-access handler (handle_page_missing_tag_storage, RFC v1 patch 30):
+        reserve the page's tag storage, or — if the page is tag storage itself, or its
+        block cannot be reserved — move it to a page that has storage."""
+        vma = self.vmas.find(vpn << PAGE_SHIFT)
+        if vma is not None and vma.prot & PROT_MTE and not self.alloc.has_storage(pte.pfn):
+            st = self.alloc.storage
+            if self.alloc.in_tag_storage(pte.pfn) or not st.reserve(pte.pfn):
+                if migrate.replace_with_tagged(self.alloc, pte.pfn, st.policy.tries) is None:
+                    raise OutOfMemory()
+                # The new page may itself lack storage (v3's best-effort allocation).
+                if not st.reserve(pte.pfn):
+                    raise OutOfMemory()
+        pte.md_none = False
 
     # -- mapping changes -----------------------------------------------------------------
     def map(self, vma: Vma) -> None:
@@ -129,14 +218,16 @@ class Mm:
             vma.obj.hold()
         self.vmas.insert(vma)
 
-    def _drop_ptes(self, start: int, end: int) -> None:
+    def _vpns(self, start: int, end: int) -> list[int]:
+        """The mapped pages in [start, end), without walking a huge empty range."""
         lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
         if hi - lo > len(self.ptes):
-            vpns = [v for v in self.ptes if lo <= v < hi]
-        else:
-            vpns = [v for v in range(lo, hi) if v in self.ptes]
-        for vpn in vpns:
-            self.alloc.put(self.ptes.pop(vpn).pfn)
+            return sorted(v for v in self.ptes if lo <= v < hi)
+        return [v for v in range(lo, hi) if v in self.ptes]
+
+    def _drop_ptes(self, start: int, end: int) -> None:
+        for vpn in self._vpns(start, end):
+            self._drop_pte(vpn)
 
     def unmap(self, start: int, end: int) -> None:
         pieces = self.vmas.carve(start, end)
@@ -161,9 +252,19 @@ class Mm:
 
     def protect(self, start: int, end: int, prot: int) -> None:
         for piece in self.vmas.carve(start, end):
+            becomes_mte = prot & PROT_MTE and not piece.prot & PROT_MTE
             # VM_MTE is sticky: arm64's VM_ARCH_CLEAR drops only BTI (mm/mprotect.c).
             piece.prot = prot | (piece.prot & PROT_MTE)
             self.vmas.insert(piece)
+            if becomes_mte:
+                self.alloc.events["mprotect_mte"] += 1
+            if becomes_mte and "fault-on-access" in self.alloc.fixes:
+                # change_protection(MM_CP_PROT_METADATA_NONE): storage is reserved on
+                # first access, not here; pages already tagged (another mapping) are skipped.
+                for vpn in self._vpns(piece.start, piece.end):
+                    pte = self.ptes[vpn]
+                    if pte.present and not (pte.pfn in self.alloc.mte_tagged and self.alloc.has_storage(pte.pfn)):
+                        pte.md_none = True
         self.flush()
 
     def move(self, old_start: int, old_end: int, new_start: int) -> None:
@@ -172,11 +273,17 @@ class Mm:
         delta = new_start - old_start
         for piece in self.vmas.carve(old_start, old_end):
             self.vmas.insert(replace(piece, start=piece.start + delta, end=piece.end + delta))
-        lo, hi = old_start >> PAGE_SHIFT, old_end >> PAGE_SHIFT
-        moved = {v: self.ptes.pop(v) for v in [v for v in self.ptes if lo <= v < hi]}
+        moved = {v: self.ptes.pop(v) for v in self._vpns(old_start, old_end)}
         dv = delta >> PAGE_SHIFT
         for vpn, pte in moved.items():
-            self.ptes[vpn + dv] = pte
+            if pte.swap is not None:
+                self.alloc.swap.users[pte.swap].discard((self, vpn))
+                swap.add_entry(self.alloc, pte.swap, self, vpn + dv)
+                self._pt(vpn + dv)
+                self.ptes[vpn + dv] = pte
+            else:
+                self.alloc.remove_mapper(pte.pfn, self, vpn)
+                self._install(vpn + dv, pte)
         self.flush()
 
     def get_unmapped_area(self, length: int, hint: int = 0) -> Optional[int]:
@@ -199,16 +306,21 @@ class Mm:
             if copy.obj is not None:
                 copy.obj.hold()
             child.vmas.insert(copy)
-            for vpn in range(vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT) \
-                    if (vma.end - vma.start) >> PAGE_SHIFT <= len(self.ptes) else \
-                    [v for v in self.ptes if vma.start >> PAGE_SHIFT <= v < vma.end >> PAGE_SHIFT]:
-                pte = self.ptes.get(vpn)
-                if pte is None:
+        for vma in self.vmas:
+            for vpn in self._vpns(vma.start, vma.end):
+                pte = self.ptes[vpn]
+                new = Pte(pte.pfn, pte.wp)
+                new.md_none = pte.md_none
+                if pte.swap is not None:
+                    new.swap = pte.swap
+                    swap.add_entry(self.alloc, pte.swap, child, vpn)
+                    child._pt(vpn)
+                    child.ptes[vpn] = new
                     continue
                 if not vma.shared:
-                    pte.wp = True
+                    pte.wp = new.wp = True
                 self.alloc.get(pte.pfn)
-                child.ptes[vpn] = Pte(pte.pfn, pte.wp)
+                child._install(vpn, new)
         self.flush()
         return child
 
@@ -216,10 +328,12 @@ class Mm:
         for vma in self.vmas:
             if vma.obj is not None and vma.shared:
                 vma.obj.writeback()
-        for pte in self.ptes.values():
-            self.alloc.put(pte.pfn)
-        self.ptes.clear()
+        for vpn in list(self.ptes):
+            self._drop_pte(vpn)
         for vma in self.vmas:
             if vma.obj is not None:
                 vma.obj.drop()
         self.vmas = VmaList()
+        for pfn in self.pt_pages.values():
+            self.alloc.free_kernel(pfn)
+        self.pt_pages.clear()

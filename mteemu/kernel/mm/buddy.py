@@ -1,7 +1,9 @@
 """The buddy allocator (mm/page_alloc.c): zones, pageblocks with a migratetype, free
 lists per order and migratetype, splitting and merging buddies, migratetype fallback
-with pageblock stealing, a min watermark — and MIGRATE_METADATA, the RFC v1 pageblock
-type for tag storage that only movable, untagged allocations may take, last.
+with pageblock stealing, a min watermark — and the pageblock type tag storage is onlined
+as: MIGRATE_METADATA (RFC v1: only movable, untagged allocations may take it, and only
+as a last resort) or MIGRATE_CMA (RFC v2/v3: movable, untagged allocations use it as
+Linux uses CMA, i.e. first whenever it holds over half of the zone's free memory).
 
 Costs never grow with the board: free memory is held as free block heads (a 64 GiB
 board starts as 16 Ki order-10 blocks), pageblock types live in a dict filled lazily,
@@ -27,6 +29,10 @@ class MigrateType(enum.IntEnum):
     MOVABLE = 1
     RECLAIMABLE = 2
     METADATA = 3                    # tag storage (RFC v1, "mm: Add MIGRATE_METADATA allocation policy")
+    CMA = 4                         # tag storage as a CMA area (RFC v2/v3)
+
+
+TAG_STORAGE_TYPES = (MigrateType.METADATA, MigrateType.CMA)
 
 
 # Linux's fallbacks[] (without CMA and HIGHATOMIC): where each type looks when its own
@@ -48,6 +54,7 @@ class Zone:
         default_factory=lambda: [{mt: set() for mt in MigrateType} for _ in range(MAX_ORDER + 1)])
     managed: int = 0                # pages given to the allocator
     nr_free: int = 0
+    nr_free_tag_storage: int = 0    # NR_FREE_METADATA_PAGES / NR_FREE_CMA_PAGES
     watermark_min: int = 0
 
     def contains(self, pfn: int) -> bool:
@@ -55,9 +62,13 @@ class Zone:
 
 
 class BuddyAllocator:
-    def __init__(self, ranges: list[tuple[int, int]], metadata: list[tuple[int, int]] = ()) -> None:
+    def __init__(self, ranges: list[tuple[int, int]], metadata: list[tuple[int, int]] = (),
+                 tag_type: MigrateType = MigrateType.METADATA) -> None:
         """ranges: [first pfn, end pfn) of the memory to manage; metadata: the parts of
-        it that are tag storage (onlined as METADATA pageblocks, as the RFC's boot does)."""
+        it that are tag storage (onlined as `tag_type` pageblocks, as the RFC's boot does)."""
+        if tag_type not in TAG_STORAGE_TYPES:
+            raise ValueError(f"{tag_type.name} is not a tag storage pageblock type")
+        self.tag_type = tag_type
         lo = min((a for a, _ in ranges), default=0)
         hi = max((b for _, b in ranges), default=0)
         self.zones = [Zone("DMA32", lo, min(hi, ZONE_DMA32_END_PFN)),
@@ -65,13 +76,16 @@ class BuddyAllocator:
         self.zones = [z for z in self.zones if z.start_pfn < z.end_pfn]
         self._pageblock_mt: dict[int, MigrateType] = {}
         self._free_order: dict[int, int] = {}           # free block head -> its order
+        self._tag_storage_managed = 0                   # totalmetadata_pages / totalcma_pages
         for a, b in metadata:
             for pb in range(a >> PAGEBLOCK_ORDER, (b + (1 << PAGEBLOCK_ORDER) - 1) >> PAGEBLOCK_ORDER):
-                self._pageblock_mt[pb] = MigrateType.METADATA
+                self._pageblock_mt[pb] = tag_type
         for a, b in ranges:
             self._online(a, b)
         for z in self.zones:
-            z.watermark_min = max(z.managed // 1024, 0)   # a token min watermark for GFP_ATOMIC-free callers
+            # WMARK_MIN, scaled as Linux's min_free_kbytes is for small machines: what only
+            # the kernel's own (unmovable) allocations may dip into.
+            z.watermark_min = min(z.managed // 256, 1024)
 
     # -- setup ----------------------------------------------------------------------------------
     def _online(self, start: int, end: int) -> None:
@@ -84,6 +98,8 @@ class BuddyAllocator:
                 order -= 1
             zone = self.zone_of(pfn)
             zone.managed += 1 << order
+            if self.is_tag_storage(pfn):
+                self._tag_storage_managed += 1 << order
             self._free_block(zone, pfn, order)
             pfn += 1 << order
 
@@ -111,14 +127,42 @@ class BuddyAllocator:
         return self.pageblock_type(pfn >> PAGEBLOCK_ORDER)
 
     def _free_block(self, zone: Zone, pfn: int, order: int) -> None:
-        zone.free[order][self.block_type(pfn)].add(pfn)
+        mt = self.block_type(pfn)
+        zone.free[order][mt].add(pfn)
         self._free_order[pfn] = order
         zone.nr_free += 1 << order
+        if mt in TAG_STORAGE_TYPES:
+            zone.nr_free_tag_storage += 1 << order
 
     def _take_block(self, zone: Zone, pfn: int, order: int) -> None:
-        zone.free[order][self.block_type(pfn)].discard(pfn)
+        mt = self.block_type(pfn)
+        zone.free[order][mt].discard(pfn)
         del self._free_order[pfn]
         zone.nr_free -= 1 << order
+        if mt in TAG_STORAGE_TYPES:
+            zone.nr_free_tag_storage -= 1 << order
+
+    def is_tag_storage(self, pfn: int) -> bool:
+        return self.block_type(pfn) in TAG_STORAGE_TYPES
+
+    def is_free(self, pfn: int) -> bool:
+        """Whether pfn lies in a free block."""
+        return self._free_head(pfn) is not None
+
+    def _free_head(self, pfn: int) -> Optional[tuple[int, int]]:
+        for o in range(MAX_ORDER + 1):
+            head = pfn & ~((1 << o) - 1)
+            if self._free_order.get(head) == o:
+                return head, o
+        return None
+
+    @property
+    def nr_free_tag_storage(self) -> int:
+        return sum(z.nr_free_tag_storage for z in self.zones)
+
+    @property
+    def tag_storage_total(self) -> int:
+        return self._tag_storage_managed
 
     @property
     def nr_free(self) -> int:
@@ -136,21 +180,34 @@ class BuddyAllocator:
         return iter(self._free_order.items())
 
     # -- allocation -----------------------------------------------------------------------------------
-    def alloc(self, order: int = 0, mt: MigrateType = MigrateType.MOVABLE, allow_metadata: bool = False) -> int:
+    def watermark_ok(self, zone: Zone, order: int, allow_tag_storage: bool) -> bool:
+        """zone_watermark_ok() at WMARK_MIN: free tag storage counts only for requests
+        that may use it (RFC v1 patch 5; Linux does the same for CMA)."""
+        free = zone.nr_free - (0 if allow_tag_storage else zone.nr_free_tag_storage)
+        return free - (1 << order) >= zone.watermark_min
+
+    def alloc(self, order: int = 0, mt: MigrateType = MigrateType.MOVABLE, allow_tag_storage: bool = False,
+              watermark: bool = False) -> int:
         """__alloc_pages(): a block of 2**order pages; the highest zone first. Only
-        movable allocations that say so (ALLOC_FROM_METADATA: untagged) may take tag
-        storage, and only when nothing else is left."""
-        if mt is MigrateType.METADATA:
-            raise ValueError("METADATA is not an allocation type")
+        movable allocations that say so (untagged: ALLOC_FROM_METADATA, ALLOC_CMA) may
+        take tag storage: METADATA when nothing else is left; CMA whenever it holds
+        more than half of the zone's free memory (__rmqueue's balancing), else last.
+        `watermark`: refuse to dip below the zone's min watermark (user allocations)."""
+        if mt in TAG_STORAGE_TYPES:
+            raise ValueError(f"{mt.name} is not an allocation type")
+        tag_ok = allow_tag_storage and mt is MigrateType.MOVABLE
         for zone in reversed(self.zones):
-            pfn = self._rmqueue(zone, order, mt)
-            if pfn is not None:
-                return pfn
-        if allow_metadata and mt is MigrateType.MOVABLE:
-            for zone in reversed(self.zones):
-                pfn = self._smallest(zone, order, MigrateType.METADATA)
+            if watermark and not self.watermark_ok(zone, order, tag_ok):
+                continue
+            if tag_ok and self.tag_type is MigrateType.CMA and zone.nr_free_tag_storage > zone.nr_free // 2:
+                pfn = self._smallest(zone, order, MigrateType.CMA)
                 if pfn is not None:
                     return pfn
+            pfn = self._rmqueue(zone, order, mt)
+            if pfn is None and tag_ok:
+                pfn = self._smallest(zone, order, self.tag_type)
+            if pfn is not None:
+                return pfn
         raise OutOfMemory(f"no free block of order {order} for {mt.name}")
 
     def _rmqueue(self, zone: Zone, order: int, mt: MigrateType) -> Optional[int]:
@@ -191,7 +248,7 @@ class BuddyAllocator:
         """Retype the pageblock(s) of pfn and move their free blocks to mt's lists."""
         start = pfn & ~((1 << order) - 1)
         for pb in range(start >> PAGEBLOCK_ORDER, (start + (1 << order)) >> PAGEBLOCK_ORDER):
-            if self.pageblock_type(pb) is MigrateType.METADATA or not zone.contains(pb << PAGEBLOCK_ORDER):
+            if self.pageblock_type(pb) in TAG_STORAGE_TYPES or not zone.contains(pb << PAGEBLOCK_ORDER):
                 continue
             old = self.pageblock_type(pb)
             moved = [(p, o) for o in range(MAX_ORDER + 1) for p in list(zone.free[o][old])
@@ -218,6 +275,36 @@ class BuddyAllocator:
             pfn = min(pfn, buddy)
             order += 1
         self._free_block(zone, pfn, order)
+
+    def take_free_range(self, start: int, end: int) -> list[int]:
+        """Isolate [start, end) (alloc_contig_range's first half): every free page in it
+        comes off the free lists — a free block reaching outside is split and its other
+        parts stay free. Returns the pages of the range that were not free (in use)."""
+        busy = []
+        pfn = start
+        while pfn < end:
+            found = self._free_head(pfn)
+            if found is None:
+                busy.append(pfn)
+                pfn += 1
+                continue
+            head, o = found
+            zone = self.zone_of(head)
+            self._take_block(zone, head, o)
+            # Give back the parts of [head, head + 2**o) outside [start, end), in aligned blocks.
+            lo, hi = max(head, start), min(head + (1 << o), end)
+            self._free_range(zone, head, lo)
+            self._free_range(zone, hi, head + (1 << o))
+            pfn = hi
+        return busy
+
+    def _free_range(self, zone: Zone, start: int, end: int) -> None:
+        while start < end:
+            o = 0
+            while o < MAX_ORDER and not start & ((2 << o) - 1) and start + (2 << o) <= end:
+                o += 1
+            self._free_block(zone, start, o)
+            start += 1 << o
 
     def set_pageblock_type(self, pfn: int, mt: MigrateType) -> None:
         """Retype one free-or-used pageblock (the tag storage manager's job). A free block

@@ -1,15 +1,33 @@
-"""Pages for guest memory: the buddy allocator (buddy.py) behind reference counts,
-zeroing (user pages are __GFP_ZERO) and PG_mte_tagged.
+"""Physical pages for the guests and the kernel: the buddy allocator (buddy.py) behind
+reference counts, page flags (PG_mte_tagged), the reverse map, the anonymous LRU, and
+the tag-storage hooks of the RFC: a tagged allocation (__GFP_TAGGED) reserves its tag
+block; freeing drops it; copy_highpage() parks tags when the destination has no storage.
 
-Every guest page is an order-0 MOVABLE allocation. Tag storage is not handed out yet
-(PhysMem.allocatable leaves it out); reusing it for data is the tag-storage manager's.
+Freed pages go back to the host (MADV_DONTNEED), so they read back as zeros: user pages
+are __GFP_ZERO without a memset.
 """
 from __future__ import annotations
 
+import hashlib
+from collections import Counter
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
+
+from mteemu.errors import ModelViolation
+from mteemu.kernel.kmsg import KernelLog
 from mteemu.kernel.mm.buddy import BuddyAllocator, MigrateType
 from mteemu.kernel.mm.buddy import OutOfMemory as _BuddyOOM
+from mteemu.kernel.mm.tag_storage import METADATA, Policy, TagStorage, dynamic_regions
 from mteemu.machine.physmem import PAGE_SHIFT, PhysMem
 from mteemu.machine.tagstore import TagStore
+
+if TYPE_CHECKING:
+    from mteemu.board.model import Board
+    from mteemu.kernel.mm.swap import SwapDevice
+
+# The design's fixes (RFC §5), each of which can be switched off to watch its race.
+FIXES = ("pfn-tag-save", "fault-on-access", "swap-prepare-restore", "set-pte-backstop")
+CANDIDATES = 8        # pages whose tag block failed, set aside before a tagged allocation gives up
 
 
 class OutOfMemory(Exception):
@@ -17,36 +35,136 @@ class OutOfMemory(Exception):
 
 
 class PageAllocator:
-    def __init__(self, physmem: PhysMem, tags: TagStore, limit_pages: int | None = None) -> None:
+    def __init__(self, physmem: PhysMem, tags: TagStore, board: Optional["Board"] = None,
+                 limit_pages: Optional[int] = None, policy: Policy = METADATA,
+                 kmsg: Optional[KernelLog] = None, fixes: tuple[str, ...] = FIXES) -> None:
         self.physmem = physmem
         self.tags = tags
-        # PG_mte_tagged: pages whose tags have been initialised since they were allocated.
-        self.mte_tagged: set[int] = set()
-        self.buddy = BuddyAllocator([(a, b) for a, b in physmem.allocatable if a < b])
-        self._refs: dict[int, int] = {}
+        self.kmsg = kmsg or KernelLog()
+        self.events: Counter = Counter()                 # /proc/vmstat events
+        self.fixes = frozenset(fixes)
+        regions = dynamic_regions(board, self.kmsg) if board is not None else []
+        online = [r for r in physmem.tag_storage if any(g.tag_start == r[0] for g in regions)]
+        ranges = [(a, b) for a, b in physmem.allocatable if a < b] + online
+        self.buddy = BuddyAllocator(ranges, metadata=online, tag_type=policy.pageblock_type)
+        self.storage: Optional[TagStorage] = None
+        self._refs: dict[int, int] = {}                  # user pages and their references
+        self.kernel_pages: set[int] = set()              # UNMOVABLE: page tables, the zero page
+        self.mte_tagged: set[int] = set()                # PG_mte_tagged: tags initialised
+        self.pins: Counter = Counter()                   # transient extra references: not migratable
+        self.isolated: set[int] = set()                  # pages alloc_contig_range is taking
+        # The reverse map: every (mm, vpn) mapping a page, and the object (page cache,
+        # memfd, shmem) holding it, so migration can move a page and fix every user.
+        self.mappers: dict[int, set[tuple[object, int]]] = {}
+        self.owner: dict[int, tuple[object, int]] = {}
+        self.lru: dict[int, None] = {}                   # anonymous pages, oldest first
+        self.swap: Optional["SwapDevice"] = None
+        self.reclaiming = False
+        self.on_remap: Callable[[], None] = lambda: None   # translations may be stale (CPU TLB flush)
+        self.mm_events = 0          # page allocations and frees (for invariants.Checker)
         self.total_pages = self.buddy.managed
         if limit_pages is not None:
             self.total_pages = min(self.total_pages, limit_pages)
+        if regions:
+            from mteemu.kernel.mm import migrate
 
+            self.storage = TagStorage(regions, policy, self.events,
+                                      lambda a, b, tries: migrate.alloc_contig_range(self, a, b, tries),
+                                      self._give_block)
+            for r in regions:
+                base, size = r.tag_start << PAGE_SHIFT, (r.tag_end - r.tag_start) << PAGE_SHIFT
+                self.kmsg.log(policy.region_line.format(base=base, size=size, last=base + size - 1,
+                                                        block=r.block_pages))
+        # The zero page: tagged once at boot, so its tag block is reserved now (§2.5).
+        self.zero_pfn = self.alloc_kernel()
+        if self.storage is not None:
+            if self.storage.reserve(self.zero_pfn):
+                self.mte_tagged.add(self.zero_pfn)
+                self.tags.clear_page(self.zero_pfn)
+                self.kmsg.log(policy.enabled_line)
+            else:
+                self.kmsg.log("MTE tag storage disabled")
+
+    # -- counting ---------------------------------------------------------------------------------
     @property
     def used_pages(self) -> int:
-        return len(self._refs)
+        return self.buddy.managed - self.buddy.nr_free
 
     @property
     def free_pages(self) -> int:
-        return self.total_pages - len(self._refs)
+        return max(0, min(self.buddy.nr_free, self.total_pages - self.used_pages))
 
-    def alloc(self) -> int:
-        """One zeroed page with a reference count of 1."""
-        if len(self._refs) >= self.total_pages:
+    def refcount(self, pfn: int) -> int:
+        return self._refs.get(pfn, 0)
+
+    def has_storage(self, pfn: int) -> bool:
+        return self.storage is None or self.storage.has_storage(pfn)
+
+    def in_tag_storage(self, pfn: int) -> bool:
+        return self.storage is not None and self.buddy.is_tag_storage(pfn)
+
+    # -- allocation --------------------------------------------------------------------------------
+    def alloc(self, tagged: bool = False, anon: bool = True) -> int:
+        """A zeroed user page (GFP_HIGHUSER_MOVABLE) with a reference count of 1.
+        `tagged`: __GFP_TAGGED, for a VM_MTE mapping: its tag storage is reserved.
+        Under pressure, anonymous pages are reclaimed to swap and the allocation retried."""
+        while True:
+            try:
+                pfn = self._alloc_movable(tagged)
+                break
+            except OutOfMemory:
+                from mteemu.kernel.mm import swap
+
+                if not swap.reclaim(self):
+                    raise
+        self._refs[pfn] = 1
+        if anon:
+            self.lru[pfn] = None
+        self.mm_events += 1
+        return pfn
+
+    def _alloc_movable(self, tagged: bool) -> int:
+        if self.used_pages >= self.total_pages:
             raise OutOfMemory()
+        # Only untagged allocations may land in tag storage (ALLOC_FROM_METADATA /
+        # arch_alloc_cma()); a tagged page's own tags must live somewhere else.
+        held: list[int] = []
+        failed_blocks: set[int] = set()
         try:
-            pfn = self.buddy.alloc(0, MigrateType.MOVABLE)
+            while True:
+                try:
+                    pfn = self.buddy.alloc(0, MigrateType.MOVABLE, allow_tag_storage=not tagged, watermark=True)
+                except _BuddyOOM:
+                    raise OutOfMemory() from None
+                if not tagged or self.storage is None:
+                    return pfn
+                block = self.storage.block_of(pfn)
+                if block not in failed_blocks:
+                    if self.storage.reserve(pfn):
+                        return pfn
+                    if self.storage.policy.best_effort:
+                        return pfn        # v3: mapped fault-on-access, reserved on first access
+                    failed_blocks.add(block)
+                # v1: back to the buddy, and another page is tried (return_page_to_buddy).
+                held.append(pfn)
+                if len(failed_blocks) >= CANDIDATES:
+                    raise OutOfMemory()
+        finally:
+            for p in held:
+                self.buddy.free(p)
+
+    def alloc_kernel(self) -> int:
+        """A kernel page (GFP_KERNEL: UNMOVABLE, may dip below the min watermark)."""
+        try:
+            pfn = self.buddy.alloc(0, MigrateType.UNMOVABLE)
         except _BuddyOOM:
             raise OutOfMemory() from None
-        self.physmem.zero_page(pfn)
-        self._refs[pfn] = 1
+        self.kernel_pages.add(pfn)
         return pfn
+
+    def free_kernel(self, pfn: int) -> None:
+        self.kernel_pages.remove(pfn)
+        self._to_buddy(pfn)
 
     def get(self, pfn: int) -> None:
         self._refs[pfn] += 1
@@ -55,28 +173,128 @@ class PageAllocator:
         n = self._refs[pfn] - 1
         if n:
             self._refs[pfn] = n
+            return
+        del self._refs[pfn]
+        self._forget(pfn)
+        self._to_buddy(pfn)
+        self.mm_events += 1
+
+    def _forget(self, pfn: int) -> None:
+        """The page's identity is gone (freed, or migrated away): its flags and maps."""
+        self.mte_tagged.discard(pfn)
+        self.lru.pop(pfn, None)
+        self.mappers.pop(pfn, None)
+        self.owner.pop(pfn, None)
+        if self.storage is not None:
+            self.storage.release(pfn)      # arch_free_pages_prepare(): drop the tag block
+
+    def _to_buddy(self, pfn: int) -> None:
+        self.physmem.discard_page(pfn)
+        self.buddy.free(pfn)
+
+    def _give_block(self, first: int, end: int) -> None:
+        for pfn in range(first, end):
+            self._to_buddy(pfn)
+
+    @contextmanager
+    def pinned(self, *pfns: int) -> Iterator[None]:
+        """Hold pages still (an elevated refcount): reclaim and migration leave them be."""
+        for p in pfns:
+            self.pins[p] += 1
+        try:
+            yield
+        finally:
+            for p in pfns:
+                self.pins[p] -= 1
+                if not self.pins[p]:
+                    del self.pins[p]
+
+    # -- the reverse map ------------------------------------------------------------------------------
+    def add_mapper(self, pfn: int, mm: object, vpn: int) -> None:
+        self.mappers.setdefault(pfn, set()).add((mm, vpn))
+
+    def remove_mapper(self, pfn: int, mm: object, vpn: int) -> None:
+        users = self.mappers.get(pfn)
+        if users is not None:
+            users.discard((mm, vpn))
+
+    def set_owner(self, pfn: int, obj: object, idx: int) -> None:
+        self.owner[pfn] = (obj, idx)
+        self.lru.pop(pfn, None)
+
+    # -- tags ---------------------------------------------------------------------------------------
+    def sync_tags(self, pfn: int) -> None:
+        """mte_sync_tags(): the first Tagged mapping of a page initialises its tags — the
+        ones parked for it if any (a migration or swap-in before it had storage), else 0.
+        The data is kept (mprotect(PROT_MTE) on a used page keeps its contents)."""
+        if pfn in self.mte_tagged:
+            return
+        if self.in_tag_storage(pfn):
+            raise ModelViolation(f"tag storage page {pfn:#x} is being mapped Tagged (tags of tags)")
+        parked = self.storage.parked.pop(pfn, None) if self.storage is not None else None
+        view = self.tags.page_tags(pfn)
+        if parked is not None and view is not None:
+            self.tags.write_page(pfn, parked)
         else:
-            del self._refs[pfn]
-            self.mte_tagged.discard(pfn)
-            self.buddy.free(pfn)
-
-    def ensure_tags(self, pfn: int) -> None:
-        """mte_sync_tags(): the first Tagged mapping of a page starts its tags at 0 (the
-        data is kept: mprotect(PROT_MTE) on a used page keeps its contents)."""
-        if pfn not in self.mte_tagged:
             self.tags.clear_page(pfn)
-            self.mte_tagged.add(pfn)
+        self.mte_tagged.add(pfn)
 
-    def copy_page(self, dst: int, src: int) -> None:
-        """copy_highpage(): the data, and the tags if the source has any."""
+    def copy_highpage(self, dst: int, src: int) -> None:
+        """copy_highpage(): data, and tags if the source has any. A destination without
+        tag storage cannot take them: they are parked under its pfn (the fix for race A)."""
         self.physmem.copy_page(dst, src)
-        if src in self.mte_tagged:
-            self.tags.copy_page(dst, src)
-            self.mte_tagged.add(dst)
+        if src not in self.mte_tagged:
+            if self.storage is not None and src in self.storage.parked:
+                self.storage.parked[dst] = self.storage.parked[src]
+            return
+        if not self.has_storage(dst) and "pfn-tag-save" in self.fixes:
+            self.storage.parked[dst] = bytes(self.tags.page_tags(src))
+            return
+        self.tags.copy_page(dst, src)
+        self.mte_tagged.add(dst)
 
-    def refcount(self, pfn: int) -> int:
-        return self._refs.get(pfn, 0)
+    # -- checks -------------------------------------------------------------------------------------
+    def checksum(self, pfn: int) -> tuple[bytes, Optional[bytes]]:
+        """The page's data and (if tagged, or parked) tags, hashed: migration must keep both."""
+        data = hashlib.blake2b(self.physmem.page(pfn), digest_size=16).digest()
+        tags = None
+        if pfn in self.mte_tagged:
+            tags = bytes(self.tags.page_tags(pfn))
+        elif self.storage is not None and pfn in self.storage.parked:
+            tags = self.storage.parked[pfn]
+        return data, tags
+
+    def tag_write_guard(self, pfn: int) -> None:
+        """A tag write for a page whose tag storage is not reserved (TagStore.guard): the
+        tags would land in memory the allocator may have given to anyone."""
+        st = self.storage
+        block = st.block_of(pfn)
+        if block is None:
+            return
+        pages = range(block, block + st.block_pages(block))
+        living = [f"pfn {p:#x}: {self.describe(p)}" for p in pages if not self.buddy.is_free(p)]
+        what = "which holds data" if living else "which is free memory"
+        raise ModelViolation(
+            f"tags of pfn {pfn:#x} written into tag block {block:#x}, which is not reserved and {what}",
+            tuple(living) + (f"the page whose tags were written: pfn {pfn:#x}, {self.describe(pfn)}",))
+
+    def describe(self, pfn: int) -> str:
+        """Who uses a page, for reports."""
+        if pfn in self.kernel_pages:
+            return "a kernel page" + (" (the zero page)" if pfn == self.zero_pfn else "")
+        if self.storage is not None and pfn in self.storage.blocks:
+            return "a reserved tag block"
+        users = []
+        for mm, vpn in sorted(self.mappers.get(pfn, ()), key=lambda u: (getattr(u[0], "id", 0), u[1])):
+            users.append(f"{getattr(mm, 'owner_name', 'mm')} at {vpn << PAGE_SHIFT:#x}")
+        if pfn in self.owner:
+            obj, idx = self.owner[pfn]
+            users.append(f"page {idx} of {getattr(obj, 'name', 'an object')}")
+        if not users:
+            return "free" if self.buddy.is_free(pfn) else "an unmapped page"
+        return "data of " + ", ".join(users)
 
 
 def pfn_to_pa(pfn: int) -> int:
     return pfn << PAGE_SHIFT
+

@@ -40,7 +40,8 @@ class SharedObject:
     def page(self, idx: int) -> int:
         pfn = self.pages.get(idx)
         if pfn is None:
-            pfn = self.alloc.alloc()
+            pfn = self.alloc.alloc(anon=False)
+            self.alloc.set_owner(pfn, self, idx)
             if self.host_fd is not None:
                 data = os.pread(self.host_fd, PAGE_SIZE, idx << PAGE_SHIFT)
                 self.alloc.physmem.page(pfn)[:len(data)] = data

@@ -276,10 +276,11 @@ def sys_mincore(k: "Kernel", t: Thread, addr: int, length: int, vec: int) -> int
     lo = start >> 12
     if npages <= len(mm.ptes):
         for i in range(npages):
-            out[i] = (lo + i) in mm.ptes
+            pte = mm.ptes.get(lo + i)
+            out[i] = pte is not None and pte.present      # swapped out: not resident
     else:
-        for vpn in mm.ptes:
-            if lo <= vpn < lo + npages:
+        for vpn, pte in mm.ptes.items():
+            if lo <= vpn < lo + npages and pte.present:
                 out[vpn - lo] = 1
     t.proc.mem.write(vec, bytes(out))
     return 0

@@ -53,6 +53,8 @@ def _clone(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls: int, 
             for f in proc.fds.files.values():
                 f.refs += 1
         proc.exit_signal = flags & 0xFF
+        if not shares_vm:
+            mm.owner_name = f"pid {tid} ({t.name.decode(errors='replace')})"
         parent.children.append(proc)
         k.procs[proc.pid] = proc
     # copy_thread(): the tagged-address control and the tag-check state are inherited.

@@ -1,0 +1,162 @@
+"""Swap: a swap device, reclaim of anonymous pages in LRU order, and swap-in — with MTE's
+part: the tags of a tagged page are saved per swap entry on swap-out (mte_save_tags,
+tags_by_swp_entry) and restored on swap-in (arch_swap_restore). A page swapped in
+without tag storage cannot take them: arch_swap_prepare_to_restore() parks them under
+its pfn until the storage is reserved (the fix for the RFC's race B).
+
+Swap-in brings a page back for every mapping of the entry at once (Linux gets the same
+result through the swap cache).
+"""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Optional
+
+from mteemu.errors import InputError
+from mteemu.kernel.mm.migrate import movable
+from mteemu.kernel.mm.pagealloc import PageAllocator
+from mteemu.machine.physmem import PAGE_SIZE
+
+if TYPE_CHECKING:
+    from mteemu.kernel.mm.addrspace import Mm
+
+SWAP_CLUSTER_MAX = 32          # pages reclaimed per round (mm/vmscan.c)
+
+
+class SwapDevice:
+    """`pages` slots, kept in host memory, or in a new file at `path` (removed at close)."""
+
+    def __init__(self, pages: int, path: Optional[str] = None) -> None:
+        self.capacity = pages
+        self._next = 0
+        self._free: list[int] = []
+        self._mem: dict[int, bytes] = {}
+        self.tags: dict[int, bytes] = {}                       # tags_by_swp_entry
+        self.users: dict[int, set[tuple["Mm", int]]] = {}      # the page-table entries holding a slot
+        self.path = path
+        self._fd: Optional[int] = None
+        if path is not None:
+            try:
+                self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                raise InputError(f"--swap-file {path}: exists; mteemu only creates a new swap file") from None
+            except OSError as e:
+                raise InputError(f"--swap-file {path}: {e.strerror}") from None
+
+    @property
+    def used(self) -> int:
+        return self._next - len(self._free)
+
+    def full(self) -> bool:
+        return self.used >= self.capacity
+
+    def store(self, data: bytes) -> int:
+        slot = self._free.pop() if self._free else self._next
+        if slot == self._next:
+            self._next += 1
+        if self._fd is not None:
+            os.pwrite(self._fd, data, slot * PAGE_SIZE)
+        else:
+            self._mem[slot] = data
+        return slot
+
+    def load(self, slot: int) -> bytes:
+        if self._fd is not None:
+            return os.pread(self._fd, PAGE_SIZE, slot * PAGE_SIZE)
+        return self._mem[slot]
+
+    def release(self, slot: int) -> None:
+        """swap_free(): the last entry referring to the slot is gone (its tags too)."""
+        self._mem.pop(slot, None)
+        self.tags.pop(slot, None)
+        self.users.pop(slot, None)
+        self._free.append(slot)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+
+
+def reclaim(alloc: PageAllocator, want: int = SWAP_CLUSTER_MAX) -> bool:
+    """shrink_inactive_list() for anonymous pages, oldest first: True if any page was
+    swapped out. Pages that cannot move (pinned, isolated, unknown users) stay."""
+    dev = alloc.swap
+    if dev is None or alloc.reclaiming:
+        return False
+    alloc.reclaiming = True
+    freed = 0
+    try:
+        for pfn in list(alloc.lru):
+            if freed >= want or dev.full():
+                break
+            if movable(alloc, pfn) and pfn not in alloc.owner and alloc.mappers.get(pfn):
+                swap_out(alloc, pfn)
+                freed += 1
+    finally:
+        alloc.reclaiming = False
+    return freed > 0
+
+
+def swap_out(alloc: PageAllocator, pfn: int) -> None:
+    dev = alloc.swap
+    slot = dev.store(bytes(alloc.physmem.page(pfn)))
+    if pfn in alloc.mte_tagged:
+        dev.tags[slot] = bytes(alloc.tags.page_tags(pfn))          # arch_prepare_to_swap()
+    elif alloc.storage is not None and pfn in alloc.storage.parked:
+        dev.tags[slot] = alloc.storage.parked[pfn]
+    users = alloc.mappers.pop(pfn)
+    for mm, vpn in users:
+        mm.to_swap(vpn, slot)
+    dev.users[slot] = users
+    del alloc._refs[pfn]
+    alloc._forget(pfn)
+    alloc._to_buddy(pfn)
+    alloc.events["pswpout"] += 1
+    alloc.on_remap()
+
+
+def swap_in(alloc: PageAllocator, slot: int, tagged: bool) -> int:
+    """do_swap_page(): a new page for the entry (tagged when the faulting VMA is VM_MTE),
+    its data and tags, installed in every page-table entry that held the slot."""
+    dev = alloc.swap
+    pfn = alloc.alloc(tagged=tagged, anon=True)
+    alloc.physmem.page(pfn)[:] = dev.load(slot)
+    tags = dev.tags.get(slot)
+    if tags is not None:
+        if alloc.has_storage(pfn):
+            # arch_swap_restore(): mainline restores whenever the entry has tags.
+            alloc.tags.write_page(pfn, tags)
+            alloc.mte_tagged.add(pfn)
+        elif "swap-prepare-restore" in alloc.fixes:
+            # arch_swap_prepare_to_restore(): "Tags will be restored when tag storage is reserved".
+            alloc.storage.parked[pfn] = tags
+        else:
+            alloc.tags.write_page(pfn, tags)   # into someone else's memory: race B
+            alloc.mte_tagged.add(pfn)
+    users = dev.users.get(slot, set())
+    alloc._refs[pfn] = len(users)
+    for mm, vpn in users:
+        mm.from_swap(vpn, pfn)
+        alloc.add_mapper(pfn, mm, vpn)
+    dev.release(slot)
+    alloc.events["pswpin"] += 1
+    return pfn
+
+
+def drop_entry(alloc: PageAllocator, slot: int, mm: "Mm", vpn: int) -> None:
+    """A page-table entry holding the slot is gone (munmap, exit)."""
+    users = alloc.swap.users.get(slot)
+    if users is not None:
+        users.discard((mm, vpn))
+        if not users:
+            alloc.swap.release(slot)
+
+
+def add_entry(alloc: PageAllocator, slot: int, mm: "Mm", vpn: int) -> None:
+    """swap_duplicate(): fork or mremap made another entry hold the slot."""
+    alloc.swap.users.setdefault(slot, set()).add((mm, vpn))
