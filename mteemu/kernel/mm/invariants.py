@@ -97,8 +97,12 @@ def violations(alloc: PageAllocator) -> list[str]:
                 if pfn in owners:
                     out.append(f"pfn {pfn:#x} is in reserved tag block {block:#x} and is a {owners[pfn]} page")
                 owners[pfn] = "tag block"
-    for pfn in owners:
-        if buddy.is_free(pfn):
+    spans = sorted((h, h + (1 << o)) for h, o in buddy.free_blocks())
+    i = 0
+    for pfn in sorted(owners):           # one sweep: no used page lies in a free block
+        while i < len(spans) and spans[i][1] <= pfn:
+            i += 1
+        if i < len(spans) and spans[i][0] <= pfn:
             out.append(f"pfn {pfn:#x} is a {owners[pfn]} page and free")
     if len(owners) + free != buddy.managed:
         out.append(f"page accounting: {len(owners)} used + {free} free != {buddy.managed} managed")
@@ -117,7 +121,7 @@ class Checker:
     swap, mprotect) happened since the last check, else every `every` page events. The
     full check is O(pages), so `min_gap` page events must pass between two checks."""
 
-    def __init__(self, alloc: PageAllocator, every: int = 512, min_gap: int = 16) -> None:
+    def __init__(self, alloc: PageAllocator, every: int = 2048, min_gap: int = 256) -> None:
         self.alloc, self.every, self.min_gap = alloc, every, min_gap
         self.checks = 0
         self._seen = 0              # vmstat events (reservations, migrations, swap...) at the last check

@@ -15,19 +15,21 @@ from mteemu.errors import ModelViolation
 from mteemu.kernel.mm.pagealloc import OutOfMemory, PageAllocator
 
 
-def movable(alloc: PageAllocator, pfn: int) -> bool:
-    """A user page whose references are all accounted for, not pinned or isolated."""
+def movable(alloc: PageAllocator, pfn: int, isolated_ok: bool = False) -> bool:
+    """A user page whose references are all accounted for, not pinned or isolated (by
+    someone else than the caller)."""
     refs = alloc.refcount(pfn)
-    if not refs or pfn in alloc.pins or pfn in alloc.isolated:
+    if not refs or pfn in alloc.pins or (pfn in alloc.isolated and not isolated_ok):
         return False
     return refs == len(alloc.mappers.get(pfn, ())) + (pfn in alloc.owner)
 
 
-def migrate_page(alloc: PageAllocator, src: int, tagged: Optional[bool] = None) -> Optional[int]:
+def migrate_page(alloc: PageAllocator, src: int, tagged: Optional[bool] = None,
+                 isolated_ok: bool = False) -> Optional[int]:
     """Move src to a new page; returns it, or None (pgmigrate_fail). The source is left
     with no users and is not freed: the caller keeps it (alloc_contig_range) or frees it.
     The target is tagged (__GFP_TAGGED) when the source is, or when asked."""
-    if not movable(alloc, src):
+    if not movable(alloc, src, isolated_ok):
         alloc.events["pgmigrate_fail"] += 1
         return None
     want_tags = src in alloc.mte_tagged if tagged is None else tagged
@@ -38,7 +40,7 @@ def migrate_page(alloc: PageAllocator, src: int, tagged: Optional[bool] = None) 
         except OutOfMemory:
             alloc.events["pgmigrate_fail"] += 1
             return None
-    if not movable(alloc, src):          # reclaim for the target took it meanwhile
+    if not movable(alloc, src, isolated_ok):     # reclaim for the target took it meanwhile
         alloc.put(dst)
         alloc.events["pgmigrate_fail"] += 1
         return None
@@ -79,7 +81,7 @@ def alloc_contig_range(alloc: PageAllocator, start: int, end: int, tries: int) -
         used = set(alloc.buddy.take_free_range(start, end))
         done = [p for p in pages if p not in used]
         for p in sorted(used):
-            if migrate_page(alloc, p) is None:
+            if migrate_page(alloc, p, isolated_ok=True) is None:
                 for q in done:
                     alloc._to_buddy(q)
                 # Pages still in use stay where they are; the ones not yet moved are untouched.

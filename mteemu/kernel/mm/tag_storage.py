@@ -140,9 +140,16 @@ class TagStorage:
                 return r.block_pages
         raise ValueError(f"{block:#x} is not tag storage")
 
+    def is_tag_storage(self, pfn: int) -> bool:
+        return any(r.tag_start <= pfn < r.tag_end for r in self.regions)
+
     def has_storage(self, pfn: int) -> bool:
-        """page_tag_storage_reserved(); memory no region serves needs none."""
-        return pfn in self.reserved or self.block_of(pfn) is None
+        """page_tag_storage_reserved(). Memory no region serves needs none — except tag
+        storage itself, which can never hold tags (the backstop must catch it mapped
+        in a VM_MTE VMA, and the fault handler move it out)."""
+        if pfn in self.reserved:
+            return True
+        return self.block_of(pfn) is None and not self.is_tag_storage(pfn)
 
     def reserve(self, pfn: int) -> bool:
         """reserve_tag_storage() for one data page (order 0: one block)."""
