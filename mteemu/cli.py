@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 from mteemu.atomicfile import same_file
 from mteemu.board.rules import GROUPS
 from mteemu.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, BoardError, InputError, MteEmuError
+from mteemu.kernel.mm.fixes import FIXES
 from mteemu.kernel.mte import PREFERRED_MODES
 
 DEMO = Path(__file__).resolve().parent / "data" / "demo.elf"
@@ -68,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--swap", metavar="SIZE", help="a swap device of SIZE (e.g. 64M), in host memory")
         sp.add_argument("--swap-file", metavar="FILE",
                         help="keep the swap device in FILE (created, must not exist; removed at exit)")
+        sp.add_argument("--without", action="append", default=[], choices=FIXES, metavar="FIX",
+                        help="switch off one of the RFC's race fixes (" + ", ".join(FIXES) + ") to watch "
+                             "what it prevents; repeatable")
         sp.add_argument("--stats", action="store_true", help="print the memory counters at exit")
         sp.add_argument("--kmsg", action="store_true", help="print the kernel log at exit")
         sp.add_argument("--check-invariants", action="store_true",
@@ -152,6 +156,7 @@ def _run(args: argparse.Namespace, program: str, guest_args: list[str]) -> int:
                          mte_tcf_preferred=args.mte_tcf_preferred, report_json=args.report_json,
                          root=args.root, swap=swap, swap_file=args.swap_file,
                          tag_storage_policy=args.tag_storage_policy, stats=args.stats, kmsg=args.kmsg,
+                         fixes=tuple(f for f in FIXES if f not in args.without),
                          check_invariants=args.check_invariants or os.environ.get("MTEEMU_CHECK_INVARIANTS") == "1")
     kernel = Kernel(board, options)
     argv = [os.fsencode(program)] + [os.fsencode(a) for a in guest_args]

@@ -2,7 +2,7 @@
 // (copy-on-write copies tags with the data), more than RAM holds, so pages of both go
 // to swap and back; each process finds its own data and tags.
 // board: ../../dts/small-v3.dts
-// options: --check-invariants --mem 16M --swap 64M
+// options: --mem 16M --swap 64M
 // variant cma: --tag-storage-policy cma
 // | child: its copies hold its data and tags: yes
 // | child exited: 0

@@ -3,7 +3,6 @@
 // each first access reserves the page's tag block — or, for a page that is itself tag
 // storage, migrates it to a page that can hold tags. Data survives; tags start at 0.
 // board: ../../dts/small-v3.dts
-// options: --check-invariants
 // variant cma: --tag-storage-policy cma
 // | untagged data spilled into tag storage: yes
 // | nothing reserved by mprotect itself: yes

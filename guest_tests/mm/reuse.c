@@ -3,7 +3,6 @@
 // mapped and touched, so the tag blocks it needs are taken back — every untagged page
 // living in them is migrated out, data intact. Both placement policies.
 // board: ../../dts/small-v3.dts
-// options: --check-invariants
 // variant cma: --tag-storage-policy cma
 // | tag storage onlined: 2048 kB
 // | untagged data spilled into tag storage: yes

@@ -2,7 +2,7 @@
 // per swap entry at swap-out, restored at swap-in), on a board capped at 16 MiB with
 // 64 MiB of swap.
 // board: ../../dts/small-v3.dts
-// options: --check-invariants --mem 16M --swap 64M
+// options: --mem 16M --swap 64M
 // variant cma: --tag-storage-policy cma
 // | pages swapped out: yes
 // | tagged pages back with data and tags: yes

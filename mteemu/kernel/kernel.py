@@ -25,6 +25,7 @@ from mteemu.kernel.futex import FutexTable
 from mteemu.kernel.mm.addrspace import FAULT_ACCERR, FAULT_BUS, FAULT_OOM, Mm
 from mteemu.kernel.kmsg import KernelLog
 from mteemu.kernel.mm import invariants
+from mteemu.kernel.mm.fixes import FIXES
 from mteemu.kernel.mm.pagealloc import PageAllocator
 from mteemu.kernel.mm.swap import SwapDevice
 from mteemu.kernel.mm.tag_storage import POLICIES
@@ -63,6 +64,7 @@ class RunOptions:
     check_invariants: bool = False         # check the memory manager's invariants as it runs
     stats: bool = False                    # print the memory counters at exit
     kmsg: bool = False                     # print the kernel log at exit
+    fixes: tuple[str, ...] = FIXES         # the RFC's race fixes in force (all, unless --without)
     diag: object = field(default=None)     # where "mteemu:" lines go (default stderr)
 
 
@@ -83,7 +85,7 @@ class Kernel:
         limit = options.mem_limit // PAGE_SIZE if options.mem_limit else None
         self.kmsg = KernelLog()
         self.alloc = PageAllocator(self.physmem, self.tags, board, limit, POLICIES[options.tag_storage_policy],
-                                   self.kmsg)
+                                   self.kmsg, options.fixes)
         if options.swap:
             self.alloc.swap = SwapDevice(options.swap // PAGE_SIZE, options.swap_file)
             self.kmsg.log(f"Adding {options.swap // 1024}k swap on {options.swap_file or '[memory]'}")

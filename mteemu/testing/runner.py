@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
+from mteemu.errors import EXIT_MODEL_VIOLATION
 from mteemu.testing import build as B
 from mteemu.testing.spec import ExpectationError, TestSpec, has_expectations, parse
 
@@ -137,7 +138,8 @@ def _run(cmd: list[str], timeout: float) -> tuple[Optional[subprocess.CompletedP
 
 
 def mteemu_command(spec: TestSpec, binary: Path, python: str) -> list[str]:
-    cmd = [python, "-m", "mteemu", "run", "--seed", "0", "--timeout", f"{spec.timeout:g}"]
+    # Tests always run with the memory manager's invariants checked.
+    cmd = [python, "-m", "mteemu", "run", "--seed", "0", "--timeout", f"{spec.timeout:g}", "--check-invariants"]
     if spec.board is not None:
         cmd += ["--dtb", str(spec.board)]
     # An empty environment for the guest: -U for nothing, everything from -E.
@@ -152,6 +154,9 @@ def _check(spec: TestSpec, binary: Path, settings: Settings) -> Result:
     details = report.group().decode(errors="replace") if report else ""
     if proc.returncode == 70 or b"Traceback" in proc.stderr:
         return Result(spec.name, ERROR, message="the emulator crashed",
+                      details=proc.stderr.decode(errors="replace")[-4000:], stdout=proc.stdout)
+    if proc.returncode == EXIT_MODEL_VIOLATION and b"model violation" in proc.stderr:
+        return Result(spec.name, FAIL, message="the memory-manager model broke",
                       details=proc.stderr.decode(errors="replace")[-4000:], stdout=proc.stdout)
     if proc.returncode == 124 and b"--timeout" in proc.stderr:
         return Result(spec.name, FAIL, message=f"timed out after {spec.timeout:g} s", stdout=proc.stdout)

@@ -309,6 +309,8 @@ class Mm:
         for vma in self.vmas:
             for vpn in self._vpns(vma.start, vma.end):
                 pte = self.ptes[vpn]
+                if not vma.shared:
+                    pte.wp = True          # copy-on-write, also for a page now in swap
                 new = Pte(pte.pfn, pte.wp)
                 new.md_none = pte.md_none
                 if pte.swap is not None:
@@ -317,8 +319,6 @@ class Mm:
                     child._pt(vpn)
                     child.ptes[vpn] = new
                     continue
-                if not vma.shared:
-                    pte.wp = new.wp = True
                 self.alloc.get(pte.pfn)
                 child._install(vpn, new)
         self.flush()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Optional
 from mteemu.errors import ModelViolation
 from mteemu.kernel.kmsg import KernelLog
 from mteemu.kernel.mm.buddy import BuddyAllocator, MigrateType
+from mteemu.kernel.mm.fixes import FIXES
 from mteemu.kernel.mm.buddy import OutOfMemory as _BuddyOOM
 from mteemu.kernel.mm.tag_storage import METADATA, Policy, TagStorage, dynamic_regions
 from mteemu.machine.physmem import PAGE_SHIFT, PhysMem
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
     from mteemu.board.model import Board
     from mteemu.kernel.mm.swap import SwapDevice
 
-# The design's fixes (RFC §5), each of which can be switched off to watch its race.
-FIXES = ("pfn-tag-save", "fault-on-access", "swap-prepare-restore", "set-pte-backstop")
 CANDIDATES = 8        # pages whose tag block failed, set aside before a tagged allocation gives up
 
 
@@ -273,7 +272,7 @@ class PageAllocator:
             return
         pages = range(block, block + st.block_pages(block))
         living = [f"pfn {p:#x}: {self.describe(p)}" for p in pages if not self.buddy.is_free(p)]
-        what = "which holds data" if living else "which is free memory"
+        what = "holds data" if living else "is free memory"
         raise ModelViolation(
             f"tags of pfn {pfn:#x} written into tag block {block:#x}, which is not reserved and {what}",
             tuple(living) + (f"the page whose tags were written: pfn {pfn:#x}, {self.describe(pfn)}",))
