@@ -30,7 +30,8 @@ from mteemu.kernel.mm.pagealloc import PageAllocator
 from mteemu.kernel.mm.swap import SwapDevice
 from mteemu.kernel.mm.tag_storage import POLICIES
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_MTE, PROT_READ, Vma
-from mteemu.kernel.process import SS_AUTODISARM, SS_DISABLE, SS_ONSTACK, Process, State, Thread, Wait
+from mteemu.kernel.process import (SS_AUTODISARM, SS_DISABLE, SS_ONSTACK, THREAD_ORDER, Process, State, Thread,
+                                   Wait)
 from mteemu.kernel.uaccess import SyscallError
 from mteemu.machine import cpu as C
 from mteemu.machine.cpu import Cpu, ExitKind
@@ -145,6 +146,7 @@ class Kernel:
         self._map_trampoline(mm)
         t = Thread(tid=proc.pid, proc=proc, name=os.path.basename(path).encode()[:15],
                    mte=mte.state_for(0, self.options.mte_tcf_preferred, MteState(rng=self.irg_rng)))
+        t.kernel_stack = self.alloc.alloc_kernel(THREAD_ORDER)
         t.set_regs = {C.REG_PC: prog.entry, C.REG_SP: prog.sp}
         self.cpu.restore(self.cpu.save())
         t.ctx = self.cpu.save()
@@ -594,6 +596,9 @@ class Kernel:
         if t in self.runq:
             self.runq.remove(t)
         self.threads.pop(t.tid, None)
+        if t.kernel_stack is not None:
+            self.alloc.free_kernel(t.kernel_stack)
+            t.kernel_stack = None
         if self.current is t:
             self.current = None
         if not t.proc.live_threads:

@@ -32,6 +32,9 @@ class Wait:
     interrupted: Callable[[], int] = lambda: -4  # result when a signal interrupts it (-EINTR)
 
 
+THREAD_ORDER = 2        # arm64 THREAD_SIZE: a 16 KiB kernel stack per thread, physically contiguous
+
+
 @dataclass(eq=False)
 class Thread:
     tid: int
@@ -43,6 +46,7 @@ class Thread:
     pending: Pending = field(default_factory=Pending)
     altstack: tuple[int, int, int] = (0, SS_DISABLE, 0)      # ss_sp, ss_flags, ss_size
     clear_child_tid: int = 0
+    kernel_stack: Optional[int] = None     # first pfn of its THREAD_SIZE kernel stack
     robust_list: tuple[int, int] = (0, 0)
     rseq: int = 0
     state: State = State.RUNNABLE

@@ -306,9 +306,20 @@ class Mm:
             if copy.obj is not None:
                 copy.obj.hold()
             child.vmas.insert(copy)
+        try:
+            self._copy_ptes(child)
+        except OutOfMemory:        # no memory for the child's page tables: fork fails
+            child.destroy()
+            self.flush()
+            raise
+        self.flush()
+        return child
+
+    def _copy_ptes(self, child: "Mm") -> None:
         for vma in self.vmas:
             for vpn in self._vpns(vma.start, vma.end):
                 pte = self.ptes[vpn]
+                child._pt(vpn)             # (may fail: before any reference is taken)
                 if not vma.shared:
                     pte.wp = True          # copy-on-write, also for a page now in swap
                 new = Pte(pte.pfn, pte.wp)
@@ -316,13 +327,10 @@ class Mm:
                 if pte.swap is not None:
                     new.swap = pte.swap
                     swap.add_entry(self.alloc, pte.swap, child, vpn)
-                    child._pt(vpn)
                     child.ptes[vpn] = new
                     continue
                 self.alloc.get(pte.pfn)
                 child._install(vpn, new)
-        self.flush()
-        return child
 
     def destroy(self) -> None:
         for vma in self.vmas:

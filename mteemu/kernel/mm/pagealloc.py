@@ -48,7 +48,8 @@ class PageAllocator:
         self.buddy = BuddyAllocator(ranges, metadata=online, tag_type=policy.pageblock_type)
         self.storage: Optional[TagStorage] = None
         self._refs: dict[int, int] = {}                  # user pages and their references
-        self.kernel_pages: set[int] = set()              # UNMOVABLE: page tables, the zero page
+        self.kernel_pages: set[int] = set()              # UNMOVABLE: page tables, stacks, the zero page
+        self._kernel_order: dict[int, int] = {}          # first pfn of a kernel allocation -> its order
         self.mte_tagged: set[int] = set()                # PG_mte_tagged: tags initialised
         self.pins: Counter = Counter()                   # transient extra references: not migratable
         self.isolated: set[int] = set()                  # pages alloc_contig_range is taking
@@ -152,18 +153,29 @@ class PageAllocator:
             for p in held:
                 self.buddy.free(p)
 
-    def alloc_kernel(self) -> int:
-        """A kernel page (GFP_KERNEL: UNMOVABLE, may dip below the min watermark)."""
-        try:
-            pfn = self.buddy.alloc(0, MigrateType.UNMOVABLE)
-        except _BuddyOOM:
-            raise OutOfMemory() from None
-        self.kernel_pages.add(pfn)
+    def alloc_kernel(self, order: int = 0) -> int:
+        """Kernel memory (GFP_KERNEL: UNMOVABLE, may dip below the min watermark): page
+        tables, kernel stacks. A failed higher-order request compacts movable pages
+        first; any failure reclaims to swap and tries again."""
+        while True:
+            try:
+                pfn = self.buddy.alloc(order, MigrateType.UNMOVABLE)
+                break
+            except _BuddyOOM:
+                from mteemu.kernel.mm import migrate, swap
+
+                if not ((order and migrate.compact(self, order)) or swap.reclaim(self)):
+                    raise OutOfMemory() from None
+        self.kernel_pages.update(range(pfn, pfn + (1 << order)))
+        self._kernel_order[pfn] = order
         return pfn
 
     def free_kernel(self, pfn: int) -> None:
-        self.kernel_pages.remove(pfn)
-        self._to_buddy(pfn)
+        order = self._kernel_order.pop(pfn)
+        self.kernel_pages.difference_update(range(pfn, pfn + (1 << order)))
+        for p in range(pfn, pfn + (1 << order)):
+            self.physmem.discard_page(p)
+        self.buddy.free(pfn, order)
 
     def get(self, pfn: int) -> None:
         self._refs[pfn] += 1

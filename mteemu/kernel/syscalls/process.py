@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Callable
 from mteemu.kernel import futex as F
 from mteemu.kernel import mte
 from mteemu.kernel import signals as S
-from mteemu.kernel.process import Process, Thread, Wait
+from mteemu.kernel.mm.pagealloc import OutOfMemory
+from mteemu.kernel.process import THREAD_ORDER, Process, Thread, Wait
 from mteemu.kernel.syscalls import NORETURN, s32, syscall
 from mteemu.kernel.uaccess import SyscallError
 from mteemu.machine import cpu as C
@@ -34,6 +35,20 @@ def _clone(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls: int, 
         raise SyscallError(errno.EINVAL)
     if len(k.threads) >= MAX_THREADS:
         raise SyscallError(errno.EAGAIN)
+    parent = t.proc
+    try:
+        kernel_stack = k.alloc.alloc_kernel(THREAD_ORDER)     # dup_task_struct(): the stack first
+    except OutOfMemory:
+        raise SyscallError(errno.ENOMEM) from None
+    try:
+        return _copy_process(k, t, flags, stack, ptid, tls, ctid, kernel_stack)
+    except OutOfMemory:
+        k.alloc.free_kernel(kernel_stack)
+        raise SyscallError(errno.ENOMEM) from None
+
+
+def _copy_process(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls: int, ctid: int,
+                  kernel_stack: int) -> int:
     parent = t.proc
     ctx = k.cpu.save()
     if flags & CLONE_THREAD:
@@ -76,6 +91,7 @@ def _clone(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls: int, 
         proc.mem.put_u32(ctid, tid)
     if flags & CLONE_CHILD_CLEARTID:
         child.clear_child_tid = ctid
+    child.kernel_stack = kernel_stack
     proc.threads.append(child)
     k.threads[tid] = child
     k.runq.append(child)
