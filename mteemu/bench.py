@@ -127,7 +127,6 @@ def allocator_bench(pages: int, policy: str) -> dict:
     """Allocate `pages` tagged pages (each reserving its tag block), give each its tags,
     free them all, on a 64 GiB board: the allocator's throughput and what it cost the
     host in memory (its untouched RAM must cost nothing)."""
-    import resource
     import time
 
     from mteemu.board.model import GiB, Board, MemRegion, TagRegion

@@ -99,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--cache", metavar="DIR", help="where built programs are kept (default ~/.cache/mteemu/guests)")
     i = sub.add_parser("dtb-info", help="print a board's memory map (and draw it with --svg)")
     i.add_argument("file", metavar="FILE")
+    r = sub.add_parser("races", help="replay the tag-storage RFC's races in every interleaving")
+    r.add_argument("scenarios", nargs="*", metavar="SCENARIO",
+                   help="race-a, race-b, race-c, fatal-signal (default: all)")
+    r.add_argument("--without", action="append", default=[], choices=FIXES, metavar="FIX",
+                   help="switch off a fix (" + ", ".join(FIXES) + "); repeatable")
+    r.add_argument("--policy", choices=("metadata", "cma"), default="metadata",
+                   help="tag storage policy of the model (default metadata)")
+    r.add_argument("--format", choices=("text", "json"), default="text")
+    r.add_argument("--all-traces", action="store_true", help="print every broken interleaving, not the first 3")
     i.add_argument("--svg", metavar="OUT.svg", help="also draw the memory map to scale into this SVG file")
     return p
 
@@ -235,6 +244,28 @@ def _dtb_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _races(args: argparse.Namespace) -> int:
+    import json
+
+    from mteemu.races.explorer import explore, format_text
+    from mteemu.races.scenarios import SCENARIOS
+
+    unknown = [n for n in args.scenarios if n not in SCENARIOS]
+    if unknown:
+        raise MteEmuError(f"unknown scenario {unknown[0]!r} (scenarios: {', '.join(SCENARIOS)})")
+    fixes = tuple(f for f in FIXES if f not in args.without)
+    reports = []
+    for name in args.scenarios or list(SCENARIOS):
+        report = explore(SCENARIOS[name], fixes, args.policy)
+        reports.append(report)
+        if args.format == "text":
+            sys.stdout.write(format_text(report, None if args.all_traces else 3))
+            sys.stdout.flush()
+    if args.format == "json":
+        print(json.dumps([r.as_dict() for r in reports], indent=2))
+    return 0 if all(r.ok for r in reports) else 1
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:                      # its own options: mteemu bench --help
@@ -259,6 +290,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _validate(args)
         if args.command == "dtb-info":
             return _dtb_info(args)
+        if args.command == "races":
+            return _races(args)
         raise MteEmuError(f"unknown command {args.command}")
     except MteEmuError as e:
         sys.stdout.flush()

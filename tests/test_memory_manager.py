@@ -13,56 +13,40 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, run_mteemu
-from mteemu.board.model import Board, MemRegion, TagRegion
 from mteemu.errors import ModelViolation
 from mteemu.kernel.mm import invariants, migrate, swap
 from mteemu.kernel.mm.addrspace import Mm
 from mteemu.kernel.mm.fixes import FIXES
-from mteemu.kernel.mm.pagealloc import OutOfMemory, PageAllocator
-from mteemu.kernel.mm.tag_storage import POLICIES
+from mteemu.kernel.mm.pagealloc import OutOfMemory
 from mteemu.kernel.mm.vma import PROT_MTE, PROT_READ, PROT_WRITE, Vma
-from mteemu.machine.cpu import ACCESS_READ, ACCESS_WRITE
-from mteemu.machine.physmem import PAGE_SHIFT, PhysMem
-from mteemu.machine.tagstore import TagStore
+from mteemu.machine.physmem import PAGE_SHIFT
+from mteemu.races.world import World
 
-MiB = 1 << 20
-DATA = MemRegion(base=0x8000_0000, size=64 * MiB, name="data")
-TAGS = MemRegion(base=0x8400_0000, size=2 * MiB, name="tags")
-BOARD = Board("mm-test", memory=(DATA, TAGS), tag_regions=(TagRegion(0x8400_0000, 2 * MiB, DATA),))
 FREE_ORDINARY = 160              # ordinary pages left free; the rest is taken by the kernel
 
 
-class World:
+class Model(World):
+    """The small board, its ordinary memory nearly all taken, and what each page should hold."""
+
     def __init__(self, policy: str, fixes: tuple[str, ...] = FIXES) -> None:
-        self.physmem = PhysMem(BOARD)
-        self.tags = TagStore(BOARD, self.physmem)
-        self.alloc = PageAllocator(self.physmem, self.tags, BOARD, policy=POLICIES[policy], fixes=fixes)
-        self.tags.guarded = self.alloc.storage.reserved
-        self.tags.guard = self.alloc.tag_write_guard
-        self.alloc.swap = swap.SwapDevice(4096)
+        super().__init__(policy, fixes)
         b = self.alloc.buddy
-        while b.nr_free - b.nr_free_tag_storage > FREE_ORDINARY:
-            self.alloc.alloc_kernel()          # unmovable ballast: ordinary memory is scarce
-        self.mms: list[Mm] = []
+        free = [p for h, o in sorted(b.free_blocks()) if not b.is_tag_storage(h) for p in range(h, h + (1 << o))]
+        self.leave_free(keep=free[:FREE_ORDINARY])
         self.expected: dict[tuple[int, int], tuple[int, int]] = {}   # (mm id, vaddr) -> (value, tag)
         self.counter = 0
 
-    def new_mm(self) -> Mm:
-        mm = Mm(self.alloc)
-        mm.mmap_base = 1 << 40
-        self.mms.append(mm)
-        return mm
+    def new_mm(self, name: str = "") -> Mm:
+        return super().new_mm(name or f"mm {len(self.mms)}")
 
-    def read(self, mm: Mm, addr: int) -> tuple[int, int]:
-        res = mm.fault(addr, ACCESS_READ)
-        assert isinstance(res, tuple), f"fault at {addr:#x}: {res}"
-        pa = res[0]
-        value = int.from_bytes(self.physmem.view(pa, 8), "little")
-        return value, (self.tags.get(pa) if res[2] else 0)
+    def load(self, mm: Mm, addr: int) -> tuple[int, int]:
+        got = self.read(mm, addr, 8)
+        assert got is not None, f"no translation for {addr:#x}"
+        return int.from_bytes(got[0], "little"), got[1]
 
     def write(self, mm: Mm, addr: int, tag: int) -> None:
-        res = mm.fault(addr, ACCESS_WRITE)
-        assert isinstance(res, tuple), f"fault at {addr:#x}: {res}"
+        res = self.fault(mm, addr, True)
+        assert res is not None, f"no translation for {addr:#x}"
         pa, _, tagged = res
         self.counter += 1
         self.physmem.view(pa, 8)[:] = self.counter.to_bytes(8, "little")
@@ -78,7 +62,7 @@ ops = st.lists(st.tuples(st.sampled_from(["map", "map_mte", "touch", "touch", "t
 
 
 def run_sequence(policy: str, seq: list) -> World:
-    w = World(policy)
+    w = Model(policy)
     w.new_mm()
     for op, a, b, tag in seq:
         live = [m for m in w.mms if m.vmas is not None]
@@ -96,7 +80,7 @@ def run_sequence(policy: str, seq: list) -> World:
                 if op == "touch":
                     w.write(mm, addr, tag)
                 else:
-                    w.read(mm, addr)
+                    w.load(mm, addr)
             elif op == "mprotect" and vmas:
                 v = vmas[b % len(vmas)]
                 mm.protect(v.start, v.end, PROT_READ | PROT_WRITE | PROT_MTE)
@@ -129,7 +113,7 @@ def run_sequence(policy: str, seq: list) -> World:
             continue
         for (mid, addr), (value, tag) in w.expected.items():
             if mid == mm.id:
-                assert w.read(mm, addr) == (value, tag), f"{mm.owner_name} at {addr:#x}"
+                assert w.load(mm, addr) == (value, tag), f"{mm.owner_name} at {addr:#x}"
     invariants.check(w.alloc, "the reads")
     return w
 
@@ -162,7 +146,7 @@ def test_a_long_sequence_reuses_tag_storage_and_takes_it_back() -> None:
 def test_a_tag_write_into_unreserved_storage_holding_data_stops_the_machine() -> None:
     """The machine's side: tags written for a page whose tag block is not reserved, while
     that block is someone's data page, are reported with the pfn, block and victim."""
-    w = World("metadata")
+    w = Model("metadata")
     mm = w.new_mm()
     addr = mm.get_unmapped_area(600 << PAGE_SHIFT)
     mm.map(Vma(addr, addr + (600 << PAGE_SHIFT), PROT_READ | PROT_WRITE, name="test"))
@@ -175,7 +159,7 @@ def test_a_tag_write_into_unreserved_storage_holding_data_stops_the_machine() ->
     with pytest.raises(ModelViolation, match=rf"tags of pfn {data_pfn:#x} written into tag block {victim:#x}, "
                                              r"which is not reserved and holds data") as e:
         w.tags.set_range(data_pfn << PAGE_SHIFT, 16, 5)
-    assert any(f"pfn {victim:#x}: data of mm {mm.id} at 0x" in d for d in e.value.details)
+    assert any(f"pfn {victim:#x}: data of {mm.owner_name} at 0x" in d for d in e.value.details)
     # Through the kernel, the same memory becomes tagged safely: mprotect(PROT_MTE) and a
     # write to every page reserves blocks, moving the data living in them away.
     mm.protect(addr, addr + (600 << PAGE_SHIFT), PROT_READ | PROT_WRITE | PROT_MTE)
@@ -184,7 +168,7 @@ def test_a_tag_write_into_unreserved_storage_holding_data_stops_the_machine() ->
     invariants.check(w.alloc, "the writes")
     assert w.alloc.events["pgmigrate_success"]
     for (_, a), (value, tag) in w.expected.items():
-        assert w.read(mm, a) == (value, tag)
+        assert w.load(mm, a) == (value, tag)
 
 
 def test_the_tag_storage_boot_and_counters_on_the_command_line(guest) -> None:

@@ -22,7 +22,7 @@ from mteemu.kernel import loader, mte, procfs, sigframe
 from mteemu.kernel import signals as S
 from mteemu.kernel.files import FdTable, HostFile, PageCache
 from mteemu.kernel.futex import FutexTable
-from mteemu.kernel.mm.addrspace import FAULT_ACCERR, FAULT_BUS, FAULT_OOM, Mm
+from mteemu.kernel.mm.addrspace import FAULT_ACCERR, FAULT_BUS, FAULT_OOM, FAULT_RETRY, Mm
 from mteemu.kernel.kmsg import KernelLog
 from mteemu.kernel.mm import invariants
 from mteemu.kernel.mm.fixes import FIXES
@@ -347,6 +347,8 @@ class Kernel:
 
     def _memory_fault(self, t: Thread, ex: C.Exit) -> None:
         code = self._fault_code
+        if code == FAULT_RETRY:
+            return     # replay the access (a pending fatal signal ends the thread first)
         if code == FAULT_OOM:
             self.say(f"out of memory: killed process {t.proc.pid}")
             self.kill_process(t.proc, S.SIGKILL)

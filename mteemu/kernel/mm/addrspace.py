@@ -21,7 +21,11 @@ TOP_BYTE_MASK = (1 << 56) - 1  # Top Byte Ignore: bits 63:56 are not part of the
 PT_SHIFT = 9                   # one last-level page table maps 512 pages
 
 # Fault results (anything that is not a translation).
-FAULT_MAPERR, FAULT_ACCERR, FAULT_BUS, FAULT_OOM = 1, 2, 3, 4
+FAULT_MAPERR, FAULT_ACCERR, FAULT_BUS, FAULT_OOM, FAULT_RETRY = 1, 2, 3, 4, 5
+
+
+class _Retry(Exception):
+    """VM_FAULT_RETRY: the access must be replayed (a fatal signal interrupted it)."""
 
 
 class Pte:
@@ -88,9 +92,11 @@ class Mm:
             pte.md_none = True
 
     def repoint(self, vpn: int, pfn: int) -> None:
-        """Migration moved the page (remove_migration_ptes)."""
+        """Migration moved the page: remove_migration_ptes() builds a fresh entry from the
+        VMA's protection — a fault-on-access mark is not carried over, which is why
+        set_pte_at()'s backstop exists (RFC race C)."""
         pte = self.ptes[vpn]
-        pte.pfn = pfn
+        pte.pfn, pte.md_none = pfn, False
         self._backstop(vpn, pte)
 
     def to_swap(self, vpn: int, slot: int) -> None:
@@ -155,6 +161,8 @@ class Mm:
                 self.alloc.sync_tags(pte.pfn)
         except OutOfMemory:
             return FAULT_OOM
+        except _Retry:
+            return FAULT_RETRY
         perms = prot & (PROT_READ | PROT_EXEC)
         if prot & PROT_WRITE:
             perms |= PROT_READ
@@ -208,6 +216,8 @@ class Mm:
                 # The new page may itself lack storage (v3's best-effort allocation).
                 if not st.reserve(pte.pfn):
                     raise OutOfMemory()
+            if not self.alloc.has_storage(pte.pfn):
+                raise _Retry()       # interrupted: the entry stays fault-on-access
         pte.md_none = False
 
     # -- mapping changes -----------------------------------------------------------------
@@ -256,15 +266,22 @@ class Mm:
             # VM_MTE is sticky: arm64's VM_ARCH_CLEAR drops only BTI (mm/mprotect.c).
             piece.prot = prot | (piece.prot & PROT_MTE)
             self.vmas.insert(piece)
-            if becomes_mte:
-                self.alloc.events["mprotect_mte"] += 1
-            if becomes_mte and "fault-on-access" in self.alloc.fixes:
-                # change_protection(MM_CP_PROT_METADATA_NONE): storage is reserved on
-                # first access, not here; pages already tagged (another mapping) are skipped.
-                for vpn in self._vpns(piece.start, piece.end):
-                    pte = self.ptes[vpn]
-                    if pte.present and not (pte.pfn in self.alloc.mte_tagged and self.alloc.has_storage(pte.pfn)):
-                        pte.md_none = True
+            if not becomes_mte:
+                continue
+            self.alloc.events["mprotect_mte"] += 1
+            # change_protection() rewrites every present entry. With MM_CP_PROT_METADATA_NONE
+            # they become fault-on-access (storage reserved on first access, not here;
+            # pages already tagged through another mapping are skipped); without it, each
+            # rewrite still goes through set_pte_at() and its backstop.
+            on_access = "fault-on-access" in self.alloc.fixes
+            for vpn in self._vpns(piece.start, piece.end):
+                pte = self.ptes[vpn]
+                if not pte.present:
+                    continue
+                if not on_access:
+                    self._backstop(vpn, pte)
+                elif not (pte.pfn in self.alloc.mte_tagged and self.alloc.has_storage(pte.pfn)):
+                    pte.md_none = True
         self.flush()
 
     def move(self, old_start: int, old_end: int, new_start: int) -> None:

@@ -39,8 +39,10 @@ def violations(alloc: PageAllocator) -> list[str]:
             mapped[pfn] += 1
             vma = mm.vmas.find(vpn << PAGE_SHIFT)
             if vma is not None and vma.prot & PROT_MTE and not pte.md_none and not alloc.has_storage(pfn):
-                out.append(f"pfn {pfn:#x} is mapped Tagged by {mm.owner_name} at {vpn << PAGE_SHIFT:#x} "
-                           f"without its tag block {st.block_of(pfn):#x} reserved")
+                block = st.block_of(pfn)
+                why = f"without its tag block {block:#x} reserved" if block is not None else \
+                    "and it is tag storage itself"
+                out.append(f"pfn {pfn:#x} is mapped Tagged by {mm.owner_name} at {vpn << PAGE_SHIFT:#x} {why}")
     for pfn, refs in alloc._refs.items():
         if mapped[pfn] + (pfn in alloc.owner) > refs:
             out.append(f"pfn {pfn:#x} has {refs} reference(s) but {mapped[pfn]} mapping(s)"

@@ -50,7 +50,13 @@ def migrate_page(alloc: PageAllocator, src: int, tagged: Optional[bool] = None,
         what = "data" if after[0] != before[0] else "tags"
         raise ModelViolation(f"migrating pfn {src:#x} to {dst:#x} lost its {what}",
                              (f"source: {alloc.describe(src)}",))
-    # Repoint every user of the page (remove_migration_ptes()).
+    move_users(alloc, src, dst)
+    return dst
+
+
+def move_users(alloc: PageAllocator, src: int, dst: int) -> None:
+    """The end of a migration: every user of src now uses dst (remove_migration_ptes()),
+    and src is left with none (not freed)."""
     alloc._refs[dst] = alloc._refs.pop(src)
     users = alloc.mappers.pop(src, set())
     for mm, vpn in users:
@@ -61,10 +67,11 @@ def migrate_page(alloc: PageAllocator, src: int, tagged: Optional[bool] = None,
         obj, idx = alloc.owner[src]
         obj.pages[idx] = dst
         alloc.set_owner(dst, obj, idx)
+    if src in alloc.lru:
+        alloc.lru[dst] = None
     alloc._forget(src)
     alloc.events["pgmigrate_success"] += 1
     alloc.on_remap()
-    return dst
 
 
 def alloc_contig_range(alloc: PageAllocator, start: int, end: int, tries: int) -> bool:

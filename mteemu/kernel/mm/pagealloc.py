@@ -262,14 +262,15 @@ class PageAllocator:
             self.storage.parked[dst] = bytes(self.tags.page_tags(src))
             return
         self.tags.copy_page(dst, src)
-        self.mte_tagged.add(dst)
+        if not self.in_tag_storage(dst):       # tag storage has no tags: the write does nothing
+            self.mte_tagged.add(dst)
 
     # -- checks -------------------------------------------------------------------------------------
     def checksum(self, pfn: int) -> tuple[bytes, Optional[bytes]]:
         """The page's data and (if tagged, or parked) tags, hashed: migration must keep both."""
         data = hashlib.blake2b(self.physmem.page(pfn), digest_size=16).digest()
         tags = None
-        if pfn in self.mte_tagged:
+        if pfn in self.mte_tagged and self.tags.page_tags(pfn) is not None:
             tags = bytes(self.tags.page_tags(pfn))
         elif self.storage is not None and pfn in self.storage.parked:
             tags = self.storage.parked[pfn]

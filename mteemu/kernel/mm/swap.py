@@ -123,29 +123,44 @@ def swap_out(alloc: PageAllocator, pfn: int) -> None:
 def swap_in(alloc: PageAllocator, slot: int, tagged: bool) -> int:
     """do_swap_page(): a new page for the entry (tagged when the faulting VMA is VM_MTE),
     its data and tags, installed in every page-table entry that held the slot."""
-    dev = alloc.swap
     pfn = alloc.alloc(tagged=tagged, anon=True)
-    alloc.physmem.page(pfn)[:] = dev.load(slot)
-    tags = dev.tags.get(slot)
-    if tags is not None:
-        if alloc.has_storage(pfn):
-            # arch_swap_restore(): mainline restores whenever the entry has tags.
-            alloc.tags.write_page(pfn, tags)
-            alloc.mte_tagged.add(pfn)
-        elif "swap-prepare-restore" in alloc.fixes:
-            # arch_swap_prepare_to_restore(): "Tags will be restored when tag storage is reserved".
-            alloc.storage.parked[pfn] = tags
-        else:
-            alloc.tags.write_page(pfn, tags)   # into someone else's memory: race B
-            alloc.mte_tagged.add(pfn)
-    users = dev.users.get(slot, set())
+    read_page(alloc, slot, pfn)
+    restore_tags(alloc, slot, pfn)
+    install(alloc, slot, pfn)
+    return pfn
+
+
+def read_page(alloc: PageAllocator, slot: int, pfn: int) -> None:
+    alloc.physmem.page(pfn)[:] = alloc.swap.load(slot)
+
+
+def restore_tags(alloc: PageAllocator, slot: int, pfn: int) -> None:
+    """arch_swap_prepare_to_restore() + arch_swap_restore()."""
+    tags = alloc.swap.tags.get(slot)
+    if tags is None:
+        return
+    if alloc.has_storage(pfn):
+        # Mainline restores whenever the entry has tags (so a later mprotect(PROT_MTE) of
+        # an untagged mapping of the page sees them).
+        alloc.tags.write_page(pfn, tags)
+        alloc.mte_tagged.add(pfn)
+    elif "swap-prepare-restore" in alloc.fixes:
+        # "Tags will be restored when tag storage is reserved."
+        alloc.storage.parked[pfn] = tags
+    else:
+        alloc.tags.write_page(pfn, tags)       # into someone else's memory: race B
+        alloc.mte_tagged.add(pfn)
+
+
+def install(alloc: PageAllocator, slot: int, pfn: int) -> None:
+    """The new page replaces the entry in every PTE holding it; the slot is freed."""
+    users = alloc.swap.users.get(slot, set())
     alloc._refs[pfn] = len(users)
     for mm, vpn in users:
         mm.from_swap(vpn, pfn)
         alloc.add_mapper(pfn, mm, vpn)
-    dev.release(slot)
+    alloc.swap.release(slot)
     alloc.events["pswpin"] += 1
-    return pfn
 
 
 def drop_entry(alloc: PageAllocator, slot: int, mm: "Mm", vpn: int) -> None:

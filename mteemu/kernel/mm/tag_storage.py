@@ -123,6 +123,9 @@ class TagStorage:
         self.reserved: set[int] = set()           # PG_tag_storage_reserved
         self.parked: dict[int, bytes] = {}        # tags_by_pfn
         self.reserving: Optional[int] = None      # the block being taken (for reports)
+        # A fatal signal is pending for the reserving task: alloc_contig_range() gives up
+        # with -EINTR, which reserve reports as success (RFC v1 patch 34) without storage.
+        self.interrupted: Callable[[], bool] = lambda: False
 
     def region_of(self, pfn: int) -> Optional[Region]:
         for r in self.regions:
@@ -152,12 +155,15 @@ class TagStorage:
         return self.block_of(pfn) is None and not self.is_tag_storage(pfn)
 
     def reserve(self, pfn: int) -> bool:
-        """reserve_tag_storage() for one data page (order 0: one block)."""
+        """reserve_tag_storage() for one data page (order 0: one block). True without
+        storage when interrupted by a fatal signal (the caller checks has_storage)."""
         if self.has_storage(pfn):
             return True
         block = self.block_of(pfn)
         bsp = self.block_pages(block)
         if block not in self.blocks:
+            if self.interrupted():
+                return True
             self.reserving = block
             try:
                 ok = self._take(block, block + bsp, self.policy.tries)

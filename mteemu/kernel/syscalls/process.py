@@ -35,16 +35,18 @@ def _clone(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls: int, 
         raise SyscallError(errno.EINVAL)
     if len(k.threads) >= MAX_THREADS:
         raise SyscallError(errno.EAGAIN)
-    parent = t.proc
     try:
         kernel_stack = k.alloc.alloc_kernel(THREAD_ORDER)     # dup_task_struct(): the stack first
     except OutOfMemory:
         raise SyscallError(errno.ENOMEM) from None
     try:
         return _copy_process(k, t, flags, stack, ptid, tls, ctid, kernel_stack)
-    except OutOfMemory:
-        k.alloc.free_kernel(kernel_stack)
-        raise SyscallError(errno.ENOMEM) from None
+    except (OutOfMemory, SyscallError) as e:
+        if not any(th.kernel_stack == kernel_stack for th in k.threads.values()):
+            k.alloc.free_kernel(kernel_stack)        # no thread got it: the clone failed early
+        if isinstance(e, OutOfMemory):
+            raise SyscallError(errno.ENOMEM) from None
+        raise
 
 
 def _copy_process(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls: int, ctid: int,
