@@ -118,7 +118,7 @@ def run_sequence(policy: str, seq: list) -> World:
     return w
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(ops)
 def test_random_sequences_keep_data_tags_and_invariants_metadata(seq) -> None:
     run_sequence("metadata", seq)
@@ -211,3 +211,13 @@ def test_a_guest_watching_race_free_memory_corrupt_without_the_fixes(guest) -> N
     assert r.returncode == 3, err
     assert "model violation: tags of pfn 0x" in err and "which is not reserved and holds data" in err
     assert "data of pid 1000" in err and "Traceback" not in err
+
+
+def test_the_built_in_small_board_is_dts_small_v3() -> None:
+    from mteemu.board import info
+    from mteemu.board.model import small_reuse_board
+
+    a, b = small_reuse_board(), info.read(str(ROOT / "dts" / "small-v3.dts")).board()
+    assert a.memory == b.memory
+    assert [(t.base, t.size, t.tagged, t.block_size, t.reusable) for t in a.tag_regions] == \
+        [(t.base, t.size, t.tagged, t.block_size, t.reusable) for t in b.tag_regions]

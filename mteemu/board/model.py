@@ -82,3 +82,12 @@ def default_board() -> Board:
     """The built-in board: 1 GiB of DRAM where the Arm base memory map puts it, the
     top 31 MiB of it holding the tags of the rest."""
     return with_tag_carveout("mteemu-default", MemRegion(base=0x8000_0000, size=1 * GiB))
+
+
+def small_reuse_board() -> Board:
+    """dts/small-v3.dts as an object: 64 MiB of tagged DRAM at 0x8000_0000 and its 2 MiB
+    of tag storage right above it, which the kernel reuses as memory (RFC v3 binding)."""
+    data = MemRegion(base=0x8000_0000, size=64 * MiB, name="/memory@80000000")
+    tags = MemRegion(base=0x8400_0000, size=2 * MiB, name="/memory@84000000")
+    return Board("small-v3", memory=(data, tags),
+                 tag_regions=(TagRegion(tags.base, tags.size, data, name="/reserved-memory/tag-storage@84000000"),))

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Optional
 
-from mteemu.board.model import default_board
+from mteemu.board.model import default_board, small_reuse_board
 from mteemu.kernel.kernel import GuestExit, Kernel, RunOptions
 from mteemu.kernel.process import State
 from mteemu.machine import cpu as C
@@ -46,7 +46,13 @@ class SyscallFuzzer:
         os.chdir(self.dir)
         try:
             null = open(os.devnull, "w")
-            k = Kernel(default_board(), RunOptions(seed=self.rng.randrange(1 << 30), mem_limit=64 << 20, diag=null))
+            # Every other boot: the small board whose tag storage the kernel reuses, with
+            # swap and the memory manager's invariants checked.
+            seed = self.rng.randrange(1 << 30)
+            if seed & 1:
+                k = Kernel(small_reuse_board(), RunOptions(seed=seed, swap=16 << 20, check_invariants=True, diag=null))
+            else:
+                k = Kernel(default_board(), RunOptions(seed=seed, mem_limit=64 << 20, diag=null))
             saved = [os.dup(fd) for fd in (0, 1, 2)]
             devnull = os.open(os.devnull, os.O_RDWR)
             try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from mteemu.board.model import Board, MemRegion, TagRegion
+from mteemu.board.model import small_reuse_board
 from mteemu.kernel.mm import swap
 from mteemu.kernel.mm.addrspace import Mm, Pte
 from mteemu.kernel.mm.fixes import FIXES
@@ -18,10 +18,7 @@ from mteemu.machine.cpu import ACCESS_READ, ACCESS_WRITE
 from mteemu.machine.physmem import PAGE_SHIFT, PAGE_SIZE, PhysMem
 from mteemu.machine.tagstore import TagStore
 
-MiB = 1 << 20
-DATA = MemRegion(base=0x8000_0000, size=64 * MiB, name="data")
-TAGS = MemRegion(base=0x8400_0000, size=2 * MiB, name="tags")
-BOARD = Board("small-v3", memory=(DATA, TAGS), tag_regions=(TagRegion(TAGS.base, TAGS.size, DATA),))
+BOARD = small_reuse_board()
 
 
 class World:
