@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -8,13 +9,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Every mteemu the tests start checks the memory manager's invariants as it runs.
+os.environ["MTEEMU_CHECK_INVARIANTS"] = "1"
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import build_guests  # noqa: E402
 
 
-def run_mteemu(args: list[str], cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mteemu", *args], capture_output=True, cwd=cwd, timeout=timeout)
+def run_mteemu(args: list[str], cwd: Path | None = None, timeout: float = 120,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mteemu", *args], capture_output=True, cwd=cwd, timeout=timeout,
+                          env=None if env is None else {**os.environ, **env})
 
 
 def compile_guest(tmp_path: Path, name: str, source: str) -> str:

@@ -201,16 +201,23 @@ def test_swap_files_are_new_and_removed(guest, tmp_path: Path) -> None:
 
 
 def test_a_guest_watching_race_free_memory_corrupt_without_the_fixes(guest) -> None:
-    """The mprotect workload with fault-on-access and the set_pte_at backstop off: a
-    tag write lands in a tag block holding another page's data; the run stops (exit 3)
-    naming the pfn, the block and whose data lived there."""
+    """The mprotect workload with fault-on-access and the set_pte_at backstop off. Without
+    the invariant checker, a tag write lands in a tag block holding another page's data:
+    the run stops (exit 3) naming the pfn, the block and whose data lived there. With it,
+    the broken invariant is caught first, right after the mprotect call."""
     binary = str(guest("mm/mprotect"))
-    r = run_mteemu(["run", "--dtb", str(ROOT / "dts" / "small-v3.dts"), "--without", "fault-on-access",
-                    "--without", "set-pte-backstop", binary])
+    args = ["run", "--dtb", str(ROOT / "dts" / "small-v3.dts"), "--without", "fault-on-access",
+            "--without", "set-pte-backstop", binary]
+    r = run_mteemu(args, env={"MTEEMU_CHECK_INVARIANTS": "0"})
     err = r.stderr.decode()
     assert r.returncode == 3, err
     assert "model violation: tags of pfn 0x" in err and "which is not reserved and holds data" in err
     assert "data of pid 1000" in err and "Traceback" not in err
+    r = run_mteemu(["run", "--check-invariants"] + args[1:])
+    err = r.stderr.decode()
+    assert r.returncode == 3, err
+    assert "model violation: invariant broken after a system call: pfn 0x" in err
+    assert "is mapped Tagged by pid 1000 (mprotect) at 0x" in err and "without its tag block 0x" in err
 
 
 def test_the_built_in_small_board_is_dts_small_v3() -> None:

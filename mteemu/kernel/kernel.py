@@ -232,6 +232,8 @@ class Kernel:
                 exit_ = self.cpu.run(budget)
                 self._handle_exit(t, exit_)
         except GuestExit as e:
+            if self.checker is not None:
+                self.checker.now("the run")
             return e.status
         finally:
             if watchdog is not None:
@@ -655,8 +657,6 @@ class Kernel:
         raise GuestExit(status >> 8)
 
     def _shutdown(self) -> None:
-        if self.checker is not None:
-            self.checker.now("the run")
         for proc in list(self.procs.values()):
             if proc.wait_status is None:
                 proc.wait_status = S.SIGKILL
