@@ -237,7 +237,7 @@ class BuddyAllocator:
                 blocks = zone.free[o][other]
                 if not blocks:
                     continue
-                pfn = min(blocks)
+                pfn = next(iter(blocks))     # O(1), like taking the list's head
                 if o >= PAGEBLOCK_ORDER // 2 or mt is not MigrateType.MOVABLE:
                     self._steal_pageblocks(zone, pfn, max(o, PAGEBLOCK_ORDER), mt)
                 return self._smallest(zone, order, mt) if self.block_type(pfn) is mt else \
@@ -251,13 +251,30 @@ class BuddyAllocator:
             if self.pageblock_type(pb) in TAG_STORAGE_TYPES or not zone.contains(pb << PAGEBLOCK_ORDER):
                 continue
             old = self.pageblock_type(pb)
-            moved = [(p, o) for o in range(MAX_ORDER + 1) for p in list(zone.free[o][old])
-                     if p >> PAGEBLOCK_ORDER == pb or (o > PAGEBLOCK_ORDER and p >> o == pb >> (o - PAGEBLOCK_ORDER))]
+            moved = self._free_blocks_in_pageblock(pb)
             for p, o in moved:
                 zone.free[o][old].discard(p)
             self._pageblock_mt[pb] = mt
             for p, o in moved:
                 zone.free[o][mt].add(p)
+
+    def _free_blocks_in_pageblock(self, pb: int) -> list[tuple[int, int]]:
+        """The free blocks inside pageblock pb, or the one free block enclosing it: a walk
+        of at most one pageblock, whatever the size of the board."""
+        start = pb << PAGEBLOCK_ORDER
+        for o in range(PAGEBLOCK_ORDER, MAX_ORDER + 1):
+            head = start & ~((1 << o) - 1)
+            if self._free_order.get(head) == o:
+                return [(head, o)]
+        found, p = [], start
+        while p < start + (1 << PAGEBLOCK_ORDER):
+            o = self._free_order.get(p)
+            if o is None:
+                p += 1
+            else:
+                found.append((p, o))
+                p += 1 << o
+        return found
 
     # -- freeing ------------------------------------------------------------------------------------------
     def free(self, pfn: int, order: int = 0) -> None:

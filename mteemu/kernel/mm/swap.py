@@ -9,6 +9,7 @@ result through the swap cache).
 """
 from __future__ import annotations
 
+import itertools
 import os
 from typing import TYPE_CHECKING, Optional
 
@@ -89,14 +90,22 @@ def reclaim(alloc: PageAllocator, want: int = SWAP_CLUSTER_MAX) -> bool:
     if dev is None or alloc.reclaiming:
         return False
     alloc.reclaiming = True
-    freed = 0
+    freed = scanned = 0
     try:
-        for pfn in list(alloc.lru):
-            if freed >= want or dev.full():
-                break
-            if movable(alloc, pfn) and pfn not in alloc.owner and alloc.mappers.get(pfn):
-                swap_out(alloc, pfn)
-                freed += 1
+        # Oldest first; a page that cannot go now moves to the young end (as Linux puts
+        # it back on the LRU), so each round looks at a few pages, not the whole list.
+        while freed < want and scanned < len(alloc.lru) and not dev.full():
+            batch = list(itertools.islice(alloc.lru, 2 * (want - freed)))
+            for pfn in batch:
+                scanned += 1
+                if movable(alloc, pfn) and pfn not in alloc.owner and alloc.mappers.get(pfn):
+                    swap_out(alloc, pfn)
+                    freed += 1
+                    if dev.full():
+                        break
+                elif pfn in alloc.lru:
+                    del alloc.lru[pfn]
+                    alloc.lru[pfn] = None
     finally:
         alloc.reclaiming = False
     return freed > 0
