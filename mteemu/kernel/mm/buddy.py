@@ -191,7 +191,8 @@ class BuddyAllocator:
         """__alloc_pages(): a block of 2**order pages; the highest zone first. Only
         movable allocations that say so (untagged: ALLOC_FROM_METADATA, ALLOC_CMA) may
         take tag storage: METADATA when nothing else is left; CMA whenever it holds
-        more than half of the zone's free memory (__rmqueue's balancing), else last.
+        more than half of the zone's free memory (__rmqueue's balancing), else last; both
+        before ordinary memory below its min watermark.
         `watermark`: refuse to dip below the zone's min watermark (user allocations)."""
         if mt in TAG_STORAGE_TYPES:
             raise ValueError(f"{mt.name} is not an allocation type")
@@ -199,8 +200,13 @@ class BuddyAllocator:
         for zone in reversed(self.zones):
             if watermark and not self.watermark_ok(zone, order, tag_ok):
                 continue
-            if tag_ok and self.tag_type is MigrateType.CMA and zone.nr_free_tag_storage > zone.nr_free // 2:
-                pfn = self._smallest(zone, order, MigrateType.CMA)
+            # Tag storage first when CMA balancing says so, or when ordinary memory is down
+            # to its min watermark: that reserve is for the kernel's unmovable allocations,
+            # which cannot use tag storage (Linux gets the same from kswapd and its watermarks).
+            low = watermark and not self.watermark_ok(zone, order, False)
+            if tag_ok and (low or (self.tag_type is MigrateType.CMA
+                                   and zone.nr_free_tag_storage > zone.nr_free // 2)):
+                pfn = self._smallest(zone, order, self.tag_type)
                 if pfn is not None:
                     return pfn
             pfn = self._rmqueue(zone, order, mt)
