@@ -105,3 +105,22 @@ def test_a_64_gib_board_costs_nothing_per_page() -> None:
         b.free(p)
     assert b.nr_free == b.managed == 64 * 1024 * MB
     assert len(list(b.free_blocks())) <= 64 * 1024 // 4 + 2 * MAX_ORDER     # merged back
+
+
+def test_the_min_watermark_is_kept_for_the_kernel() -> None:
+    """User allocations (watermark=True) stop at the zone's min watermark; untagged ones
+    go to tag storage before dipping into it; kernel (unmovable) allocations may use it."""
+    b = BuddyAllocator([(0, 8 * MB)], metadata=[(6 * MB, 8 * MB)])
+    zone = b.zones[0]
+    reserve = zone.watermark_min
+    assert reserve > 0
+    while b.nr_free - b.nr_free_tag_storage > reserve:
+        assert not b.is_tag_storage(b.alloc(0, MigrateType.MOVABLE, allow_tag_storage=True, watermark=True))
+    p = b.alloc(0, MigrateType.MOVABLE, allow_tag_storage=True, watermark=True)
+    assert b.is_tag_storage(p)                                 # the reserve is left alone
+    try:
+        b.alloc(0, MigrateType.MOVABLE, allow_tag_storage=False, watermark=True)
+        raise AssertionError("a tagged allocation dipped below the min watermark")
+    except OutOfMemory:
+        pass
+    assert not b.is_tag_storage(b.alloc(0, MigrateType.UNMOVABLE))   # the kernel may
