@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Callable, Iterator, Optional
 from mteemu.errors import ModelViolation
 from mteemu.kernel.kmsg import KernelLog
 from mteemu.kernel.mm.buddy import BuddyAllocator, MigrateType
-from mteemu.kernel.mm.fixes import FIXES
 from mteemu.kernel.mm.buddy import OutOfMemory as _BuddyOOM
+from mteemu.kernel.mm.fixes import FIXES
 from mteemu.kernel.mm.tag_storage import METADATA, Policy, TagStorage, dynamic_regions
 from mteemu.machine.physmem import PAGE_SHIFT, PhysMem
 from mteemu.machine.tagstore import TagStore
