@@ -6,6 +6,7 @@ still holds what was written to it, and every tagged granule its tag. Both polic
 Then the command line: kernel log, counters, swap files, and the model-violation stop."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from mteemu.kernel.mm.fixes import FIXES
 from mteemu.kernel.mm.pagealloc import OutOfMemory
 from mteemu.kernel.mm.vma import PROT_MTE, PROT_READ, PROT_WRITE, Vma
 from mteemu.machine.physmem import PAGE_SHIFT
-from mteemu.races.world import World
+from mteemu.races.world import BOARD, World
 
 FREE_ORDINARY = 160              # ordinary pages left free; the rest is taken by the kernel
 
@@ -28,8 +29,8 @@ FREE_ORDINARY = 160              # ordinary pages left free; the rest is taken b
 class Model(World):
     """The small board, its ordinary memory nearly all taken, and what each page should hold."""
 
-    def __init__(self, policy: str, fixes: tuple[str, ...] = FIXES) -> None:
-        super().__init__(policy, fixes)
+    def __init__(self, policy: str, fixes: tuple[str, ...] = FIXES, board=None) -> None:
+        super().__init__(policy, fixes, board=board or BOARD)
         b = self.alloc.buddy
         free = [p for h, o in sorted(b.free_blocks()) if not b.is_tag_storage(h) for p in range(h, h + (1 << o))]
         self.leave_free(keep=free[:FREE_ORDINARY])
@@ -61,8 +62,8 @@ ops = st.lists(st.tuples(st.sampled_from(["map", "map_mte", "touch", "touch", "t
                min_size=1, max_size=60)
 
 
-def run_sequence(policy: str, seq: list) -> World:
-    w = Model(policy)
+def run_sequence(policy: str, seq: list, board=None) -> World:
+    w = Model(policy, board=board)
     w.new_mm()
     for op, a, b, tag in seq:
         live = [m for m in w.mms if m.vmas is not None]
@@ -130,17 +131,26 @@ def test_random_sequences_keep_data_tags_and_invariants_cma(seq) -> None:
     run_sequence("cma", seq)
 
 
-def test_a_long_sequence_reuses_tag_storage_and_takes_it_back() -> None:
-    """A fixed workload that must go through every mechanism at least once."""
+@pytest.mark.parametrize("block_size", [4096, 16384])
+def test_a_long_sequence_reuses_tag_storage_and_takes_it_back(block_size: int) -> None:
+    """A fixed workload that must go through every mechanism at least once; also with
+    4-page tag blocks (a DT block-size of 16 KiB: one block serves 128 data pages)."""
+    board = BOARD
+    if block_size != 4096:
+        tr = BOARD.tag_regions[0]
+        board = replace(BOARD, tag_regions=(replace(tr, block_size=block_size),))
     seq = [("map", 0, 23, 1)] * 12 + [("touch", 0, i, 1) for i in range(0, 2000, 3)] + \
         [("reclaim", 0, 15, 1), ("compact", 0, 1, 1), ("map_mte", 0, 23, 1)] + \
         [("touch", 0, i, 1 + i % 15) for i in range(0, 3000, 5)] + [("mprotect", 0, 3, 1)] + \
         [("touch", 0, i, 1 + i % 15) for i in range(1, 600, 7)] + [("fork", 0, 0, 1)] + \
         [("touch", 1, i, 3) for i in range(0, 500, 11)] + [("reclaim", 0, 15, 1)] * 3
-    w = run_sequence("metadata", seq)
+    w = run_sequence("metadata", seq, board)
     ev = w.alloc.events
     assert ev["metadata_reserve_success"] and ev["pgmigrate_success"] and ev["pswpout"] and ev["pswpin"]
     assert ev["mprotect_mte"] and ev["compact_stall"]
+    bsp = block_size // 4096
+    assert ev["metadata_reserve_success"] % bsp == 0          # counted in pages, a block at a time
+    assert all((b - w.region.tag_start) % bsp == 0 for b in w.alloc.storage.blocks)
 
 
 def test_a_tag_write_into_unreserved_storage_holding_data_stops_the_machine() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from mteemu.board.model import small_reuse_board
+from mteemu.board.model import Board, small_reuse_board
 from mteemu.kernel.mm import swap
 from mteemu.kernel.mm.addrspace import Mm, Pte
 from mteemu.kernel.mm.fixes import FIXES
@@ -22,10 +22,11 @@ BOARD = small_reuse_board()
 
 
 class World:
-    def __init__(self, policy: str = "metadata", fixes: Iterable[str] = FIXES, swap_pages: int = 4096) -> None:
-        self.physmem = PhysMem(BOARD)
-        self.tags = TagStore(BOARD, self.physmem)
-        self.alloc = PageAllocator(self.physmem, self.tags, BOARD, policy=POLICIES[policy], fixes=tuple(fixes))
+    def __init__(self, policy: str = "metadata", fixes: Iterable[str] = FIXES, swap_pages: int = 4096,
+                 board: Board = BOARD) -> None:
+        self.physmem = PhysMem(board)
+        self.tags = TagStore(board, self.physmem)
+        self.alloc = PageAllocator(self.physmem, self.tags, board, policy=POLICIES[policy], fixes=tuple(fixes))
         self.tags.guarded = self.alloc.storage.reserved
         self.tags.guard = self.alloc.tag_write_guard
         self.alloc.swap = swap.SwapDevice(swap_pages)
@@ -63,7 +64,7 @@ class World:
         return pfn
 
     def data_pfns_of_block(self, block: int) -> range:
-        """The data pages whose tags live in tag page `block` (block size 1)."""
+        """The data pages whose tags live in tag page `block`."""
         first = self.region.mem_start + (block - self.region.tag_start) * 32
         return range(first, first + 32)
 
