@@ -238,3 +238,36 @@ def test_the_built_in_small_board_is_dts_small_v3() -> None:
     assert a.memory == b.memory
     assert [(t.base, t.size, t.tagged, t.block_size, t.reusable) for t in a.tag_regions] == \
         [(t.base, t.size, t.tagged, t.block_size, t.reusable) for t in b.tag_regions]
+
+
+@pytest.mark.parametrize("policy", ["metadata", "cma"])
+def test_a_reservation_that_fails(policy: str) -> None:
+    """A tag block whose page cannot move (pinned: -EBUSY, every retry) cannot be
+    reserved. RFC v1 gives the page back and takes another (metadata_reserve_fail);
+    v3 keeps the page without storage, maps it fault-on-access, and on the first access
+    moves it to a page that can have its tags (cma_alloc_fail)."""
+    w = World(policy)
+    victim_mm = w.new_mm("victim")
+    vaddr = w.map(victim_mm, 1)
+    v = w.tag_storage_pfn(40)
+    w.place(victim_mm, vaddr, v, b"pinned victim")
+    doomed = w.data_pfns_of_block(v)[1]                    # its tags would live in the victim's page
+    spare = w.data_pfns_of_block(w.tag_storage_pfn(80))    # an aligned, free 32-page block elsewhere
+    task = w.new_mm("task")
+    addr = w.map(task, 1, mte=True)
+    task._pt(addr >> PAGE_SHIFT)
+    w.leave_free(keep=[doomed, *spare])                    # the buddy hands out `doomed` first
+    st = w.alloc.storage
+    with w.alloc.pinned(v):
+        assert w.stg(task, addr, 6)
+    pfn = task.ptes[addr >> PAGE_SHIFT].pfn
+    assert pfn in spare and st.has_storage(pfn) and w.read(task, addr)[1] == 6
+    assert not st.has_storage(doomed) and w.alloc.buddy.is_free(doomed)
+    assert w.read(victim_mm, vaddr, 13)[0] == b"pinned victim"
+    ev = w.alloc.events
+    if policy == "metadata":
+        assert ev["metadata_reserve_fail"] == 1 and ev["pgmigrate_success"] == 0
+    else:
+        # Reserved at allocation (fails), again on the fault (fails), then the page moved.
+        assert ev["cma_alloc_fail"] == 2 and ev["pgmigrate_success"] == 1
+    invariants.check(w.alloc, "the test")
