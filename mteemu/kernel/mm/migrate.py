@@ -34,16 +34,12 @@ def migrate_page(alloc: PageAllocator, src: int, tagged: Optional[bool] = None,
         return None
     want_tags = src in alloc.mte_tagged if tagged is None else tagged
     before = alloc.checksum(src)
-    with alloc.pinned(src):
+    with alloc.pinned(src):          # nothing else (reclaim, a nested reservation) may take it
         try:
             dst = alloc.alloc(tagged=want_tags, anon=src in alloc.lru)
         except OutOfMemory:
             alloc.events["pgmigrate_fail"] += 1
             return None
-    if not movable(alloc, src, isolated_ok):     # reclaim for the target took it meanwhile
-        alloc.put(dst)
-        alloc.events["pgmigrate_fail"] += 1
-        return None
     alloc.copy_highpage(dst, src)
     after = alloc.checksum(dst)
     if after != before:
@@ -67,8 +63,6 @@ def move_users(alloc: PageAllocator, src: int, dst: int) -> None:
         obj, idx = alloc.owner[src]
         obj.pages[idx] = dst
         alloc.set_owner(dst, obj, idx)
-    if src in alloc.lru:
-        alloc.lru[dst] = None
     alloc._forget(src)
     alloc.events["pgmigrate_success"] += 1
     alloc.on_remap()
