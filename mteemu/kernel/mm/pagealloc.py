@@ -20,7 +20,7 @@ from mteemu.kernel.mm.buddy import OutOfMemory as _BuddyOOM
 from mteemu.kernel.mm.fixes import FIXES
 from mteemu.kernel.mm.tag_storage import METADATA, Policy, TagStorage, dynamic_regions
 from mteemu.machine.physmem import PAGE_SHIFT, PhysMem
-from mteemu.machine.tagstore import TagStore
+from mteemu.machine.tagstore import TAG_BYTES_PER_PAGE, TagStore
 
 if TYPE_CHECKING:
     from mteemu.board.model import Board
@@ -258,23 +258,33 @@ class PageAllocator:
             if self.storage is not None and src in self.storage.parked:
                 self.storage.parked[dst] = self.storage.parked[src]
             return
+        # (A tagged page of memory no tag region covers reads as tag 0 everywhere.)
+        tags = self.saved_tags(src) or bytes(TAG_BYTES_PER_PAGE)
         if not self.has_storage(dst) and "pfn-tag-save" in self.fixes:
-            self.storage.parked[dst] = bytes(self.tags.page_tags(src))
+            self.storage.parked[dst] = tags
             return
-        self.tags.copy_page(dst, src)
-        if not self.in_tag_storage(dst):       # tag storage has no tags: the write does nothing
-            self.mte_tagged.add(dst)
+        self.write_tags(dst, tags)
+
+    def write_tags(self, pfn: int, tags: bytes) -> None:
+        """Give a page these 128 tag bytes and PG_mte_tagged (a restore or a copy). Tag
+        storage has no tags of its own: there the write does nothing."""
+        self.tags.write_page(pfn, tags)
+        if not self.in_tag_storage(pfn):
+            self.mte_tagged.add(pfn)
+
+    def saved_tags(self, pfn: int) -> Optional[bytes]:
+        """The tags a page carries for the kernel (what swap-out saves and migration must
+        keep): its own if it is tagged, else any parked for it, else None."""
+        if pfn in self.mte_tagged:
+            view = self.tags.page_tags(pfn)
+            if view is not None:
+                return bytes(view)
+        return self.storage.parked.get(pfn) if self.storage is not None else None
 
     # -- checks -------------------------------------------------------------------------------------
     def checksum(self, pfn: int) -> tuple[bytes, Optional[bytes]]:
         """The page's data and (if tagged, or parked) tags, hashed: migration must keep both."""
-        data = hashlib.blake2b(self.physmem.page(pfn), digest_size=16).digest()
-        tags = None
-        if pfn in self.mte_tagged and self.tags.page_tags(pfn) is not None:
-            tags = bytes(self.tags.page_tags(pfn))
-        elif self.storage is not None and pfn in self.storage.parked:
-            tags = self.storage.parked[pfn]
-        return data, tags
+        return hashlib.blake2b(self.physmem.page(pfn), digest_size=16).digest(), self.saved_tags(pfn)
 
     def tag_write_guard(self, pfn: int) -> None:
         """A tag write for a page whose tag storage is not reserved (TagStore.guard): the

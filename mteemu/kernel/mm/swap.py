@@ -114,10 +114,9 @@ def reclaim(alloc: PageAllocator, want: int = SWAP_CLUSTER_MAX) -> bool:
 def swap_out(alloc: PageAllocator, pfn: int) -> None:
     dev = alloc.swap
     slot = dev.store(bytes(alloc.physmem.page(pfn)))
-    if pfn in alloc.mte_tagged:
-        dev.tags[slot] = bytes(alloc.tags.page_tags(pfn))          # arch_prepare_to_swap()
-    elif alloc.storage is not None and pfn in alloc.storage.parked:
-        dev.tags[slot] = alloc.storage.parked[pfn]
+    tags = alloc.saved_tags(pfn)                                    # arch_prepare_to_swap()
+    if tags is not None:
+        dev.tags[slot] = tags
     users = alloc.mappers.pop(pfn)
     for mm, vpn in users:
         mm.to_swap(vpn, slot)
@@ -148,17 +147,14 @@ def restore_tags(alloc: PageAllocator, slot: int, pfn: int) -> None:
     tags = alloc.swap.tags.get(slot)
     if tags is None:
         return
-    if alloc.has_storage(pfn):
-        # Mainline restores whenever the entry has tags (so a later mprotect(PROT_MTE) of
-        # an untagged mapping of the page sees them).
-        alloc.tags.write_page(pfn, tags)
-        alloc.mte_tagged.add(pfn)
-    elif "swap-prepare-restore" in alloc.fixes:
+    if not alloc.has_storage(pfn) and "swap-prepare-restore" in alloc.fixes:
         # "Tags will be restored when tag storage is reserved."
         alloc.storage.parked[pfn] = tags
     else:
-        alloc.tags.write_page(pfn, tags)       # into someone else's memory: race B
-        alloc.mte_tagged.add(pfn)
+        # Mainline restores whenever the entry has tags (so a later mprotect(PROT_MTE) of
+        # an untagged mapping sees them) — without storage, into someone else's memory:
+        # race B.
+        alloc.write_tags(pfn, tags)
 
 
 def install(alloc: PageAllocator, slot: int, pfn: int) -> None:
