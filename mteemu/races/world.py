@@ -45,14 +45,15 @@ class World:
         b = self.alloc.buddy
         for z in b.zones:
             z.watermark_min = 0
-        spans = sorted(b.free_blocks())
-        for head, order in spans:
+        for head, order in sorted(b.free_blocks()):
             if b.is_tag_storage(head) and tag_storage:
                 continue
-            for pfn in range(head, head + (1 << order)):
-                if pfn not in keep and b.is_free(pfn):
-                    b.take_free_range(pfn, pfn + 1)
-                    self.alloc.kernel_pages.add(pfn)
+            # Whole runs between the kept pages, not a page at a time.
+            cuts = [head - 1] + sorted(p for p in keep if head <= p < head + (1 << order)) + [head + (1 << order)]
+            for lo, hi in zip(cuts, cuts[1:]):
+                if lo + 1 < hi:
+                    b.take_free_range(lo + 1, hi)
+                    self.alloc.kernel_pages.update(range(lo + 1, hi))
 
     def take(self, pfn: int, anon: bool = True) -> int:
         """The allocator happens to return this (free) page: a user page, refcount 1."""
