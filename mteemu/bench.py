@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from mteemu.atomicfile import write_text
+from mteemu.atomicfile import check_target, write_text
 from mteemu.errors import InputError
 
 WORKLOADS_DIR = Path(__file__).resolve().parent / "data" / "bench"
@@ -98,6 +98,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = ap.parse_args(argv)
     if args.n < 1:
         raise InputError("-n must be at least 1")
+    if args.json:
+        check_target(args.json, "--json")
     if args.allocator:
         if args.pages < 1:
             raise InputError("--pages must be at least 1")

@@ -13,12 +13,15 @@ mteemu validate-dtb: 0 no file has an error, 1 some file has errors, 2 some file
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from mteemu.atomicfile import same_file
+from mteemu import host_signals
+from mteemu.atomicfile import check_target
 from mteemu.board.rules import GROUPS
 from mteemu.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, BoardError, InputError, MteEmuError
 from mteemu.kernel.mm.fixes import FIXES
@@ -51,8 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--clear-env", action="store_true",
                         help="start the guest's environment empty (then -E adds to it)")
         sp.add_argument("--strace", action="store_true", help="print every syscall to stderr")
-        sp.add_argument("--timeout", type=float, metavar="SECONDS", help="stop the guest after SECONDS (exit 124)")
-        sp.add_argument("--seed", type=int, default=0, help="seed for getrandom, AT_RANDOM and IRG (default 0)")
+        sp.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="stop the guest after SECONDS (exit 124)")
+        sp.add_argument("--seed", type=SEED, default=0, help="seed for getrandom, AT_RANDOM and IRG (default 0)")
         sp.add_argument("--mem", metavar="SIZE", help="RAM the guest may use, e.g. 64M (default: the board's)")
         sp.add_argument("--mte-tcf-preferred", choices=PREFERRED_MODES, default="async",
                         help="tag-check mode chosen when a program asks for both sync and async, like "
@@ -92,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("bench", help="benchmark mteemu against qemu-aarch64 (see mteemu bench --help)", add_help=False)
     t = sub.add_parser("test", help="run guest test suites (C sources with expectations, or ELFs)")
     t.add_argument("paths", nargs="+", metavar="PATH")
-    t.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="parallel runs (default: CPUs)")
+    t.add_argument("-j", "--jobs", type=_count(1, 1024), default=os.cpu_count() or 1,
+                   help="parallel runs (default: CPUs)")
     t.add_argument("--junit-xml", metavar="FILE", help="write JUnit XML results")
     t.add_argument("--json", metavar="FILE", help="write JSON results")
     t.add_argument("--oracle", choices=("qemu",), help="also run each test under qemu-aarch64 and compare")
@@ -120,15 +124,51 @@ def _rule_groups(text: str) -> tuple[str, ...]:
     return groups
 
 
-def parse_size(text: str) -> int:
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    t = text.strip().upper().rstrip("B").rstrip("I")
+MAX_SIZE = 1 << 46            # 64 TiB: more than any board's RAM or swap mteemu can model
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)([KMGT]?)(?:I?B)?", re.IGNORECASE)
+
+
+def parse_size(text: str, option: str = "size") -> int:
+    """A positive byte count such as 64M, 1.5G or 4096 (finite, at most MAX_SIZE)."""
+    m = _SIZE.fullmatch(text.strip())
+    if m is None:
+        raise MteEmuError(f"{option}: bad size {text!r} (use e.g. 64M or 1G)")
+    scale = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[m.group(2).upper()]
+    value = int(float(m.group(1)) * scale) if "." in m.group(1) else int(m.group(1)) * scale
+    if value <= 0:
+        raise MteEmuError(f"{option}: {text!r} must be more than 0 bytes")
+    if value > MAX_SIZE:
+        raise MteEmuError(f"{option}: {text!r} is more than mteemu can model ({MAX_SIZE >> 40} TiB)")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """--timeout: a finite, positive number of seconds that a timer can wait."""
     try:
-        if t and t[-1] in units:
-            return int(float(t[:-1]) * units[t[-1]])
-        return int(t)
+        value = float(text)
     except ValueError:
-        raise MteEmuError(f"bad size {text!r} (use e.g. 64M or 1G)") from None
+        raise argparse.ArgumentTypeError(f"bad number of seconds {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} seconds: must be a finite number above 0")
+    if value > MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(f"{text!r} seconds: at most {MAX_TIMEOUT:g}")
+    return value
+
+
+def _count(low: int, high: int):  # noqa: ANN202 - an argparse type
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range ({low} to {high})")
+        return value
+    return parse
+
+
+MAX_TIMEOUT = 365 * 86400.0     # a year: threading's timers overflow far beyond
+SEED = _count(0, (1 << 64) - 1)
 
 
 def guest_environment(set_env: Sequence[str], unset_env: Sequence[str], clear: bool = False) -> list[bytes]:
@@ -144,33 +184,57 @@ def guest_environment(set_env: Sequence[str], unset_env: Sequence[str], clear: b
 def _run(args: argparse.Namespace, program: str, guest_args: list[str]) -> int:
     from mteemu.kernel.kernel import Kernel, RunOptions
 
-    if args.timeout is not None and args.timeout <= 0:
-        raise MteEmuError("--timeout must be positive")
-    if args.report_json and not os.path.isdir(os.path.dirname(os.path.abspath(args.report_json))):
-        raise InputError(f"--report-json {args.report_json}: its directory does not exist")
-    if args.report_json and any(same_file(args.report_json, p) for p in (program, args.dtb) if p):
-        raise InputError(f"--report-json {args.report_json}: that is an input file; choose another name")
+    if args.report_json:
+        check_target(args.report_json, "--report-json", (program, args.dtb))
     if args.root and not os.path.isdir(args.root):
         raise InputError(f"--root {args.root}: not a directory")
     if args.swap_file and not args.swap:
         raise MteEmuError("--swap-file needs --swap SIZE")
     if args.swap_file and os.path.lexists(args.swap_file):
         raise InputError(f"--swap-file {args.swap_file}: exists; mteemu only creates a new swap file")
+    swap = parse_size(args.swap, "--swap") if args.swap else 0
+    mem = parse_size(args.mem, "--mem") if args.mem else None
     board = _board(args)
-    swap = parse_size(args.swap) if args.swap else 0
-    if swap < 0:
-        raise MteEmuError("--swap must not be negative")
-    options = RunOptions(seed=args.seed, timeout=args.timeout, strace=args.strace,
-                         mem_limit=parse_size(args.mem) if args.mem else None,
+    options = RunOptions(seed=args.seed, timeout=args.timeout, strace=args.strace, mem_limit=mem,
                          mte_tcf_preferred=args.mte_tcf_preferred, report_json=args.report_json,
                          root=args.root, swap=swap, swap_file=args.swap_file,
                          tag_storage_policy=args.tag_storage_policy, stats=args.stats, kmsg=args.kmsg,
                          fixes=tuple(f for f in FIXES if f not in args.without),
                          check_invariants=args.check_invariants or os.environ.get("MTEEMU_CHECK_INVARIANTS") == "1")
-    kernel = Kernel(board, options)
     argv = [os.fsencode(program)] + [os.fsencode(a) for a in guest_args]
-    kernel.spawn(program, argv, guest_environment(args.set_env, args.unset_env, args.clear_env))
-    return kernel.run()
+    env = guest_environment(args.set_env, args.unset_env, args.clear_env)
+    kernel = _start(board, options, program, argv, env)
+    with host_signals.stopping(kernel.cpu.interrupt):
+        return kernel.run()
+
+
+def _start(board, options, program: str, argv: list[bytes], env: list[bytes]):  # noqa: ANN001, ANN202
+    """Boot the kernel and load the program; a --mem too small for that is bad input,
+    and the error names the least that works."""
+    from dataclasses import replace
+
+    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.mm.buddy import OutOfMemory as BuddyOom
+    from mteemu.kernel.mm.pagealloc import OutOfMemory
+
+    kernel = None
+    started = False
+    try:
+        kernel = Kernel(board, options)
+        kernel.spawn(program, argv, env)
+        started = True
+        return kernel
+    except (OutOfMemory, BuddyOom):
+        if options.mem_limit is None:
+            raise
+        probe = Kernel(board, replace(options, mem_limit=None, swap=0, swap_file=None, check_invariants=False))
+        probe.spawn(program, argv, env)
+        need = probe.alloc.used_pages * 4096
+        raise MteEmuError(f"--mem {options.mem_limit} bytes is too small to start {program}: it needs at "
+                          f"least {need // 1024}K (program, stack, page tables, kernel stack)") from None
+    finally:
+        if kernel is not None and not started:
+            kernel.close()        # the swap file, if any, goes with it
 
 
 def _board(args: argparse.Namespace):  # noqa: ANN202 - a Board
@@ -229,8 +293,7 @@ def _dtb_info(args: argparse.Namespace) -> int:
     sys.stdout.write(info.describe(bf))
     if args.svg:
         out = os.path.abspath(args.svg)
-        if out == os.path.abspath(args.file):
-            raise InputError(f"--svg {args.svg}: that is the input file; choose another name")
+        check_target(out, "--svg", (args.file,))
         regions = info.regions(bf)
         if not regions:
             raise BoardError(f"{args.file}: nothing to draw (no memory or tag regions)")
@@ -266,7 +329,32 @@ def _races(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in reports) else 1
 
 
+class _Unfailing:
+    """stderr that a failing write (2>/dev/full, a closed pipe) cannot turn into another
+    exit status: mteemu's own lines are best effort, its exit status is not."""
+
+    def __init__(self, stream) -> None:  # noqa: ANN001
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError):
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        return getattr(self._stream, name)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    if sys.stderr is not None and not isinstance(sys.stderr, _Unfailing):
+        sys.stderr = _Unfailing(sys.stderr)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:                      # its own options: mteemu bench --help
         from mteemu.bench import main as bench_main

@@ -47,6 +47,14 @@ class Deadlock(MteEmuError):
     exit_status = EXIT_TIMEOUT
 
 
+class HostSignal(MteEmuError):
+    """mteemu itself was sent SIGINT, SIGTERM or SIGHUP: the run stops, 128 + N."""
+
+    def __init__(self, signum: int, name: str) -> None:
+        super().__init__(f"stopped by signal {signum} ({name}); the guest did not finish")
+        self.exit_status = EXIT_SIGNAL_BASE + signum
+
+
 class ModelViolation(MteEmuError):
     """The memory-manager model broke one of its invariants, or a tag write landed in
     tag storage that was not reserved while its pages held data: the corruption the

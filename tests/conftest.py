@@ -17,9 +17,10 @@ import build_guests  # noqa: E402
 
 
 def run_mteemu(args: list[str], cwd: Path | None = None, timeout: float = 120,
-               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+               env: dict[str, str] | None = None, stdin=subprocess.DEVNULL) -> subprocess.CompletedProcess:  # noqa: ANN001
+    """mteemu in a subprocess; stdin is the null device unless a test gives its own file."""
     return subprocess.run([sys.executable, "-m", "mteemu", *args], capture_output=True, cwd=cwd, timeout=timeout,
-                          env=None if env is None else {**os.environ, **env})
+                          env=None if env is None else {**os.environ, **env}, stdin=stdin)
 
 
 def compile_guest(tmp_path: Path, name: str, source: str) -> str:

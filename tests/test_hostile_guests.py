@@ -15,7 +15,11 @@ CALLS = 50_000
 
 
 def test_random_syscalls_never_raise(guest) -> None:
-    stats = SyscallFuzzer(str(guest("hello")), seed=2026).run(CALLS)
+    fuzzer = SyscallFuzzer(str(guest("hello")), seed=2026)
+    try:
+        stats = fuzzer.run(CALLS)
+    finally:
+        fuzzer.close()
     assert stats.calls > CALLS * 0.95          # the exits and execve are skipped
     assert stats.ok > 500 and len(stats.errors) > 10
 
@@ -118,8 +122,11 @@ def test_syscall_storm_guest(guest, tmp_path, seed: int) -> None:
     TCG, a host SIGSEGV); mteemu must end it as Linux would: an exit, a signal, or a
     deadlock report — never an internal error. --root keeps it in its directory."""
     storm = str(guest("hostile/storm"))
-    r = run_mteemu(["run", "--root", str(tmp_path), "--timeout", "60", storm, str(seed), "5000"],
-                   cwd=tmp_path, timeout=120)
+    stdin = tmp_path / "stdin"                     # stdio: private files, never the host's devices
+    stdin.write_bytes(b"input\n")
+    with open(stdin, "rb") as f:
+        r = run_mteemu(["run", "--root", str(tmp_path), "--timeout", "60", storm, str(seed), "5000"],
+                       cwd=tmp_path, timeout=120, stdin=f)
     assert b"Traceback" not in r.stderr and b"internal error" not in r.stderr
     assert r.returncode != 70
 

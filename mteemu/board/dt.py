@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from mteemu.errors import BoardError
+from mteemu.inputs import read_regular
 
 DTB_MAGIC = b"\xd0\x0d\xfe\xed"
 MAX_FILE = 64 << 20
@@ -115,17 +116,7 @@ class DeviceTree:
 # -- reading files ------------------------------------------------------------------------------
 def load(path: str) -> DeviceTree:
     """Read a DTB or DTS file; BoardError (one line) if it cannot be read or parsed."""
-    p = Path(path)
-    try:
-        if p.is_dir():
-            raise BoardError(f"{path}: is a directory, not a device tree")
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise BoardError(f"{path}: no such file") from None
-    except OSError as e:
-        raise BoardError(f"{path}: cannot read: {e.strerror}") from None
-    if len(data) > MAX_FILE:
-        raise BoardError(f"{path}: {len(data)} bytes is too large for a device tree")
+    data = read_regular(path, "a device tree", MAX_FILE, BoardError)
     if data[:4] == DTB_MAGIC:
         return parse_dtb(data, path)
     try:

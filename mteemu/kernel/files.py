@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import stat as st
 import struct
 from typing import Optional
 
+from mteemu import host_signals
 from mteemu.kernel.mm.shared import SharedObject
 from mteemu.kernel.uaccess import SyscallError
 
@@ -64,9 +66,12 @@ def pack_stat(s: os.stat_result) -> bytes:
                        a[0], a[1], m[0], m[1], c[0], c[1], 0, 0)
 
 
-def fake_stat(mode: int, size: int = 0, ino: int = 1, dev: int = 0xE) -> os.stat_result:
+def fake_stat(mode: int, size: int = 0, ino: int = 1, dev: int = 0xE, uid: Optional[int] = None,
+              nlink: int = 1) -> os.stat_result:
     """A stat result, every field set, for objects that only exist inside the emulated world."""
-    return os.stat_result((mode, ino, dev, 1, os.getuid(), os.getgid(), size, 0, 0, 0),
+    uid = os.getuid() if uid is None else uid
+    gid = os.getgid() if uid == os.getuid() else uid
+    return os.stat_result((mode, ino, dev, nlink, uid, gid, size, 0, 0, 0),
                           {"st_atime": 0.0, "st_mtime": 0.0, "st_ctime": 0.0, "st_atime_ns": 0, "st_mtime_ns": 0,
                            "st_ctime_ns": 0, "st_blksize": 4096, "st_blocks": (size + 511) // 512, "st_rdev": 0})
 
@@ -79,6 +84,7 @@ class OpenFile:
     """An open file description; several fds (and processes, after fork) may share one."""
 
     kind = "file"
+    is_dir = False
 
     def __init__(self, flags: int) -> None:
         self.flags = flags        # guest O_* status flags
@@ -107,6 +113,10 @@ class OpenFile:
     def ioctl(self, req: int, arg: int, mem) -> int:  # noqa: ANN001
         raise SyscallError(errno.ENOTTY)
 
+    def getdents(self) -> list[tuple[int, int, str]]:
+        """(inode, d_type, name) of a directory's entries."""
+        raise SyscallError(errno.ENOTDIR)
+
     def readable(self) -> bool:
         return (self.flags & os.O_ACCMODE) in (os.O_RDONLY, os.O_RDWR)
 
@@ -129,11 +139,15 @@ class OpenFile:
 class HostFile(OpenFile):
     """A file (or directory, or terminal) opened on the host."""
 
-    def __init__(self, fd: int, path: str, flags: int, pagecache: "PageCache") -> None:
+    def __init__(self, fd: int, path: str, flags: int, pagecache: "PageCache", foreign: bool = False) -> None:
         super().__init__(flags)
         self.fd = fd
         self._path = path
         self.pagecache = pagecache
+        # A host object the guest was handed (stdio, the program itself) rather than one it
+        # opened in its own world: its data may be read and written, its metadata
+        # (mode, owner, size of a non-regular file, times) never changes.
+        self.foreign = foreign
         self._dirents: Optional[list[tuple[int, int, str]]] = None
         self._st = os.fstat(fd)
         self.is_dir = st.S_ISDIR(self._st.st_mode)
@@ -149,13 +163,28 @@ class HostFile(OpenFile):
         if obj is not None:
             obj.refresh(off, n)
 
+    def _nonblocking_ready(self, write: bool) -> None:
+        """The guest's O_NONBLOCK on a foreign description (whose host flags are the host's
+        to keep): a read or write that would block is EAGAIN, not a wait."""
+        if self.foreign and self.flags & O_NONBLOCK and not st.S_ISREG(self._st.st_mode):
+            try:
+                ready = select.select([], [self.fd], [], 0)[1] if write else select.select([self.fd], [], [], 0)[0]
+            except (OSError, ValueError):
+                return
+            if not ready:
+                raise SyscallError(errno.EAGAIN)
+
     def read(self, n: int) -> bytes:
         if self.is_dir:
             raise SyscallError(errno.EISDIR)
         self._coherent_read()
+        self._nonblocking_ready(write=False)
         try:
-            return os.read(self.fd, n)
+            with host_signals.interruptible():     # a terminal may make this wait for long
+                return os.read(self.fd, n)
         except BlockingIOError:
+            if self.flags & O_NONBLOCK:
+                raise SyscallError(errno.EAGAIN) from None
             raise Would() from None
 
     def write(self, data: bytes) -> int:
@@ -163,12 +192,36 @@ class HostFile(OpenFile):
             off = os.lseek(self.fd, 0, os.SEEK_CUR) if self.pagecache.objects.get(self.key) else 0
         except OSError:
             off = 0
+        self._nonblocking_ready(write=True)
         try:
-            n = os.write(self.fd, data)
+            with host_signals.interruptible():
+                n = os.write(self.fd, data)
         except BlockingIOError:
+            if self.flags & O_NONBLOCK:
+                raise SyscallError(errno.EAGAIN) from None
             raise Would() from None
+        except OSError as e:          # EPIPE among them: the caller raises SIGPIPE, as Linux
+            raise SyscallError(e.errno or errno.EIO) from None
         self._written(off, n)
         return n
+
+    def reopen(self, flags: int) -> "HostFile":
+        """A new open file description of the same host object (opening /proc/<pid>/fd/N).
+        A regular file or directory the guest opened is opened again by its path, if that
+        path still names it; anything else (a pipe, a terminal, a deleted file, a foreign
+        object) shares this description, so no access beyond it is ever gained."""
+        if flags & 3 and not self.writable():
+            raise SyscallError(errno.EACCES)
+        if (st.S_ISREG(self._st.st_mode) or self.is_dir) and not self.foreign:
+            try:
+                fd = os.open(self._path, host_open_flags(flags & ~(os.O_CREAT | os.O_TRUNC)) | os.O_CLOEXEC)
+                s = os.fstat(fd)
+                if (s.st_dev, s.st_ino) == self.key:
+                    return HostFile(fd, self._path, flags, self.pagecache, self.foreign)
+                os.close(fd)
+            except OSError:
+                pass
+        return HostFile(os.dup(self.fd), self._path, flags, self.pagecache, self.foreign)
 
     def pread(self, n: int, off: int) -> bytes:
         if self.is_dir:
@@ -218,7 +271,7 @@ class HostFile(OpenFile):
             for name in names:
                 try:
                     s = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
-                    out.append((s.st_ino, _dtype(s.st_mode), name))
+                    out.append((s.st_ino, file_dtype(s.st_mode), name))
                 except OSError:
                     continue
             self._dirents = out
@@ -248,7 +301,7 @@ def on_tmpfs(path: str) -> bool:
     return fstype == "tmpfs"
 
 
-def _dtype(mode: int) -> int:
+def file_dtype(mode: int) -> int:
     for test, t in ((st.S_ISDIR, 4), (st.S_ISREG, 8), (st.S_ISLNK, 10), (st.S_ISFIFO, 1),
                     (st.S_ISCHR, 2), (st.S_ISBLK, 6), (st.S_ISSOCK, 12)):
         if test(mode):

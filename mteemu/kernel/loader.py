@@ -11,6 +11,7 @@ import struct
 from dataclasses import dataclass
 
 from mteemu.errors import ElfError, InputError
+from mteemu.inputs import read_regular
 from mteemu.kernel.mm.addrspace import TASK_SIZE, Mm
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_READ, PROT_WRITE, Vma
 from mteemu.kernel.sigframe import MINSIGSTKSZ
@@ -63,17 +64,11 @@ class ElfImage:
     phdr_vaddr: int | None
 
 
+MAX_PROGRAM = 1 << 30      # bytes: larger ELF files are refused before reading
+
+
 def read_program(path: str) -> ElfImage:
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not a program") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read: {e.strerror}") from None
-    return parse_elf(path, data)
+    return parse_elf(path, read_regular(path, "a program", MAX_PROGRAM))
 
 
 def parse_elf(path: str, data: bytes) -> ElfImage:
@@ -169,6 +164,9 @@ class LoadedProgram:
     sp: int
     brk: int
     bias: int = 0                # load bias (static-PIE), for symbolizing addresses
+    auxv: bytes = b""            # the auxiliary vector as pushed (/proc/<pid>/auxv)
+    arg_range: tuple[int, int] = (0, 0)   # mm->arg_start/arg_end (/proc/<pid>/cmdline)
+    env_range: tuple[int, int] = (0, 0)   # mm->env_start/env_end (/proc/<pid>/environ)
 
 
 def load(mm: Mm, image: ElfImage, argv: list[bytes], envp: list[bytes], execfn: bytes,
@@ -233,4 +231,8 @@ def load(mm: Mm, image: ElfImage, argv: list[bytes], envp: list[bytes], execfn: 
     for addr, data in blob_strings:
         poke(mm, addr, data)
     poke(mm, sp, struct.pack(f"<{len(words)}Q", *words))
-    return LoadedProgram(entry=bias + image.entry, sp=sp, brk=brk, bias=bias)
+    arg_range = (arg_addrs[0], arg_addrs[-1] + len(argv[-1]) + 1) if argv else (0, 0)
+    env_range = (env_addrs[0], env_addrs[-1] + len(envp[-1]) + 1) if envp else (arg_range[1], arg_range[1])
+    auxv = struct.pack(f"<{2 * len(aux)}Q", *[v for kv in aux for v in kv])
+    return LoadedProgram(entry=bias + image.entry, sp=sp, brk=brk, bias=bias, auxv=auxv,
+                         arg_range=arg_range, env_range=env_range)

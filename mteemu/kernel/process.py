@@ -81,6 +81,11 @@ class Process:
     load_bias: int = 0                    # where the program was loaded (static-PIE)
     kill_code: Optional[int] = None       # si_code of the fault signal that killed it
     root: Optional[str] = None            # --root: the host directory that is the guest's "/"
+    exe_gpath: str = ""                   # the program as the guest names it (/proc/<pid>/exe)
+    auxv: bytes = b""                     # what /proc/<pid>/auxv shows
+    arg_range: tuple[int, int] = (0, 0)   # where argv's strings are (/proc/<pid>/cmdline)
+    env_range: tuple[int, int] = (0, 0)   # where envp's strings are (/proc/<pid>/environ)
+    exit_signal: int = 17                 # sent to the parent at exit (clone's low byte; SIGCHLD)
 
     def __post_init__(self) -> None:
         if self.mem is None:

@@ -1,16 +1,17 @@
 """A hostile guest, simulated: every syscall number 0-460 with random and boundary
 arguments, driven straight into the syscall layer of a live kernel. Each call must
 return an errno or have its Linux effect; any Python exception escaping a handler is
-a bug. The kernel runs in a scratch directory with /dev/null as its standard streams,
-so the calls cannot touch anything that matters. Used by the tests (a fixed seed,
+a bug. The kernel runs confined (`--root` its scratch directory, stdio private files in it),
+so the calls cannot touch anything outside it. Used by the tests (a fixed seed,
 tens of thousands of calls) and scripts/fuzz syscalls (as many as you like)."""
 from __future__ import annotations
 
 import os
 import random
+import shutil
 import tempfile
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, TextIO
 
 from mteemu.board.model import default_board, small_reuse_board
 from mteemu.kernel.kernel import GuestExit, Kernel, RunOptions
@@ -40,30 +41,41 @@ class SyscallFuzzer:
         self.dir = tempfile.mkdtemp(prefix="mteemu-syscall-fuzz-")
         self.kernel: Optional[Kernel] = None
         self.scratch = 0
+        self._diag: Optional[TextIO] = None
+
+    def close(self) -> None:
+        """Leave nothing behind: the diagnostics file, the scratch folder."""
+        if self._diag is not None:
+            self._diag.close()
+            self._diag = None
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def _boot(self) -> None:
         cwd = os.getcwd()
         os.chdir(self.dir)
         try:
-            null = open(os.devnull, "w")
+            # Confined: the guest's root is the scratch folder and its stdio are private
+            # files in it, so no call can reach a host file (not even /dev/null).
+            diag = self._diag = self._diag or open(os.path.join(self.dir, "diag"), "w")
             # Every other boot: the small board whose tag storage the kernel reuses, with
             # swap and the memory manager's invariants checked.
             seed = self.rng.randrange(1 << 30)
             if seed & 1:
-                k = Kernel(small_reuse_board(), RunOptions(seed=seed, swap=16 << 20, check_invariants=True, diag=null))
+                k = Kernel(small_reuse_board(), RunOptions(seed=seed, swap=16 << 20, check_invariants=True,
+                                                           diag=diag, root=self.dir))
             else:
-                k = Kernel(default_board(), RunOptions(seed=seed, mem_limit=64 << 20, diag=null))
+                k = Kernel(default_board(), RunOptions(seed=seed, mem_limit=64 << 20, diag=diag, root=self.dir))
             saved = [os.dup(fd) for fd in (0, 1, 2)]
-            devnull = os.open(os.devnull, os.O_RDWR)
+            private = os.open(os.path.join(self.dir, "stdio"), os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 for fd in (0, 1, 2):
-                    os.dup2(devnull, fd)          # the guest's stdio, inherited at spawn
+                    os.dup2(private, fd)          # the guest's stdio, inherited at spawn
                 k.spawn(self.program, [self.program.encode()], [b"FUZZ=1"])
             finally:
                 for fd, s in zip((0, 1, 2), saved):
                     os.dup2(s, fd)
                     os.close(s)
-                os.close(devnull)
+                os.close(private)
             t = k.runq[0]
             k._switch_to(t)
             self.kernel = k

@@ -143,9 +143,10 @@ class Cpu:
             # over and over. Their translations stay valid until the next flush.
             entry.paddr, entry.perms = hit
             return True
-        if vaddr == _UNTIL_PAGE and access == ACCESS_FETCH:
+        if vaddr == _UNTIL_PAGE and access == ACCESS_FETCH and uc.reg_read(REG_PC) & ~(PAGE_SIZE - 1) != vaddr:
             # Whenever emulation stops, Unicorn looks up the page of emu_start's "until"
-            # address. It is no guest access: refuse it without calling it a fault.
+            # address. It is no guest access: refuse it without calling it a fault. (A
+            # guest that really jumps there faults like anywhere else outside its memory.)
             return False
         result = self._translate(vaddr, access)
         if result is None:

@@ -6,7 +6,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from mteemu.atomicfile import same_file, write_text
+from mteemu.atomicfile import check_target, write_text
 from mteemu.errors import InputError
 from mteemu.testing import reports
 from mteemu.testing.runner import ERROR, FAIL, PASS, Result, Settings, discover, run_case
@@ -24,9 +24,9 @@ def run_tests(args: argparse.Namespace) -> int:
     cases = discover(args.paths)
     if not cases:
         raise InputError(f"no guest tests found in {' '.join(args.paths)}")
-    for out in (args.junit_xml, args.json):
-        if out and any(same_file(out, str(c.path)) for c in cases):
-            raise InputError(f"{out}: that is one of the tests; choose another name for the report")
+    for option, out in (("--junit-xml", args.junit_xml), ("--json", args.json)):
+        if out:
+            check_target(out, option, [str(c.path) for c in cases])
     settings = Settings(oracle=args.oracle)
     if args.cache:
         settings.cache = Path(args.cache)

@@ -56,6 +56,9 @@ def discover(paths: Iterable[str]) -> list[Case]:
         if not root.exists():
             cases.append(Case(arg, root, error=f"{arg}: no such file or directory"))
             continue
+        if not root.is_dir() and not root.is_file():     # a FIFO or device: never read it
+            cases.append(Case(arg, root, error=f"{arg}: not a regular file or directory"))
+            continue
         files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
         for f in files:
             base = f.relative_to(root) if root.is_dir() else Path(f.name)

@@ -130,6 +130,10 @@ class Mm:
         addr = vaddr & TOP_BYTE_MASK
         if addr >= TASK_SIZE:
             return FAULT_MAPERR
+        if access == ACCESS_FETCH and vaddr >> 56:
+            # TBI is for data only: Linux sets TCR_EL1.TBID0 (tcr_tbid0_enabled()), so a
+            # tagged PC is a non-canonical instruction address: a translation fault.
+            return FAULT_MAPERR
         vma = self.vmas.find(addr)
         if vma is None:
             return FAULT_MAPERR

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import errno
 import os
+import stat as stat_mod
 import struct
 from typing import TYPE_CHECKING
 
 from mteemu.kernel.files import (O_CLOEXEC, O_DIRECTORY_GUEST, O_NOFOLLOW_GUEST, O_NONBLOCK, O_TMPFILE_GUEST,
-                                 HostFile, MemFd,
+                                 HostFile, MemFd, OpenFile,
                                  Pipe, PipeEnd, Would, guest_status_flags, host_open_flags, pack_stat)
-from mteemu.kernel import confine, procfs
+from mteemu.kernel import namei, procfs, sysfs
+from mteemu.kernel.namei import Generated, HostPath, Magic, Resolved
+from mteemu.kernel.pseudofs import Dir, GeneratedDir, Link, open_node
 from mteemu.kernel.mm.shared import SharedObject
 from mteemu.kernel.process import Thread
 from mteemu.kernel.signals import SIGPIPE, SI_USER, SigInfo
@@ -31,36 +34,55 @@ def _path(t: Thread, addr: int) -> bytes:
     return t.proc.mem.read_cstr(addr, 4096)
 
 
-def resolve(t: Thread, dirfd: int, path: bytes, empty_ok: bool = False, follow: bool = True) -> str:
-    """A guest path (relative to dirfd or the cwd) as a host path. Under --root the walk
-    stays inside the root (confine.py); `follow`: whether a final symlink is followed
-    (callers that pass False use host calls that do not follow one either)."""
+def lookup(k: "Kernel", t: Thread, dirfd: int, path: bytes, follow: bool = True) -> Resolved:
+    """Walk a guest path (relative to dirfd or the cwd) in the guest's world (namei.py):
+    a host path that is safe to use, a generated /proc or /sys node, or a followed magic
+    link. `follow`: whether a final symlink is followed."""
     p = os.fsdecode(path)
     if not p:
-        if empty_ok:
-            return ""
         raise SyscallError(errno.ENOENT)
     proc = t.proc
-    for self_ in ("/proc/self/", f"/proc/{proc.pid}/", "/proc/thread-self/"):
-        if p.startswith(self_):
-            rest = p[len(self_):]
-            if rest == "exe":
-                return proc.exe
-            if proc.root is not None and (rest == "root" or rest.startswith("root/")):
-                p = "/" + rest[4:]                  # the guest's root is its own
-    if os.path.isabs(p) and proc.root is None:
-        return p
+    root = proc.root or "/"
     dirfd = s32(dirfd)
-    if dirfd == AT_FDCWD or os.path.isabs(p):
-        base = proc.cwd
+    if p.startswith("/") or dirfd == AT_FDCWD:
+        base = namei.guest_view(root, proc.cwd)
     else:
         f = proc.fds.get(dirfd)
-        if not isinstance(f, HostFile) or not f.is_dir:
+        if not f.is_dir:
             raise SyscallError(errno.ENOTDIR)
-        base = f.path()
-    if proc.root is None:
-        return os.path.join(base, p)
-    return confine.walk(proc.root, base, p, follow)
+        base = f.path() if isinstance(f, GeneratedDir) else namei.guest_view(root, f.path())
+    return namei.walk(root, base, p, follow, {"proc": procfs.root(k, t), "sys": sysfs.root(k)})
+
+
+def _deny_entry() -> SyscallError:
+    """Adding or removing a name in a generated directory: may_create()/may_delete() refuse
+    a user without write permission (EACCES); root passes them and finds no such
+    operation (EPERM)."""
+    return SyscallError(errno.EPERM if os.geteuid() == 0 else errno.EACCES)
+
+
+def resolve(k: "Kernel", t: Thread, dirfd: int, path: bytes, follow: bool = True, creating: bool = False) -> str:
+    """The host path of a guest path that a host call will change (create, remove,
+    rename, link): generated names refuse it as Linux's procfs does."""
+    try:
+        r = lookup(k, t, dirfd, path, follow)
+    except SyscallError as e:
+        if e.errno == errno.ENOENT and _in_generated_dir(k, t, dirfd, path):
+            raise _deny_entry() from None
+        raise
+    if isinstance(r, HostPath):
+        return r.path
+    if creating:
+        raise SyscallError(errno.EEXIST)
+    raise _deny_entry()
+
+
+def _in_generated_dir(k: "Kernel", t: Thread, dirfd: int, path: bytes) -> bool:
+    parent = os.path.dirname(os.fsdecode(path).rstrip("/")) or ("/" if path.startswith(b"/") else ".")
+    try:
+        return isinstance(lookup(k, t, dirfd, os.fsencode(parent)), Generated)
+    except SyscallError:
+        return False
 
 
 def _oserror(e: OSError) -> SyscallError:
@@ -171,24 +193,43 @@ def sys_pwrite64(k: "Kernel", t: Thread, fd: int, buf: int, count: int, off: int
 @syscall("openat", strings=(1,))
 def sys_openat(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int, mode: int) -> int:
     flags &= 0xFFFF_FFFF
-    guest_path = os.fsdecode(_path(t, path))
-    generated = procfs.open_generated(k, guest_path) if guest_path.startswith("/proc/") else None
-    if generated is not None:
-        if flags & 3 != 0:                      # O_WRONLY / O_RDWR
-            raise SyscallError(errno.EACCES)
-        return t.proc.fds.install(generated, cloexec=bool(flags & O_CLOEXEC))
-    host = resolve(t, dirfd, _path(t, path), follow=not flags & O_NOFOLLOW_GUEST)
+    raw = _path(t, path)
+    try:
+        r = lookup(k, t, dirfd, raw, follow=not flags & O_NOFOLLOW_GUEST)
+    except SyscallError as e:
+        if e.errno == errno.ENOENT and flags & os.O_CREAT and _in_generated_dir(k, t, dirfd, raw):
+            raise SyscallError(errno.EACCES) from None    # procfs has no create(): may_o_create
+        raise
+    if not isinstance(r, HostPath):
+        if flags & os.O_CREAT and flags & os.O_EXCL:
+            raise SyscallError(errno.EEXIST)
+        f = _open_generated(r, flags)
+        if flags & O_DIRECTORY_GUEST and not f.is_dir:
+            f.release()
+            raise SyscallError(errno.ENOTDIR)
+        return t.proc.fds.install(f, cloexec=bool(flags & O_CLOEXEC))
     if flags & O_TMPFILE_GUEST == O_TMPFILE_GUEST:
         raise SyscallError(errno.EOPNOTSUPP)
     try:
-        fd = os.open(host, host_open_flags(flags) | os.O_CLOEXEC, (mode & 0o7777) & ~t.proc.umask)
+        fd = os.open(r.path, host_open_flags(flags) | os.O_CLOEXEC, (mode & 0o7777) & ~t.proc.umask)
     except OSError as e:
         raise _oserror(e) from None
-    f = HostFile(fd, os.path.abspath(host), flags & ~O_CLOEXEC, k.pagecache)
+    if namei.pseudo_fs(fd) is not None:          # reached the host's kernel state after all
+        os.close(fd)
+        raise SyscallError(errno.ENOENT)
+    f = HostFile(fd, os.path.abspath(r.path), flags & ~O_CLOEXEC, k.pagecache)
     if flags & O_DIRECTORY_GUEST and not f.is_dir:
         f.release()
         raise SyscallError(errno.ENOTDIR)
     return t.proc.fds.install(f, cloexec=bool(flags & O_CLOEXEC))
+
+
+def _open_generated(r: "Generated | Magic", flags: int) -> OpenFile:
+    if isinstance(r, Magic):
+        return r.link.reopen(flags)
+    if isinstance(r.node, Link):                 # O_NOFOLLOW on a link: ELOOP, as Linux
+        raise SyscallError(errno.ELOOP)
+    return open_node(r.node, r.gpath, flags, os.geteuid())
 
 
 @syscall("close")
@@ -221,15 +262,21 @@ def sys_lseek(k: "Kernel", t: Thread, fd: int, off: int, whence: int) -> int:
         raise _oserror(e) from None
 
 
-def _stat_of(t: Thread, dirfd: int, path: int, flags: int) -> os.stat_result:
+def _stat_of(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int) -> os.stat_result:
     p = _path(t, path)
     if not p and flags & AT_EMPTY_PATH:
         if s32(dirfd) == AT_FDCWD:
-            return os.stat(t.proc.cwd)
-        return t.proc.fds.get(s32(dirfd)).stat()
+            p = b"."
+        else:
+            return t.proc.fds.get(s32(dirfd)).stat()
+    follow = not flags & AT_SYMLINK_NOFOLLOW
+    r = lookup(k, t, dirfd, p, follow=follow)
+    if isinstance(r, Magic):
+        return r.link.target_stat()
+    if isinstance(r, Generated):
+        return r.node.stat(r.gpath)
     try:
-        follow = not flags & AT_SYMLINK_NOFOLLOW
-        return os.stat(resolve(t, dirfd, p, follow=follow), follow_symlinks=follow)
+        return os.stat(r.path, follow_symlinks=follow)
     except OSError as e:
         raise _oserror(e) from None
 
@@ -244,13 +291,13 @@ def sys_fstat(k: "Kernel", t: Thread, fd: int, buf: int) -> int:
 def sys_newfstatat(k: "Kernel", t: Thread, dirfd: int, path: int, buf: int, flags: int) -> int:
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | 0x800):
         raise SyscallError(errno.EINVAL)
-    t.proc.mem.write(buf, pack_stat(_stat_of(t, dirfd, path, flags)))
+    t.proc.mem.write(buf, pack_stat(_stat_of(k, t, dirfd, path, flags)))
     return 0
 
 
 @syscall("statx", strings=(1,))
 def sys_statx(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int, mask: int, buf: int) -> int:
-    s = _stat_of(t, dirfd, path, flags)
+    s = _stat_of(k, t, dirfd, path, flags)
     out = bytearray(256)
 
     def ts(off: int, ns: int) -> None:
@@ -303,8 +350,10 @@ def sys_fcntl(k: "Kernel", t: Thread, fd: int, cmd: int, arg: int) -> int:
     if cmd == F_SETFL:
         settable = os.O_APPEND | O_NONBLOCK
         f.flags = (f.flags & ~settable) | (arg & settable)
-        if isinstance(f, HostFile):
-            os.set_blocking(f.fd, not arg & O_NONBLOCK) if not f.is_dir else None
+        if isinstance(f, HostFile) and not f.is_dir and not f.foreign:
+            os.set_blocking(f.fd, not arg & O_NONBLOCK)
+        # A foreign description (stdio) is shared with the host: its O_NONBLOCK stays the
+        # host's, and the guest's is emulated (HostFile.read/write answer EAGAIN).
         return 0
     if cmd in (F_SETLK, F_SETLKW):
         return 0             # one emulated machine: record locks always succeed
@@ -351,37 +400,59 @@ def sys_pipe2(k: "Kernel", t: Thread, fds_addr: int, flags: int) -> int:
 
 @syscall("getcwd")
 def sys_getcwd(k: "Kernel", t: Thread, buf: int, size: int) -> int:
-    cwd = t.proc.cwd if t.proc.root is None else confine.guest_view(t.proc.root, t.proc.cwd)
-    data = os.fsencode(cwd) + b"\0"
+    data = os.fsencode(namei.guest_view(t.proc.root or "/", t.proc.cwd)) + b"\0"
     if len(data) > size:
         raise SyscallError(errno.ERANGE)
     t.proc.mem.write(buf, data)
     return len(data)
 
 
-@syscall("chdir", strings=(0,))
-def sys_chdir(k: "Kernel", t: Thread, path: int) -> int:
-    host = os.path.normpath(os.path.abspath(resolve(t, AT_FDCWD, _path(t, path))))
+def _enter(t: Thread, r: Resolved) -> None:
+    """Make a resolved directory the cwd. The cwd is kept as a host path; a generated
+    directory's is where it would be under the root (the walk maps it back)."""
+    if isinstance(r, Magic):
+        raise SyscallError(errno.ENOTDIR)      # a magic link to a directory was walked already
+    if isinstance(r, Generated):
+        if not isinstance(r.node, Dir):
+            raise SyscallError(errno.ENOTDIR)
+        if not r.node.may(os.geteuid(), 1):
+            raise SyscallError(errno.EACCES)
+        t.proc.cwd = namei.host_of(t.proc.root or "/", r.gpath)
+        return
+    host = os.path.normpath(os.path.abspath(r.path))
     if not os.path.isdir(host):
         raise SyscallError(errno.ENOENT if not os.path.exists(host) else errno.ENOTDIR)
     if not os.access(host, os.X_OK):
         raise SyscallError(errno.EACCES)
     t.proc.cwd = host
+
+
+@syscall("chdir", strings=(0,))
+def sys_chdir(k: "Kernel", t: Thread, path: int) -> int:
+    raw = _path(t, path)
+    r = lookup(k, t, AT_FDCWD, raw)
+    if isinstance(r, Magic):                   # chdir("/proc/self/fd/3"): where that directory is
+        target = r.link.dir_path()
+        if target is None:
+            raise SyscallError(errno.ENOTDIR)
+        r = lookup(k, t, AT_FDCWD, os.fsencode(target))
+    _enter(t, r)
     return 0
 
 
 @syscall("fchdir")
 def sys_fchdir(k: "Kernel", t: Thread, fd: int) -> int:
     f = t.proc.fds.get(s32(fd))
-    if not isinstance(f, HostFile) or not f.is_dir:
+    if not f.is_dir:
         raise SyscallError(errno.ENOTDIR)
-    t.proc.cwd = f.path()
+    root = t.proc.root or "/"
+    t.proc.cwd = namei.host_of(root, f.path()) if isinstance(f, GeneratedDir) else f.path()
     return 0
 
 
 @syscall("unlinkat", strings=(1,))
 def sys_unlinkat(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int) -> int:
-    host = resolve(t, dirfd, _path(t, path), follow=False)
+    host = resolve(k, t, dirfd, _path(t, path), follow=False)
     if flags & ~AT_REMOVEDIR:
         raise SyscallError(errno.EINVAL)
     try:
@@ -394,14 +465,16 @@ def sys_unlinkat(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int) -> i
 @syscall("mkdirat", strings=(1,))
 def sys_mkdirat(k: "Kernel", t: Thread, dirfd: int, path: int, mode: int) -> int:
     try:
-        os.mkdir(resolve(t, dirfd, _path(t, path), follow=False), (mode & 0o7777) & ~t.proc.umask)
+        os.mkdir(resolve(k, t, dirfd, _path(t, path), follow=False, creating=True),
+                 (mode & 0o7777) & ~t.proc.umask)
     except OSError as e:
         raise _oserror(e) from None
     return 0
 
 
-def _rename(t: Thread, olddir: int, old: int, newdir: int, new: int, flags: int) -> int:
-    src, dst = resolve(t, olddir, _path(t, old), follow=False), resolve(t, newdir, _path(t, new), follow=False)
+def _rename(k: "Kernel", t: Thread, olddir: int, old: int, newdir: int, new: int, flags: int) -> int:
+    src = resolve(k, t, olddir, _path(t, old), follow=False)
+    dst = resolve(k, t, newdir, _path(t, new), follow=False)
     if flags & ~1:            # only RENAME_NOREPLACE
         raise SyscallError(errno.EINVAL)
     if flags & 1 and os.path.lexists(dst):
@@ -415,18 +488,18 @@ def _rename(t: Thread, olddir: int, old: int, newdir: int, new: int, flags: int)
 
 @syscall("renameat", strings=(1, 3))
 def sys_renameat(k: "Kernel", t: Thread, olddir: int, old: int, newdir: int, new: int) -> int:
-    return _rename(t, olddir, old, newdir, new, 0)
+    return _rename(k, t, olddir, old, newdir, new, 0)
 
 
 @syscall("renameat2", strings=(1, 3))
 def sys_renameat2(k: "Kernel", t: Thread, olddir: int, old: int, newdir: int, new: int, flags: int) -> int:
-    return _rename(t, olddir, old, newdir, new, flags)
+    return _rename(k, t, olddir, old, newdir, new, flags)
 
 
 @syscall("symlinkat", strings=(0, 2))
 def sys_symlinkat(k: "Kernel", t: Thread, target: int, dirfd: int, path: int) -> int:
     try:
-        os.symlink(os.fsdecode(_path(t, target)), resolve(t, dirfd, _path(t, path), follow=False))
+        os.symlink(os.fsdecode(_path(t, target)), resolve(k, t, dirfd, _path(t, path), follow=False, creating=True))
     except OSError as e:
         raise _oserror(e) from None
     return 0
@@ -434,10 +507,12 @@ def sys_symlinkat(k: "Kernel", t: Thread, target: int, dirfd: int, path: int) ->
 
 @syscall("linkat", strings=(1, 3))
 def sys_linkat(k: "Kernel", t: Thread, olddir: int, old: int, newdir: int, new: int, flags: int) -> int:
+    follow = bool(flags & 0x400)           # AT_SYMLINK_FOLLOW
+    src = lookup(k, t, olddir, _path(t, old), follow=follow)
+    if not isinstance(src, HostPath):
+        raise SyscallError(errno.EXDEV)    # a generated file cannot be linked onto the host
     try:
-        follow = bool(flags & 0x400)           # AT_SYMLINK_FOLLOW
-        os.link(resolve(t, olddir, _path(t, old), follow=follow), resolve(t, newdir, _path(t, new), follow=False),
-                follow_symlinks=follow)
+        os.link(src.path, resolve(k, t, newdir, _path(t, new), follow=False, creating=True), follow_symlinks=follow)
     except OSError as e:
         raise _oserror(e) from None
     return 0
@@ -445,27 +520,18 @@ def sys_linkat(k: "Kernel", t: Thread, olddir: int, old: int, newdir: int, new: 
 
 @syscall("readlinkat", strings=(1,))
 def sys_readlinkat(k: "Kernel", t: Thread, dirfd: int, path: int, buf: int, size: int) -> int:
-    p = os.fsdecode(_path(t, path))
     if s32(size) <= 0:
         raise SyscallError(errno.EINVAL)
-    proc = t.proc
-    target = None
-    for prefix in ("/proc/self/", f"/proc/{proc.pid}/", "/proc/thread-self/"):
-        if p.startswith(prefix):
-            rest = p[len(prefix):]
-            if rest == "exe":
-                target = proc.exe
-            elif rest.startswith("fd/") and rest[3:].isdigit():
-                target = proc.fds.get(int(rest[3:])).path()
-            elif rest == "cwd":
-                target = proc.cwd
-            elif rest == "root" and proc.root is not None:
-                target = proc.root
-            if target is not None and proc.root is not None:
-                target = confine.guest_view(proc.root, target)
-    if target is None:
+    r = lookup(k, t, dirfd, _path(t, path), follow=False)
+    if isinstance(r, Generated):
+        if not isinstance(r.node, Link):
+            raise SyscallError(errno.EINVAL)
+        target = r.node.target()
+    elif isinstance(r, Magic):
+        raise SyscallError(errno.EINVAL)
+    else:
         try:
-            target = os.readlink(resolve(t, dirfd, os.fsencode(p), follow=False))
+            target = os.readlink(r.path)
         except OSError as e:
             raise _oserror(e) from None
     data = os.fsencode(target)[:size]
@@ -473,32 +539,44 @@ def sys_readlinkat(k: "Kernel", t: Thread, dirfd: int, path: int, buf: int, size
     return len(data)
 
 
-def _access(t: Thread, dirfd: int, path: int, mode: int, flags: int) -> int:
+def _access(k: "Kernel", t: Thread, dirfd: int, path: int, mode: int, flags: int) -> int:
     if mode & ~7 or flags & ~(0x200 | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         raise SyscallError(errno.EINVAL)
-    host = resolve(t, dirfd, _path(t, path), follow=not flags & AT_SYMLINK_NOFOLLOW)
-    if not os.path.lexists(host):
+    follow = not flags & AT_SYMLINK_NOFOLLOW
+    r = lookup(k, t, dirfd, _path(t, path), follow=follow)
+    if isinstance(r, Generated):
+        if not r.node.may(os.geteuid(), mode):
+            raise SyscallError(errno.EACCES)
+        return 0
+    if isinstance(r, Magic):
+        if mode & 2:                  # the object behind the link, e.g. the read-only program
+            f = r.link.reopen(os.O_RDONLY)
+            try:
+                if isinstance(f, HostFile) and f.foreign:
+                    raise SyscallError(errno.EACCES)
+            finally:
+                f.release()
+        return 0
+    if not os.path.lexists(r.path):
         raise SyscallError(errno.ENOENT)
-    if not os.access(host, mode, follow_symlinks=not flags & AT_SYMLINK_NOFOLLOW):
+    if not os.access(r.path, mode, follow_symlinks=follow):
         raise SyscallError(errno.EACCES)
     return 0
 
 
 @syscall("faccessat", strings=(1,))
 def sys_faccessat(k: "Kernel", t: Thread, dirfd: int, path: int, mode: int) -> int:
-    return _access(t, dirfd, path, mode, 0)
+    return _access(k, t, dirfd, path, mode, 0)
 
 
 @syscall("faccessat2", strings=(1,))
 def sys_faccessat2(k: "Kernel", t: Thread, dirfd: int, path: int, mode: int, flags: int) -> int:
-    return _access(t, dirfd, path, mode, flags)
+    return _access(k, t, dirfd, path, mode, flags)
 
 
 @syscall("getdents64")
 def sys_getdents64(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> int:
     f = t.proc.fds.get(s32(fd))
-    if not isinstance(f, HostFile) or not f.is_dir:
-        raise SyscallError(errno.ENOTDIR)
     entries = f.getdents()
     out = bytearray()
     while f.pos < len(entries):
@@ -516,15 +594,22 @@ def sys_getdents64(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> int
     return len(out)
 
 
-@syscall("ftruncate")
-def sys_ftruncate(k: "Kernel", t: Thread, fd: int, length: int) -> int:
-    f = t.proc.fds.get(s32(fd))
+def _may_change_attrs(f: OpenFile) -> None:
+    """setattr on what the guest was handed, not given: a foreign host object (stdio, the
+    program) behaves as a file the caller does not own (chmod/chown: EPERM), and a
+    generated file refuses as procfs's proc_setattr() does (EPERM)."""
+    if not isinstance(f, HostFile) or f.foreign:
+        raise SyscallError(errno.EPERM)
+
+
+def _truncate(f: OpenFile, length: int) -> int:
+    """do_sys_ftruncate(): a regular file open for writing, else EINVAL."""
     if s64(length) < 0:
         raise SyscallError(errno.EINVAL)
     if isinstance(f, MemFd):
         f.obj.truncate(length)
         return 0
-    if not isinstance(f, HostFile) or not f.writable():
+    if not isinstance(f, HostFile) or not f.writable() or f.is_dir or not stat_mod.S_ISREG(f.stat().st_mode):
         raise SyscallError(errno.EINVAL)
     try:
         os.ftruncate(f.fd, length)
@@ -533,10 +618,40 @@ def sys_ftruncate(k: "Kernel", t: Thread, fd: int, length: int) -> int:
     return 0
 
 
+def _chmod(f: OpenFile, mode: int) -> int:
+    if isinstance(f, (PipeEnd, MemFd)):
+        return 0             # anonymous inodes: nothing outside the guest's world sees the mode
+    _may_change_attrs(f)
+    try:
+        os.fchmod(f.fd, mode & 0o7777)   # type: ignore[attr-defined]
+    except OSError as e:
+        raise _oserror(e) from None
+    return 0
+
+
+def _with_reopened(r: "Generated | Magic", flags: int, action) -> int:  # noqa: ANN001
+    """Apply an fd operation to what a path names when it is a magic link's object."""
+    if isinstance(r, Generated):
+        raise SyscallError(errno.EPERM if flags == os.O_RDONLY else errno.EACCES)
+    f = r.link.reopen(flags)
+    try:
+        return action(f)
+    finally:
+        f.release()
+
+
+@syscall("ftruncate")
+def sys_ftruncate(k: "Kernel", t: Thread, fd: int, length: int) -> int:
+    return _truncate(t.proc.fds.get(s32(fd)), length)
+
+
 @syscall("truncate", strings=(0,))
 def sys_truncate(k: "Kernel", t: Thread, path: int, length: int) -> int:
+    r = lookup(k, t, AT_FDCWD, _path(t, path))
+    if not isinstance(r, HostPath):
+        return _with_reopened(r, os.O_WRONLY, lambda f: _truncate(f, length))
     try:
-        os.truncate(resolve(t, AT_FDCWD, _path(t, path)), s64(length))
+        os.truncate(r.path, s64(length))
     except OSError as e:
         raise _oserror(e) from None
     return 0
@@ -556,19 +671,16 @@ def sys_fdatasync(k: "Kernel", t: Thread, fd: int) -> int:
 
 @syscall("fchmod")
 def sys_fchmod(k: "Kernel", t: Thread, fd: int, mode: int) -> int:
-    f = t.proc.fds.get(s32(fd))
-    if isinstance(f, HostFile):
-        try:
-            os.fchmod(f.fd, mode & 0o7777)
-        except OSError as e:
-            raise _oserror(e) from None
-    return 0
+    return _chmod(t.proc.fds.get(s32(fd)), mode)
 
 
 @syscall("fchmodat", strings=(1,))
 def sys_fchmodat(k: "Kernel", t: Thread, dirfd: int, path: int, mode: int) -> int:
+    r = lookup(k, t, dirfd, _path(t, path))
+    if not isinstance(r, HostPath):
+        return _with_reopened(r, os.O_RDONLY, lambda f: _chmod(f, mode))
     try:
-        os.chmod(resolve(t, dirfd, _path(t, path)), mode & 0o7777)
+        os.chmod(r.path, mode & 0o7777)
     except OSError as e:
         raise _oserror(e) from None
     return 0

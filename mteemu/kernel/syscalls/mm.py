@@ -218,7 +218,8 @@ def sys_mremap(k: "Kernel", t: Thread, old: int, old_len: int, new_len: int, fla
 
 MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED = 0, 1, 2, 3, 4
 MADV_FREE, MADV_REMOVE = 8, 9
-_MADV_ACCEPTED = {0, 1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 100, 101}
+# 12, 13 (MADV_MERGEABLE, MADV_UNMERGEABLE) are EINVAL: the emulated kernel has no KSM (sysfs.py).
+_MADV_ACCEPTED = {0, 1, 2, 3, 10, 11, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 100, 101}
 
 
 @syscall("madvise")

@@ -64,8 +64,10 @@ def _copy_process(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls
         mm = parent.mm if shares_vm else parent.mm.fork()
         proc = Process(pid=tid, parent=parent, mm=mm,
                        fds=parent.fds if flags & CLONE_FILES else parent.fds.fork(),
-                       cwd=parent.cwd, exe=parent.exe, load_bias=parent.load_bias, root=parent.root, actions=dict(parent.actions), umask=parent.umask,
-                       pgid=parent.pgid, sid=parent.sid)
+                       cwd=parent.cwd, exe=parent.exe, load_bias=parent.load_bias, root=parent.root,
+                       actions=dict(parent.actions), umask=parent.umask, pgid=parent.pgid, sid=parent.sid,
+                       exe_gpath=parent.exe_gpath, auxv=parent.auxv, arg_range=parent.arg_range,
+                       env_range=parent.env_range)
         if flags & CLONE_FILES:
             for f in proc.fds.files.values():
                 f.refs += 1
@@ -74,6 +76,7 @@ def _copy_process(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls
             mm.owner_name = f"pid {tid} ({t.name.decode(errors='replace')})"
         parent.children.append(proc)
         k.procs[proc.pid] = proc
+        k.forks += 1
     # copy_thread(): the tagged-address control and the tag-check state are inherited.
     child = Thread(tid=tid, proc=proc, ctx=ctx, sigmask=t.sigmask, name=t.name,
                    tagged_addr_ctrl=t.tagged_addr_ctrl, mte=replace(t.mte))
