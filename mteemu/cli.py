@@ -200,7 +200,8 @@ def _run(args: argparse.Namespace, program: str, guest_args: list[str]) -> int:
                          root=args.root, swap=swap, swap_file=args.swap_file,
                          tag_storage_policy=args.tag_storage_policy, stats=args.stats, kmsg=args.kmsg,
                          fixes=tuple(f for f in FIXES if f not in args.without),
-                         check_invariants=args.check_invariants or os.environ.get("MTEEMU_CHECK_INVARIANTS") == "1")
+                         check_invariants=args.check_invariants or os.environ.get("MTEEMU_CHECK_INVARIANTS") == "1",
+                         closed_stdio=CLOSED_STDIO)
     argv = [os.fsencode(program)] + [os.fsencode(a) for a in guest_args]
     env = guest_environment(args.set_env, args.unset_env, args.clear_env)
     kernel = _start(board, options, program, argv, env)
@@ -227,11 +228,20 @@ def _start(board, options, program: str, argv: list[bytes], env: list[bytes]):  
     except (OutOfMemory, BuddyOom):
         if options.mem_limit is None:
             raise
-        probe = Kernel(board, replace(options, mem_limit=None, swap=0, swap_file=None, check_invariants=False))
-        probe.spawn(program, argv, env)
-        need = probe.alloc.used_pages * 4096
+        def starts(pages: Optional[int]) -> Optional[int]:
+            probe = Kernel(board, replace(options, mem_limit=pages and pages * 4096, swap=0, swap_file=None,
+                                          check_invariants=False))
+            try:
+                probe.spawn(program, argv, env)
+            except (OutOfMemory, BuddyOom):
+                return None
+            return probe.alloc.used_pages
+        lo, hi = options.mem_limit // 4096, starts(None) or 1     # fails at lo, starts at hi
+        while hi - lo > 1:                                        # the least that starts it
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if starts(mid) is not None else (mid, hi)
         raise MteEmuError(f"--mem {options.mem_limit} bytes is too small to start {program}: it needs at "
-                          f"least {need // 1024}K (program, stack, page tables, kernel stack)") from None
+                          f"least {hi * 4}K (program, stack, page tables, kernel stack)") from None
     finally:
         if kernel is not None and not started:
             kernel.close()        # the swap file, if any, goes with it
@@ -330,30 +340,57 @@ def _races(args: argparse.Namespace) -> int:
 
 
 class _Unfailing:
-    """stderr that a failing write (2>/dev/full, a closed pipe) cannot turn into another
-    exit status: mteemu's own lines are best effort, its exit status is not."""
+    """stderr that a failing write (2>/dev/full, a closed descriptor) cannot turn into
+    another exit status: mteemu's own lines are best effort, its exit status is not."""
 
-    def __init__(self, stream) -> None:  # noqa: ANN001
+    def __init__(self, stream) -> None:  # noqa: ANN001 - a text stream, or None when fd 2 was closed
         self._stream = stream
 
     def write(self, text: str) -> int:
         try:
-            return self._stream.write(text)
+            return self._stream.write(text) if self._stream is not None else len(text)
         except (OSError, ValueError):
             return len(text)
 
     def flush(self) -> None:
         try:
-            self._stream.flush()
+            if self._stream is not None:
+                self._stream.flush()
         except (OSError, ValueError):
             pass
+
+    def isatty(self) -> bool:
+        return self._stream is not None and self._stream.isatty()
 
     def __getattr__(self, name: str):  # noqa: ANN204
         return getattr(self._stream, name)
 
 
+CLOSED_STDIO: tuple[int, ...] = ()
+
+
+def _hold_closed_stdio() -> tuple[int, ...]:
+    """Which of fds 0-2 mteemu was started without. Each is held by /dev/null so that no
+    file mteemu opens later (a swap file...) becomes a guest's stdin, stdout or stderr;
+    the guest starts with them closed, as a program exec'd so would on Linux."""
+    closed = []
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.append(fd)
+    for fd in closed:
+        null = os.open(os.devnull, os.O_RDWR)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+    return tuple(closed)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    if sys.stderr is not None and not isinstance(sys.stderr, _Unfailing):
+    global CLOSED_STDIO
+    if not isinstance(sys.stderr, _Unfailing):
+        CLOSED_STDIO = _hold_closed_stdio()
         sys.stderr = _Unfailing(sys.stderr)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:                      # its own options: mteemu bench --help

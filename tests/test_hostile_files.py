@@ -24,7 +24,7 @@ def test_mutated_elfs_run_or_fail_with_one_line(guest, tmp_path) -> None:
     for i in range(12):
         f = tmp_path / f"m{i}"
         f.write_bytes(elf_fuzz.mutate(data, rng))
-        r = run_mteemu(["run", "--timeout", "5", str(f)], cwd=tmp_path, timeout=60)
+        r = run_mteemu(["run", "--root", str(tmp_path), "--timeout", "5", str(f)], cwd=tmp_path, timeout=60)
         err = r.stderr.decode()
         assert "Traceback" not in err and r.returncode != 70, err[-800:]
         if r.returncode == 2:

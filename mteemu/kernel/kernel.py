@@ -69,6 +69,7 @@ class RunOptions:
     kmsg: bool = False                     # print the kernel log at exit
     fixes: tuple[str, ...] = FIXES         # the RFC's race fixes in force (all, unless --without)
     diag: object = field(default=None)     # where "mteemu:" lines go (default stderr)
+    closed_stdio: tuple[int, ...] = ()     # of fds 0-2, those mteemu was started without
 
 
 class GuestExit(Exception):
@@ -136,6 +137,13 @@ class Kernel:
         self._next_pid += 1
         return pid
 
+    def ppid(self, proc: Process) -> int:
+        """getppid(): the first process's parent is outside the emulated world (shown as the
+        pid before it); an orphan's is init's reaper (1)."""
+        if proc.parent is not None:
+            return proc.parent.pid
+        return proc.pid - 1 if proc is self.init else 1
+
     @property
     def last_pid(self) -> int:
         return self._next_pid - 1
@@ -194,6 +202,8 @@ class Kernel:
     def _stdio_fds(self) -> FdTable:
         fds = FdTable()
         for fd in (0, 1, 2):
+            if fd in self.options.closed_stdio:
+                continue
             try:
                 host = os.dup(fd)
             except OSError:

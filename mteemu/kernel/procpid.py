@@ -11,7 +11,7 @@ import errno
 import os
 import stat as st
 import struct
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from mteemu.kernel import namei
 from mteemu.kernel.files import HostFile, MemFd, OpenFile, PipeEnd, fake_stat
@@ -184,7 +184,7 @@ def status(k: "Kernel", proc: Process, t: Optional[Thread]) -> bytes:
     cgt = sum(1 << (s - 1) for s, a in proc.actions.items() if a.handler not in (SIG_DFL, SIG_IGN))
     pend = sum(1 << (s - 1) for s in (lead.pending.queue if lead else {}))
     shd = sum(1 << (s - 1) for s in proc.pending.queue)
-    ppid = proc.parent.pid if proc.parent else 0
+    ppid = k.ppid(proc)
     tid = lead.tid if lead else proc.pid
     rows = [("Name", name), ("Umask", f"{proc.umask:04o}"), ("State", _state(proc, t, k)),
             ("Tgid", proc.pid), ("Ngid", 0), ("Pid", tid), ("PPid", ppid), ("TracerPid", 0),
@@ -215,7 +215,7 @@ def stat_line(k: "Kernel", proc: Process, t: Optional[Thread]) -> bytes:
     name = (lead.name if lead else b"").decode(errors="replace")
     state = _state(proc, t, k)[0]
     v = _vm_sizes(proc)
-    ppid = proc.parent.pid if proc.parent else 0
+    ppid = k.ppid(proc)
     mm = proc.mm
     alive = proc.wait_status is None
     sp = pc = 0
@@ -260,32 +260,41 @@ class _RawMemory(UserMemory):
         super().__init__(proc.mm)
         self.tagged_addr_abi = True
 
+    def _fault(self, addr: int, access: int) -> "tuple[int, int, bool] | int":
+        return self.mm.fault_forced(addr, access)
+
 
 class ProcMem(OpenFile):
     """An open /proc/<pid>/mem: the file position is a guest virtual address."""
 
-    def __init__(self, proc: Process, gpath: str, flags: int) -> None:
+    def __init__(self, proc: Process, gpath: str, flags: int, code_changed: Callable[[], None]) -> None:
         super().__init__(flags)
-        self.proc, self.gpath = proc, gpath
+        self.proc, self.gpath, self.code_changed = proc, gpath, code_changed
 
     def _mem(self) -> _RawMemory:
         if self.proc.wait_status is not None:
             raise SyscallError(errno.EIO)       # the mm is gone (mem_rw: !mmget_not_zero)
         return _RawMemory(self.proc)
 
-    def pread(self, n: int, off: int) -> bytes:
-        mem = self._mem()
-        n = mem.accessible(off, n, write=False) if n else 0
+    def _reachable(self, mem: "_RawMemory", off: int, n: int, write: bool) -> int:
+        """How many bytes access_remote_vm() copies; EIO when none (mem_rw())."""
+        try:
+            n = mem.accessible(off, n, write=write) if n else 0
+        except SyscallError:
+            n = 0
         if n == 0:
             raise SyscallError(errno.EIO)
-        return mem.read(off, n)
+        return n
+
+    def pread(self, n: int, off: int) -> bytes:
+        mem = self._mem()
+        return mem.read(off, self._reachable(mem, off, n, write=False))
 
     def pwrite(self, data: bytes, off: int) -> int:
         mem = self._mem()
-        n = mem.accessible(off, len(data), write=True) if data else 0
-        if n == 0:
-            raise SyscallError(errno.EIO)
+        n = self._reachable(mem, off, len(data), write=True)
         mem.write(off, data[:n])
+        self.code_changed()       # it may have been code (a breakpoint): drop translated blocks
         return n
 
     def read(self, n: int) -> bytes:
@@ -333,7 +342,7 @@ def reopen(proc: Process, f: OpenFile, flags: int) -> OpenFile:
     if isinstance(f, HostFile):
         return f.reopen(flags)
     if isinstance(f, ProcMem):
-        return ProcMem(f.proc, f.gpath, flags)
+        return ProcMem(f.proc, f.gpath, flags, f.code_changed)
     raise SyscallError(errno.ENXIO)
 
 
@@ -389,7 +398,7 @@ def _common(k: "Kernel", proc: Process, t: Optional[Thread]) -> dict[str, Node]:
         "smaps": File(lambda: smaps(proc), uid=uid),
         "smaps_rollup": File(lambda: smaps_rollup(proc), uid=uid),
         "mem": File(lambda: b"", mode=0o600, uid=uid,
-                    opener=lambda gpath, flags: ProcMem(proc, gpath, flags)),
+                    opener=lambda gpath, flags: ProcMem(proc, gpath, flags, k.cpu.invalidate_code)),
         "exe": MagicLink(lambda: proc.exe_gpath, lambda flags: k.open_exe(proc, flags),
                          lambda: os.stat(proc.exe), uid=uid),
         "cwd": Link(lambda: namei.guest_view(root, proc.cwd), uid=uid),

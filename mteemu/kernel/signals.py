@@ -87,9 +87,10 @@ class SigInfo:
         head = struct.pack("<iii", self.signo, self.errno, self.code) + b"\0" * 4
         if self.signo in FAULT_SIGNALS and self.addr is not None:
             addr = self.addr
-            if not expose_tagbits:
-                # Linux clears the tag bits (63:56) of si_addr unless SA_EXPOSE_TAGBITS.
-                addr &= (1 << 56) - 1
+            if not expose_tagbits and not (self.signo == SIGTRAP and self.code == TRAP_BRKPT):
+                # arch_untagged_si_addr(): untagged_addr(), which sign-extends bit 55 — a
+                # user address loses its tag, a kernel-half one (0xfff...) stays as it is.
+                addr = addr | (0xFF << 56) if addr >> 55 & 1 else addr & ((1 << 56) - 1)
             body = struct.pack("<Q", addr)
         elif self.signo == SIGCHLD:
             body = struct.pack("<iiiqq", self.pid, self.uid, self.status, 0, 0)

@@ -49,8 +49,11 @@ class UserMemory:
         self._tag = (addr >> 56) & 0xF
         return addr & TOP_BYTE_MASK
 
+    def _fault(self, addr: int, access: int) -> "tuple[int, int, bool] | int":
+        return self.mm.fault(addr, access)
+
     def _page(self, addr: int, access: int, length: int = 0) -> memoryview:
-        res = self.mm.fault(addr, access)
+        res = self._fault(addr, access)
         if isinstance(res, int):
             raise efault()
         pa, _perms, tagged = res
@@ -96,7 +99,7 @@ class UserMemory:
                 self._page(addr, access, n)
             except SyscallError:
                 # Within the page, the granules before the mismatching one were fine.
-                res = self.mm.fault(addr, access)
+                res = self._fault(addr, access)
                 if isinstance(res, int):
                     break
                 bad = self.mm.alloc.tags.mismatch(res[0] | (addr & (PAGE_SIZE - 1)), n, self._tag)

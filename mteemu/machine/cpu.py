@@ -420,6 +420,13 @@ class Cpu:
         self._interrupt.set()
         self.uc.emu_stop()
 
+    def invalidate_code(self) -> None:
+        """Memory was written behind the CPU's back (not by a guest store): translated
+        code may be stale. Unicorn keeps translated blocks until told."""
+        self.uc.ctl_flush_tb()
+        self._ops.clear()
+        self._code_pages.clear()
+
     def flush_tlb(self) -> None:
         """Drop every cached translation (after page tables change or on an mm switch)."""
         self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)

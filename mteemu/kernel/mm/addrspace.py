@@ -13,7 +13,7 @@ from mteemu.kernel.mm import migrate, swap
 from mteemu.kernel.mm.pagealloc import OutOfMemory, PageAllocator
 from mteemu.kernel.mm.shared import SharedObject
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_MTE, PROT_READ, PROT_WRITE, Vma, VmaList
-from mteemu.machine.cpu import ACCESS_FETCH, ACCESS_WRITE
+from mteemu.machine.cpu import ACCESS_FETCH, ACCESS_READ, ACCESS_WRITE
 from mteemu.machine.physmem import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 
 TASK_SIZE = 1 << 48            # arm64, 48-bit VA, 4 KiB pages
@@ -173,6 +173,27 @@ class Mm:
             if not pte.wp:
                 perms |= PROT_WRITE
         return pte.pfn << PAGE_SHIFT, perms, tagged
+
+    def fault_forced(self, vaddr: int, access: int) -> tuple[int, int, bool] | int:
+        """get_user_pages(FOLL_FORCE), as /proc/<pid>/mem uses it: a write may go into a
+        private mapping the process itself cannot write (a debugger's breakpoint in its
+        code); the page becomes the process's own copy and stays read-only to it."""
+        res = self.fault(vaddr, access)
+        if access != ACCESS_WRITE or res != FAULT_ACCERR:
+            return res
+        addr = vaddr & TOP_BYTE_MASK
+        vma = self.vmas.find(addr)
+        if vma is None or vma.shared or not vma.prot & (PROT_READ | PROT_EXEC):
+            return res           # check_vma_flags(): FOLL_FORCE never writes a shared mapping
+        res = self.fault(vaddr, ACCESS_READ if vma.prot & PROT_READ else ACCESS_FETCH)
+        if isinstance(res, int):
+            return res
+        vpn = addr >> PAGE_SHIFT
+        pte = self.ptes[vpn]
+        if self.alloc.refcount(pte.pfn) > 1:
+            pte.wp = True
+            self._write_fault(vma, addr, vpn, pte, bool(vma.prot & PROT_MTE))
+        return pte.pfn << PAGE_SHIFT, res[1], res[2]
 
     def _fault_in(self, vma: Vma, page_addr: int, tagged: bool) -> Pte | int:
         obj: Optional[SharedObject] = vma.obj

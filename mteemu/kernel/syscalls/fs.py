@@ -686,6 +686,40 @@ def sys_fchmodat(k: "Kernel", t: Thread, dirfd: int, path: int, mode: int) -> in
     return 0
 
 
+def _chown(f: OpenFile, uid: int, gid: int) -> int:
+    if isinstance(f, (PipeEnd, MemFd)):
+        return 0             # anonymous inodes, as for _chmod
+    _may_change_attrs(f)
+    try:
+        os.fchown(f.fd, s32(uid), s32(gid))   # type: ignore[attr-defined]
+    except OSError as e:
+        raise _oserror(e) from None
+    return 0
+
+
+@syscall("fchown")
+def sys_fchown(k: "Kernel", t: Thread, fd: int, uid: int, gid: int) -> int:
+    return _chown(t.proc.fds.get(s32(fd)), uid, gid)
+
+
+@syscall("fchownat", strings=(1,))
+def sys_fchownat(k: "Kernel", t: Thread, dirfd: int, path: int, uid: int, gid: int, flags: int) -> int:
+    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        raise SyscallError(errno.EINVAL)
+    raw = _path(t, path)
+    if not raw and flags & AT_EMPTY_PATH and s32(dirfd) != AT_FDCWD:
+        return _chown(t.proc.fds.get(s32(dirfd)), uid, gid)
+    follow = not flags & AT_SYMLINK_NOFOLLOW
+    r = lookup(k, t, dirfd, raw or b".", follow=follow)
+    if not isinstance(r, HostPath):
+        return _with_reopened(r, os.O_RDONLY, lambda f: _chown(f, uid, gid))
+    try:
+        os.chown(r.path, s32(uid), s32(gid), follow_symlinks=follow)
+    except OSError as e:
+        raise _oserror(e) from None
+    return 0
+
+
 MFD_CLOEXEC, MFD_ALLOW_SEALING, MFD_HUGETLB = 1, 2, 4
 
 

@@ -264,7 +264,7 @@ def sys_getpid(k: "Kernel", t: Thread) -> int:
 
 @syscall("getppid")
 def sys_getppid(k: "Kernel", t: Thread) -> int:
-    return t.proc.parent.pid if t.proc.parent is not None else t.proc.pid - 1 if t.proc is k.init else 1
+    return k.ppid(t.proc)
 
 
 @syscall("gettid")
