@@ -207,6 +207,28 @@ int main(int argc, char **argv) {
         sigreturn_to_top();
     else if (!strcmp(what, "spin"))
         spin();
+    else if (!strcmp(what, "blocked")) {
+        /* The escapes that were already closed, tried again. */
+        char path[512];
+        snprintf(path, sizeof path, "%s/secret.txt", argv[2]);
+        show("hardlink an outside file in", link(path, "hl"));
+        int fd = open("mine", O_WRONLY | O_CREAT, 0644);
+        close(fd);
+        snprintf(path, sizeof path, "%s/moved", argv[2]);
+        show("rename out", rename("mine", path));
+        snprintf(path, sizeof path, "../../../../../..%s/moved", argv[2]);
+        show("rename out by dot-dot", rename("mine", path));
+        struct { unsigned long long flags, mode, resolve; } how = {0, 0, 0};
+        snprintf(path, sizeof path, "%s/secret.txt", argv[2]);
+        show("openat2", syscall(437, AT_FDCWD, path, &how, sizeof how));
+        char *args[] = {"sh", "-c", "id", NULL};
+        show("execve /bin/sh", execve("/bin/sh", args, args + 3));
+        snprintf(path, sizeof path, "/proc/self/root%s/secret.txt", argv[2]);
+        show("open through /proc/self/root", open(path, O_RDONLY));
+        show("open through /proc/self/cwd/..", open("/proc/self/cwd/../../../etc/passwd", O_RDONLY));
+        show("chdir into /proc/self/fd", chdir("/proc/self/fd"));
+        show("open ../../../../etc/passwd from there", open("../../../../etc/passwd", O_RDONLY));
+    }
     else if (!strcmp(what, "readstdin")) {
         char c;
         show("read stdin", read(0, &c, 1));
