@@ -182,7 +182,7 @@ def guest_environment(set_env: Sequence[str], unset_env: Sequence[str], clear: b
 
 
 def _run(args: argparse.Namespace, program: str, guest_args: list[str]) -> int:
-    from mteemu.kernel.kernel import Kernel, RunOptions
+    from mteemu.kernel.kernel import RunOptions
 
     if args.report_json:
         check_target(args.report_json, "--report-json", (program, args.dtb))
