@@ -100,6 +100,7 @@ class Kernel:
             # not reserved lands in someone else's memory.
             self.tags.guarded = self.alloc.storage.reserved
             self.tags.guard = self.alloc.tag_write_guard
+            self.cpu.sync_native()     # guarded tag writes are the Python path's
         self.checker = invariants.Checker(self.alloc) if options.check_invariants else None
         self.rng = random.Random(options.seed)
         self.irg_rng = random.Random(f"irg-{options.seed}")    # IRG's tags: reproducible per seed

@@ -21,6 +21,7 @@ Control leaves the CPU in one of a few ways, each reported as an `Exit`:
 """
 from __future__ import annotations
 
+import ctypes
 import enum
 import threading
 from dataclasses import dataclass
@@ -29,9 +30,10 @@ from typing import Callable, Optional
 from unicorn import (UC_ARCH_ARM64, UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH, UC_HOOK_INTR, UC_HOOK_MEM_READ,
                      UC_HOOK_MEM_WRITE, UC_HOOK_TLB_FILL, UC_MODE_ARM, UC_TLB_VIRTUAL, Uc, UcError)
 from unicorn import arm64_const as A
-from unicorn.unicorn_const import UC_ERR_EXCEPTION
+from unicorn.unicorn_const import UC_ERR_EXCEPTION, UC_ERR_OK
+from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
 
-from mteemu.machine import interp, mte_insns
+from mteemu.machine import interp, mte_insns, native
 from mteemu.machine.decode import effective_address
 from mteemu.machine.physmem import PAGE_SHIFT, PAGE_SIZE, PhysMem
 from mteemu.machine.tagcheck import ALIAS_BASE, ALIAS_SHIFT, Mismatch, MteState, TagChecker
@@ -112,7 +114,8 @@ class Cpu:
         self.uc = uc
         self.physmem = physmem
         self.tags = tags
-        self.checker = TagChecker(physmem, tags)
+        self.native = native.load()
+        self.checker = TagChecker(physmem, tags, self.native)
         self.checker.dcz_block = self.dcz_block
         self._check_hook = None
         self._need_hook = False
@@ -133,7 +136,56 @@ class Cpu:
         self._refused: Optional[tuple[int, int]] = None
         self._interrupt = threading.Event()
         uc.hook_add(UC_HOOK_TLB_FILL, self._on_fill)
-        uc.hook_add(UC_HOOK_INTR, self._on_intr)
+        if self.native is not None:
+            self._install_native()
+        else:
+            uc.hook_add(UC_HOOK_INTR, self._on_intr)
+
+    # -- the native hot path (native.py, _native.c) -------------------------------------
+    def _install_native(self) -> None:
+        """The C interrupt hook runs the MTE instructions it can and hands everything else
+        (SVC, faults, what it declines) to `_on_intr`, as the Python path would have seen it."""
+        n, uc = self.native, self.uc
+        n.set_banks([(b.region.base, b.region.end, b.host_address()) for b in self.physmem.banks])
+        n.set_cpu(ctypes.cast(uclib.uc_reg_read, ctypes.c_void_p).value,
+                  ctypes.cast(uclib.uc_reg_write, ctypes.c_void_p).value,
+                  X_REGS, REG_SP, REG_PC, REG_NZCV, self._native_translate,
+                  self._guarded(lambda _uch, intno, _data: self._on_intr(uc, intno, None)),
+                  self._guarded(self._tags_changed))
+        self.sync_native()
+        handle = uc_hook_h()
+        status = uclib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_INTR, ctypes.c_void_p(n.intr_hook), None,
+                                   ctypes.c_uint64(1), ctypes.c_uint64(0))
+        if status != UC_ERR_OK:
+            raise UcError(status)
+
+    def _guarded(self, fn: Callable) -> Callable:
+        """A Python function called from C: an exception stops the CPU and is re-raised by
+        run(), exactly as the binding does for its own hooks."""
+        def call(*args):  # noqa: ANN002, ANN202
+            try:
+                return fn(*args)
+            except BaseException as e:  # noqa: BLE001
+                if self.uc._hook_exception is None:
+                    self.uc._hook_exception = e
+                self.uc.emu_stop()
+                return None
+        return call
+
+    def _native_translate(self, vpage: int, access: int) -> int:
+        try:
+            res = self._translate(vpage, access)
+        except BaseException as e:  # noqa: BLE001 - as _guarded, with a "no" for C
+            if self.uc._hook_exception is None:
+                self.uc._hook_exception = e
+            self.uc.emu_stop()
+            return -1
+        return -1 if res is None else res[0] | int(res[2])
+
+    def sync_native(self) -> None:
+        """What the C side must know of the thread on the CPU and of the memory manager."""
+        if self.native is not None:
+            self.native.set_insns(self.tags.guarded is None, self.checker.state.exclude)
 
     # -- hooks ---------------------------------------------------------------
     def _on_fill(self, uc: Uc, vaddr: int, access: int, entry, _data) -> bool:  # noqa: ANN001
@@ -324,6 +376,7 @@ class Cpu:
         """Switch tag-check state (another thread, or a prctl); drop stale fast paths."""
         old = self.checker.state
         self.checker.state = state
+        self.sync_native()
         if (old.checking, old.tcf_read, old.tcf_write) != (state.checking, state.tcf_read, state.tcf_write):
             self.flush_tlb()
 
@@ -370,9 +423,32 @@ class Cpu:
 
     def _add_check_hook(self) -> None:
         self._need_hook = False
-        self._check_hook = self.uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._on_checked_access,
-                                            begin=ALIAS_BASE, end=ALIAS_BASE + (16 << ALIAS_SHIFT) - 1)
+        begin, end = ALIAS_BASE, ALIAS_BASE + (16 << ALIAS_SHIFT) - 1
+        if self.native is not None:
+            # The C hook, called by Unicorn directly; it hands what it cannot decide to
+            # the Python hook through a C function pointer.
+            self.native.set_fallback(self._on_native_fallback)
+            handle = uc_hook_h()
+            status = uclib.uc_hook_add(self.uc._uch, ctypes.byref(handle), UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE,
+                                       ctypes.c_void_p(self.native.check_hook), None,
+                                       ctypes.c_uint64(begin), ctypes.c_uint64(end))
+            if status != UC_ERR_OK:
+                raise UcError(status)
+            self._check_hook = handle.value
+        else:
+            self._check_hook = self.uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._on_checked_access,
+                                                begin=begin, end=end)
         self.uc.ctl_flush_tb()   # code translated before the hook existed would skip it
+
+    def _on_native_fallback(self, _uch: int, access: int, address: int, size: int, value: int, _data: int) -> None:
+        """The C hook's slow path: the same Python check, with the binding's exception
+        rule (a raising hook stores its exception and stops the CPU)."""
+        try:
+            self.checker.on_access(self.uc, access, address, size, self._translate_next, self._insn_at)
+        except BaseException as e:  # noqa: BLE001 - re-raised by run(), as for any hook
+            if self.uc._hook_exception is None:
+                self.uc._hook_exception = e
+            self.uc.emu_stop()
 
     def _tag_check_exit(self) -> Exit:
         """Make a caught mismatch precise (sync) or complete the access first (async)."""
@@ -431,6 +507,8 @@ class Cpu:
         """Drop every cached translation (after page tables change or on an mm switch)."""
         self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
         self.checker.forget()
+        if self.native is not None:
+            self.native.flush_tlb()
         self._soft_tlb.clear()
         self._code_pages.clear()
         self._fills.clear()

@@ -90,6 +90,16 @@ class PhysMem:
             raise IndexError(f"{pa:#x}+{length:#x} crosses the end of its memory bank")
         return bank.view[off:off + length]
 
+    def host_address_of(self, pa: int) -> int:
+        """The host address of physical address pa (for the native hot path)."""
+        bank = self._bank(pa >> PAGE_SHIFT)
+        return bank.host_address() + (pa - bank.region.base)
+
+    @staticmethod
+    def host_address(view: memoryview) -> int:
+        """The host address of a writable view's first byte (tag storage for the native path)."""
+        return ctypes.addressof(ctypes.c_char.from_buffer(view))
+
     def _bank(self, pfn: int) -> _Bank:
         for bank in self.banks:
             if bank.first_pfn <= pfn < bank.end_pfn:

@@ -31,6 +31,7 @@ from typing import Optional
 
 from unicorn.arm64_const import UC_ARM64_REG_PC
 
+from mteemu.machine.native import Native
 from mteemu.machine.physmem import PAGE_SIZE, PhysMem
 from mteemu.machine.tagstore import TagStore
 
@@ -85,9 +86,16 @@ class Mismatch:
 
 
 class TagChecker:
-    def __init__(self, physmem: PhysMem, tags: TagStore) -> None:
+    def __init__(self, physmem: PhysMem, tags: TagStore, native: Optional[Native] = None) -> None:
         self.physmem = physmem
         self.tags = tags
+        # The native hot path (_native.c) checks one-granule accesses itself and keeps
+        # the undo log; this class stays the reference for everything else.
+        self.native = native
+        if native is not None:
+            native.set_spans([(s.base, s.end, physmem.host_address(s.tags), physmem.host_address_of(s.base))
+                              for s in tags.spans])
+            native.log_clear()
         self.state = MteState(rng=random.Random(0))
         self.direct: set[int] = set()            # tagged pfns filled straight to RAM
         self.alias_va: dict[int, int] = {}       # alias page -> tagged VA page that filled it
@@ -110,6 +118,8 @@ class TagChecker:
         pfn = pa >> 12
         if self.tags.uniform(pfn) == tag:
             self.direct.add(pfn)
+            if self.native is not None:
+                self.native.mark_direct(pfn)
             return pa
         alias = ALIAS_BASE + (tag << ALIAS_SHIFT) + pa
         self.alias_va[alias] = vaddr & ~0xFFF
@@ -136,7 +146,7 @@ class TagChecker:
                 g = (pa - base) >> 4
                 if (tags[g >> 1] >> ((g & 1) << 2)) & 0xF == tag:
                     if write:
-                        self._log.append((pa, bytes(ram[pa - base:pa - base + size])))
+                        self._remember(pa, bytes(ram[pa - base:pa - base + size]))
                     return
         first = min(size, PAGE_SIZE - (pa & 0xFFF))
         zva_old = None
@@ -152,7 +162,7 @@ class TagChecker:
                 zva_old = self._zva[2]
                 pa, first, size = block, self.dcz_block, self.dcz_block   # check the whole block
         if write:
-            self._log.append((pa, bytes(self.physmem.view(pa, first))))
+            self._remember(pa, bytes(self.physmem.view(pa, first)))
         bad = self.tags.mismatch(pa, first, tag)
         bad_pa, bad_va = bad, None
         next_pa = None
@@ -188,6 +198,13 @@ class TagChecker:
                                  ctx=uc.context_save(), undo=undo)
         uc.emu_stop()
 
+    def _remember(self, pa: int, old: bytes) -> None:
+        """Log the bytes a write is about to overwrite (one log, wherever it is kept)."""
+        if self.native is not None:
+            self.native.log_append(pa, old)
+        else:
+            self._log.append((pa, old))
+
     def settle(self, first_pa: Optional[int]) -> Mismatch:
         """Undo the memory effects of the interrupted instruction (the caller has put its
         registers back): the bytes it wrote and, given the physical address where its
@@ -201,11 +218,14 @@ class TagChecker:
         if first_pa is not None and m.write:
             lo, hi = first_pa, m.undo[0][0] if m.undo else m.pa
             # Most recent first: the latest write to a byte is this instruction's.
-            for pa, old in reversed(self._log):
+            log = self.native.log_entries() if self.native is not None else list(self._log)
+            for pa, old in reversed(log):
                 for i, b in enumerate(old):
                     a = pa + i
                     if lo <= a < hi and a not in restored:
                         self.physmem.view(a, 1)[0] = b
                         restored.add(a)
         self._log.clear()
+        if self.native is not None:
+            self.native.log_clear()
         return m

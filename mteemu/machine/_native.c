@@ -1,0 +1,471 @@
+/* mteemu's native hot path: the tag check on every access to a mixed-tag page, and the
+   MTE instructions Unicorn does not know, executed where Unicorn raises them.
+
+   Unicorn calls `mte_check_access` directly for every load and store that reaches an
+   alias window (tagcheck.py: a page whose granules do not all carry the pointer's tag is
+   mapped at ALIAS_BASE + (tag << ALIAS_SHIFT) + PA). For the common case — the access
+   stays within one 16-byte granule of tagged RAM and the granule's allocation tag equals
+   the pointer's logical tag — the check is a nibble compare here, and a store's old bytes
+   go to the undo log that makes a later synchronous fault precise. Everything else (a
+   mismatch, an access crossing granules or pages, DC ZVA's byte stores, memory outside
+   the spans this library was told about) is handed to the Python hook, unchanged, through
+   the function pointer `fallback`: the Python path stays the reference, and this file
+   only ever answers "matches" for what it can decide.
+
+   Arm ARM: the check is CheckTag() (D10.7, "Allocation Tag checking"): the access is
+   checked against the Allocation Tag of every granule it touches, the tag held for
+   granule PA[55:4]; this library covers accesses that touch exactly one granule.
+
+   The instructions (second half of this file): Unicorn raises an undefined-instruction
+   exception for every MTE instruction; `mte_on_intr`, the engine's interrupt hook,
+   executes GMI, SUBP(S), ADDG/SUBG, LDG, STG/STZG/ST2G/STZ2G (all addressing forms) and
+   STGP as the Arm ARM pseudocode says, advances PC and lets Unicorn resume — no Python.
+   Addresses are translated through a small software TLB filled by the kernel's page
+   tables (a Python callback on a miss; flushed whenever the Python side flushes). It
+   declines — and hands the exception, untouched, to the Python hook — whatever needs
+   the kernel or the Python reference: SVC and every other exception, IRG (its random
+   tags come from the seeded Python generator), DC GVA/GZVA, MSR/MRS TCO (they change
+   the TLB policy), a translation the kernel refuses (a fault), an unaligned tag access
+   (an alignment fault), and every tag write while the memory manager guards tag
+   storage (a board whose tag storage is reused as memory).
+
+   The library has no Python API: mteemu loads it with ctypes (machine/native.py) and
+   Unicorn calls it through uc_hook_add(). It owns no memory of the guest: the RAM and
+   the tag storage are the host buffers the Python side already uses, passed by address.
+   The undo log is this library's; Python appends to it and reads it back through
+   mte_log_append / mte_log_get so that there is one log, in order. */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define UC_MEM_READ 16           /* unicorn.h: uc_mem_type */
+#define UC_MEM_WRITE 17
+#define UC_MEM_FETCH 18
+#define EXCP_UDEF 1              /* QEMU's exception number for an undefined instruction */
+#define ALIAS_SHIFT 46           /* tagcheck.py */
+#define ALIAS_BASE (1ULL << 52)
+#define ALIAS_MASK ((1ULL << ALIAS_SHIFT) - 1)
+#define MAX_SPANS 16
+#define LOG_ENTRIES 256          /* tagcheck._UNDO_LOG: more than one instruction ever makes */
+#define LOG_BYTES 64             /* the largest write logged: a DC ZVA block */
+
+typedef void (*hookmem_t)(void *uc, int type, uint64_t address, int size, int64_t value, void *user_data);
+
+struct span {
+    uint64_t base, end;          /* tagged RAM [base, end), physical */
+    const uint8_t *tags;         /* its tag bytes: granule g's tag is nibble g of tags[] */
+    uint8_t *ram;                /* host address of physical address `base` */
+};
+
+struct log_entry {
+    uint64_t pa;
+    uint32_t len;
+    uint8_t old[LOG_BYTES];
+};
+
+static struct span spans[MAX_SPANS];
+static int nspans;
+static hookmem_t fallback;
+static struct log_entry log_ring[LOG_ENTRIES];
+static unsigned log_next, log_count;
+static uint64_t fast_hits, slow_calls;   /* for `mteemu bench`'s profile: who did the work */
+
+int mte_set_spans(int n, const uint64_t *bases, const uint64_t *ends, const uint64_t *tags, const uint64_t *rams) {
+    if (n < 0 || n > MAX_SPANS)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        spans[i].base = bases[i];
+        spans[i].end = ends[i];
+        spans[i].tags = (const uint8_t *)(uintptr_t)tags[i];
+        spans[i].ram = (uint8_t *)(uintptr_t)rams[i];
+    }
+    nspans = n;
+    return 0;
+}
+
+void mte_set_fallback(hookmem_t fn) { fallback = fn; }
+
+void mte_log_append(uint64_t pa, const uint8_t *old, uint32_t len) {
+    struct log_entry *e = &log_ring[log_next];
+    if (len > LOG_BYTES)
+        len = LOG_BYTES;
+    e->pa = pa;
+    e->len = len;
+    memcpy(e->old, old, len);
+    log_next = (log_next + 1) % LOG_ENTRIES;
+    if (log_count < LOG_ENTRIES)
+        log_count++;
+}
+
+unsigned mte_log_count(void) { return log_count; }
+
+/* Entry i, oldest first: its physical address and length; its bytes copied to `out`. */
+int mte_log_get(unsigned i, uint64_t *pa, uint8_t *out) {
+    if (i >= log_count)
+        return -1;
+    const struct log_entry *e = &log_ring[(log_next + LOG_ENTRIES - log_count + i) % LOG_ENTRIES];
+    *pa = e->pa;
+    memcpy(out, e->old, e->len);
+    return (int)e->len;
+}
+
+void mte_log_clear(void) { log_count = 0; }
+
+void mte_stats(uint64_t *out) {
+    out[0] = fast_hits;
+    out[1] = slow_calls;
+}
+
+static const struct span *span_of(uint64_t pa) {
+    for (int i = 0; i < nspans; i++)
+        if (spans[i].base <= pa && pa < spans[i].end)
+            return &spans[i];
+    return NULL;
+}
+
+/* The memory hook on the alias windows (uc_cb_hookmem_t). */
+void mte_check_access(void *uc, int type, uint64_t address, int size, int64_t value, void *user_data) {
+    uint64_t off = address - ALIAS_BASE;
+    unsigned tag = (unsigned)(off >> ALIAS_SHIFT) & 0xF;
+    uint64_t pa = off & ALIAS_MASK;
+    int write = type == UC_MEM_WRITE;
+    /* One granule, and not a byte store (DC ZVA zeroes its block with byte stores, which
+       the Python path recognises by the instruction). */
+    if (size >= 1 && size <= 16 && (size > 1 || !write) && ((pa ^ (pa + (uint64_t)size - 1)) >> 4) == 0) {
+        const struct span *s = span_of(pa);
+        if (s != NULL) {
+            uint64_t g = (pa - s->base) >> 4;
+            unsigned mem_tag = (s->tags[g >> 1] >> ((g & 1) << 2)) & 0xF;
+            if (mem_tag == tag) {
+                if (write)
+                    mte_log_append(pa, s->ram + (pa - s->base), (uint32_t)size);
+                fast_hits++;
+                return;
+            }
+        }
+    }
+    slow_calls++;
+    if (fallback != NULL)
+        fallback(uc, type, address, size, value, user_data);
+}
+
+
+/* ---- The MTE instructions ------------------------------------------------------------ */
+
+typedef int (*reg_rw_t)(void *uc, int regid, void *value);
+typedef int64_t (*translate_t)(uint64_t vpage, int access);   /* pa page | tagged, or -1 */
+typedef void (*hookintr_t)(void *uc, uint32_t intno, void *user_data);
+typedef void (*tags_changed_t)(uint64_t pfn);
+
+struct bank {
+    uint64_t base, end;
+    uint8_t *host;
+};
+
+#define MAX_BANKS 16
+#define TLB_BITS 10
+#define TLB_SIZE (1u << TLB_BITS)
+#define DIRECT_SLOTS 65536       /* pages filled straight to RAM (tagcheck.TagChecker.direct) */
+
+struct tlb_entry {
+    uint64_t vpage;              /* untagged virtual page; ~0 when empty */
+    uint64_t pa;                 /* physical page */
+    int tagged;                  /* mapped Tagged (PROT_MTE) */
+};
+
+static struct bank banks[MAX_BANKS];
+static int nbanks;
+static reg_rw_t reg_read, reg_write;
+static translate_t translate;
+static hookintr_t intr_fallback;
+static tags_changed_t tags_changed;
+static int regs_x[31], reg_sp, reg_pc, reg_nzcv;
+static int insns_enabled;        /* off while tag storage is guarded, or when not configured */
+static uint16_t gcr_exclude;     /* GCR_EL1.Exclude of the thread on the CPU */
+static struct tlb_entry tlb[3][TLB_SIZE];   /* read, write, fetch */
+static uint64_t direct_pfn[DIRECT_SLOTS];
+static uint32_t direct_gen[DIRECT_SLOTS], generation = 1;
+static int direct_overflow;
+static uint64_t insns_native, insns_declined;
+
+void mte_flush_tlb(void) {
+    memset(tlb, 0xff, sizeof tlb);
+    generation++;                /* forgets every direct page at once */
+    direct_overflow = 0;
+}
+
+void mte_mark_direct(uint64_t pfn) {
+    uint32_t h = (uint32_t)(pfn * 0x9E3779B97F4A7C15ULL >> 48) & (DIRECT_SLOTS - 1);
+    for (int probe = 0; probe < 64; probe++, h = (h + 1) & (DIRECT_SLOTS - 1)) {
+        if (direct_gen[h] != generation || direct_pfn[h] == pfn) {
+            direct_gen[h] = generation;
+            direct_pfn[h] = pfn;
+            return;
+        }
+    }
+    direct_overflow = 1;         /* then every tag write asks the Python side */
+}
+
+static int is_direct(uint64_t pfn) {
+    if (direct_overflow)
+        return 1;
+    uint32_t h = (uint32_t)(pfn * 0x9E3779B97F4A7C15ULL >> 48) & (DIRECT_SLOTS - 1);
+    for (int probe = 0; probe < 64; probe++, h = (h + 1) & (DIRECT_SLOTS - 1)) {
+        if (direct_gen[h] != generation)
+            return 0;
+        if (direct_pfn[h] == pfn)
+            return 1;
+    }
+    return 0;
+}
+
+int mte_set_banks(int n, const uint64_t *bases, const uint64_t *ends, const uint64_t *hosts) {
+    if (n < 0 || n > MAX_BANKS)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        banks[i].base = bases[i];
+        banks[i].end = ends[i];
+        banks[i].host = (uint8_t *)(uintptr_t)hosts[i];
+    }
+    nbanks = n;
+    return 0;
+}
+
+void mte_set_cpu(reg_rw_t rd, reg_rw_t wr, const int *x_ids, int sp, int pc, int nzcv, translate_t tr,
+                 hookintr_t fallback_intr, tags_changed_t changed) {
+    reg_read = rd;
+    reg_write = wr;
+    memcpy(regs_x, x_ids, sizeof regs_x);
+    reg_sp = sp;
+    reg_pc = pc;
+    reg_nzcv = nzcv;
+    translate = tr;
+    intr_fallback = fallback_intr;
+    tags_changed = changed;
+    mte_flush_tlb();
+}
+
+void mte_set_insns(int enabled, unsigned exclude) {
+    insns_enabled = enabled;
+    gcr_exclude = (uint16_t)exclude;
+}
+
+void mte_insn_stats(uint64_t *out) {
+    out[0] = insns_native;
+    out[1] = insns_declined;
+}
+
+static uint8_t *host_of(uint64_t pa) {
+    for (int i = 0; i < nbanks; i++)
+        if (banks[i].base <= pa && pa < banks[i].end)
+            return banks[i].host + (pa - banks[i].base);
+    return NULL;
+}
+
+/* The physical address of an untagged virtual address, through the software TLB; 0 and
+   *ok = 0 when the kernel refuses it (the Python path will raise the fault). */
+static uint64_t xlate(uint64_t va, int access, int *tagged, int *ok) {
+    uint64_t vpage = va & ~0xFFFULL & ((1ULL << 56) - 1);
+    int kind = access - UC_MEM_READ;
+    struct tlb_entry *e = &tlb[kind][(vpage >> 12) & (TLB_SIZE - 1)];
+    if (e->vpage != vpage) {
+        int64_t r = translate(vpage, access);
+        if (r < 0) {
+            *ok = 0;
+            return 0;
+        }
+        e->vpage = vpage;
+        e->pa = (uint64_t)r & ~0xFFFULL;
+        e->tagged = (int)(r & 1);
+    }
+    *ok = 1;
+    *tagged = e->tagged;
+    return e->pa | (va & 0xFFF);
+}
+
+static uint64_t xr(void *uc, int n, int sp) {
+    uint64_t v = 0;
+    if (n == 31) {
+        if (sp)
+            reg_read(uc, reg_sp, &v);
+        return v;
+    }
+    reg_read(uc, regs_x[n], &v);
+    return v;
+}
+
+static void xw(void *uc, int n, uint64_t v, int sp) {
+    if (n == 31) {
+        if (sp)
+            reg_write(uc, reg_sp, &v);
+        return;
+    }
+    reg_write(uc, regs_x[n], &v);
+}
+
+#define TAG_SHIFT 56
+#define TAG_FIELD (0xFULL << TAG_SHIFT)
+static unsigned tag_of(uint64_t a) { return (unsigned)(a >> TAG_SHIFT) & 0xF; }
+static uint64_t with_tag(uint64_t a, unsigned t) { return (a & ~TAG_FIELD) | ((uint64_t)t << TAG_SHIFT); }
+static int64_t simm(uint32_t v, int bits) { return (v >> (bits - 1)) ? (int64_t)v - (1LL << bits) : (int64_t)v; }
+static int64_t sext56(uint64_t v) {
+    v &= (1ULL << 56) - 1;
+    return (v >> 55) ? (int64_t)(v | 0xFF00000000000000ULL) : (int64_t)v;
+}
+
+/* Arm ARM ChooseNonExcludedTag(). */
+static unsigned choose_non_excluded_tag(unsigned tag, unsigned offset, unsigned exclude) {
+    if ((exclude & 0xFFFF) == 0xFFFF)
+        return 0;
+    if (offset == 0)
+        while ((exclude >> tag) & 1)
+            tag = (tag + 1) & 0xF;
+    while (offset) {
+        offset--;
+        tag = (tag + 1) & 0xF;
+        while ((exclude >> tag) & 1)
+            tag = (tag + 1) & 0xF;
+    }
+    return tag;
+}
+
+/* Give the granules of [pa, pa + len) (in one page) the tag; AArch64.MemTag[] write. */
+static void set_tags(uint64_t pa, uint64_t len, unsigned tag) {
+    const struct span *s = span_of(pa);
+    if (s == NULL)
+        return;                  /* memory without tag storage: writes ignored (RAZ/WI) */
+    uint8_t *tags = (uint8_t *)s->tags;
+    for (uint64_t g = (pa - s->base) >> 4, end = (pa + len - s->base) >> 4; g < end; g++) {
+        unsigned shift = (unsigned)(g & 1) << 2;
+        tags[g >> 1] = (uint8_t)((tags[g >> 1] & ~(0xFu << shift)) | (tag << shift));
+    }
+    if (is_direct(pa >> 12))
+        tags_changed(pa >> 12);  /* a TLB entry that skips checks may now be wrong */
+}
+
+static unsigned get_tag(uint64_t pa) {
+    const struct span *s = span_of(pa);
+    if (s == NULL)
+        return 0;
+    uint64_t g = (pa - s->base) >> 4;
+    return (s->tags[g >> 1] >> ((g & 1) << 2)) & 0xF;
+}
+
+/* STG, STZG, ST2G, STZ2G: tag (and zero) `size` bytes at va; 0 to decline. Every page is
+   translated before anything is written, so a declined instruction changed nothing. */
+static int store_tags(uint64_t va, uint64_t size, unsigned tag, int zero) {
+    uint64_t pas[2], lens[2];
+    int tagged[2], parts = 0, ok;
+    for (uint64_t pos = va; pos < va + size; parts++) {
+        uint64_t n = 0x1000 - (pos & 0xFFF);
+        if (n > va + size - pos)
+            n = va + size - pos;
+        pas[parts] = xlate(pos, UC_MEM_WRITE, &tagged[parts], &ok);
+        if (!ok || (zero && host_of(pas[parts]) == NULL))
+            return 0;
+        lens[parts] = n;
+        pos += n;
+    }
+    for (int i = 0; i < parts; i++) {
+        if (zero)
+            memset(host_of(pas[i]), 0, lens[i]);
+        if (tagged[i])
+            set_tags(pas[i], lens[i], tag);
+    }
+    return 1;
+}
+
+/* One MTE instruction; 1 when done (PC not yet advanced), 0 to decline. */
+static int execute(void *uc, uint32_t w) {
+    int rd = w & 31, rn = (w >> 5) & 31, rm = (w >> 16) & 31;
+    uint32_t top = w & 0xFFE0FC00;
+    if (top == 0x9AC01400) {                                   /* GMI Xd, Xn|SP, Xm */
+        xw(uc, rd, xr(uc, rm, 0) | (1ULL << tag_of(xr(uc, rn, 1))), 0);
+        return 1;
+    }
+    if (top == 0x9AC00000 || top == 0xBAC00000) {              /* SUBP(S) Xd, Xn|SP, Xm|SP */
+        int64_t a = sext56(xr(uc, rn, 1)), b = sext56(xr(uc, rm, 1));
+        uint64_t ua = (uint64_t)a, ub = (uint64_t)b, result = ua - ub;
+        xw(uc, rd, result, 0);
+        if (top == 0xBAC00000) {
+            uint64_t n = result >> 63, z = result == 0, c = ua >= ub, v = (((ua ^ ub) & (ua ^ result)) >> 63) & 1;
+            uint64_t nzcv = n << 31 | z << 30 | c << 29 | v << 28;
+            reg_write(uc, reg_nzcv, &nzcv);
+        }
+        return 1;
+    }
+    if ((w & 0xFFC0C000) == 0x91800000 || (w & 0xFFC0C000) == 0xD1800000) {   /* ADDG / SUBG */
+        uint64_t base = xr(uc, rn, 1), delta = (uint64_t)((w >> 16) & 0x3F) * 16;
+        uint64_t addr = (w & 0x40000000) ? base - delta : base + delta;
+        xw(uc, rd, with_tag(addr, choose_non_excluded_tag(tag_of(base), (w >> 10) & 0xF, gcr_exclude)), 1);
+        return 1;
+    }
+    if ((w & 0xFF200000) == 0xD9200000) {                      /* LDG, STG, STZG, ST2G, STZ2G */
+        unsigned opc = (w >> 22) & 3, op2 = (w >> 10) & 3;
+        int64_t imm = simm((w >> 12) & 0x1FF, 9) * 16;
+        int rt = w & 31;
+        if (op2 == 0 && opc != 1)
+            return 0;                                          /* STZGM / STGM / LDGM: EL1 only */
+        uint64_t base = xr(uc, rn, 1);
+        if (opc == 1 && op2 == 0) {                            /* LDG Xt, [Xn|SP, #simm] */
+            int tagged, ok;
+            uint64_t pa = xlate((base + (uint64_t)imm) & ~15ULL, UC_MEM_READ, &tagged, &ok);
+            if (!ok)
+                return 0;
+            xw(uc, rt, with_tag(xr(uc, rt, 0), tagged ? get_tag(pa) : 0), 0);
+            return 1;
+        }
+        uint64_t addr = op2 == 1 ? base : base + (uint64_t)imm;    /* post-index: the old base */
+        if (addr & 15)
+            return 0;                                          /* alignment fault: Python raises it */
+        if (!store_tags(addr, opc >= 2 ? 32 : 16, tag_of(xr(uc, rt, 1)), opc == 1 || opc == 3))
+            return 0;
+        if (op2 != 2)
+            xw(uc, rn, base + (uint64_t)imm, 1);
+        return 1;
+    }
+    if ((w & 0xFE400000) == 0x68000000 && (w & 0x01800000)) { /* STGP Xt1, Xt2, [Xn|SP, #imm] */
+        unsigned mode = (w >> 23) & 3;
+        int64_t imm = simm((w >> 15) & 0x7F, 7) * 16;
+        int rt = w & 31, rt2 = (w >> 10) & 31;
+        uint64_t base = xr(uc, rn, 1), addr = mode == 1 ? base : base + (uint64_t)imm;
+        int tagged, ok;
+        if (addr & 15)
+            return 0;
+        uint64_t pa = xlate(addr, UC_MEM_WRITE, &tagged, &ok);
+        uint8_t *host = ok ? host_of(pa) : NULL;
+        if (host == NULL)
+            return 0;
+        uint64_t data[2] = {xr(uc, rt, 0), xr(uc, rt2, 0)};
+        memcpy(host, data, 16);
+        if (tagged)
+            set_tags(pa, 16, tag_of(addr));
+        if (mode != 2)
+            xw(uc, rn, base + (uint64_t)imm, 1);
+        return 1;
+    }
+    return 0;                    /* IRG, DC GVA/GZVA, TCO, or no MTE instruction at all */
+}
+
+/* The engine's interrupt hook (uc_cb_hookintr_t). */
+void mte_on_intr(void *uc, uint32_t intno, void *user_data) {
+    if (intno == EXCP_UDEF && insns_enabled) {
+        uint64_t pc = 0;
+        int tagged, ok;
+        reg_read(uc, reg_pc, &pc);
+        uint64_t pa = xlate(pc, UC_MEM_FETCH, &tagged, &ok);
+        const uint8_t *code = ok ? host_of(pa) : NULL;
+        if (code != NULL && (pc & 3) == 0) {
+            uint32_t word;
+            memcpy(&word, code, 4);
+            if (execute(uc, word)) {
+                pc += 4;
+                reg_write(uc, reg_pc, &pc);
+                insns_native++;
+                return;
+            }
+        }
+        insns_declined++;
+    }
+    intr_fallback(uc, intno, user_data);
+}

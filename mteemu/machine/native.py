@@ -1,0 +1,165 @@
+"""The native hot path (`_native.c`), loaded with ctypes, and the choice between it and the
+pure-Python reference.
+
+The library is built when mteemu is installed (setup.py: an optional setuptools
+extension, so a machine without a compiler still installs, and runs the Python path).
+`MTEEMU_PURE_PYTHON=1` forces the Python path; `MTEEMU_NATIVE_LIB=FILE` loads another
+build of the same source (the sanitizer build in the tests). Nothing above `machine/`
+knows which path runs; `mteemu --version` and `mteemu bench` say it.
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib.machinery
+import os
+from pathlib import Path
+from typing import Callable, Optional
+
+HOOKMEM = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64, ctypes.c_int, ctypes.c_int64,
+                           ctypes.c_void_p)
+HOOKINTR = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
+TRANSLATE = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, ctypes.c_int)
+TAGS_CHANGED = ctypes.CFUNCTYPE(None, ctypes.c_uint64)
+_U64P = ctypes.POINTER(ctypes.c_uint64)
+
+
+def _library_path() -> Optional[Path]:
+    forced = os.environ.get("MTEEMU_NATIVE_LIB")
+    if forced:
+        return Path(forced)
+    here = Path(__file__).resolve().parent
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        candidate = here / f"_native{suffix}"
+        if candidate.exists():
+            return candidate
+    return None
+
+
+class Native:
+    """The loaded library: the check hook's address, its configuration, the undo log."""
+
+    def __init__(self, lib: ctypes.CDLL, path: Path) -> None:
+        self.lib, self.path = lib, path
+        lib.mte_set_spans.argtypes = [ctypes.c_int, _U64P, _U64P, _U64P, _U64P]
+        lib.mte_set_spans.restype = ctypes.c_int
+        lib.mte_set_fallback.argtypes = [HOOKMEM]
+        lib.mte_set_fallback.restype = None
+        lib.mte_log_append.argtypes = [ctypes.c_uint64, ctypes.c_char_p, ctypes.c_uint32]
+        lib.mte_log_append.restype = None
+        lib.mte_log_count.restype = ctypes.c_uint
+        lib.mte_log_get.argtypes = [ctypes.c_uint, _U64P, ctypes.c_char_p]
+        lib.mte_log_get.restype = ctypes.c_int
+        lib.mte_log_clear.restype = None
+        lib.mte_stats.argtypes = [_U64P]
+        lib.mte_stats.restype = None
+        lib.mte_set_banks.argtypes = [ctypes.c_int, _U64P, _U64P, _U64P]
+        lib.mte_set_banks.restype = ctypes.c_int
+        lib.mte_set_cpu.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int,
+                                    ctypes.c_int, ctypes.c_int, TRANSLATE, HOOKINTR, TAGS_CHANGED]
+        lib.mte_set_cpu.restype = None
+        lib.mte_set_insns.argtypes = [ctypes.c_int, ctypes.c_uint]
+        lib.mte_set_insns.restype = None
+        lib.mte_flush_tlb.restype = None
+        lib.mte_mark_direct.argtypes = [ctypes.c_uint64]
+        lib.mte_mark_direct.restype = None
+        lib.mte_insn_stats.argtypes = [_U64P]
+        lib.mte_insn_stats.restype = None
+        self.check_hook = ctypes.cast(lib.mte_check_access, ctypes.c_void_p).value
+        self.intr_hook = ctypes.cast(lib.mte_on_intr, ctypes.c_void_p).value
+        self._keep: list[object] = []          # C callbacks kept alive while installed
+
+    def set_spans(self, spans: list[tuple[int, int, int, int]]) -> None:
+        """(base, end, host address of the tag bytes, host address of RAM at base) per span."""
+        cols = [(ctypes.c_uint64 * max(1, len(spans)))(*(s[i] for s in spans)) for i in range(4)]
+        if self.lib.mte_set_spans(len(spans), *cols) != 0:
+            raise ValueError(f"too many tag spans for the native path: {len(spans)}")
+
+    def set_fallback(self, fn: Callable[[int, int, int, int, int, int], None]) -> None:
+        cb = HOOKMEM(fn)
+        self._keep.append(cb)
+        self.lib.mte_set_fallback(cb)
+
+    def set_banks(self, banks: list[tuple[int, int, int]]) -> None:
+        """(base, end, host address) of every RAM bank, for STZG's zeroing and STGP's data."""
+        cols = [(ctypes.c_uint64 * max(1, len(banks)))(*(b[i] for b in banks)) for i in range(3)]
+        if self.lib.mte_set_banks(len(banks), *cols) != 0:
+            raise ValueError(f"too many memory banks for the native path: {len(banks)}")
+
+    def set_cpu(self, reg_read: int, reg_write: int, x_ids: list[int], sp: int, pc: int, nzcv: int,
+                translate: Callable[[int, int], int], intr_fallback: Callable[[int, int, int], None],
+                tags_changed: Callable[[int], None]) -> None:
+        """Registers (libunicorn's uc_reg_read/uc_reg_write and the ids), the kernel's
+        translation for the software TLB, the Python interrupt hook, and what to call when
+        a tag write lands in a page the TLB maps without checks."""
+        callbacks = (TRANSLATE(translate), HOOKINTR(intr_fallback), TAGS_CHANGED(tags_changed))
+        self._keep.extend(callbacks)
+        self.lib.mte_set_cpu(reg_read, reg_write, (ctypes.c_int * 31)(*x_ids), sp, pc, nzcv, *callbacks)
+
+    def set_insns(self, enabled: bool, exclude: int) -> None:
+        """Whether MTE instructions run here (not while tag storage is guarded), and GCR_EL1.Exclude."""
+        self.lib.mte_set_insns(int(enabled), exclude & 0xFFFF)
+
+    def flush_tlb(self) -> None:
+        self.lib.mte_flush_tlb()
+
+    def mark_direct(self, pfn: int) -> None:
+        self.lib.mte_mark_direct(pfn)
+
+    def insn_stats(self) -> tuple[int, int]:
+        """(MTE instructions executed natively, exceptions handed to the Python hook)."""
+        out = (ctypes.c_uint64 * 2)()
+        self.lib.mte_insn_stats(out)
+        return out[0], out[1]
+
+    def log_append(self, pa: int, old: bytes) -> None:
+        self.lib.mte_log_append(pa, old, len(old))
+
+    def log_entries(self) -> list[tuple[int, bytes]]:
+        """The undo log, oldest first."""
+        out = []
+        pa = ctypes.c_uint64()
+        buf = ctypes.create_string_buffer(64)
+        for i in range(self.lib.mte_log_count()):
+            n = self.lib.mte_log_get(i, ctypes.byref(pa), buf)
+            out.append((pa.value, buf.raw[:n]))
+        return out
+
+    def log_clear(self) -> None:
+        self.lib.mte_log_clear()
+
+    def stats(self) -> tuple[int, int]:
+        """(accesses checked natively, accesses handed to the Python hook)."""
+        out = (ctypes.c_uint64 * 2)()
+        self.lib.mte_stats(out)
+        return out[0], out[1]
+
+
+_loaded: Optional[Native] = None
+_why_not = ""
+
+
+def load() -> Optional[Native]:
+    """The native library, or None (then `why_not()` says why): the pure-Python path runs."""
+    global _loaded, _why_not
+    if os.environ.get("MTEEMU_PURE_PYTHON") == "1":
+        _why_not = "MTEEMU_PURE_PYTHON=1"
+        return None
+    if _loaded is not None:
+        return _loaded
+    path = _library_path()
+    if path is None:
+        _why_not = "the native library was not built (no compiler at install time?)"
+        return None
+    try:
+        _loaded = Native(ctypes.CDLL(str(path)), path)
+    except (OSError, AttributeError) as e:
+        _why_not = f"{path.name} cannot be loaded: {e}"
+        return None
+    return _loaded
+
+
+def describe() -> str:
+    """Which hot path runs, for `mteemu --version` and `mteemu bench`."""
+    n = load()
+    return f"native (tag checks and MTE instructions in {n.path.name})" if n is not None else \
+        f"pure Python ({_why_not})"
