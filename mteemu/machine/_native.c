@@ -18,14 +18,13 @@
 
    The instructions (second half of this file): Unicorn raises an undefined-instruction
    exception for every MTE instruction; `mte_on_intr`, the engine's interrupt hook,
-   executes GMI, SUBP(S), ADDG/SUBG, LDG, STG/STZG/ST2G/STZ2G (all addressing forms) and
-   STGP as the Arm ARM pseudocode says, advances PC and lets Unicorn resume — no Python.
+   executes IRG, GMI, SUBP(S), ADDG/SUBG, LDG, STG/STZG/ST2G/STZ2G (all addressing
+   forms), STGP and DC GVA/GZVA as the Arm ARM pseudocode says (IRG's random tag comes
+   from the seeded Python generator through a callback, so both paths draw the same tags), advances PC and lets Unicorn resume — no Python.
    Addresses are translated through a small software TLB filled by the kernel's page
    tables (a Python callback on a miss; flushed whenever the Python side flushes). It
    declines — and hands the exception, untouched, to the Python hook — whatever needs
-   the kernel or the Python reference: SVC and every other exception, IRG (its random
-   tags come from the seeded Python generator), DC GVA/GZVA, MSR/MRS TCO (they change
-   the TLB policy), a translation the kernel refuses (a fault), an unaligned tag access
+   the kernel or the Python reference: SVC and every other exception, MSR/MRS TCO (they change the TLB policy), a translation the kernel refuses (a fault), an unaligned tag access
    (an alignment fault), and every tag write while the memory manager guards tag
    storage (a board whose tag storage is reused as memory).
 
@@ -156,6 +155,7 @@ typedef int (*reg_rw_t)(void *uc, int regid, void *value);
 typedef int64_t (*translate_t)(uint64_t vpage, int access);   /* pa page | tagged, or -1 */
 typedef void (*hookintr_t)(void *uc, uint32_t intno, void *user_data);
 typedef void (*tags_changed_t)(uint64_t pfn);
+typedef unsigned (*random_tag_t)(unsigned exclude);
 
 struct bank {
     uint64_t base, end;
@@ -179,6 +179,8 @@ static reg_rw_t reg_read, reg_write;
 static translate_t translate;
 static hookintr_t intr_fallback;
 static tags_changed_t tags_changed;
+static random_tag_t random_tag;
+static uint64_t dcz_block = 64;  /* DC ZVA/GVA block: DCZID_EL0.BS of Unicorn's core */
 static int regs_x[31], reg_sp, reg_pc, reg_nzcv;
 static int insns_enabled;        /* off while tag storage is guarded, or when not configured */
 static uint16_t gcr_exclude;     /* GCR_EL1.Exclude of the thread on the CPU */
@@ -232,7 +234,9 @@ int mte_set_banks(int n, const uint64_t *bases, const uint64_t *ends, const uint
 }
 
 void mte_set_cpu(reg_rw_t rd, reg_rw_t wr, const int *x_ids, int sp, int pc, int nzcv, translate_t tr,
-                 hookintr_t fallback_intr, tags_changed_t changed) {
+                 hookintr_t fallback_intr, tags_changed_t changed, random_tag_t rnd, uint64_t dcz) {
+    random_tag = rnd;
+    dcz_block = dcz;
     reg_read = rd;
     reg_write = wr;
     memcpy(regs_x, x_ids, sizeof regs_x);
@@ -379,6 +383,11 @@ static int store_tags(uint64_t va, uint64_t size, unsigned tag, int zero) {
 static int execute(void *uc, uint32_t w) {
     int rd = w & 31, rn = (w >> 5) & 31, rm = (w >> 16) & 31;
     uint32_t top = w & 0xFFE0FC00;
+    if (top == 0x9AC01000) {                                   /* IRG Xd|SP, Xn|SP, Xm */
+        unsigned exclude = gcr_exclude | (unsigned)(xr(uc, rm, 0) & 0xFFFF);
+        xw(uc, rd, with_tag(xr(uc, rn, 1), random_tag(exclude) & 0xF), 1);
+        return 1;
+    }
     if (top == 0x9AC01400) {                                   /* GMI Xd, Xn|SP, Xm */
         xw(uc, rd, xr(uc, rm, 0) | (1ULL << tag_of(xr(uc, rn, 1))), 0);
         return 1;
@@ -444,7 +453,11 @@ static int execute(void *uc, uint32_t w) {
             xw(uc, rn, base + (uint64_t)imm, 1);
         return 1;
     }
-    return 0;                    /* IRG, DC GVA/GZVA, TCO, or no MTE instruction at all */
+    if ((w & 0xFFFFFFE0) == 0xD50B7460 || (w & 0xFFFFFFE0) == 0xD50B7480) {   /* DC GVA / DC GZVA, Xt */
+        uint64_t addr = xr(uc, rd, 0);
+        return store_tags(addr & ~(dcz_block - 1), dcz_block, tag_of(addr), (w & 0xFFFFFFE0) == 0xD50B7480);
+    }
+    return 0;                    /* MSR/MRS TCO, or no MTE instruction at all */
 }
 
 /* The engine's interrupt hook (uc_cb_hookintr_t). */

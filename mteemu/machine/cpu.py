@@ -151,7 +151,8 @@ class Cpu:
                   ctypes.cast(uclib.uc_reg_write, ctypes.c_void_p).value,
                   X_REGS, REG_SP, REG_PC, REG_NZCV, self._native_translate,
                   self._guarded(lambda _uch, intno, _data: self._on_intr(uc, intno, None)),
-                  self._guarded(self._tags_changed))
+                  self._guarded(self._tags_changed),
+                  lambda exclude: self._guarded(self.checker.state.random_tag)(exclude) or 0, self.dcz_block)
         self.sync_native()
         handle = uc_hook_h()
         status = uclib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_INTR, ctypes.c_void_p(n.intr_hook), None,

@@ -20,6 +20,7 @@ HOOKMEM = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64,
 HOOKINTR = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
 TRANSLATE = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, ctypes.c_int)
 TAGS_CHANGED = ctypes.CFUNCTYPE(None, ctypes.c_uint64)
+RANDOM_TAG = ctypes.CFUNCTYPE(ctypes.c_uint, ctypes.c_uint)
 _U64P = ctypes.POINTER(ctypes.c_uint64)
 
 
@@ -55,7 +56,8 @@ class Native:
         lib.mte_set_banks.argtypes = [ctypes.c_int, _U64P, _U64P, _U64P]
         lib.mte_set_banks.restype = ctypes.c_int
         lib.mte_set_cpu.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int,
-                                    ctypes.c_int, ctypes.c_int, TRANSLATE, HOOKINTR, TAGS_CHANGED]
+                                    ctypes.c_int, ctypes.c_int, TRANSLATE, HOOKINTR, TAGS_CHANGED, RANDOM_TAG,
+                                    ctypes.c_uint64]
         lib.mte_set_cpu.restype = None
         lib.mte_set_insns.argtypes = [ctypes.c_int, ctypes.c_uint]
         lib.mte_set_insns.restype = None
@@ -87,13 +89,15 @@ class Native:
 
     def set_cpu(self, reg_read: int, reg_write: int, x_ids: list[int], sp: int, pc: int, nzcv: int,
                 translate: Callable[[int, int], int], intr_fallback: Callable[[int, int, int], None],
-                tags_changed: Callable[[int], None]) -> None:
+                tags_changed: Callable[[int], None], random_tag: Callable[[int], int], dcz_block: int) -> None:
         """Registers (libunicorn's uc_reg_read/uc_reg_write and the ids), the kernel's
-        translation for the software TLB, the Python interrupt hook, and what to call when
-        a tag write lands in a page the TLB maps without checks."""
-        callbacks = (TRANSLATE(translate), HOOKINTR(intr_fallback), TAGS_CHANGED(tags_changed))
+        translation for the software TLB, the Python interrupt hook, what to call when a
+        tag write lands in a page the TLB maps without checks, IRG's generator and the
+        DC GVA block size."""
+        callbacks = (TRANSLATE(translate), HOOKINTR(intr_fallback), TAGS_CHANGED(tags_changed),
+                     RANDOM_TAG(random_tag))
         self._keep.extend(callbacks)
-        self.lib.mte_set_cpu(reg_read, reg_write, (ctypes.c_int * 31)(*x_ids), sp, pc, nzcv, *callbacks)
+        self.lib.mte_set_cpu(reg_read, reg_write, (ctypes.c_int * 31)(*x_ids), sp, pc, nzcv, *callbacks, dcz_block)
 
     def set_insns(self, enabled: bool, exclude: int) -> None:
         """Whether MTE instructions run here (not while tag storage is guarded), and GCR_EL1.Exclude."""
