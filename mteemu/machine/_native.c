@@ -190,8 +190,11 @@ static uint32_t direct_gen[DIRECT_SLOTS], generation = 1;
 static int direct_overflow;
 static uint64_t insns_native, insns_declined;
 
+static uint32_t fill_generation;
+
 void mte_flush_tlb(void) {
     memset(tlb, 0xff, sizeof tlb);
+    fill_generation++;           /* and the TLB-fill cache below */
     generation++;                /* forgets every direct page at once */
     direct_overflow = 0;
 }
@@ -271,7 +274,10 @@ static uint8_t *host_of(uint64_t pa) {
 static uint64_t xlate(uint64_t va, int access, int *tagged, int *ok) {
     uint64_t vpage = va & ~0xFFFULL & ((1ULL << 56) - 1);
     int kind = access - UC_MEM_READ;
-    struct tlb_entry *e = &tlb[kind][(vpage >> 12) & (TLB_SIZE - 1)];
+    /* Folded index: buffers a power of two apart (4 MiB, as allocators place them)
+       would otherwise share every slot and evict each other on each access. */
+    uint64_t vpn = vpage >> 12;
+    struct tlb_entry *e = &tlb[kind][(vpn ^ (vpn >> TLB_BITS) ^ (vpn >> (2 * TLB_BITS))) & (TLB_SIZE - 1)];
     if (e->vpage != vpage) {
         int64_t r = translate(vpage, access);
         if (r < 0) {
@@ -481,4 +487,62 @@ void mte_on_intr(void *uc, uint32_t intno, void *user_data) {
         insns_declined++;
     }
     intr_fallback(uc, intno, user_data);
+}
+
+
+/* ---- TLB refills ------------------------------------------------------------------------
+   Unicorn's TLB holds 256 pages; a bigger working set (or sixteen tags of one page) refills
+   the same translations over and over. Every fill the Python hook (Cpu._on_fill) accepted
+   stays valid until the next flush, so this cache answers repeats in C and hands only
+   first fills (and refusals) to Python. uc_cb_tlbevent_t / struct uc_tlb_entry, unicorn.h. */
+
+struct uc_tlb_entry_abi {
+    uint64_t paddr;
+    uint32_t perms;
+};
+typedef _Bool (*tlbfill_t)(void *uc, uint64_t vaddr, int type, struct uc_tlb_entry_abi *result, void *user_data);
+
+#define FILL_SLOTS 4096
+struct fill_entry {
+    uint64_t vaddr;              /* the tagged virtual page */
+    uint64_t paddr;
+    uint32_t perms;
+    uint32_t gen;                /* valid while equal to fill_generation */
+    int access;
+};
+
+static struct fill_entry fills[FILL_SLOTS];
+static tlbfill_t fill_fallback;
+static uint64_t fill_hits, fill_misses;
+
+void mte_set_fill_fallback(tlbfill_t fn) { fill_fallback = fn; }
+
+void mte_fill_stats(uint64_t *out) {
+    out[0] = fill_hits;
+    out[1] = fill_misses;
+}
+
+static struct fill_entry *fill_slot(uint64_t vaddr, int access) {
+    uint64_t k = (vaddr >> 12) * 0x9E3779B97F4A7C15ULL ^ (uint64_t)access;
+    return &fills[(k >> 40) & (FILL_SLOTS - 1)];
+}
+
+_Bool mte_on_fill(void *uc, uint64_t vaddr, int type, struct uc_tlb_entry_abi *result, void *user_data) {
+    struct fill_entry *e = fill_slot(vaddr, type);
+    if (e->gen == fill_generation && e->vaddr == vaddr && e->access == type) {
+        result->paddr = e->paddr;
+        result->perms = e->perms;
+        fill_hits++;
+        return 1;
+    }
+    fill_misses++;
+    _Bool ok = fill_fallback(uc, vaddr, type, result, user_data);
+    if (ok) {                    /* what Python accepted holds until the next flush */
+        e->vaddr = vaddr;
+        e->access = type;
+        e->paddr = result->paddr;
+        e->perms = result->perms;
+        e->gen = fill_generation;
+    }
+    return ok;
 }

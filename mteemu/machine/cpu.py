@@ -135,10 +135,10 @@ class Cpu:
         self._pending: Optional[Exit] = None
         self._refused: Optional[tuple[int, int]] = None
         self._interrupt = threading.Event()
-        uc.hook_add(UC_HOOK_TLB_FILL, self._on_fill)
         if self.native is not None:
             self._install_native()
         else:
+            uc.hook_add(UC_HOOK_TLB_FILL, self._on_fill)
             uc.hook_add(UC_HOOK_INTR, self._on_intr)
 
     # -- the native hot path (native.py, _native.c) -------------------------------------
@@ -154,11 +154,19 @@ class Cpu:
                   self._guarded(self._tags_changed),
                   lambda exclude: self._guarded(self.checker.state.random_tag)(exclude) or 0, self.dcz_block)
         self.sync_native()
+        n.set_fill_fallback(self._guarded(lambda _uch, vaddr, access, entry, _data:
+                                          bool(self._on_fill(uc, vaddr, access, entry.contents, None))))
+        self._c_hook(UC_HOOK_TLB_FILL, n.fill_hook)
+        self._c_hook(UC_HOOK_INTR, n.intr_hook)
+
+    def _c_hook(self, kind: int, fn: int, begin: int = 1, end: int = 0) -> int:
+        """uc_hook_add() with a C function: Unicorn calls it without any Python frame."""
         handle = uc_hook_h()
-        status = uclib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_INTR, ctypes.c_void_p(n.intr_hook), None,
-                                   ctypes.c_uint64(1), ctypes.c_uint64(0))
+        status = uclib.uc_hook_add(self.uc._uch, ctypes.byref(handle), kind, ctypes.c_void_p(fn), None,
+                                   ctypes.c_uint64(begin), ctypes.c_uint64(end))
         if status != UC_ERR_OK:
             raise UcError(status)
+        return handle.value
 
     def _guarded(self, fn: Callable) -> Callable:
         """A Python function called from C: an exception stops the CPU and is re-raised by
@@ -428,28 +436,14 @@ class Cpu:
         if self.native is not None:
             # The C hook, called by Unicorn directly; it hands what it cannot decide to
             # the Python hook through a C function pointer.
-            self.native.set_fallback(self._on_native_fallback)
-            handle = uc_hook_h()
-            status = uclib.uc_hook_add(self.uc._uch, ctypes.byref(handle), UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE,
-                                       ctypes.c_void_p(self.native.check_hook), None,
-                                       ctypes.c_uint64(begin), ctypes.c_uint64(end))
-            if status != UC_ERR_OK:
-                raise UcError(status)
-            self._check_hook = handle.value
+            self.native.set_fallback(self._guarded(
+                lambda _uch, access, address, size, _value, _data:
+                self.checker.on_access(self.uc, access, address, size, self._translate_next, self._insn_at)))
+            self._check_hook = self._c_hook(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self.native.check_hook, begin, end)
         else:
             self._check_hook = self.uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._on_checked_access,
                                                 begin=begin, end=end)
         self.uc.ctl_flush_tb()   # code translated before the hook existed would skip it
-
-    def _on_native_fallback(self, _uch: int, access: int, address: int, size: int, value: int, _data: int) -> None:
-        """The C hook's slow path: the same Python check, with the binding's exception
-        rule (a raising hook stores its exception and stops the CPU)."""
-        try:
-            self.checker.on_access(self.uc, access, address, size, self._translate_next, self._insn_at)
-        except BaseException as e:  # noqa: BLE001 - re-raised by run(), as for any hook
-            if self.uc._hook_exception is None:
-                self.uc._hook_exception = e
-            self.uc.emu_stop()
 
     def _tag_check_exit(self) -> Exit:
         """Make a caught mismatch precise (sync) or complete the access first (async)."""

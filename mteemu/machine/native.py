@@ -21,6 +21,16 @@ HOOKINTR = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_voi
 TRANSLATE = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, ctypes.c_int)
 TAGS_CHANGED = ctypes.CFUNCTYPE(None, ctypes.c_uint64)
 RANDOM_TAG = ctypes.CFUNCTYPE(ctypes.c_uint, ctypes.c_uint)
+
+
+class TlbEntry(ctypes.Structure):
+    """struct uc_tlb_entry (unicorn.h)."""
+
+    _fields_ = (("paddr", ctypes.c_uint64), ("perms", ctypes.c_uint32))
+
+
+TLBFILL = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int, ctypes.POINTER(TlbEntry),
+                           ctypes.c_void_p)
 _U64P = ctypes.POINTER(ctypes.c_uint64)
 
 
@@ -66,7 +76,12 @@ class Native:
         lib.mte_mark_direct.restype = None
         lib.mte_insn_stats.argtypes = [_U64P]
         lib.mte_insn_stats.restype = None
+        lib.mte_set_fill_fallback.argtypes = [TLBFILL]
+        lib.mte_set_fill_fallback.restype = None
+        lib.mte_fill_stats.argtypes = [_U64P]
+        lib.mte_fill_stats.restype = None
         self.check_hook = ctypes.cast(lib.mte_check_access, ctypes.c_void_p).value
+        self.fill_hook = ctypes.cast(lib.mte_on_fill, ctypes.c_void_p).value
         self.intr_hook = ctypes.cast(lib.mte_on_intr, ctypes.c_void_p).value
         self._keep: list[object] = []          # C callbacks kept alive while installed
 
@@ -80,6 +95,11 @@ class Native:
         cb = HOOKMEM(fn)
         self._keep.append(cb)
         self.lib.mte_set_fallback(cb)
+
+    def set_fill_fallback(self, fn: Callable[[int, int, int, "ctypes._Pointer[TlbEntry]", int], bool]) -> None:
+        cb = TLBFILL(fn)
+        self._keep.append(cb)
+        self.lib.mte_set_fill_fallback(cb)
 
     def set_banks(self, banks: list[tuple[int, int, int]]) -> None:
         """(base, end, host address) of every RAM bank, for STZG's zeroing and STGP's data."""
@@ -108,6 +128,12 @@ class Native:
 
     def mark_direct(self, pfn: int) -> None:
         self.lib.mte_mark_direct(pfn)
+
+    def fill_stats(self) -> tuple[int, int]:
+        """(TLB refills answered natively, refills handed to the Python hook)."""
+        out = (ctypes.c_uint64 * 2)()
+        self.lib.mte_fill_stats(out)
+        return out[0], out[1]
 
     def insn_stats(self) -> tuple[int, int]:
         """(MTE instructions executed natively, exceptions handed to the Python hook)."""
@@ -165,5 +191,5 @@ def load() -> Optional[Native]:
 def describe() -> str:
     """Which hot path runs, for `mteemu --version` and `mteemu bench`."""
     n = load()
-    return f"native (tag checks and MTE instructions in {n.path.name})" if n is not None else \
+    return f"native (tag checks, MTE instructions and TLB refills in {n.path.name})" if n is not None else \
         f"pure Python ({_why_not})"
