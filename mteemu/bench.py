@@ -110,6 +110,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.json:
             write_text(args.json, json.dumps(r, indent=2) + "\n")
         return 0
+    from mteemu.machine import native
+
+    print(f"hot path: {native.describe()}", flush=True)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for w in workloads():
@@ -118,6 +121,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             exe = Path(tmp) / w.source.stem
             subprocess.run(CC + [str(w.source), "-o", str(exe)], check=True)
             r = measure(w, exe, args.n)
+            r["hot_path"] = native.describe()
             results.append(r)
             print(_line(r), flush=True)
     if args.json:

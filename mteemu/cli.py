@@ -44,6 +44,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="mteemu", description="Run arm64 Linux programs with Arm MTE, on an emulated board.")
+    p.add_argument("--version", action=_Version, nargs=0, help="show the version and which hot path runs")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def run_options(sp: argparse.ArgumentParser) -> None:
@@ -114,6 +115,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--all-traces", action="store_true", help="print every broken interleaving, not the first 3")
     i.add_argument("--svg", metavar="OUT.svg", help="also draw the memory map to scale into this SVG file")
     return p
+
+
+class _Version(argparse.Action):
+    """`mteemu --version`: the version and the hot path (native or pure Python), so that
+    nobody measures the wrong one."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+        from importlib.metadata import PackageNotFoundError, version
+
+        from mteemu.machine import native
+
+        try:
+            v = version("mteemu")
+        except PackageNotFoundError:
+            v = "(not installed)"
+        print(f"mteemu {v}; hot path: {native.describe()}")
+        parser.exit(0)
 
 
 def _rule_groups(text: str) -> tuple[str, ...]:

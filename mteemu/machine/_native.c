@@ -366,15 +366,20 @@ static unsigned get_tag(uint64_t pa) {
 static int store_tags(uint64_t va, uint64_t size, unsigned tag, int zero) {
     uint64_t pas[2], lens[2];
     int tagged[2], parts = 0, ok;
-    for (uint64_t pos = va; pos < va + size; parts++) {
+    /* Counted, not compared with va + size: a block at the top of the address space
+       would wrap to 0 and tag nothing (found by the differential test). */
+    for (uint64_t pos = va, left = size; left > 0; parts++) {
         uint64_t n = 0x1000 - (pos & 0xFFF);
-        if (n > va + size - pos)
-            n = va + size - pos;
+        if (n > left)
+            n = left;
+        if (parts == 2)
+            return 0;
         pas[parts] = xlate(pos, UC_MEM_WRITE, &tagged[parts], &ok);
         if (!ok || (zero && host_of(pas[parts]) == NULL))
             return 0;
         lens[parts] = n;
         pos += n;
+        left -= n;
     }
     for (int i = 0; i < parts; i++) {
         if (zero)

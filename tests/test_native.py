@@ -1,0 +1,269 @@
+"""The native hot path (machine/_native.c) against the pure-Python reference.
+
+Two CPUs over two copies of the same small world — one with the native library, one with
+MTEEMU_PURE_PYTHON=1 — run the same random instruction (random MTE encodings of every
+form, random loads and stores on mixed-tag pages) from the same registers, memory and
+tags, and must end the same: exit kind, PC, registers, flags, memory, tags, and the
+tag-check mismatch. Also: the library builds without warnings, runs clean under
+AddressSanitizer/UBSan, and mteemu falls back to Python when it is missing."""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mteemu.board.model import default_board
+from mteemu.machine import cpu as C
+from mteemu.machine import native
+from mteemu.machine.physmem import PhysMem
+from mteemu.machine.tagcheck import MteState, Tcf
+from mteemu.machine.tagstore import TagStore
+
+SOURCE = Path(__file__).parents[1] / "mteemu" / "machine" / "_native.c"
+CODE_VA, DATA_VA, UNTAGGED_VA = 0x40_0000, 0x1000_0000, 0x2000_0000
+DATA_PAGES = 3
+BRK = 0xD420_0000
+needs_native = pytest.mark.skipif(native.load() is None, reason=f"no native library: {native.describe()}")
+
+
+class World:
+    """A CPU on the default board with a fixed little address space: one code page, three
+    Tagged data pages, one untagged page; everything else unmapped."""
+
+    def __init__(self, pure: bool, monkeypatch) -> None:  # noqa: ANN001
+        with monkeypatch.context() as m:
+            if pure:
+                m.setenv("MTEEMU_PURE_PYTHON", "1")
+            else:
+                m.delenv("MTEEMU_PURE_PYTHON", raising=False)
+            board = default_board()
+            self.physmem = PhysMem(board)
+            self.tags = TagStore(board, self.physmem)
+            self.cpu = C.Cpu(self.physmem, self.tags, self._translate, lambda: True)
+        assert (self.cpu.native is None) == pure
+        base = 0x8000_0000
+        self.map = {CODE_VA: (base, 5, False), UNTAGGED_VA: (base + 0x1000, 3, False)}
+        for i in range(DATA_PAGES):
+            self.map[DATA_VA + i * 0x1000] = (base + 0x2000 + i * 0x1000, 3, True)
+
+    def _translate(self, vaddr: int, access: int):  # noqa: ANN202
+        page = vaddr & ~0xFFF & ((1 << 56) - 1)
+        hit = self.map.get(page)
+        if hit is None or (access == C.ACCESS_FETCH and (page != CODE_VA or vaddr >> 56)):
+            return None
+        if access == C.ACCESS_WRITE and page == CODE_VA:
+            return None
+        return hit
+
+    def load(self, word: int, regs: list[int], sp: int, nzcv: int, data: bytes, tag_bytes: bytes,
+             state: MteState) -> None:
+        code = self.physmem.view(self.map[CODE_VA][0], 8)
+        code[:] = word.to_bytes(4, "little") + BRK.to_bytes(4, "little")
+        for i in range(DATA_PAGES):
+            pa = self.map[DATA_VA + i * 0x1000][0]
+            self.physmem.view(pa, 0x1000)[:] = data[i * 0x1000:(i + 1) * 0x1000]
+            self.tags.write_page(pa >> 12, tag_bytes[i * 128:(i + 1) * 128])
+        self.physmem.view(self.map[UNTAGGED_VA][0], 0x1000)[:] = data[-0x1000:]
+        self.cpu.uc.ctl_flush_tb()
+        self.cpu.flush_tlb()
+        self.cpu.set_mte(state)
+        uc = self.cpu.uc
+        for reg, value in zip(C.X_REGS, regs):
+            uc.reg_write(reg, value)
+        uc.reg_write(C.REG_SP, sp)
+        uc.reg_write(C.REG_NZCV, nzcv)
+        uc.reg_write(C.REG_PC, CODE_VA)
+
+    def run(self) -> dict:
+        ex = self.cpu.run()
+        uc = self.cpu.uc
+        out = {"kind": ex.kind, "pc": ex.pc, "regs": uc.reg_read_batch(C.X_REGS), "sp": uc.reg_read(C.REG_SP),
+               "nzcv": uc.reg_read(C.REG_NZCV) & 0xF000_0000, "tco": self.cpu.mte.tco}
+        if ex.kind is C.ExitKind.TAG_CHECK:
+            m = ex.mismatch
+            out["mismatch"] = (m.va, m.write, m.size, m.ptr_tag, m.mem_tag, m.sync)
+        if ex.kind is C.ExitKind.FAULT:
+            out["fault"] = (ex.fault_page, ex.access)
+        pages = [self.map[DATA_VA + i * 0x1000][0] for i in range(DATA_PAGES)] + [self.map[UNTAGGED_VA][0]]
+        out["memory"] = b"".join(bytes(self.physmem.view(pa, 0x1000)) for pa in pages)
+        out["tags"] = b"".join(bytes(self.tags.page_tags(pa >> 12)) for pa in pages[:DATA_PAGES])
+        return out
+
+
+@pytest.fixture(scope="module")
+def worlds():
+    mp = pytest.MonkeyPatch()
+    try:
+        yield World(pure=False, monkeypatch=mp), World(pure=True, monkeypatch=mp)
+    finally:
+        mp.undo()
+
+
+regs_ = st.integers(0, 31)
+
+
+def _pointer(draw) -> int:  # noqa: ANN001
+    kind = draw(st.sampled_from(["data", "data", "data", "untagged", "unmapped", "any"]))
+    tag = draw(st.integers(0, 15))
+    if kind == "data":
+        off = draw(st.integers(-64, DATA_PAGES * 0x1000 + 64))
+        off = off & ~15 if draw(st.booleans()) else off
+        return (tag << 56) | (DATA_VA + off)
+    if kind == "untagged":
+        return (tag << 56) | (UNTAGGED_VA + draw(st.integers(0, 0xFFF)))
+    if kind == "unmapped":
+        return (tag << 56) | 0x3000_0000
+    return draw(st.integers(0, 2**64 - 1))
+
+
+@st.composite
+def mte_word(draw) -> int:
+    rd, rn, rm = draw(regs_), draw(regs_), draw(regs_)
+    form = draw(st.sampled_from(["irg", "gmi", "subp", "subps", "addg", "subg", "tagmem", "stgp", "dcgva",
+                                 "dcgzva", "tco"]))
+    if form == "irg":
+        return 0x9AC01000 | rm << 16 | rn << 5 | rd
+    if form == "gmi":
+        return 0x9AC01400 | rm << 16 | rn << 5 | rd
+    if form in ("subp", "subps"):
+        return (0x9AC00000 if form == "subp" else 0xBAC00000) | rm << 16 | rn << 5 | rd
+    if form in ("addg", "subg"):
+        return (0x91800000 if form == "addg" else 0xD1800000) | draw(st.integers(0, 63)) << 16 | \
+            draw(st.integers(0, 15)) << 10 | rn << 5 | rd
+    if form == "tagmem":     # LDG, STG, STZG, ST2G, STZ2G in every addressing form (and the EL1-only ones)
+        return 0xD9200000 | draw(st.integers(0, 3)) << 22 | draw(st.integers(0, 511)) << 12 | \
+            draw(st.integers(0, 3)) << 10 | rn << 5 | rd
+    if form == "stgp":
+        return 0x68000000 | draw(st.integers(1, 3)) << 23 | draw(st.integers(0, 127)) << 15 | rm << 10 | rn << 5 | rd
+    if form in ("dcgva", "dcgzva"):
+        return (0xD50B7460 if form == "dcgva" else 0xD50B7480) | rd
+    return draw(st.sampled_from([0xD503409F, 0xD503419F, 0xD51B42E0 | rd, 0xD53B42E0 | rd]))   # TCO
+
+
+@st.composite
+def access_word(draw) -> int:
+    """Plain loads and stores (checked by the memory hook on mixed-tag pages)."""
+    rt, rn, rt2 = draw(st.integers(0, 30)), draw(st.integers(0, 30)), draw(st.integers(0, 30))
+    form = draw(st.sampled_from(["ldr", "str", "ldp", "stp", "ldrq", "strq", "ldur", "stur"]))
+    size = draw(st.integers(0, 3))
+    if form in ("ldr", "str"):        # unsigned offset, scaled
+        return (size << 30) | 0x39000000 | (0x400000 if form == "ldr" else 0) | draw(st.integers(0, 63)) << 10 | \
+            rn << 5 | rt
+    if form in ("ldur", "stur"):      # unscaled (may be unaligned)
+        return (size << 30) | 0x38000000 | (0x400000 if form == "ldur" else 0) | draw(st.integers(0, 511)) << 12 | \
+            rn << 5 | rt
+    if form in ("ldp", "stp"):        # 64-bit pair, signed offset
+        return 0xA9000000 | (0x400000 if form == "ldp" else 0) | draw(st.integers(0, 127)) << 15 | rt2 << 10 | \
+            rn << 5 | rt
+    return (0x3DC00000 if form == "ldrq" else 0x3D800000) | draw(st.integers(0, 15)) << 10 | rn << 5 | rt
+
+
+@st.composite
+def machine_state(draw) -> tuple:
+    regs = [_pointer(draw) if draw(st.booleans()) else draw(st.integers(0, 2**64 - 1)) for _ in range(31)]
+    sp = (DATA_VA + draw(st.integers(0, DATA_PAGES * 0x1000 // 16 - 1)) * 16) | draw(st.integers(0, 15)) << 56
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = random.Random(seed)
+    data = rng.randbytes((DATA_PAGES + 1) * 0x1000)
+    mixed = draw(st.booleans())
+    tag_bytes = rng.randbytes(DATA_PAGES * 128) if mixed else bytes([draw(st.integers(0, 15)) * 0x11]) * (DATA_PAGES * 128)
+    tcf = draw(st.sampled_from([Tcf.NONE, Tcf.SYNC, Tcf.ASYNC]))
+    return regs, sp, draw(st.integers(0, 15)) << 28, data, tag_bytes, tcf, draw(st.integers(0, 0xFFFF)), \
+        draw(st.booleans()), seed
+
+
+def _compare(worlds, word: int, state: tuple) -> None:  # noqa: ANN001
+    regs, sp, nzcv, data, tag_bytes, tcf, exclude, tco, seed = state
+    results = []
+    for w in worlds:
+        mte = MteState(tcf_read=tcf, tcf_write=tcf, exclude=exclude, tco=tco, rng=random.Random(seed))
+        w.load(word, regs, sp, nzcv, data, tag_bytes, mte)
+        results.append(w.run())
+    native_result, python_result = results
+    assert native_result == python_result, f"word {word:#010x}"
+
+
+@needs_native
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(word=mte_word(), state=machine_state())
+def test_mte_instructions_native_equals_python(worlds, word: int, state: tuple) -> None:
+    _compare(worlds, word, state)
+
+
+@needs_native
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(word=access_word(), state=machine_state())
+def test_tag_checked_accesses_native_equals_python(worlds, word: int, state: tuple) -> None:
+    _compare(worlds, word, state)
+
+
+@needs_native
+def test_the_native_path_did_the_work(worlds) -> None:
+    """The differential tests above must exercise the C code, not only its fallbacks."""
+    n = worlds[0].cpu.native
+    regs = [(3 << 56) | DATA_VA] * 31
+    data = bytes(4 * 0x1000)
+    before = n.insn_stats()[0]
+    worlds[0].load(0xD9A00800 | 1 << 5 | 1, regs, DATA_VA, 0, data, bytes(DATA_PAGES * 128),   # ST2G x1, [x1]
+                   MteState(rng=random.Random(0)))
+    result = worlds[0].run()
+    assert result["kind"] is C.ExitKind.BREAKPOINT, (result, n.insn_stats(), before)
+    assert n.insn_stats()[0] == before + 1
+    assert worlds[0].tags.get(worlds[0].map[DATA_VA][0]) == 3
+
+
+def test_the_library_builds_without_warnings(tmp_path) -> None:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    r = subprocess.run([cc, "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", str(SOURCE),
+                        "-o", str(tmp_path / "n.so")], capture_output=True, text=True)
+    assert r.returncode == 0 and not r.stderr, r.stderr
+
+
+def test_no_memory_errors_under_sanitizers(tmp_path, guest) -> None:
+    """The library built with AddressSanitizer and UBSan, loaded into mteemu running MTE
+    guest programs that use every native part (checks, instructions, refills)."""
+    cc = shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no gcc")
+    lib = tmp_path / "native_asan.so"
+    subprocess.run([cc, "-std=c11", "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                    "-shared", "-fPIC", str(SOURCE), "-o", str(lib)], check=True)
+    asan = subprocess.run([cc, "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
+    ubsan = subprocess.run([cc, "-print-file-name=libubsan.so"], capture_output=True, text=True).stdout.strip()
+    env = {**os.environ, "MTEEMU_NATIVE_LIB": str(lib), "LD_PRELOAD": f"{asan} {ubsan}",
+           "ASAN_OPTIONS": "detect_leaks=0", "MTEEMU_PURE_PYTHON": ""}
+    for name, options in (("mte/insns", []), ("mte/accesses", []), ("mte/precise", []),
+                          ("mte/heap_bugs", ["-E", "GLIBC_TUNABLES=glibc.mem.tagging=3"])):
+        r = subprocess.run([sys.executable, "-m", "mteemu", "run", *options, str(guest(name))], capture_output=True,
+                           env=env, cwd=tmp_path, timeout=300)
+        assert b"Sanitizer" not in r.stderr and b"runtime error" not in r.stderr, r.stderr[-2000:]
+        assert r.returncode in (0, 139), (name, r.returncode, r.stderr[-2000:])
+
+
+def test_a_missing_library_falls_back_to_python(tmp_path, guest) -> None:
+    env = {**os.environ, "MTEEMU_NATIVE_LIB": str(tmp_path / "missing.so")}
+    r = subprocess.run([sys.executable, "-m", "mteemu", "--version"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and "pure Python" in r.stdout and "cannot be loaded" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "mteemu", "run", str(guest("mte/insns"))], capture_output=True,
+                       env=env, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    forced = subprocess.run([sys.executable, "-m", "mteemu", "--version"], capture_output=True, text=True,
+                            env={**os.environ, "MTEEMU_PURE_PYTHON": "1"})
+    assert "pure Python (MTEEMU_PURE_PYTHON=1)" in forced.stdout
+
+
+@needs_native
+def test_version_names_the_native_path() -> None:
+    r = subprocess.run([sys.executable, "-m", "mteemu", "--version"], capture_output=True, text=True,
+                       env={k: v for k, v in os.environ.items() if k != "MTEEMU_PURE_PYTHON"})
+    assert r.returncode == 0 and "native" in r.stdout and sysconfig.get_config_var("EXT_SUFFIX") in r.stdout
