@@ -220,6 +220,15 @@ def test_the_native_path_did_the_work(worlds) -> None:
     assert worlds[0].tags.get(worlds[0].map[DATA_VA][0]) == 3
 
 
+@pytest.mark.skipif(os.environ.get("MTEEMU_PURE_PYTHON") == "1", reason="the pure-Python run of the suite")
+def test_the_library_was_built_at_install() -> None:
+    """The extension is optional for pip (no compiler: pure Python), but where a compiler
+    exists — every machine the README's commands set up — it must have been built."""
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler: the pure-Python path is the right one here")
+    assert native.load() is not None, native.describe()
+
+
 def test_the_library_builds_without_warnings(tmp_path) -> None:
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
@@ -251,7 +260,8 @@ def test_no_memory_errors_under_sanitizers(tmp_path, guest) -> None:
 
 
 def test_a_missing_library_falls_back_to_python(tmp_path, guest) -> None:
-    env = {**os.environ, "MTEEMU_NATIVE_LIB": str(tmp_path / "missing.so")}
+    env = {**{k: v for k, v in os.environ.items() if k != "MTEEMU_PURE_PYTHON"},
+           "MTEEMU_NATIVE_LIB": str(tmp_path / "missing.so")}
     r = subprocess.run([sys.executable, "-m", "mteemu", "--version"], capture_output=True, text=True, env=env)
     assert r.returncode == 0 and "pure Python" in r.stdout and "cannot be loaded" in r.stdout
     r = subprocess.run([sys.executable, "-m", "mteemu", "run", str(guest("mte/insns"))], capture_output=True,

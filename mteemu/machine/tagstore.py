@@ -126,8 +126,25 @@ class TagStore:
             return None if tag == 0 else pa
         tags = s.tags
         g, last = (pa - s.base) >> 4, (pa + length - 1 - s.base) >> 4
+        if g & 1 or last - g < 8:
+            bad = self._first_other(tags, g, min(last, g | 1), tag)
+            if bad is not None or last <= (g | 1):
+                return None if bad is None else max(pa, s.base + (bad << 4))
+            g = (g | 1) + 1
+        # Whole tag bytes (two granules each) compared at once (a syscall buffer is
+        # checked page by page: a byte at a time would be 256 steps a page).
+        whole = (last + 1 - g) >> 1
+        if whole and tags[g >> 1:(g >> 1) + whole] != _UNIFORM[tag][:1] * whole:
+            return max(pa, s.base + (self._first_other(tags, g, g + 2 * whole - 1, tag) << 4))
+        g += 2 * whole
+        bad = self._first_other(tags, g, last, tag) if g <= last else None
+        return None if bad is None else max(pa, s.base + (bad << 4))
+
+    @staticmethod
+    def _first_other(tags: memoryview, g: int, last: int, tag: int) -> Optional[int]:
+        """The first granule in [g, last] whose tag is not `tag`."""
         while g <= last:
             if (tags[g >> 1] >> ((g & 1) << 2)) & 0xF != tag:
-                return max(pa, s.base + (g << 4))
+                return g
             g += 1
         return None
