@@ -6,15 +6,16 @@
    mapped at ALIAS_BASE + (tag << ALIAS_SHIFT) + PA). For the common case — the access
    stays within one 16-byte granule of tagged RAM and the granule's allocation tag equals
    the pointer's logical tag — the check is a nibble compare here, and a store's old bytes
-   go to the undo log that makes a later synchronous fault precise. Everything else (a
-   mismatch, an access crossing granules or pages, DC ZVA's byte stores, memory outside
-   the spans this library was told about) is handed to the Python hook, unchanged, through
+   go to the undo log that makes a later synchronous fault precise; an unaligned access
+   over two granules of one page is checked the same way. Everything else (a mismatch,
+   an access crossing pages, DC ZVA's byte stores, memory outside the spans this library
+   was told about) is handed to the Python hook, unchanged, through
    the function pointer `fallback`: the Python path stays the reference, and this file
    only ever answers "matches" for what it can decide.
 
    Arm ARM: the check is CheckTag() (D10.7, "Allocation Tag checking"): the access is
    checked against the Allocation Tag of every granule it touches, the tag held for
-   granule PA[55:4]; this library covers accesses that touch exactly one granule.
+   granule PA[55:4]; this library covers accesses within one page.
 
    The instructions (second half of this file): Unicorn raises an undefined-instruction
    exception for every MTE instruction; `mte_on_intr`, the engine's interrupt hook,
@@ -128,14 +129,17 @@ void mte_check_access(void *uc, int type, uint64_t address, int size, int64_t va
     unsigned tag = (unsigned)(off >> ALIAS_SHIFT) & 0xF;
     uint64_t pa = off & ALIAS_MASK;
     int write = type == UC_MEM_WRITE;
-    /* One granule, and not a byte store (DC ZVA zeroes its block with byte stores, which
-       the Python path recognises by the instruction). */
-    if (size >= 1 && size <= 16 && (size > 1 || !write) && ((pa ^ (pa + (uint64_t)size - 1)) >> 4) == 0) {
+    /* Within one page (at most two granules: an unaligned 8- or 16-byte access), and not
+       a byte store (DC ZVA zeroes its block with byte stores, which the Python path
+       recognises by the instruction). */
+    if (size >= 1 && size <= 16 && (size > 1 || !write) && (pa & 0xFFF) + (uint64_t)size <= 0x1000) {
         const struct span *s = span_of(pa);
-        if (s != NULL) {
-            uint64_t g = (pa - s->base) >> 4;
-            unsigned mem_tag = (s->tags[g >> 1] >> ((g & 1) << 2)) & 0xF;
-            if (mem_tag == tag) {
+        if (s != NULL && pa + (uint64_t)size <= s->end) {
+            uint64_t g = (pa - s->base) >> 4, last = (pa + (uint64_t)size - 1 - s->base) >> 4;
+            int match = 1;
+            for (; g <= last; g++)
+                match &= ((s->tags[g >> 1] >> ((g & 1) << 2)) & 0xF) == tag;
+            if (match) {
                 if (write)
                     mte_log_append(pa, s->ram + (pa - s->base), (uint32_t)size);
                 fast_hits++;
