@@ -20,7 +20,7 @@ from typing import Optional
 from mteemu import host_signals
 from mteemu.board.model import Board
 from mteemu.errors import Deadlock, GuestTimeout, HostSignal, MteEmuError
-from mteemu.kernel import loader, mte, namei, procfs, procpid, sigframe
+from mteemu.kernel import loader, mte, namei, sigframe
 from mteemu.kernel import signals as S
 from mteemu.kernel.files import FdTable, HostFile, PageCache
 from mteemu.kernel.futex import FutexTable
@@ -116,7 +116,6 @@ class Kernel:
         self.init: Optional[Process] = None
         self.start_time = time.monotonic()
         self.boot_wall = time.time()
-        self.boot_id = procpid.uuid(random.Random(f"boot-{options.seed}").randbytes(16))
         self.switches = 0          # context switches (/proc/stat ctxt)
         self.forks = 0             # processes created (/proc/stat processes)
         self.deadline = self.start_time + options.timeout if options.timeout else None
@@ -744,6 +743,8 @@ class Kernel:
             for line in self.kmsg.lines:
                 self.say(f"kmsg: {line}")
         if self.options.stats:
+            from mteemu.kernel import procfs
+
             for line in procfs.stats_lines(self):
                 self.say(f"stats: {line}")
 

@@ -20,7 +20,6 @@ Positions are kept as guest paths ("/a/b"); the host path is the root joined wit
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 from collections import deque
@@ -176,7 +175,7 @@ class _Statfs(ctypes.Structure):
     _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_byte * 112)]
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)     # the C library mteemu already runs on
 
 
 def fs_type(path_or_fd: Union[str, int]) -> Optional[int]:

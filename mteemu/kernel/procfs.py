@@ -7,6 +7,7 @@ does not exist (ENOENT), so a program never mistakes the host for its machine.
 """
 from __future__ import annotations
 
+import random
 import time
 from typing import TYPE_CHECKING, Callable
 
@@ -140,7 +141,8 @@ def _sys_kernel(k: "Kernel") -> dict[str, Node]:
         "shmall": File(static("18446744073692774399\n"), mode=0o644),
         "shmmni": File(static("4096\n"), mode=0o644),
         "random": Dir(lambda: {
-            "boot_id": File(lambda: k.boot_id.encode() + b"\n"),
+            "boot_id": File(lambda: procpid.uuid(random.Random(f"boot-{k.options.seed}").randbytes(16)).encode()
+                            + b"\n"),
             "uuid": File(lambda: procpid.uuid(k.rng.randbytes(16)).encode() + b"\n"),
             "entropy_avail": File(static("256\n")), "poolsize": File(static("256\n"))}),
     }

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from mteemu.kernel.files import (O_CLOEXEC, O_DIRECTORY_GUEST, O_NOFOLLOW_GUEST, O_NONBLOCK, O_TMPFILE_GUEST,
                                  HostFile, MemFd, OpenFile,
                                  Pipe, PipeEnd, Would, guest_status_flags, host_open_flags, pack_stat)
-from mteemu.kernel import namei, procfs, sysfs
+from mteemu.kernel import namei
 from mteemu.kernel.namei import Generated, HostPath, Magic, Resolved
 from mteemu.kernel.pseudofs import Dir, GeneratedDir, Link, open_node
 from mteemu.kernel.mm.shared import SharedObject
@@ -51,6 +51,8 @@ def lookup(k: "Kernel", t: Thread, dirfd: int, path: bytes, follow: bool = True)
         if not f.is_dir:
             raise SyscallError(errno.ENOTDIR)
         base = f.path() if isinstance(f, GeneratedDir) else namei.guest_view(root, f.path())
+    from mteemu.kernel import procfs, sysfs      # the generated trees: loaded when first walked
+
     return namei.walk(root, base, p, follow, {"proc": procfs.root(k, t), "sys": sysfs.root(k)})
 
 
