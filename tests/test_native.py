@@ -63,10 +63,11 @@ class World:
             return None
         return hit
 
-    def load(self, word: int, regs: list[int], sp: int, nzcv: int, data: bytes, tag_bytes: bytes,
+    def load(self, words: "int | list[int]", regs: list[int], sp: int, nzcv: int, data: bytes, tag_bytes: bytes,
              state: MteState) -> None:
-        code = self.physmem.view(self.map[CODE_VA][0], 8)
-        code[:] = word.to_bytes(4, "little") + BRK.to_bytes(4, "little")
+        words = [words] if isinstance(words, int) else words
+        code = self.physmem.view(self.map[CODE_VA][0], 0x1000)
+        code[:] = b"".join(w.to_bytes(4, "little") for w in words) + BRK.to_bytes(4, "little") * (1024 - len(words))
         for i in range(DATA_PAGES):
             pa = self.map[DATA_VA + i * 0x1000][0]
             self.physmem.view(pa, 0x1000)[:] = data[i * 0x1000:(i + 1) * 0x1000]
@@ -167,6 +168,40 @@ def access_word(draw) -> int:
 
 
 @st.composite
+def plain_word(draw) -> int:
+    """The register-only instructions both run-ahead interpreters know (interp.py), with
+    forward branches only (a backward one could loop for ever in either)."""
+    rd, rn, rm = draw(regs_), draw(regs_), draw(regs_)
+    sf, op, s_ = draw(st.integers(0, 1)), draw(st.integers(0, 1)), draw(st.integers(0, 1))
+    form = draw(st.sampled_from(["addimm", "addreg", "logical", "bcond", "b", "cbz", "tbz", "dczid", "nop",
+                                 "other"]))
+    fwd = draw(st.integers(1, 3))
+    if form == "addimm":
+        return sf << 31 | op << 30 | s_ << 29 | 0x11000000 | draw(st.integers(0, 1)) << 22 | \
+            draw(st.integers(0, 4095)) << 10 | rn << 5 | rd
+    if form == "addreg":
+        return sf << 31 | op << 30 | s_ << 29 | 0x0B000000 | draw(st.integers(0, 3)) << 22 | rm << 16 | \
+            draw(st.integers(0, 63)) << 10 | rn << 5 | rd
+    if form == "logical":
+        return sf << 31 | draw(st.integers(0, 3)) << 29 | 0x0A000000 | draw(st.integers(0, 3)) << 22 | \
+            draw(st.integers(0, 1)) << 21 | rm << 16 | draw(st.integers(0, 63)) << 10 | rn << 5 | rd
+    if form == "bcond":
+        return 0x54000000 | fwd << 5 | draw(st.integers(0, 15))
+    if form == "b":
+        return 0x14000000 | fwd
+    if form == "cbz":
+        return sf << 31 | 0x34000000 | draw(st.integers(0, 1)) << 24 | fwd << 5 | rd
+    if form == "tbz":
+        return draw(st.integers(0, 1)) << 31 | 0x36000000 | draw(st.integers(0, 1)) << 24 | \
+            draw(st.integers(0, 31)) << 19 | fwd << 5 | rd
+    if form == "dczid":
+        return 0xD53B00E0 | rd
+    if form == "nop":
+        return 0xD503201F
+    return 0xF9000000 | rn << 5 | rd          # STR: not interpreted, Unicorn runs it
+
+
+@st.composite
 def machine_state(draw) -> tuple:
     regs = [_pointer(draw) if draw(st.booleans()) else draw(st.integers(0, 2**64 - 1)) for _ in range(31)]
     sp = (DATA_VA + draw(st.integers(0, DATA_PAGES * 0x1000 // 16 - 1)) * 16) | draw(st.integers(0, 15)) << 56
@@ -180,7 +215,7 @@ def machine_state(draw) -> tuple:
         draw(st.booleans()), seed
 
 
-def _compare(worlds, word: int, state: tuple) -> None:  # noqa: ANN001
+def _compare(worlds, word: "int | list[int]", state: tuple) -> None:  # noqa: ANN001
     regs, sp, nzcv, data, tag_bytes, tcf, exclude, tco, seed = state
     results = []
     for w in worlds:
@@ -188,7 +223,8 @@ def _compare(worlds, word: int, state: tuple) -> None:  # noqa: ANN001
         w.load(word, regs, sp, nzcv, data, tag_bytes, mte)
         results.append(w.run())
     native_result, python_result = results
-    assert native_result == python_result, f"word {word:#010x}"
+    words = [word] if isinstance(word, int) else word
+    assert native_result == python_result, "words " + " ".join(f"{w:#010x}" for w in words)
 
 
 @needs_native
@@ -196,6 +232,14 @@ def _compare(worlds, word: int, state: tuple) -> None:  # noqa: ANN001
 @given(word=mte_word(), state=machine_state())
 def test_mte_instructions_native_equals_python(worlds, word: int, state: tuple) -> None:
     _compare(worlds, word, state)
+
+
+@needs_native
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(words=st.lists(st.one_of(mte_word(), plain_word()), min_size=2, max_size=6), state=machine_state())
+def test_run_ahead_native_equals_python(worlds, words: list[int], state: tuple) -> None:
+    """After an MTE instruction both paths run on through plain and MTE instructions."""
+    _compare(worlds, [0xD9200800] + words, state)     # STG x0, [x0] first: the run-ahead starts
 
 
 @needs_native

@@ -297,24 +297,49 @@ static uint64_t xlate(uint64_t va, int access, int *tagged, int *ok) {
     return e->pa | (va & 0xFFF);
 }
 
-static uint64_t xr(void *uc, int n, int sp) {
-    uint64_t v = 0;
-    if (n == 31) {
-        if (sp)
-            reg_read(uc, reg_sp, &v);
-        return v;
+/* Registers are read from Unicorn once per exception and written back once (a register
+   file cache, as Cpu._reg does in Python): index 0-30 X0-X30, 31 SP, 32 NZCV. */
+#define R_SP 31
+#define R_NZCV 32
+static uint64_t rv[33];
+static uint64_t rv_loaded, rv_dirty;
+
+static uint64_t reg_get(void *uc, int i) {
+    if (!(rv_loaded >> i & 1)) {
+        reg_read(uc, i == R_SP ? reg_sp : i == R_NZCV ? reg_nzcv : regs_x[i], &rv[i]);
+        rv_loaded |= 1ULL << i;
     }
-    reg_read(uc, regs_x[n], &v);
-    return v;
+    return rv[i];
+}
+
+static void reg_set(int i, uint64_t v) {
+    rv[i] = v;
+    rv_loaded |= 1ULL << i;
+    rv_dirty |= 1ULL << i;
+}
+
+static void regs_write_back(void *uc) {
+    for (int i = 0; i < 33; i++)
+        if (rv_dirty >> i & 1)
+            reg_write(uc, i == R_SP ? reg_sp : i == R_NZCV ? reg_nzcv : regs_x[i], &rv[i]);
+    rv_loaded = rv_dirty = 0;
+}
+
+/* X<n>; register 31 is SP or XZR, as the instruction's encoding says. */
+static uint64_t xr(void *uc, int n, int sp) {
+    if (n == 31)
+        return sp ? reg_get(uc, R_SP) : 0;
+    return reg_get(uc, n);
 }
 
 static void xw(void *uc, int n, uint64_t v, int sp) {
+    (void)uc;
     if (n == 31) {
         if (sp)
-            reg_write(uc, reg_sp, &v);
+            reg_set(R_SP, v);
         return;
     }
-    reg_write(uc, regs_x[n], &v);
+    reg_set(n, v);
 }
 
 #define TAG_SHIFT 56
@@ -413,8 +438,7 @@ static int execute(void *uc, uint32_t w) {
         xw(uc, rd, result, 0);
         if (top == 0xBAC00000) {
             uint64_t n = result >> 63, z = result == 0, c = ua >= ub, v = (((ua ^ ub) & (ua ^ result)) >> 63) & 1;
-            uint64_t nzcv = n << 31 | z << 30 | c << 29 | v << 28;
-            reg_write(uc, reg_nzcv, &nzcv);
+            reg_set(R_NZCV, n << 31 | z << 30 | c << 29 | v << 28);
         }
         return 1;
     }
@@ -475,29 +499,180 @@ static int execute(void *uc, uint32_t w) {
     return 0;                    /* MSR/MRS TCO, or no MTE instruction at all */
 }
 
+/* ---- Run-ahead: the plain instructions between MTE instructions ----------------------
+   A tagging loop (`st2g; add; cmp; b.ne`) would leave the JIT once per MTE instruction.
+   After one, the instructions that follow are run here while each is an MTE instruction
+   or one of a few register-only plain ones (interp.py's set, the same Arm ARM pseudocode:
+   ADD/SUB immediate and shifted register, logical shifted register, B, B.cond, CBZ/CBNZ,
+   TBZ/TBNZ, MRS DCZID_EL0, NOP); the first other instruction goes back to Unicorn. No
+   memory access is interpreted, so no tag check or fault can be missed. */
+#define RUN_AHEAD 4096           /* cpu.RUN_AHEAD */
+
+static uint64_t sext(uint64_t v, int bits) {
+    if (bits >= 64)
+        return v;
+    return (v >> (bits - 1) & 1) ? v | ~((1ULL << bits) - 1) : v;
+}
+
+static int condition_holds(unsigned cond, uint64_t nzcv) {       /* ConditionHolds() */
+    unsigned n = nzcv >> 31 & 1, z = nzcv >> 30 & 1, c = nzcv >> 29 & 1, v = nzcv >> 28 & 1;
+    int r;
+    switch (cond >> 1) {
+    case 0: r = z; break;
+    case 1: r = c; break;
+    case 2: r = n; break;
+    case 3: r = v; break;
+    case 4: r = c && !z; break;
+    case 5: r = n == v; break;
+    case 6: r = n == v && !z; break;
+    default: r = 1;
+    }
+    return (cond & 1) && cond != 0xF ? !r : r;
+}
+
+/* AddWithCarry() and the write of Rd (31: SP for the plain immediate form, else XZR). */
+static void finish_add(void *uc, int rd, uint64_t a, uint64_t b, unsigned carry, int width, int setflags, int sp) {
+    uint64_t mask = width == 64 ? ~0ULL : 0xFFFFFFFFULL;
+    a &= mask;
+    b &= mask;
+    uint64_t result = (a + b + carry) & mask;
+    if (setflags) {
+        uint64_t n = result >> (width - 1) & 1, z = result == 0;
+        uint64_t c = width == 64 ? (result < a || (carry && result == a)) : ((a + b + carry) >> 32) & 1;
+        uint64_t sa = sext(a, width), sb = sext(b, width);
+        uint64_t v = ((~(sa ^ sb) & (sa ^ sext(result, width))) >> 63) & 1;
+        reg_set(R_NZCV, n << 31 | z << 30 | c << 29 | v << 28);
+        xw(uc, rd, result, 0);
+    } else {
+        xw(uc, rd, result, sp);
+    }
+}
+
+static uint64_t shifted(uint64_t value, unsigned kind, unsigned amount, int width) {     /* ShiftReg() */
+    uint64_t mask = width == 64 ? ~0ULL : 0xFFFFFFFFULL;
+    value &= mask;
+    if (amount == 0)
+        return value;
+    switch (kind) {
+    case 0: return (value << amount) & mask;
+    case 1: return value >> amount;
+    case 2: return (uint64_t)((int64_t)sext(value, width) >> amount) & mask;   /* ASR (GCC: arithmetic) */
+    default: return ((value >> amount) | (value << (width - amount))) & mask;
+    }
+}
+
+/* One plain instruction; 1 with *next set, 0 if it is not one of ours. */
+static int step(void *uc, uint32_t w, uint64_t pc, uint64_t *next) {
+    if ((w & 0x1F800000) == 0x11000000) {                     /* ADD/SUB (immediate) */
+        int width = w >> 31 ? 64 : 32;
+        unsigned sub = w >> 30 & 1;
+        uint64_t imm = (uint64_t)(w >> 10 & 0xFFF) << ((w >> 22 & 1) ? 12 : 0);
+        finish_add(uc, w & 31, xr(uc, w >> 5 & 31, 1), sub ? ~imm : imm, sub, width, w >> 29 & 1, 1);
+        *next = pc + 4;
+        return 1;
+    }
+    if ((w & 0x1F200000) == 0x0B000000) {                     /* ADD/SUB (shifted register) */
+        int width = w >> 31 ? 64 : 32;
+        unsigned sub = w >> 30 & 1, kind = w >> 22 & 3, amount = w >> 10 & 0x3F;
+        if (kind == 3 || (int)amount >= width)
+            return 0;
+        uint64_t m = shifted(xr(uc, w >> 16 & 31, 0), kind, amount, width);
+        finish_add(uc, w & 31, xr(uc, w >> 5 & 31, 0), sub ? ~m : m, sub, width, w >> 29 & 1, 0);
+        *next = pc + 4;
+        return 1;
+    }
+    if ((w & 0x1F000000) == 0x0A000000) {                     /* logical (shifted register) */
+        int width = w >> 31 ? 64 : 32;
+        if (!(w >> 31) && (w >> 15 & 1))
+            return 0;                                          /* 32-bit with imm6 >= 32: reserved */
+        uint64_t mask = width == 64 ? ~0ULL : 0xFFFFFFFFULL;
+        uint64_t a = xr(uc, w >> 5 & 31, 0) & mask;
+        uint64_t m = shifted(xr(uc, w >> 16 & 31, 0), w >> 22 & 3, w >> 10 & 0x3F, width);
+        if (w >> 21 & 1)
+            m = ~m & mask;
+        unsigned opc = w >> 29 & 3;
+        uint64_t r = opc == 1 ? (a | m) : opc == 2 ? (a ^ m) : (a & m);
+        if (opc == 3)
+            reg_set(R_NZCV, (r >> (width - 1) & 1) << 31 | (uint64_t)(r == 0) << 30);
+        xw(uc, w & 31, r, 0);
+        *next = pc + 4;
+        return 1;
+    }
+    if ((w & 0xFF000010) == 0x54000000) {                     /* B.cond */
+        *next = condition_holds(w & 0xF, reg_get(uc, R_NZCV)) ? pc + sext(w >> 5 & 0x7FFFF, 19) * 4 : pc + 4;
+        return 1;
+    }
+    if ((w & 0xFC000000) == 0x14000000) {                     /* B */
+        *next = pc + sext(w & 0x3FFFFFF, 26) * 4;
+        return 1;
+    }
+    if ((w & 0x7E000000) == 0x34000000) {                     /* CBZ / CBNZ */
+        uint64_t v = xr(uc, w & 31, 0) & (w >> 31 ? ~0ULL : 0xFFFFFFFFULL);
+        *next = (v == 0) != (int)(w >> 24 & 1) ? pc + sext(w >> 5 & 0x7FFFF, 19) * 4 : pc + 4;
+        return 1;
+    }
+    if ((w & 0x7E000000) == 0x36000000) {                     /* TBZ / TBNZ */
+        unsigned bit = (w >> 31) << 5 | (w >> 19 & 31);
+        *next = (xr(uc, w & 31, 0) >> bit & 1) == (w >> 24 & 1) ? pc + sext(w >> 5 & 0x3FFF, 14) * 4 : pc + 4;
+        return 1;
+    }
+    if ((w & 0xFFFFFFE0) == 0xD53B00E0) {                     /* MRS Xt, DCZID_EL0 */
+        unsigned bs = 0;
+        while ((4ULL << bs) < dcz_block)
+            bs++;
+        xw(uc, w & 31, bs, 0);
+        *next = pc + 4;
+        return 1;
+    }
+    if (w == 0xD503201F) {                                     /* NOP */
+        *next = pc + 4;
+        return 1;
+    }
+    return 0;
+}
+
+static int fetch(uint64_t pc, uint32_t *word) {
+    int tagged, ok;
+    if (pc & 3)
+        return 0;
+    uint64_t pa = xlate(pc, UC_MEM_FETCH, &tagged, &ok);
+    const uint8_t *code = ok && !(pc >> 56) ? host_of(pa) : NULL;
+    if (code == NULL)
+        return 0;
+    memcpy(word, code, 4);
+    return 1;
+}
+
 /* The engine's interrupt hook (uc_cb_hookintr_t). */
 void mte_on_intr(void *uc, uint32_t intno, void *user_data) {
     if (intno == EXCP_UDEF && insns_enabled) {
         uint64_t pc = 0;
-        int tagged, ok;
+        uint32_t word;
         reg_read(uc, reg_pc, &pc);
-        uint64_t pa = xlate(pc, UC_MEM_FETCH, &tagged, &ok);
-        const uint8_t *code = ok ? host_of(pa) : NULL;
-        if (code != NULL && (pc & 3) == 0) {
-            uint32_t word;
-            memcpy(&word, code, 4);
-            if (execute(uc, word)) {
-                pc += 4;
-                reg_write(uc, reg_pc, &pc);
-                insns_native++;
-                return;
+        rv_loaded = rv_dirty = 0;
+        if (fetch(pc, &word) && execute(uc, word)) {
+            insns_native++;
+            pc += 4;
+            for (int n = 0; n < RUN_AHEAD && fetch(pc, &word); n++) {
+                uint64_t next;
+                if (execute(uc, word)) {
+                    insns_native++;
+                    pc += 4;
+                } else if (step(uc, word, pc, &next)) {
+                    pc = next;
+                } else {
+                    break;
+                }
             }
+            regs_write_back(uc);
+            reg_write(uc, reg_pc, &pc);
+            return;
         }
+        rv_loaded = rv_dirty = 0;      /* declined: nothing was changed */
         insns_declined++;
     }
     intr_fallback(uc, intno, user_data);
 }
-
 
 /* ---- TLB refills ------------------------------------------------------------------------
    Unicorn's TLB holds 256 pages; a bigger working set (or sixteen tags of one page) refills

@@ -489,6 +489,8 @@ class Cpu:
             return self.uc.reg_read(REG_SP)
         if name in ("xzr", "wzr"):
             return 0
+        if name in ("fp", "lr"):                 # capstone's aliases of x29 and x30
+            return self.uc.reg_read(X_REGS[29 if name == "fp" else 30])
         v = self.uc.reg_read(X_REGS[int(name[1:])])
         return v & 0xFFFF_FFFF if name[0] == "w" else v
 
