@@ -686,7 +686,7 @@ struct uc_tlb_entry_abi {
 };
 typedef _Bool (*tlbfill_t)(void *uc, uint64_t vaddr, int type, struct uc_tlb_entry_abi *result, void *user_data);
 
-#define FILL_SLOTS 4096
+#define FILL_SLOTS 32768         /* an 8 MiB working set is 2048 pages x read/write: room for several */
 struct fill_entry {
     uint64_t vaddr;              /* the tagged virtual page */
     uint64_t paddr;
@@ -707,7 +707,9 @@ void mte_fill_stats(uint64_t *out) {
 }
 
 static struct fill_entry *fill_slot(uint64_t vaddr, int access) {
-    uint64_t k = (vaddr >> 12) * 0x9E3779B97F4A7C15ULL ^ (uint64_t)access;
+    /* The access type in the low bits of the key: shifted to the top, it fell out of the
+       bits the index takes, and a page's read and write entries evicted each other. */
+    uint64_t k = ((vaddr >> 12) << 2 | (uint64_t)(access & 3)) * 0x9E3779B97F4A7C15ULL;
     return &fills[(k >> 40) & (FILL_SLOTS - 1)];
 }
 

@@ -1,5 +1,5 @@
 // name: tagged memset/memcpy, one tag per page
-// target: 1.0
+// target: 2
 // accesses: 167772160
 // The same 20 rounds over PROT_MTE buffers whose pages each carry one tag (set once with
 // ST2G loops, as an allocator would): the checks can run in the TLB.

@@ -1,5 +1,5 @@
 // name: strided accesses over mixed-tag granules
-// target: 20
+// target: 10
 // accesses: 262144
 // Every 16-byte granule of a 256 KiB buffer has its own tag; 8 passes, one load and one
 // store per granule.
