@@ -423,15 +423,19 @@ static int store_tags(uint64_t va, uint64_t size, unsigned tag, int zero) {
 static int execute(void *uc, uint32_t w) {
     int rd = w & 31, rn = (w >> 5) & 31, rm = (w >> 16) & 31;
     uint32_t top = w & 0xFFE0FC00;
+    /* Arm ARM C6.2 IRG: exclude = GCR_EL1.Exclude OR Xm<15:0>; rtag =
+       ChooseRandomNonExcludedTag(exclude) (the seeded generator); Xd = Xn with that tag. */
     if (top == 0x9AC01000) {                                   /* IRG Xd|SP, Xn|SP, Xm */
         unsigned exclude = gcr_exclude | (unsigned)(xr(uc, rm, 0) & 0xFFFF);
         xw(uc, rd, with_tag(xr(uc, rn, 1), random_tag(exclude) & 0xF), 1);
         return 1;
     }
+    /* GMI: Xd = Xm OR (1 << AArch64.AllocationTagFromAddress(Xn)). */
     if (top == 0x9AC01400) {                                   /* GMI Xd, Xn|SP, Xm */
         xw(uc, rd, xr(uc, rm, 0) | (1ULL << tag_of(xr(uc, rn, 1))), 0);
         return 1;
     }
+    /* SUBP(S): SignExtend(Xn<55:0>) - SignExtend(Xm<55:0>); SUBPS sets NZCV as SUBS does. */
     if (top == 0x9AC00000 || top == 0xBAC00000) {              /* SUBP(S) Xd, Xn|SP, Xm|SP */
         int64_t a = sext56(xr(uc, rn, 1)), b = sext56(xr(uc, rm, 1));
         uint64_t ua = (uint64_t)a, ub = (uint64_t)b, result = ua - ub;
@@ -442,12 +446,17 @@ static int execute(void *uc, uint32_t w) {
         }
         return 1;
     }
+    /* ADDG/SUBG: Xn +/- uimm6 * 16, tag = ChooseNonExcludedTag(tag(Xn), uimm4, GCR_EL1.Exclude). */
     if ((w & 0xFFC0C000) == 0x91800000 || (w & 0xFFC0C000) == 0xD1800000) {   /* ADDG / SUBG */
         uint64_t base = xr(uc, rn, 1), delta = (uint64_t)((w >> 16) & 0x3F) * 16;
         uint64_t addr = (w & 0x40000000) ? base - delta : base + delta;
         xw(uc, rd, with_tag(addr, choose_non_excluded_tag(tag_of(base), (w >> 10) & 0xF, gcr_exclude)), 1);
         return 1;
     }
+    /* LDG: Xt's tag = AArch64.MemTag[Xn + simm9 * 16] (granule aligned). STG/STZG/ST2G/STZ2G:
+       AArch64.MemTag[address] = tag(Xt) for 1 or 2 granules, zeroing the data for the Z
+       forms; the address must be 16-byte aligned (else an Alignment fault); post-index
+       uses the old base, pre-index and post-index write the new one back. */
     if ((w & 0xFF200000) == 0xD9200000) {                      /* LDG, STG, STZG, ST2G, STZ2G */
         unsigned opc = (w >> 22) & 3, op2 = (w >> 10) & 3;
         int64_t imm = simm((w >> 12) & 0x1FF, 9) * 16;
@@ -472,6 +481,7 @@ static int execute(void *uc, uint32_t w) {
             xw(uc, rn, base + (uint64_t)imm, 1);
         return 1;
     }
+    /* STGP: Mem[address, 16] = Xt2:Xt1 (unchecked) and AArch64.MemTag[address] = tag(address). */
     if ((w & 0xFE400000) == 0x68000000 && (w & 0x01800000)) { /* STGP Xt1, Xt2, [Xn|SP, #imm] */
         unsigned mode = (w >> 23) & 3;
         int64_t imm = simm((w >> 15) & 0x7F, 7) * 16;
@@ -492,6 +502,7 @@ static int execute(void *uc, uint32_t w) {
             xw(uc, rn, base + (uint64_t)imm, 1);
         return 1;
     }
+    /* DC GVA/GZVA: the tags (and for GZVA the data) of the DCZID_EL0-sized block holding Xt. */
     if ((w & 0xFFFFFFE0) == 0xD50B7460 || (w & 0xFFFFFFE0) == 0xD50B7480) {   /* DC GVA / DC GZVA, Xt */
         uint64_t addr = xr(uc, rd, 0);
         return store_tags(addr & ~(dcz_block - 1), dcz_block, tag_of(addr), (w & 0xFFFFFFE0) == 0xD50B7480);
