@@ -313,6 +313,8 @@ def test_host_pseudo_file_systems_are_never_walked_into(tmp_path) -> None:
     (tmp_path / "to-proc").symlink_to("/proc/self/environ")
     with pytest.raises(SyscallError):
         namei.walk("/", str(tmp_path), "to-proc", True, tops={})
+    # Not followed (unlink, lstat): the link itself is an ordinary file of the host.
+    assert namei.walk("/", str(tmp_path), "to-proc", False, tops={}).path == str(tmp_path / "to-proc")
 
 
 @pytest.mark.parametrize("euid", [0, 1000])

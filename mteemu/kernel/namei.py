@@ -143,7 +143,9 @@ def walk(root: str, base: str, path: str, follow: bool, tops: dict[str, Dir]) ->
     if node is not None:
         return Generated(node, gpath)
     host = host_of(root, gpath)
-    kind = pseudo_fs(host)
+    # statfs() follows a final symlink the caller does not follow (unlink, lstat): ask
+    # about the directory that holds the link then.
+    kind = pseudo_fs(os.path.dirname(host) if os.path.islink(host) else host)
     if kind is not None:
         raise SyscallError(errno.ENOENT)     # the host's kernel state is not the guest's
     return HostPath(host, gpath)

@@ -152,13 +152,15 @@ class Cpu:
         """The C interrupt hook runs the MTE instructions it can and hands everything else
         (SVC, faults, what it declines) to `_on_intr`, as the Python path would have seen it."""
         n, uc = self.native, self.uc
+        translate = self._guarded(self._translate)          # None: refused, or it raised
+        random_tag = self._guarded(lambda exclude: self.checker.state.random_tag(exclude))
         n.set_banks([(b.region.base, b.region.end, b.host_address()) for b in self.physmem.banks])
         n.set_cpu(ctypes.cast(uclib.uc_reg_read, ctypes.c_void_p).value,
                   ctypes.cast(uclib.uc_reg_write, ctypes.c_void_p).value,
-                  X_REGS, REG_SP, REG_PC, REG_NZCV, self._native_translate,
+                  X_REGS, REG_SP, REG_PC, REG_NZCV,
+                  lambda vpage, access: -1 if (r := translate(vpage, access)) is None else r[0] | int(r[2]),
                   self._guarded(lambda _uch, intno, _data: self._on_intr(uc, intno, None)),
-                  self._guarded(self._tags_changed),
-                  lambda exclude: self._guarded(self.checker.state.random_tag)(exclude) or 0, self.dcz_block)
+                  self._guarded(self._tags_changed), lambda exclude: random_tag(exclude) or 0, self.dcz_block)
         self.sync_native()
         n.set_fill_fallback(self._guarded(lambda _uch, vaddr, access, entry, _data:
                                           bool(self._on_fill(uc, vaddr, access, entry.contents, None))))
@@ -186,16 +188,6 @@ class Cpu:
                 self.uc.emu_stop()
                 return None
         return call
-
-    def _native_translate(self, vpage: int, access: int) -> int:
-        try:
-            res = self._translate(vpage, access)
-        except BaseException as e:  # noqa: BLE001 - as _guarded, with a "no" for C
-            if self.uc._hook_exception is None:
-                self.uc._hook_exception = e
-            self.uc.emu_stop()
-            return -1
-        return -1 if res is None else res[0] | int(res[2])
 
     def sync_native(self) -> None:
         """What the C side must know of the thread on the CPU and of the memory manager."""
