@@ -64,6 +64,7 @@ class Mm:
         self.brk_start = self.brk = 0
         self.mmap_base = 0
         self.stack_top = 0
+        self.sigreturn_trampoline = 0           # the [vdso] stand-in's sigreturn code (kernel.py)
         self.id = Mm._next_id
         Mm._next_id += 1
         self.owner_name = f"mm {self.id}"       # for reports: set to the process by the kernel
@@ -343,6 +344,7 @@ class Mm:
         child.flush = self.flush          # the same CPU caches the child's translations
         child.brk_start, child.brk = self.brk_start, self.brk
         child.mmap_base, child.stack_top = self.mmap_base, self.stack_top
+        child.sigreturn_trampoline = self.sigreturn_trampoline   # the [vdso] VMA is copied below
         for vma in self.vmas:
             copy = replace(vma)
             if copy.obj is not None:
