@@ -14,12 +14,12 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from mteemu import host_signals
 from mteemu.board.model import Board
-from mteemu.errors import Deadlock, GuestTimeout, HostSignal, MteEmuError
+from mteemu.errors import Deadlock, GuestTimeout, HostSignal, InputError, MteEmuError
 from mteemu.kernel import loader, mte, namei, sigframe
 from mteemu.kernel import signals as S
 from mteemu.kernel.files import FdTable, HostFile, PageCache
@@ -28,13 +28,14 @@ from mteemu.kernel.mm.addrspace import FAULT_ACCERR, FAULT_BUS, FAULT_OOM, FAULT
 from mteemu.kernel.kmsg import KernelLog
 from mteemu.kernel.mm import invariants
 from mteemu.kernel.mm.fixes import FIXES
-from mteemu.kernel.mm.pagealloc import PageAllocator
+from mteemu.kernel.mm.buddy import OutOfMemory as BuddyOutOfMemory
+from mteemu.kernel.mm.pagealloc import OutOfMemory, PageAllocator
 from mteemu.kernel.mm.swap import SwapDevice
 from mteemu.kernel.mm.tag_storage import POLICIES
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_MTE, PROT_READ, Vma
 from mteemu.kernel.process import (SS_AUTODISARM, SS_DISABLE, SS_ONSTACK, THREAD_ORDER, Process, State, Thread,
                                    Wait)
-from mteemu.kernel.uaccess import SyscallError
+from mteemu.kernel.uaccess import SyscallError, UserMemory
 from mteemu.machine import cpu as C
 from mteemu.machine.cpu import Cpu, ExitKind
 from mteemu.machine.decode import effective_address
@@ -94,6 +95,7 @@ class Kernel:
             self.alloc.swap = SwapDevice(options.swap // PAGE_SIZE, options.swap_file)
             self.kmsg.log(f"Adding {options.swap // 1024}k swap on {options.swap_file or '[memory]'}")
         self.cpu = Cpu(self.physmem, self.tags, self._translate, self._on_syscall)
+        self._fresh_regs = self.cpu.save()     # every register zero: a new program's start (start_thread())
         self.alloc.on_remap = self.cpu.flush_tlb
         if self.alloc.storage is not None:
             # The machine's side of the design: a tag write for a page whose storage is
@@ -198,6 +200,68 @@ class Kernel:
         self.runq.append(t)
         self.init = self.init or proc
         return proc
+
+    def exec_image(self, t: Thread, image: loader.ElfImage, host: str, gpath: str, argv: list[bytes],
+                   envp: list[bytes], execfn: bytes) -> None:
+        """execve()'s second half (begin_new_exec() and load_elf_binary()): the program is
+        loaded into a fresh address space first — a failure there is still an errno —
+        then the process gives up its old one and the rest of its old program's state."""
+        proc = t.proc
+        mm = self.new_mm()
+        try:
+            prog = loader.load(mm, image, argv, envp, execfn, self.rng.randbytes(16))
+            self._map_trampoline(mm)
+        except (OutOfMemory, BuddyOutOfMemory, InputError):
+            mm.destroy()
+            raise SyscallError(errno.ENOMEM) from None
+        # -- the point of no return --
+        for other in list(proc.live_threads):      # de_thread(): the other threads die
+            if other is not t:
+                self.exit_thread(other)
+        if t.clear_child_tid:                      # mm_release(): the old mm is told, then forgotten
+            try:
+                proc.mem.put_u32(t.clear_child_tid, 0)
+                self.futex.wake_address(proc, t.clear_child_tid, 1)
+            except SyscallError:
+                pass
+            t.clear_child_tid = 0
+        old_mm = proc.mm
+        proc.mm, proc.mem = mm, UserMemory(mm)
+        mm.owner_name = f"pid {proc.pid} ({os.path.basename(gpath)[:15]})"
+        if proc.vfork_parent is not None:
+            proc.vfork_parent = None               # the parent's mm was only borrowed: wake it
+        else:
+            old_mm.destroy()
+        proc.exe, proc.exe_gpath, proc.load_bias = host, gpath, prog.bias
+        proc.auxv, proc.arg_range, proc.env_range = prog.auxv, prog.arg_range, prog.env_range
+        # unshare_files() and do_close_on_exec(): a table of its own, without FD_CLOEXEC files.
+        old_fds, proc.fds = proc.fds, proc.fds.fork()
+        for f in old_fds.files.values():
+            f.refs -= 1
+            if f.refs == 0:
+                f.release()
+        for fd in list(proc.fds.cloexec):
+            proc.fds.close(fd)
+        # flush_signal_handlers(): caught signals go back to SIG_DFL; ignored ones stay ignored.
+        for sig, act in list(proc.actions.items()):
+            if act.handler != S.SIG_IGN:
+                proc.actions[sig] = S.SigAction()
+        t.altstack = (0, SS_DISABLE, 0)
+        t.robust_list, t.rseq, t.saved_sigmask = (0, 0), 0, None
+        # The MTE state of a new program: no tagged address ABI, no tag checks, TCO clear.
+        t.tagged_addr_ctrl = 0
+        t.mte = mte.state_for(0, self.options.mte_tcf_preferred, replace(t.mte, tco=False))
+        t.tfsr, t.tfsr_due = None, False
+        t.name = os.path.basename(gpath).encode()[:15]
+        t.set_regs = {}
+        self.cpu.restore(self._fresh_regs)
+        self.cpu.uc.reg_write(C.REG_PC, prog.entry)
+        self.cpu.uc.reg_write(C.REG_SP, prog.sp)
+        self.cpu.set_mte(t.mte)
+        self.cpu.flush_tlb()                       # another address space on the CPU
+        self.cpu.invalidate_code()
+        self._on_cpu_mm = mm
+        self.need_resched = True                   # leave the CPU: resume in the new program
 
     def _stdio_fds(self) -> FdTable:
         fds = FdTable()

@@ -19,8 +19,8 @@ from mteemu.kernel.process import State
 from mteemu.machine import cpu as C
 
 MAX_NR = 460
-# exit, exit_group: they end the fuzzing process (tested elsewhere); execve: replaces it.
-SKIP = {93, 94, 221}
+# exit, exit_group: they end the fuzzing process (tested elsewhere); execve(at): replace it.
+SKIP = {93, 94, 221, 281}
 # Calls that wait for the world outside (stdin, sleeping, pause): run, but never wait.
 KERNEL_HALF = 0xFFFF_8000_0000_0000
 

@@ -1,0 +1,121 @@
+"""execve(2) and execveat(2): the calling process runs another program (fs/exec.c,
+fs/binfmt_script.c, fs/binfmt_elf.c).
+
+Everything that can fail is done before the point of no return: the path is walked in
+the guest's world (inside `--root`), `#!` scripts name their interpreter (itself walked
+there, at most four levels deep, as Linux's binfmt recursion limit), and the arm64 ELF is
+read and checked. Then Kernel.exec_image() replaces the address space and the rest of
+the process's state as Linux does. A non-ELF, a non-arm64 ELF or a malformed one is
+ENOEXEC; a dynamically linked program is ENOEXEC too until mteemu can load a program
+interpreter (one `mteemu:` line says so).
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from typing import TYPE_CHECKING
+
+from mteemu.errors import MteEmuError
+from mteemu.kernel import loader, namei
+from mteemu.kernel.files import HostFile
+from mteemu.kernel.namei import HostPath, Magic
+from mteemu.kernel.process import Thread
+from mteemu.kernel.syscalls import NORETURN, s32, syscall
+from mteemu.kernel.syscalls.fs import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, _path, lookup
+from mteemu.kernel.uaccess import SyscallError
+
+if TYPE_CHECKING:
+    from mteemu.kernel.kernel import Kernel
+
+MAX_ARG_STRLEN = 32 * 4096        # one argument or environment string
+ARG_MAX = 512 * 1024              # all of them (a quarter of the 8 MiB stack, less room for auxv)
+BINPRM_BUF_SIZE = 256             # how much of a `#!` line is read
+MAX_INTERP_DEPTH = 4              # binfmt_script: a script's interpreter may be a script, 4 deep
+
+
+def _strings(t: Thread, addr: int) -> list[bytes]:
+    if not addr:
+        return []
+    out = [t.proc.mem.read_cstr(p, MAX_ARG_STRLEN) for p in t.proc.mem.read_ptr_array(addr)]
+    if sum(len(s) + 1 for s in out) > ARG_MAX:
+        raise SyscallError(errno.E2BIG)
+    return out
+
+
+def _program(k: "Kernel", t: Thread, dirfd: int, path: bytes, follow: bool) -> tuple[str, str]:
+    """(host path, guest path) of an executable regular file, or the errno Linux gives."""
+    r = lookup(k, t, dirfd, path, follow=follow)
+    if isinstance(r, Magic) and r.gpath.endswith("/exe"):
+        return t.proc.exe, t.proc.exe_gpath            # /proc/self/exe: the running program
+    if not isinstance(r, HostPath):
+        raise SyscallError(errno.EACCES)                # a generated file is no program
+    try:
+        st = os.stat(r.path)
+    except OSError as e:
+        raise SyscallError(e.errno or errno.ENOENT) from None
+    if stat.S_ISDIR(st.st_mode) or not stat.S_ISREG(st.st_mode) or not os.access(r.path, os.X_OK):
+        raise SyscallError(errno.EACCES)                # may_open(MAY_EXEC) / a non-regular file
+    return r.path, r.gpath
+
+
+def _script_interpreter(host: str) -> tuple[bytes, bytes] | None:
+    """A `#!` line's interpreter and optional argument (load_script()), or None."""
+    try:
+        with open(host, "rb") as f:
+            head = f.read(BINPRM_BUF_SIZE)
+    except OSError as e:
+        raise SyscallError(e.errno or errno.EIO) from None
+    if not head.startswith(b"#!"):
+        return None
+    line = head[2:].split(b"\n", 1)[0].strip(b" \t")
+    if not line:
+        raise SyscallError(errno.ENOEXEC)
+    interp, _, arg = line.replace(b"\t", b" ").partition(b" ")
+    return interp, arg.strip(b" ")
+
+
+def do_execve(k: "Kernel", t: Thread, dirfd: int, path: bytes, argv: list[bytes], envp: list[bytes],
+              follow: bool = True) -> object:
+    execfn = path
+    for _ in range(MAX_INTERP_DEPTH + 1):
+        host, gpath = _program(k, t, dirfd, path, follow)
+        script = _script_interpreter(host)
+        if script is None:
+            break
+        interp, arg = script
+        # The interpreter runs with the script's path as execve was given it (bprm->interp).
+        argv = [interp] + ([arg] if arg else []) + [path] + argv[1:]
+        path, dirfd, follow = interp, AT_FDCWD, True
+    else:
+        raise SyscallError(errno.ELOOP)
+    try:
+        image = loader.read_program(host)
+    except MteEmuError as e:
+        if "dynamically linked" in e.message:
+            k.say(f"execve {gpath}: {e.message}")
+        raise SyscallError(errno.ENOEXEC) from None
+    k.exec_image(t, image, host, gpath, argv, envp, execfn)
+    return NORETURN
+
+
+@syscall("execve", strings=(0,))
+def sys_execve(k: "Kernel", t: Thread, path: int, argv: int, envp: int) -> object:
+    return do_execve(k, t, AT_FDCWD, _path(t, path), _strings(t, argv), _strings(t, envp))
+
+
+@syscall("execveat", strings=(1,))
+def sys_execveat(k: "Kernel", t: Thread, dirfd: int, path: int, argv: int, envp: int, flags: int) -> object:
+    if flags & ~(AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW):
+        raise SyscallError(errno.EINVAL)
+    raw = t.proc.mem.read_cstr(path, 4096) if path else b""
+    if not raw:
+        if not flags & AT_EMPTY_PATH:
+            raise SyscallError(errno.ENOENT)
+        f = t.proc.fds.get(s32(dirfd))                   # fexecve(): the open file itself
+        if not isinstance(f, HostFile):
+            raise SyscallError(errno.EACCES)
+        raw = os.fsencode(namei.guest_view(t.proc.root or "/", f.path()))
+        dirfd = AT_FDCWD
+    return do_execve(k, t, dirfd, raw, _strings(t, argv), _strings(t, envp),
+                     follow=not flags & AT_SYMLINK_NOFOLLOW)
