@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "Linux's per-CPU mte_tcf_preferred (default: async)")
         sp.add_argument("--report-json", metavar="FILE",
                         help="also write the report of a fatal tag-check fault to FILE as JSON")
+        sp.add_argument("-L", dest="sysroot", metavar="DIR",
+                        help="where a dynamically linked program's loader and libraries are: absolute paths "
+                             "the guest reads are tried under DIR first, as qemu-user's -L (default: "
+                             "QEMU_LD_PREFIX, else /usr/aarch64-linux-gnu when it exists)")
         sp.add_argument("--root", metavar="DIR",
                         help="confine the guest's file system to DIR (its \"/\"); default: the host's, as qemu-user")
         sp.add_argument("--dtb", metavar="FILE", help="the board: a device tree (DTB or DTS); default: built in")
@@ -207,6 +211,10 @@ def _run(args: argparse.Namespace, program: str, guest_args: list[str]) -> int:
         check_target(args.report_json, "--report-json", (program, args.dtb))
     if args.root and not os.path.isdir(args.root):
         raise InputError(f"--root {args.root}: not a directory")
+    sysroot = args.sysroot or os.environ.get("QEMU_LD_PREFIX") or \
+        ("/usr/aarch64-linux-gnu" if os.path.isdir("/usr/aarch64-linux-gnu") else None)
+    if sysroot and not os.path.isdir(sysroot):
+        raise InputError(f"-L {sysroot}: not a directory")
     if args.swap_file and not args.swap:
         raise MteEmuError("--swap-file needs --swap SIZE")
     if args.swap_file and os.path.lexists(args.swap_file):
@@ -220,7 +228,7 @@ def _run(args: argparse.Namespace, program: str, guest_args: list[str]) -> int:
                          tag_storage_policy=args.tag_storage_policy, stats=args.stats, kmsg=args.kmsg,
                          fixes=tuple(f for f in FIXES if f not in args.without),
                          check_invariants=args.check_invariants or os.environ.get("MTEEMU_CHECK_INVARIANTS") == "1",
-                         closed_stdio=CLOSED_STDIO)
+                         closed_stdio=CLOSED_STDIO, sysroot=os.path.realpath(sysroot) if sysroot else None)
     argv = [os.fsencode(program)] + [os.fsencode(a) for a in guest_args]
     env = guest_environment(args.set_env, args.unset_env, args.clear_env)
     kernel = _start(board, options, program, argv, env)

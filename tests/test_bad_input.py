@@ -60,7 +60,9 @@ def test_dynamically_linked(tmp_path) -> None:
     src.write_text("int main(void){return 0;}\n")
     out = tmp_path / "dyn"
     assert os.system(f"aarch64-linux-gnu-gcc {src} -o {out}") == 0
-    r = run_mteemu(["run", str(out)])
+    empty = tmp_path / "empty"                   # no sysroot holds its program interpreter
+    empty.mkdir()
+    r = run_mteemu(["run", "-L", str(empty), "--root", str(empty), str(out)])
     assert r.returncode == 2
     assert "dynamically linked" in _one_line(r.stderr)
 

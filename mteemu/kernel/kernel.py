@@ -69,6 +69,7 @@ class RunOptions:
     stats: bool = False                    # print the memory counters at exit
     kmsg: bool = False                     # print the kernel log at exit
     fixes: tuple[str, ...] = FIXES         # the RFC's race fixes in force (all, unless --without)
+    sysroot: Optional[str] = None          # -L: where a dynamic program's absolute paths are tried first
     diag: object = field(default=None)     # where "mteemu:" lines go (default stderr)
     closed_stdio: tuple[int, ...] = ()     # of fds 0-2, those mteemu was started without
 
@@ -175,16 +176,34 @@ class Kernel:
         mm.flush = self.cpu.flush_tlb
         return mm
 
+    def read_images(self, host: str, root: str) -> tuple[loader.ElfImage, Optional[loader.ElfImage]]:
+        """The program and, for a dynamically linked one, its interpreter: looked up in the
+        sysroot (-L) first, then in the guest's world, as qemu-user does."""
+        image = loader.read_program(host)
+        if image.interp is None:
+            return image, None
+        interp = image.interp if image.interp.startswith("/") else "/" + image.interp
+        for base in (self.options.sysroot, root):
+            if base:
+                try:
+                    found = namei.walk(base, "/", interp, True, {})
+                except SyscallError:
+                    continue
+                if isinstance(found, namei.HostPath) and os.path.isfile(found.path):
+                    return image, loader.read_program(found.path)
+        raise InputError(f"{host}: dynamically linked, and its interpreter {image.interp} is in no sysroot "
+                         "(-L DIR, QEMU_LD_PREFIX, /usr/aarch64-linux-gnu) nor under the guest's root")
+
     def spawn(self, path: str, argv: list[bytes], envp: list[bytes]) -> Process:
-        image = loader.read_program(path)
+        root = os.path.realpath(self.options.root) if self.options.root else None
+        image, interp = self.read_images(path, root or "/")
         mm = self.new_mm()
         exe = os.path.abspath(path)
-        root = os.path.realpath(self.options.root) if self.options.root else None
         proc = Process(pid=self.new_pid(), parent=None, mm=mm, fds=self._stdio_fds(), cwd=root or os.getcwd(),
                        exe=exe, root=root, exe_gpath=namei.guest_view(root or "/", exe))
         proc.pgid = proc.sid = proc.pid
         mm.owner_name = f"pid {proc.pid} ({os.path.basename(path)[:15]})"
-        prog = loader.load(mm, image, argv, envp, path.encode(), self.rng.randbytes(16))
+        prog = loader.load(mm, image, argv, envp, path.encode(), self.rng.randbytes(16), interp)
         proc.load_bias = prog.bias
         proc.auxv, proc.arg_range, proc.env_range = prog.auxv, prog.arg_range, prog.env_range
         self._map_trampoline(mm)
@@ -202,14 +221,14 @@ class Kernel:
         return proc
 
     def exec_image(self, t: Thread, image: loader.ElfImage, host: str, gpath: str, argv: list[bytes],
-                   envp: list[bytes], execfn: bytes) -> None:
+                   envp: list[bytes], execfn: bytes, interp: Optional[loader.ElfImage] = None) -> None:
         """execve()'s second half (begin_new_exec() and load_elf_binary()): the program is
         loaded into a fresh address space first — a failure there is still an errno —
         then the process gives up its old one and the rest of its old program's state."""
         proc = t.proc
         mm = self.new_mm()
         try:
-            prog = loader.load(mm, image, argv, envp, execfn, self.rng.randbytes(16))
+            prog = loader.load(mm, image, argv, envp, execfn, self.rng.randbytes(16), interp)
             self._map_trampoline(mm)
         except (OutOfMemory, BuddyOutOfMemory, InputError):
             mm.destroy()

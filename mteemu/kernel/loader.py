@@ -61,6 +61,7 @@ class ElfImage:
     phnum: int
     segments: tuple[Segment, ...]
     phdr_vaddr: int | None
+    interp: str | None = None       # PT_INTERP: the program interpreter (dynamic linker) it names
 
 
 MAX_PROGRAM = 1 << 30      # bytes: larger ELF files are refused before reading
@@ -95,14 +96,14 @@ def parse_elf(path: str, data: bytes) -> ElfImage:
         if phnum == 0 or phnum > 1024 or phoff + 56 * phnum > len(data):
             raise ElfError(f"{path}: program headers lie outside the file")
         segments = []
-        phdr_vaddr = None
+        phdr_vaddr = interp = None
         for i in range(phnum):
             ptype, pflags, poffset, pvaddr, _paddr, pfilesz, pmemsz, _align = \
                 struct.unpack_from("<IIQQQQQQ", data, phoff + 56 * i)
             if ptype == PT_INTERP:
+                if poffset + pfilesz > len(data) or not 1 < pfilesz <= 4096:
+                    raise ElfError(f"{path}: malformed PT_INTERP")
                 interp = data[poffset:poffset + pfilesz].rstrip(b"\0").decode(errors="replace")
-                raise ElfError(f"{path}: dynamically linked (interpreter {interp}); "
-                               "mteemu runs static programs: link with -static")
             if ptype == PT_PHDR:
                 phdr_vaddr = pvaddr
             if ptype != PT_LOAD:
@@ -120,7 +121,7 @@ def parse_elf(path: str, data: bytes) -> ElfImage:
             raise ElfError(f"{path}: overlapping segments at {b.vaddr:#x}")
     if not any(s.vaddr <= entry < s.vaddr + s.memsz and s.flags & PF_X for s in segments):
         raise ElfError(f"{path}: entry point {entry:#x} is not in an executable segment")
-    return ElfImage(path, data, etype, entry, phoff, phnum, tuple(segments), phdr_vaddr)
+    return ElfImage(path, data, etype, entry, phoff, phnum, tuple(segments), phdr_vaddr, interp)
 
 
 def _check_segment(path: str, s: Segment, size: int) -> None:
@@ -162,11 +163,8 @@ class LoadedProgram:
     env_range: tuple[int, int] = (0, 0)   # mm->env_start/env_end (/proc/<pid>/environ)
 
 
-def load(mm: Mm, image: ElfImage, argv: list[bytes], envp: list[bytes], execfn: bytes,
-         random_bytes: bytes) -> LoadedProgram:
-    bias = 0
-    if image.etype == ET_DYN:
-        bias = ELF_ET_DYN_BASE - (image.segments[0].vaddr & PAGE_MASK)
+def _map_segments(mm: Mm, image: ElfImage, bias: int) -> int:
+    """Map and fill an ELF's PT_LOAD segments at bias; the end of the highest one."""
     end = 0
     for s in image.segments:
         start = (bias + s.vaddr) & PAGE_MASK
@@ -179,6 +177,17 @@ def load(mm: Mm, image: ElfImage, argv: list[bytes], envp: list[bytes], execfn: 
             mm.map(Vma(start, stop, prot, name=image.path))
         poke(mm, bias + s.vaddr, image.data[s.offset:s.offset + s.filesz])
         end = max(end, bias + s.vaddr + s.memsz)
+    return end
+
+
+def load(mm: Mm, image: ElfImage, argv: list[bytes], envp: list[bytes], execfn: bytes,
+         random_bytes: bytes, interp: ElfImage | None = None) -> LoadedProgram:
+    """load_elf_binary(): the program (and its interpreter, for a dynamically linked one:
+    mapped below the mmap base, entered first, told where the program is by the auxv)."""
+    bias = 0
+    if image.etype == ET_DYN:
+        bias = ELF_ET_DYN_BASE - (image.segments[0].vaddr & PAGE_MASK)
+    end = _map_segments(mm, image, bias)
     brk = (end + PAGE_SIZE - 1) & PAGE_MASK
     mm.brk_start = mm.brk = brk
 
@@ -188,6 +197,19 @@ def load(mm: Mm, image: ElfImage, argv: list[bytes], envp: list[bytes], execfn: 
     mm.map(Vma(stack_top - STACK_SIZE, stack_top, PROT_READ | PROT_WRITE, name="[stack]", growsdown=True,
                mte_allowed=True))
     mm.mmap_base = stack_top - MMAP_GAP
+    interp_base = 0
+    entry = bias + image.entry
+    if interp is not None:
+        if interp.etype != ET_DYN:
+            raise ElfError(f"{interp.path}: the program interpreter must be position independent")
+        lo = interp.segments[0].vaddr & PAGE_MASK
+        span = ((interp.segments[-1].vaddr + interp.segments[-1].memsz + PAGE_SIZE - 1) & PAGE_MASK) - lo
+        base = mm.get_unmapped_area(span)
+        if base is None:
+            raise ElfError(f"{interp.path}: no room for the program interpreter")
+        interp_base = base - lo
+        _map_segments(mm, interp, interp_base)
+        entry = interp_base + interp.entry
 
     if image.phdr_vaddr is not None:
         phdr = bias + image.phdr_vaddr
@@ -213,7 +235,7 @@ def load(mm: Mm, image: ElfImage, argv: list[bytes], envp: list[bytes], execfn: 
     random_addr = push(random_bytes[:16])
     p &= ~15
     aux = [(AT_MINSIGSTKSZ, MINSIGSTKSZ), (AT_HWCAP, HWCAP), (AT_PAGESZ, PAGE_SIZE), (AT_CLKTCK, 100),
-           (AT_PHDR, phdr), (AT_PHENT, 56), (AT_PHNUM, image.phnum), (AT_BASE, 0), (AT_FLAGS, 0),
+           (AT_PHDR, phdr), (AT_PHENT, 56), (AT_PHNUM, image.phnum), (AT_BASE, interp_base), (AT_FLAGS, 0),
            (AT_ENTRY, bias + image.entry), (AT_UID, os.getuid()), (AT_EUID, os.geteuid()),
            (AT_GID, os.getgid()), (AT_EGID, os.getegid()), (AT_SECURE, 0), (AT_RANDOM, random_addr),
            (AT_HWCAP2, HWCAP2), (AT_EXECFN, execfn_addr), (AT_PLATFORM, platform_addr), (AT_NULL, 0)]
@@ -227,5 +249,5 @@ def load(mm: Mm, image: ElfImage, argv: list[bytes], envp: list[bytes], execfn: 
     arg_range = (arg_addrs[0], arg_addrs[-1] + len(argv[-1]) + 1) if argv else (0, 0)
     env_range = (env_addrs[0], env_addrs[-1] + len(envp[-1]) + 1) if envp else (arg_range[1], arg_range[1])
     auxv = struct.pack(f"<{2 * len(aux)}Q", *[v for kv in aux for v in kv])
-    return LoadedProgram(entry=bias + image.entry, sp=sp, brk=brk, bias=bias, auxv=auxv,
+    return LoadedProgram(entry=entry, sp=sp, brk=brk, bias=bias, auxv=auxv,
                          arg_range=arg_range, env_range=env_range)

@@ -47,6 +47,7 @@ class HostPath:
 
     path: str
     gpath: str
+    foreign: bool = False        # found in the sysroot (-L): read-only to the guest, never re-owned
 
 
 @dataclass(frozen=True)

@@ -86,12 +86,19 @@ class VmaList:
         for vma in self.overlapping(start, end):
             self._remove(vma)
             piece = vma
+            # Each split leaves one more VMA holding the backing object (a file's page
+            # cache, a memfd): it takes a reference, or unmapping the removed piece would
+            # release the object under the piece that stays (its pages would read as zeros).
             if piece.start < start:
                 lo, piece = piece.split(start)
                 self.insert(lo)
+                if lo.obj is not None:
+                    lo.obj.hold()
             if piece.end > end:
                 piece, hi = piece.split(end)
                 self.insert(hi)
+                if hi.obj is not None:
+                    hi.obj.hold()
             removed.append(piece)
         return removed
 

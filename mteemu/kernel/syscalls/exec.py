@@ -6,8 +6,8 @@ the guest's world (inside `--root`), `#!` scripts name their interpreter (itself
 there, at most four levels deep, as Linux's binfmt recursion limit), and the arm64 ELF is
 read and checked. Then Kernel.exec_image() replaces the address space and the rest of
 the process's state as Linux does. A non-ELF, a non-arm64 ELF or a malformed one is
-ENOEXEC; a dynamically linked program is ENOEXEC too until mteemu can load a program
-interpreter (one `mteemu:` line says so).
+ENOEXEC; so is a dynamically linked program whose interpreter is in neither the sysroot
+nor the guest's world (one `mteemu:` line says so).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import stat
 from typing import TYPE_CHECKING
 
 from mteemu.errors import MteEmuError
-from mteemu.kernel import loader, namei
+from mteemu.kernel import namei
 from mteemu.kernel.files import HostFile
 from mteemu.kernel.namei import HostPath, Magic
 from mteemu.kernel.process import Thread
@@ -45,7 +45,7 @@ def _strings(t: Thread, addr: int) -> list[bytes]:
 
 def _program(k: "Kernel", t: Thread, dirfd: int, path: bytes, follow: bool) -> tuple[str, str]:
     """(host path, guest path) of an executable regular file, or the errno Linux gives."""
-    r = lookup(k, t, dirfd, path, follow=follow)
+    r = lookup(k, t, dirfd, path, follow=follow, reading=True)
     if isinstance(r, Magic) and r.gpath.endswith("/exe"):
         return t.proc.exe, t.proc.exe_gpath            # /proc/self/exe: the running program
     if not isinstance(r, HostPath):
@@ -90,12 +90,12 @@ def do_execve(k: "Kernel", t: Thread, dirfd: int, path: bytes, argv: list[bytes]
     else:
         raise SyscallError(errno.ELOOP)
     try:
-        image = loader.read_program(host)
+        image, interp = k.read_images(host, t.proc.root or "/")
     except MteEmuError as e:
-        if "dynamically linked" in e.message:
+        if "interpreter" in e.message:
             k.say(f"execve {gpath}: {e.message}")
         raise SyscallError(errno.ENOEXEC) from None
-    k.exec_image(t, image, host, gpath, argv, envp, execfn)
+    k.exec_image(t, image, host, gpath, argv, envp, execfn, interp)
     return NORETURN
 
 

@@ -34,13 +34,24 @@ def _path(t: Thread, addr: int) -> bytes:
     return t.proc.mem.read_cstr(addr, 4096)
 
 
-def lookup(k: "Kernel", t: Thread, dirfd: int, path: bytes, follow: bool = True) -> Resolved:
+def lookup(k: "Kernel", t: Thread, dirfd: int, path: bytes, follow: bool = True, reading: bool = False) -> Resolved:
     """Walk a guest path (relative to dirfd or the cwd) in the guest's world (namei.py):
     a host path that is safe to use, a generated /proc or /sys node, or a followed magic
-    link. `follow`: whether a final symlink is followed."""
+    link. `follow`: whether a final symlink is followed. `reading`: the caller only reads
+    (open O_RDONLY, stat, readlink, exec), so an absolute path is looked up in the sysroot
+    (-L) first, as qemu-user does — that is how a dynamic program's loader finds its
+    libraries. What changes files never goes there: the sysroot is read-only to guests."""
     p = os.fsdecode(path)
     if not p:
         raise SyscallError(errno.ENOENT)
+    sysroot = k.options.sysroot
+    if reading and sysroot and p.startswith("/") and p.split("/")[1] not in ("proc", "sys"):
+        try:
+            r = namei.walk(sysroot, "/", p, follow, {})
+            if isinstance(r, HostPath) and os.path.lexists(r.path):
+                return HostPath(r.path, r.gpath, foreign=True)
+        except SyscallError:
+            pass
     proc = t.proc
     root = proc.root or "/"
     dirfd = s32(dirfd)
@@ -196,8 +207,9 @@ def sys_pwrite64(k: "Kernel", t: Thread, fd: int, buf: int, count: int, off: int
 def sys_openat(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int, mode: int) -> int:
     flags &= 0xFFFF_FFFF
     raw = _path(t, path)
+    reading = flags & 3 == os.O_RDONLY and not flags & (os.O_CREAT | os.O_TRUNC)
     try:
-        r = lookup(k, t, dirfd, raw, follow=not flags & O_NOFOLLOW_GUEST)
+        r = lookup(k, t, dirfd, raw, follow=not flags & O_NOFOLLOW_GUEST, reading=reading)
     except SyscallError as e:
         if e.errno == errno.ENOENT and flags & os.O_CREAT and _in_generated_dir(k, t, dirfd, raw):
             raise SyscallError(errno.EACCES) from None    # procfs has no create(): may_o_create
@@ -219,7 +231,7 @@ def sys_openat(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int, mode: 
     if namei.pseudo_fs(fd) is not None:          # reached the host's kernel state after all
         os.close(fd)
         raise SyscallError(errno.ENOENT)
-    f = HostFile(fd, os.path.abspath(r.path), flags & ~O_CLOEXEC, k.pagecache)
+    f = HostFile(fd, os.path.abspath(r.path), flags & ~O_CLOEXEC, k.pagecache, foreign=r.foreign)
     if flags & O_DIRECTORY_GUEST and not f.is_dir:
         f.release()
         raise SyscallError(errno.ENOTDIR)
@@ -272,7 +284,7 @@ def _stat_of(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int) -> os.st
         else:
             return t.proc.fds.get(s32(dirfd)).stat()
     follow = not flags & AT_SYMLINK_NOFOLLOW
-    r = lookup(k, t, dirfd, p, follow=follow)
+    r = lookup(k, t, dirfd, p, follow=follow, reading=True)
     if isinstance(r, Magic):
         return r.link.target_stat()
     if isinstance(r, Generated):
@@ -524,7 +536,7 @@ def sys_linkat(k: "Kernel", t: Thread, olddir: int, old: int, newdir: int, new: 
 def sys_readlinkat(k: "Kernel", t: Thread, dirfd: int, path: int, buf: int, size: int) -> int:
     if s32(size) <= 0:
         raise SyscallError(errno.EINVAL)
-    r = lookup(k, t, dirfd, _path(t, path), follow=False)
+    r = lookup(k, t, dirfd, _path(t, path), follow=False, reading=True)
     if isinstance(r, Generated):
         if not isinstance(r.node, Link):
             raise SyscallError(errno.EINVAL)
@@ -545,7 +557,7 @@ def _access(k: "Kernel", t: Thread, dirfd: int, path: int, mode: int, flags: int
     if mode & ~7 or flags & ~(0x200 | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         raise SyscallError(errno.EINVAL)
     follow = not flags & AT_SYMLINK_NOFOLLOW
-    r = lookup(k, t, dirfd, _path(t, path), follow=follow)
+    r = lookup(k, t, dirfd, _path(t, path), follow=follow, reading=not mode & 2)
     if isinstance(r, Generated):
         if not r.node.may(os.geteuid(), mode):
             raise SyscallError(errno.EACCES)
