@@ -5,6 +5,7 @@ import errno
 import os
 import stat as stat_mod
 import struct
+import time
 from typing import TYPE_CHECKING
 
 from mteemu.kernel.files import (O_CLOEXEC, O_DIRECTORY_GUEST, O_NOFOLLOW_GUEST, O_NONBLOCK, O_TMPFILE_GUEST,
@@ -767,7 +768,6 @@ def _poll_ready(f, events: int) -> int:  # noqa: ANN001
 
 @syscall("ppoll")
 def sys_ppoll(k: "Kernel", t: Thread, fds_addr: int, nfds: int, tmo: int, sigmask: int, size: int) -> int:
-    import time
     if nfds > 1024:
         raise SyscallError(errno.EINVAL)
     raw = bytearray(t.proc.mem.read(fds_addr, 8 * nfds))
@@ -791,3 +791,73 @@ def sys_ppoll(k: "Kernel", t: Thread, fds_addr: int, nfds: int, tmo: int, sigmas
         t.proc.mem.write(fds_addr, bytes(raw))
         return ready
     return blocking(attempt, Would, deadline=deadline, on_timeout=lambda: 0)
+
+
+@syscall("sendfile")
+def sys_sendfile(k: "Kernel", t: Thread, out_fd: int, in_fd: int, offset: int, count: int) -> int:
+    """sendfile(): copy between descriptors without user memory (cat, cp use it). With an
+    offset pointer the input's file position is left alone and the pointer advanced."""
+    fin, fout = t.proc.fds.get(s32(in_fd)), t.proc.fds.get(s32(out_fd))
+    if not fin.readable() or not fout.writable():
+        raise SyscallError(errno.EBADF)
+    count = min(count, MAX_IO)
+    start = None
+    if offset:
+        start = s64(t.proc.mem.u64(offset))
+        if start < 0:
+            raise SyscallError(errno.EINVAL)
+
+    def attempt() -> int:
+        data = fin.pread(count, start) if start is not None else fin.read(count)
+        done = 0
+        while done < len(data):
+            done += fout.write(data[done:])
+        if start is not None:
+            t.proc.mem.put_u64(offset, start + done)
+        return done
+    return _write_result(k, t, attempt)
+
+
+UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
+
+
+@syscall("utimensat", strings=(1,))
+def sys_utimensat(k: "Kernel", t: Thread, dirfd: int, path: int, times: int, flags: int) -> int:
+    """utimensat()/futimens(): set the access and modification times (touch). Foreign and
+    generated files refuse as for a file the caller does not own (EPERM)."""
+    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        raise SyscallError(errno.EINVAL)
+    now = time.time_ns()
+    stamps = [now, now]
+    if times:
+        for i, (sec, nsec) in enumerate((t.proc.mem.read_struct("<qq", times), t.proc.mem.read_struct("<qq", times + 16))):
+            if nsec == UTIME_OMIT:
+                stamps[i] = None
+            elif nsec != UTIME_NOW:
+                if not 0 <= nsec < 1_000_000_000:
+                    raise SyscallError(errno.EINVAL)
+                stamps[i] = sec * 1_000_000_000 + nsec
+
+    def apply(target: "int | str", follow: bool = True) -> int:
+        if None in stamps:
+            st = os.stat(target, follow_symlinks=follow) if isinstance(target, str) else os.fstat(target)
+            stamps[0] = st.st_atime_ns if stamps[0] is None else stamps[0]
+            stamps[1] = st.st_mtime_ns if stamps[1] is None else stamps[1]
+        try:
+            if isinstance(target, int):
+                os.utime(target, ns=(stamps[0], stamps[1]))
+            else:
+                os.utime(target, ns=(stamps[0], stamps[1]), follow_symlinks=follow)
+        except OSError as e:
+            raise _oserror(e) from None
+        return 0
+
+    if not path:                                     # futimens(fd, times)
+        f = t.proc.fds.get(s32(dirfd))
+        _may_change_attrs(f)
+        return apply(f.fd)                           # type: ignore[attr-defined]
+    follow = not flags & AT_SYMLINK_NOFOLLOW
+    r = lookup(k, t, dirfd, _path(t, path), follow=follow)
+    if not isinstance(r, HostPath):
+        return _with_reopened(r, os.O_RDONLY, lambda f: (_may_change_attrs(f), apply(f.fd))[1])  # type: ignore[attr-defined]
+    return apply(r.path, follow)

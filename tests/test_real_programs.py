@@ -1,0 +1,91 @@
+"""Real programs: Debian's arm64 busybox-static and bash-static (fetched by name by
+scripts/install-deps into build/debian-arm64, never committed) run shell work under
+--root — pipes, redirections, command substitution, traps, background jobs, scripts,
+archives and text tools — and print what they print on Linux.
+
+qemu-aarch64 is no oracle here: qemu-user hands execve to the host kernel, so every
+command a shell runs would be a host program (or fail without binfmt_misc)."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_mteemu
+
+DEBIAN = ROOT / "build" / "debian-arm64" / "bin"
+APPLETS = ("sh echo cat tr sort uniq wc head tail seq printf test true false sleep mkdir rm mv cp ls touch find "
+           "xargs sed awk grep tar gzip gunzip bzip2 bunzip2 md5sum env kill yes cut basename dirname expr").split()
+
+needs_debian = pytest.mark.skipif(not (DEBIAN / "busybox").exists(),
+                                  reason="build/debian-arm64 missing: run scripts/install-deps")
+
+
+@pytest.fixture
+def root(tmp_path) -> Path:
+    """A guest root: /bin with busybox and its applets, bash, an empty /tmp, /dev/null."""
+    r = tmp_path / "root"
+    (r / "bin").mkdir(parents=True)
+    (r / "tmp").mkdir()
+    (r / "dev").mkdir()
+    (r / "dev" / "null").touch()       # a plain file stands in: the tests make no device nodes
+    shutil.copy(DEBIAN / "busybox", r / "bin" / "busybox")
+    shutil.copy(DEBIAN / "bash-static", r / "bin" / "bash")
+    for applet in APPLETS:
+        os.symlink("busybox", r / "bin" / applet)
+    return r
+
+
+BATTERY = [
+    ("pipe", "echo a | tr a b", "b\n"),
+    ("substitution", 'x=$(echo sub); echo "[$x]"', "[sub]\n"),
+    ("nested substitution", "echo $(echo $(echo deep))", "deep\n"),
+    ("loop into sort", "for i in 3 1 2; do echo $i; done | sort", "1\n2\n3\n"),
+    ("redirections", "echo one > f; echo two >> f; cat f; wc -l < f", "one\ntwo\n2\n"),
+    ("trap on exit", "trap 'echo bye' EXIT; echo hi", "hi\nbye\n"),
+    ("background job", "sleep 0.1 & wait $!; echo waited $?", "waited 0\n"),
+    ("and/or", "false || echo or; true && echo and", "or\nand\n"),
+    ("exit status", "sh -c 'exit 7'; echo $?", "7\n"),
+    ("tar and gzip", "mkdir d; echo data > d/x; tar czf d.tgz d; rm -r d; tar xzf d.tgz; cat d/x", "data\n"),
+    ("bzip2", "echo zz | bzip2 | bunzip2", "zz\n"),
+    ("find and xargs", "mkdir -p t/a t/b; touch t/a/1 t/b/2; find t -type f | sort | xargs echo", "t/a/1 t/b/2\n"),
+    ("sed and awk", "echo 'a b c' | sed s/b/X/ | awk '{print $2 $3}'", "Xc\n"),
+    ("files", "echo x > f; cp f g; mv g h; ls h; rm h; ls h >/tmp/out 2>&1 || echo gone", "h\ngone\n"),
+    ("script", "printf '#!/bin/sh\\necho script $1\\n' > s.sh; chmod +x s.sh; ./s.sh arg", "script arg\n"),
+    ("md5sum", "echo hi | md5sum", "764efa883dda1e11db47671c4a3bbd9e  -\n"),
+    ("yes into head", "yes | head -1", "y\n"),
+    ("seq and tail", "seq 1 5 | tail -2", "4\n5\n"),
+    ("printf", "printf '%s-%d\\n' a 3", "a-3\n"),
+    ("cd", "cd /tmp && pwd", "/tmp\n"),
+    ("env", "env -i A=1 env", "A=1\n"),
+    ("kill", "kill -0 $$ && echo alive", "alive\n"),
+    ("uniq and cut", "printf 'a:1\\na:2\\nb:3\\n' | cut -d: -f1 | uniq", "a\nb\n"),
+    ("expr and basename", "expr 6 \\* 7; basename /a/b/c.txt .txt; dirname /a/b/c", "42\nc\n/a/b\n"),
+]
+
+
+@needs_debian
+@pytest.mark.parametrize("name,script,expected", BATTERY, ids=[b[0] for b in BATTERY])
+def test_busybox_shell(root, name: str, script: str, expected: str) -> None:
+    r = run_mteemu(["run", "--root", str(root), "--timeout", "60", str(root / "bin" / "sh"), "-c", script],
+                   cwd=root / "tmp", env={"PATH": "/bin"})
+    assert r.stdout.decode() == expected and r.returncode == 0, r.stderr.decode()[-1500:]
+
+
+@needs_debian
+def test_bash(root) -> None:
+    script = ('a=(x y z); echo ${#a[@]} ${a[1]}; f() { echo "f:$1"; }; f arg | cat; '
+              'trap "echo trapped" EXIT; echo $(( 6*7 )); exit 4')
+    r = run_mteemu(["run", "--root", str(root), str(root / "bin" / "bash"), "-c", script], cwd=root / "tmp",
+                   env={"PATH": "/bin"})
+    assert r.returncode == 4 and r.stdout == b"3 y\nf:arg\n42\ntrapped\n", r.stderr.decode()[-1500:]
+
+
+@needs_debian
+def test_a_shell_script_under_root_pipes_and_substitutes(root) -> None:
+    (root / "job.sh").write_text("#!/bin/sh\nn=$(seq 1 10 | wc -l)\necho \"lines: $n\" | tr a-z A-Z\n")
+    (root / "job.sh").chmod(0o755)
+    r = run_mteemu(["run", "--root", str(root), str(root / "bin" / "sh"), "/job.sh"], cwd=root, env={"PATH": "/bin"})
+    assert r.returncode == 0 and r.stdout == b"LINES: 10\n", r.stderr.decode()[-1500:]
