@@ -270,7 +270,7 @@ class Kernel:
         # The MTE state of a new program: no tagged address ABI, no tag checks, TCO clear.
         t.tagged_addr_ctrl = 0
         t.mte = mte.state_for(0, self.options.mte_tcf_preferred, replace(t.mte, tco=False))
-        t.tfsr, t.tfsr_due = None, False
+        t.tfsr = None
         t.name = os.path.basename(gpath).encode()[:15]
         t.set_regs = {}
         self.cpu.restore(self._fresh_regs)
@@ -323,6 +323,14 @@ class Kernel:
     def _on_syscall(self) -> bool:
         """Called from inside the CPU for every SVC; True to leave the CPU."""
         t = self.current
+        if t.tfsr is not None:
+            # el0_svc_common(): with an asynchronous tag-check fault pending (seen by
+            # mte_check_tfsr_entry()) the call does not run: -ERESTARTNOINTR rewinds to the
+            # SVC, do_notify_resume() sends SIGSEGV/SEGV_MTEAERR, and the call is made
+            # again only if the handler returns.
+            self.cpu.pc = self.cpu.pc - 4
+            self._report_async(t)
+            return True
         mem = t.proc.mem
         mem.tagged_addr_abi = bool(t.tagged_addr_ctrl & mte.PR_TAGGED_ADDR_ENABLE)
         mem.check_reads = t.mte.tcf_read is Tcf.SYNC
@@ -330,12 +338,6 @@ class Kernel:
         self.syscalls.dispatch(t)
         if self.checker is not None:
             self.checker.maybe("a system call")
-        if t.tfsr is not None:
-            # mte_check_tfsr_entry() saw the fault; do_notify_resume() reports it when
-            # the syscall returns (now, or when a blocked syscall finishes).
-            t.tfsr_due = True
-            if t.state is State.RUNNABLE:
-                self._report_async(t)
         return t.state is not State.RUNNABLE or self._signal_deliverable(t) or self.need_resched
 
     need_resched = False
@@ -351,8 +353,6 @@ class Kernel:
             while True:
                 t = self._pick()
                 self._switch_to(t)
-                if t.tfsr_due:
-                    self._report_async(t)
                 self._deliver_signals(t)
                 if t.state is not State.RUNNABLE or self.current is not t:
                     continue
@@ -527,7 +527,7 @@ class Kernel:
             t.tfsr = report           # TFSRE0_EL1.TF0 is one sticky bit: the first fault is reported
 
     def _report_async(self, t: Thread) -> None:
-        report, t.tfsr, t.tfsr_due = t.tfsr, None, False
+        report, t.tfsr = t.tfsr, None
         self.send_signal(t.proc, S.SigInfo(S.SIGSEGV, S.SEGV_MTEAERR, addr=0, report=report), thread=t)
 
     def _capture_report(self, t: Thread, m) -> dict:  # noqa: ANN001 - a tagcheck.Mismatch

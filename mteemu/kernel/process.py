@@ -54,10 +54,9 @@ class Thread:
     name: bytes = b""
     tagged_addr_ctrl: int = 0             # PR_SET_TAGGED_ADDR_CTRL, exactly as set
     mte: MteState = field(default_factory=MteState)   # what the CPU checks for this thread
-    # TFSRE0_EL1.TF0: an asynchronous tag-check fault not yet reported (its report), and
-    # whether the kernel has been entered since (the signal is due at return to user).
+    # TFSRE0_EL1.TF0: an asynchronous tag-check fault not yet reported (its report); the
+    # next kernel entry reports it (a system call does not run while it is pending).
     tfsr: Optional[dict] = None
-    tfsr_due: bool = False
 
 
 @dataclass(eq=False)

@@ -66,6 +66,7 @@ def sys_fstatfs(k: "Kernel", t: Thread, fd: int, buf: int) -> int:
 def sys_mknodat(k: "Kernel", t: Thread, dirfd: int, path: int, mode: int, dev: int) -> int:
     """Regular files and FIFOs as Linux makes them; device nodes need CAP_MKNOD, which the
     emulated world never grants (EPERM, as for every privileged call); no sockets exist."""
+    mode &= 0xFFFF_FFFF                   # umode_t: a wider value is the guest's garbage
     kind = st.S_IFMT(mode) or st.S_IFREG
     host = resolve(k, t, dirfd, _path(t, path), follow=False, creating=True)
     perm = (mode & 0o7777) & ~t.proc.umask
