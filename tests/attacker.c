@@ -231,6 +231,13 @@ int main(int argc, char **argv) {
         chdir("/");
         show("mknod a device", mknod("null-device", S_IFCHR | 0666, (1 << 8) | 3));
     }
+    else if (!strcmp(what, "nonblock")) {
+        /* O_NONBLOCK on an inherited pipe with nothing in it: EAGAIN, not a wait. */
+        char c;
+        show("set O_NONBLOCK", fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK));
+        show("read an empty stdin", read(0, &c, 1));
+        printf("O_NONBLOCK reported: %d\n", !!(fcntl(0, F_GETFL) & O_NONBLOCK));
+    }
     else if (!strcmp(what, "readstdin")) {
         char c;
         show("read stdin", read(0, &c, 1));

@@ -216,6 +216,19 @@ def test_a_signal_stops_a_guest_blocked_on_host_input(tmp_path, attacker) -> Non
     assert p.returncode == 143, err
 
 
+def test_nonblocking_stdin_is_eagain_and_the_host_pipe_stays_blocking(tmp_path, attacker) -> None:
+    r, w = os.pipe()                                  # open writer, nothing written: would block
+    try:
+        p = _start([attacker, "nonblock"], tmp_path, stdin=r)
+        out, err = p.communicate(timeout=60)
+        assert os.get_blocking(r)                     # the shared description was not changed
+    finally:
+        os.close(r)
+        os.close(w)
+    assert p.returncode == 0, err
+    assert results(out) == {"set O_NONBLOCK": "ok", "read an empty stdin": "EAGAIN", "O_NONBLOCK reported": "1"}
+
+
 def test_a_closed_pipe_kills_the_writer_with_sigpipe(tmp_path, attacker) -> None:
     p = _start([attacker, "yes"], tmp_path, stdin=subprocess.DEVNULL)
     assert p.stdout.readline() == b"y\n"
