@@ -231,6 +231,11 @@ int main(int argc, char **argv) {
         chdir("/");
         show("mknod a device", mknod("null-device", S_IFCHR | 0666, (1 << 8) | 3));
     }
+    else if (!strcmp(what, "chown")) {
+        int fd = open("owned", O_WRONLY | O_CREAT, 0644);
+        show("chown a file it made", chown("owned", getuid(), getgid()));
+        show("fchown it", fchown(fd, getuid(), getgid()));
+    }
     else if (!strcmp(what, "nonblock")) {
         /* O_NONBLOCK on an inherited pipe with nothing in it: EAGAIN, not a wait. */
         char c;

@@ -89,6 +89,16 @@ def test_escapes_closed_before_stay_closed(tmp_path, attacker) -> None:
     assert sorted(os.listdir(outside)) == ["secret.txt"] and sorted(os.listdir(root)) == ["mine"]
 
 
+@pytest.mark.parametrize("confined", [False, True])
+def test_chown_only_inside_the_root(tmp_path, attacker, confined: bool) -> None:
+    """Without --root every host file is the host's: chown is refused (EPERM) even for a
+    file the guest made and even as root; inside the root it follows the guest's creds."""
+    args = ["run"] + (["--root", str(tmp_path)] if confined else []) + [attacker, "chown"]
+    r = run_mteemu(args, cwd=tmp_path)
+    answer = "ok" if confined else "EPERM"
+    assert r.returncode == 0 and results(r.stdout) == {"chown a file it made": answer, "fchown it": answer}
+
+
 def test_proc_self_mem_is_the_guests_memory(tmp_path, attacker) -> None:
     r = run_mteemu(["run", attacker, "mem"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr

@@ -701,10 +701,19 @@ def sys_fchmodat(k: "Kernel", t: Thread, dirfd: int, path: int, mode: int) -> in
     return 0
 
 
-def _chown(f: OpenFile, uid: int, gid: int) -> int:
+def _chown_allowed(t: Thread) -> None:
+    """chown changes who owns a host file: only inside the guest's own root. Without --root
+    every host file is the host's, and the guest is refused as an unprivileged caller
+    changing another's file would be (EPERM), even when mteemu runs as root."""
+    if t.proc.root is None:
+        raise SyscallError(errno.EPERM)
+
+
+def _chown(t: Thread, f: OpenFile, uid: int, gid: int) -> int:
     if isinstance(f, (PipeEnd, MemFd)):
         return 0             # anonymous inodes, as for _chmod
     _may_change_attrs(f)
+    _chown_allowed(t)
     try:
         os.fchown(f.fd, s32(uid), s32(gid))   # type: ignore[attr-defined]
     except OSError as e:
@@ -714,7 +723,7 @@ def _chown(f: OpenFile, uid: int, gid: int) -> int:
 
 @syscall("fchown")
 def sys_fchown(k: "Kernel", t: Thread, fd: int, uid: int, gid: int) -> int:
-    return _chown(t.proc.fds.get(s32(fd)), uid, gid)
+    return _chown(t, t.proc.fds.get(s32(fd)), uid, gid)
 
 
 @syscall("fchownat", strings=(1,))
@@ -723,11 +732,12 @@ def sys_fchownat(k: "Kernel", t: Thread, dirfd: int, path: int, uid: int, gid: i
         raise SyscallError(errno.EINVAL)
     raw = _path(t, path)
     if not raw and flags & AT_EMPTY_PATH and s32(dirfd) != AT_FDCWD:
-        return _chown(t.proc.fds.get(s32(dirfd)), uid, gid)
+        return _chown(t, t.proc.fds.get(s32(dirfd)), uid, gid)
     follow = not flags & AT_SYMLINK_NOFOLLOW
     r = lookup(k, t, dirfd, raw or b".", follow=follow)
     if not isinstance(r, HostPath):
-        return _with_reopened(r, os.O_RDONLY, lambda f: _chown(f, uid, gid))
+        return _with_reopened(r, os.O_RDONLY, lambda f: _chown(t, f, uid, gid))
+    _chown_allowed(t)
     try:
         os.chown(r.path, s32(uid), s32(gid), follow_symlinks=follow)
     except OSError as e:
