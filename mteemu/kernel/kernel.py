@@ -351,6 +351,7 @@ class Kernel:
             watchdog.start()
         try:
             while True:
+                self._fire_timers()
                 t = self._pick()
                 self._switch_to(t)
                 self._deliver_signals(t)
@@ -361,7 +362,8 @@ class Kernel:
                 budget = QUANTUM if others else 0
                 if t.tfsr is not None:
                     budget = min(budget or ASYNC_WINDOW, ASYNC_WINDOW)
-                exit_ = self.cpu.run(budget)
+                timer = self._timer_deadline()
+                exit_ = self.cpu.run(budget, None if timer is None else max(timer - time.monotonic(), 1e-4))
                 self._handle_exit(t, exit_)
         except GuestExit as e:
             if self.checker is not None:
@@ -377,6 +379,30 @@ class Kernel:
         finally:
             if watchdog is not None:
                 watchdog.cancel()
+
+    def _timer_deadline(self) -> Optional[float]:
+        """The earliest armed interval timer of any process (time.monotonic())."""
+        expiries = [e for p in self.procs.values() if p.wait_status is None for e, _ in p.itimers.values()]
+        return min(expiries) if expiries else None
+
+    def _fire_timers(self) -> bool:
+        """it_real_fn(): each expired timer sends its signal and re-arms by its interval;
+        True if any fired."""
+        fired = False
+        now = time.monotonic()
+        for proc in list(self.procs.values()):
+            if proc.wait_status is not None:
+                continue
+            for which, (expiry, interval) in list(proc.itimers.items()):
+                if expiry > now:
+                    continue
+                if interval:
+                    proc.itimers[which] = (max(expiry + interval, now), interval)
+                else:
+                    del proc.itimers[which]
+                self.send_signal(proc, S.SigInfo(S.ITIMER_SIGNALS[which], S.SI_KERNEL))
+                fired = True
+        return fired
 
     def _expire(self) -> None:
         self.cpu.interrupt()
@@ -397,8 +423,13 @@ class Kernel:
                 self.runq.rotate(-1)
                 if t.state is State.RUNNABLE:
                     return t
+            if self._fire_timers():
+                continue                            # a signal may wake a waiting thread
             deadlines = [t.wait.deadline for t in self.runq if t.state is State.BLOCKED
                          and t.wait and t.wait.deadline is not None]
+            timer = self._timer_deadline()
+            if timer is not None:
+                deadlines.append(timer)             # an interval timer will wake someone
             if not deadlines:
                 if any(t.state is State.BLOCKED and t.wait and getattr(t.wait, "host_io", False)
                        for t in self.runq):
@@ -426,7 +457,10 @@ class Kernel:
                 sig = self._next_signal(t)
                 act = t.proc.action(sig)
                 if w.restartable and act.handler not in (S.SIG_DFL, S.SIG_IGN) and act.flags & S.SA_RESTART:
-                    t.set_regs[C.REG_PC] = t.ctx.reg_read(C.REG_PC) - 4   # re-issue the SVC
+                    # Re-issue the SVC. A thread still on the CPU (no saved context: the one
+                    # that blocked last, woken by a timer's signal) has its PC in the CPU.
+                    pc = t.ctx.reg_read(C.REG_PC) if t.ctx is not None else self.cpu.pc
+                    t.set_regs[C.REG_PC] = pc - 4
                 else:
                     t.set_regs[C.X_REGS[0]] = w.interrupted()
                 continue

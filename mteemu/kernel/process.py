@@ -85,6 +85,9 @@ class Process:
     arg_range: tuple[int, int] = (0, 0)   # where argv's strings are (/proc/<pid>/cmdline)
     env_range: tuple[int, int] = (0, 0)   # where envp's strings are (/proc/<pid>/environ)
     exit_signal: int = 17                 # sent to the parent at exit (clone's low byte; SIGCHLD)
+    # setitimer(): which -> (expiry on time.monotonic(), interval in seconds; 0: one-shot).
+    # Not inherited by fork (copy_signal() starts them disarmed); kept across execve.
+    itimers: dict[int, tuple[float, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.mem is None:

@@ -393,8 +393,9 @@ class Cpu:
         self.uc.emu_stop()
 
     # -- running ---------------------------------------------------------------
-    def run(self, budget: int = 0) -> Exit:
-        """Run from the current PC until something needs the kernel."""
+    def run(self, budget: int = 0, seconds: Optional[float] = None) -> Exit:
+        """Run from the current PC until something needs the kernel, or (with `seconds`)
+        until that much time has passed (an interval timer is due: a BUDGET exit)."""
         self._pending = None
         self._refused = None
         if self._interrupt.is_set():
@@ -402,7 +403,8 @@ class Cpu:
         uc = self.uc
         while True:
             try:
-                uc.emu_start(uc.reg_read(REG_PC), _NO_UNTIL, count=budget)
+                uc.emu_start(uc.reg_read(REG_PC), _NO_UNTIL, count=budget,
+                             timeout=0 if seconds is None else max(1, int(seconds * 1e6)))
             except UcError as e:
                 if uc._hook_exception is not None:
                     # A callback raised (a kernel decision such as "the guest is gone", or a

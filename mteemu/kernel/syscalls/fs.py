@@ -800,7 +800,8 @@ def sys_ppoll(k: "Kernel", t: Thread, fds_addr: int, nfds: int, tmo: int, sigmas
             raise Would()
         t.proc.mem.write(fds_addr, bytes(raw))
         return ready
-    return blocking(attempt, Would, deadline=deadline, on_timeout=lambda: 0)
+    # -ERESTARTNOHAND: a handler that runs makes it EINTR, SA_RESTART or not (pause() too).
+    return blocking(attempt, Would, deadline=deadline, on_timeout=lambda: 0, restartable=False)
 
 
 @syscall("sendfile")

@@ -140,7 +140,8 @@ def sys_pselect6(k: "Kernel", t: Thread, nfds: int, rd: int, wr: int, ex: int, t
             if addr and o is not None and size:
                 mem.write(addr, bytes(o))
         return ready
-    return blocking(attempt, Would, deadline=deadline, on_timeout=lambda: _clear(mem, (rd, wr, ex), size))
+    return blocking(attempt, Would, deadline=deadline, on_timeout=lambda: _clear(mem, (rd, wr, ex), size),
+                    restartable=False)           # -ERESTARTNOHAND, as ppoll
 
 
 def _clear(mem, addrs: tuple[int, ...], size: int) -> int:  # noqa: ANN001

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import errno
+import struct
 import time
 from typing import TYPE_CHECKING
 
+from mteemu.kernel import signals as S
 from mteemu.kernel.process import Thread, Wait
 from mteemu.kernel.syscalls import s32, syscall
 from mteemu.kernel.uaccess import SyscallError
@@ -101,3 +103,47 @@ def sys_times(k: "Kernel", t: Thread, buf: int) -> int:
     if buf:
         t.proc.mem.write_struct("<qqqq", buf, ticks, 0, 0, 0)
     return int(time.monotonic() * 100)
+
+
+
+
+def _timeval(t: Thread, addr: int) -> tuple[float, float]:
+    isec, iusec, vsec, vusec = t.proc.mem.read_struct("<qqqq", addr)
+    if min(isec, vsec) < 0 or not 0 <= iusec < 1_000_000 or not 0 <= vusec < 1_000_000:
+        raise SyscallError(errno.EINVAL)
+    return isec + iusec / 1e6, vsec + vusec / 1e6
+
+
+def _current(t: Thread, which: int) -> bytes:
+    expiry, interval = t.proc.itimers.get(which, (0.0, 0.0))
+    left = max(0.0, expiry - time.monotonic()) if expiry else 0.0
+    if expiry and left == 0.0:
+        left = 1e-6                             # due but not yet delivered: still armed
+    us = [round(x * 1e6) for x in (interval, left)]
+    return struct.pack("<qqqq", us[0] // 1_000_000, us[0] % 1_000_000, us[1] // 1_000_000, us[1] % 1_000_000)
+
+
+@syscall("getitimer")
+def sys_getitimer(k: "Kernel", t: Thread, which: int, value: int) -> int:
+    if s32(which) not in S.ITIMER_SIGNALS:
+        raise SyscallError(errno.EINVAL)
+    t.proc.mem.write(value, _current(t, s32(which)))
+    return 0
+
+
+@syscall("setitimer")
+def sys_setitimer(k: "Kernel", t: Thread, which: int, new: int, old: int) -> int:
+    """setitimer(): ITIMER_REAL counts wall-clock time and sends SIGALRM (alarm() is this);
+    ITIMER_VIRTUAL and ITIMER_PROF count the same clock here (see the README)."""
+    which = s32(which)
+    if which not in S.ITIMER_SIGNALS:
+        raise SyscallError(errno.EINVAL)
+    interval, value = _timeval(t, new) if new else (0.0, 0.0)
+    if old:
+        t.proc.mem.write(old, _current(t, which))
+    if value:
+        t.proc.itimers[which] = (time.monotonic() + value, interval)
+        k.need_resched = True      # leave the CPU: the next run is bounded by the timer
+    else:
+        t.proc.itimers.pop(which, None)
+    return 0
