@@ -90,3 +90,16 @@ def test_a_static_program_execs_a_dynamic_one(tmp_path, dynamic) -> None:
     subprocess.run([build_guests.CC, "-static", str(src), "-o", str(prog)], check=True)
     r = run_mteemu(["run", str(prog)], cwd=tmp_path, env={**os.environ})
     assert r.returncode == 3 and r.stdout == _expected("hello"), r.stderr
+
+
+def test_fault_report_names_library_functions(tmp_path) -> None:
+    src = tmp_path / "ovf.c"
+    src.write_text("#include <stdlib.h>\n#include <string.h>\n"
+                   "__attribute__((noipa)) void fill(char *p, int n) { memset(p, 1, n); }\n"
+                   "int main(int argc, char **argv) { char *p = malloc(16); fill(p, 48 + argc); return p[0]; }\n")
+    prog = tmp_path / "ovf"
+    subprocess.run([build_guests.CC, "-O1", "-march=armv8.5-a+memtag", str(src), "-o", str(prog)], check=True)
+    r = run_mteemu(["run", "-E", "GLIBC_TUNABLES=glibc.mem.tagging=3", str(prog)], cwd=tmp_path)
+    assert r.returncode == 139, r.stderr
+    assert b"in fill+" in r.stderr and b"in main+" in r.stderr          # the program's own symbols
+    assert b"__libc_start_main+" in r.stderr and b"(libc.so.6)" in r.stderr   # and libc's, named

@@ -594,7 +594,9 @@ class Kernel:
         except SyscallError:
             insn = "??"
         view = tagfault.FaultView(regs=regs, read_u64=read_u64, tag_at=tag_at, instruction=insn,
-                                  symbolize=symbols.symbolizer(t.proc.exe, t.proc.load_bias), tid=t.tid,
+                                  symbolize=symbols.for_process(t.proc.exe, t.proc.load_bias, [
+                                      (v.start, v.end, v.name, v.pgoff) for v in mm.vmas if v.name.startswith("/")]),
+                                  tid=t.tid,
                                   program=t.proc.exe, tagged_addr_ctrl=t.tagged_addr_ctrl,
                                   mode=mte.resolve_mode(t.tagged_addr_ctrl, self.options.mte_tcf_preferred))
         return tagfault.capture(view, va=m.va, write=m.write, size=size, ptr_tag=m.ptr_tag,

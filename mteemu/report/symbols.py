@@ -1,4 +1,5 @@
-"""Addresses to `function+offset`, from the program's ELF symbol table (pyelftools)."""
+"""Addresses to `function+offset`, from the ELF symbol tables (pyelftools) of the program
+and, for a dynamically linked one, of the shared objects mapped in it."""
 from __future__ import annotations
 
 import bisect
@@ -42,3 +43,23 @@ class Symbolizer:
 @lru_cache(maxsize=8)
 def symbolizer(path: str, bias: int) -> Symbolizer:
     return Symbolizer(path, bias)
+
+
+def for_process(exe: str, bias: int, mappings: list[tuple[int, int, str, int]]):  # noqa: ANN201
+    """A symbolizer over the program and every file mapped in the process: (start, end,
+    host path, file page offset) per mapping. A shared object's load bias is where its
+    file offset 0 is mapped (its first PT_LOAD: vaddr 0 at offset 0, as linkers lay
+    them out); its symbols are shown with the object's name."""
+    bases: dict[str, int] = {}
+    for start, _end, path, pgoff in mappings:
+        if pgoff == 0 and path != exe:
+            bases[path] = min(bases.get(path, start), start)
+    main = symbolizer(exe, bias)
+
+    def symbolize(addr: int) -> Optional[str]:
+        for start, end, path, _pgoff in mappings:
+            if start <= addr < end and path in bases:
+                name = symbolizer(path, bases[path])(addr)
+                return f"{name} ({path.rsplit('/', 1)[-1]})" if name else None
+        return main(addr)
+    return symbolize
