@@ -105,3 +105,24 @@ def test_a_shell_script_under_root_pipes_and_substitutes(root) -> None:
     (root / "job.sh").chmod(0o755)
     r = run_mteemu(["run", "--root", str(root), str(root / "bin" / "sh"), "/job.sh"], cwd=root, env={"PATH": "/bin"})
     assert r.returncode == 0 and r.stdout == b"LINES: 10\n", r.stderr.decode()[-1500:]
+
+
+SQLITE = ROOT / "build" / "debian-arm64" / "usr"
+
+
+@pytest.mark.skipif(not (SQLITE / "include" / "sqlite3.h").exists(), reason="run scripts/install-deps")
+@pytest.mark.parametrize("tagging", [None, "3"])
+def test_dynamically_linked_sqlite(tmp_path, tagging) -> None:
+    """Debian's libsqlite3 with the cross compiler's default (dynamic) linking, a real SQL
+    script into a database file, with and without glibc's heap tagging: the same rows as
+    qemu-aarch64 -L gives."""
+    libdir = SQLITE / "lib" / "aarch64-linux-gnu"
+    prog = tmp_path / "sqlite_script"
+    subprocess.run(["aarch64-linux-gnu-gcc", "-O2", str(Path(__file__).with_name("sqlite_script.c")),
+                    f"-I{SQLITE / 'include'}", f"-L{libdir}", "-lsqlite3", "-o", str(prog)], check=True)
+    env = ["-E", f"LD_LIBRARY_PATH={libdir}"] + (["-E", f"GLIBC_TUNABLES=glibc.mem.tagging={tagging}"] if tagging else [])
+    r = run_mteemu(["run", *env, str(prog), str(tmp_path / "m.db")], cwd=tmp_path)
+    assert r.returncode == 0 and (tmp_path / "m.db").stat().st_size > 0, r.stderr.decode()[-1500:]
+    q = subprocess.run(["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu", "-E", f"LD_LIBRARY_PATH={libdir}", str(prog),
+                        str(tmp_path / "q.db")], capture_output=True, timeout=60)
+    assert r.stdout == q.stdout and r.stdout.startswith(b"item0|71|17892\n")
