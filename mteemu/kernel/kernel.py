@@ -120,6 +120,7 @@ class Kernel:
         self.start_time = time.monotonic()
         self.boot_wall = time.time()
         self.switches = 0          # context switches (/proc/stat ctxt)
+        self.shm_segments: dict = {}   # System V shared memory: shmid -> syscalls.shm.Segment
         self.forks = 0             # processes created (/proc/stat processes)
         self.deadline = self.start_time + options.timeout if options.timeout else None
         self.diag = options.diag or sys.stderr

@@ -56,7 +56,7 @@ def s64(v: int) -> int:
 class SyscallTable:
     def __init__(self, kernel: "Kernel") -> None:
         # Importing the area modules registers their handlers.
-        from mteemu.kernel.syscalls import exec, fs, fsinfo, misc, mm, process, signal, time  # noqa: F401
+        from mteemu.kernel.syscalls import exec, fs, fsinfo, misc, mm, process, shm, signal, time  # noqa: F401
         self.kernel = kernel
         self.handlers = _HANDLERS
         self.warned: set[int] = set()
