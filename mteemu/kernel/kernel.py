@@ -231,9 +231,9 @@ class Kernel:
         try:
             prog = loader.load(mm, image, argv, envp, execfn, self.rng.randbytes(16), interp)
             self._map_trampoline(mm)
-        except (OutOfMemory, BuddyOutOfMemory, InputError):
+        except (OutOfMemory, BuddyOutOfMemory, InputError) as e:
             mm.destroy()
-            raise SyscallError(errno.ENOMEM) from None
+            raise SyscallError(errno.ENOEXEC if isinstance(e, InputError) else errno.ENOMEM) from None
         # -- the point of no return --
         for other in list(proc.live_threads):      # de_thread(): the other threads die
             if other is not t:
