@@ -265,3 +265,46 @@ def test_truncated_dtbs_never_crash(tmp_path) -> None:
             rules.validate(binding.scan(dt.parse_dtb(whole[:cut])))
         except BoardError:
             pass
+
+
+MULTI_BANK = """/dts-v1/;
+/ {{
+    #address-cells = <2>;
+    #size-cells = <2>;
+    model = "two banks, no tag-storage nodes (FVP-like)";
+    {first}
+    {second}
+}};
+"""
+LOW = "memory@80000000 { device_type = \"memory\"; reg = <0x00 0x80000000 0x00 0x4000000>; };"
+HIGH = "memory@880000000 { device_type = \"memory\"; reg = <0x08 0x80000000 0x00 0x4000000>; };"
+
+
+@pytest.mark.parametrize("order", ["low-first", "high-first"])
+def test_every_bank_has_tags(tmp_path, guest, order: str) -> None:
+    """A board with two banks and no tag-storage nodes: each bank gets its carve-out, so a
+    tag-checked program passes whichever bank the allocator hands out (it used the
+    highest first, where the tags were missing)."""
+    board = tmp_path / "two-banks.dts"
+    board.write_text(MULTI_BANK.format(first=LOW if order == "low-first" else HIGH,
+                                       second=HIGH if order == "low-first" else LOW))
+    bf = info.read(str(board))
+    tagged = {tr.tagged.base for tr in bf.board().tag_regions}
+    assert tagged == {0x8000_0000, 0x8_8000_0000}
+    assert "each memory region" in info.describe(bf)
+    r = run_mteemu(["run", "--dtb", str(board), str(guest("mte/sync_basic"))], cwd=tmp_path)
+    expected = (ROOT / "guest_tests" / "mte" / "sync_basic.expected").read_bytes()
+    assert r.returncode == 0 and r.stdout == expected, r.stderr.decode()[-1500:]
+
+
+def test_tags_written_without_tag_storage_are_a_model_violation() -> None:
+    from mteemu.board.model import Board, MemRegion
+    from mteemu.errors import ModelViolation
+    from mteemu.machine.physmem import PhysMem
+    from mteemu.machine.tagstore import TagStore
+
+    board = Board("untagged", memory=(MemRegion(base=0x8000_0000, size=1 << 20),))
+    tags = TagStore(board, PhysMem(board))
+    assert tags.get(0x8000_0000) == 0                      # reads: tag 0 (nothing stored)
+    with pytest.raises(ModelViolation):
+        tags.set_range(0x8000_0000, 16, 5)                 # writes: never silently dropped

@@ -11,7 +11,7 @@ MAX_RAM = 1 << 46          # what the alias windows of the checking hook can add
 
 def board_from_layout(layout: Layout, name: str) -> Board:
     """Memory regions from the memory nodes; tag regions where the tag-storage nodes say.
-    A board without tag-storage nodes gets the hidden carve-out of its first bank."""
+    A board without tag-storage nodes gets a hidden carve-out at the top of each bank."""
     memory = []
     for m in layout.memory:
         for i, (addr, size) in enumerate(m.ranges):
@@ -28,9 +28,12 @@ def board_from_layout(layout: Layout, name: str) -> Board:
         raise BoardError(f"{layout.tree.source}: no memory node (device_type = \"memory\") with a usable range")
     _check_disjoint(memory)
     if not layout.tags:
-        first = memory[0]
-        carved = with_tag_carveout(name, first)
-        return Board(name=name, memory=carved.memory + tuple(memory[1:]), tag_regions=carved.tag_regions)
+        # Static MTE: every bank gets its own hidden carve-out, so every byte of RAM the
+        # kernel sees has tags (one carve-out for the first bank only left the others
+        # untagged, and tag-checked programs failed wherever the allocator used them).
+        carved = [with_tag_carveout(name, bank) for bank in memory]
+        return Board(name=name, memory=tuple(b.memory[0] for b in carved),
+                     tag_regions=tuple(b.tag_regions[0] for b in carved))
     tags = []
     for t in layout.tags:
         span, tagged = t.range, layout.memory_node(t.tagged)

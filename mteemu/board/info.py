@@ -65,7 +65,7 @@ def describe(bf: BoardFile) -> str:
             lines.append(f"  tags    {fmt_range(r['start'], r['end']):>27}  {fmt_size(r['end'] - r['start']):>9}  "
                          f"{r['name']} ({r['binding']}), tags of {r['tags_of'] or '?'}, {block}, {where}")
     if not bf.layout.tags:
-        lines.append("  no tag storage nodes: mteemu hides a carve-out at the top of the first memory region")
+        lines.append("  no tag storage nodes: mteemu hides a carve-out (1/33 of it) at the top of each memory region")
     n_err = len(bf.errors)
     lines.append(f"  validation: {n_err} error(s), {len(bf.findings) - n_err} other finding(s) "
                  "(mteemu validate-dtb for details)")

@@ -372,7 +372,7 @@ static unsigned choose_non_excluded_tag(unsigned tag, unsigned offset, unsigned 
 static void set_tags(uint64_t pa, uint64_t len, unsigned tag) {
     const struct span *s = span_of(pa);
     if (s == NULL)
-        return;                  /* memory without tag storage: writes ignored (RAZ/WI) */
+        return;                  /* not reached: callers decline such writes (store_tags, STGP) */
     uint8_t *tags = (uint8_t *)s->tags;
     for (uint64_t g = (pa - s->base) >> 4, end = (pa + len - s->base) >> 4; g < end; g++) {
         unsigned shift = (unsigned)(g & 1) << 2;
@@ -404,8 +404,8 @@ static int store_tags(uint64_t va, uint64_t size, unsigned tag, int zero) {
         if (parts == 2)
             return 0;
         pas[parts] = xlate(pos, UC_MEM_WRITE, &tagged[parts], &ok);
-        if (!ok || (zero && host_of(pas[parts]) == NULL))
-            return 0;
+        if (!ok || (zero && host_of(pas[parts]) == NULL) || (tagged[parts] && span_of(pas[parts]) == NULL))
+            return 0;            /* the Python path faults, or reports tags without storage */
         lens[parts] = n;
         pos += n;
         left -= n;
@@ -492,7 +492,7 @@ static int execute(void *uc, uint32_t w) {
             return 0;
         uint64_t pa = xlate(addr, UC_MEM_WRITE, &tagged, &ok);
         uint8_t *host = ok ? host_of(pa) : NULL;
-        if (host == NULL)
+        if (host == NULL || (tagged && span_of(pa) == NULL))
             return 0;
         uint64_t data[2] = {xr(uc, rt, 0), xr(uc, rt2, 0)};
         memcpy(host, data, 16);

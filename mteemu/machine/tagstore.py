@@ -5,14 +5,16 @@ The allocation tag of the 16-byte granule at physical address PA is a 4-bit nibb
 nibble), inside the tag region the board assigns to PA's memory. There is no side
 table: whatever the kernel model does to tag storage is what the CPU sees.
 
-Memory that no tag region covers has no tags: reads give tag 0 and writes are ignored,
-like the architecture's RAZ/WI for allocation tags of untagged memory.
+Memory that no tag region covers has no tags: reads give tag 0. Writing its tags is a
+model violation (only Tagged pages are tag-written, and the kernel maps a page Tagged only
+with tag storage), never silently dropped.
 """
 from __future__ import annotations
 
 from typing import Callable, Optional
 
 from mteemu.board.model import Board
+from mteemu.errors import ModelViolation
 from mteemu.machine.physmem import PAGE_SHIFT, PAGE_SIZE, PhysMem
 
 GRANULE = 16
@@ -67,10 +69,12 @@ class TagStore:
         return (s.tags[g >> 1] >> ((g & 1) << 2)) & 0xF
 
     def set_range(self, pa: int, length: int, tag: int) -> None:
-        """Give every granule of [pa, pa+length) (granule aligned, one page) the tag."""
+        """Give every granule of [pa, pa+length) (granule aligned, one page) the tag.
+        Only pages mapped Tagged are tag-written, and those always have tag storage: a
+        write for memory without any is the model's bug, never silently dropped."""
         s = self._span(pa)
         if s is None:
-            return
+            raise ModelViolation(f"tags written for physical address {pa:#x}, which has no tag storage")
         self._check(pa >> PAGE_SHIFT)
         g, end = (pa - s.base) >> 4, (pa + length - s.base) >> 4
         tags = s.tags
