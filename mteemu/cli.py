@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", metavar="FILE", help="write JSON results")
     t.add_argument("--oracle", choices=("qemu",), help="also run each test under qemu-aarch64 and compare")
     t.add_argument("--cache", metavar="DIR", help="where built programs are kept (default ~/.cache/mteemu/guests)")
+    t.add_argument("--shard", metavar="K/N", help="run only slice K of N (disjoint slices covering the suite once, "
+                                                  "the same on every machine)")
+    t.add_argument("--durations", metavar="FILE", help="balance --shard by the test times of an earlier --json")
     i = sub.add_parser("dtb-info", help="print a board's memory map (and draw it with --svg)")
     i.add_argument("file", metavar="FILE")
     r = sub.add_parser("races", help="replay the tag-storage RFC's races in every interleaving")

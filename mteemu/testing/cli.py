@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mteemu.atomicfile import check_target, write_text
 from mteemu.errors import InputError
-from mteemu.testing import reports
+from mteemu.testing import reports, shard
 from mteemu.testing.runner import ERROR, FAIL, PASS, Result, Settings, discover, run_case
 
 
@@ -24,6 +24,18 @@ def run_tests(args: argparse.Namespace) -> int:
     cases = discover(args.paths)
     if not cases:
         raise InputError(f"no guest tests found in {' '.join(args.paths)}")
+    shard_label = None
+    if args.durations and not args.shard:
+        raise InputError("--durations balances --shard K/N: give both")
+    if args.shard:
+        k, n = shard.parse(args.shard)
+        durations = shard.load_durations(args.durations) if args.durations else None
+        chosen = shard.select((c.name for c in cases), k, n, durations)
+        cases = [c for c in cases if c.name in chosen]
+        shard_label = f"{k}/{n}"
+        if not cases:
+            print(f"shard {shard_label}: no tests (more shards than tests)")
+            return 0
     for option, out in (("--junit-xml", args.junit_xml), ("--json", args.json)):
         if out:
             check_target(out, option, [str(c.path) for c in cases])
@@ -66,7 +78,7 @@ def run_tests(args: argparse.Namespace) -> int:
     print(f"{len(final)} tests: {counts[PASS]} passed, {counts[FAIL]} failed, {counts[ERROR]} errors{oracle}")
     try:
         if args.junit_xml:
-            write_text(args.junit_xml, reports.junit_xml(final))
+            write_text(args.junit_xml, reports.junit_xml(final, properties=reports.case_properties(cases, shard_label)))
         if args.json:
             write_text(args.json, reports.as_json(final))
     except OSError as e:

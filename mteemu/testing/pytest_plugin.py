@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mteemu.testing import shard
 from mteemu.testing.runner import PASS, Case, Result, Settings, run_case
 from mteemu.testing.spec import ExpectationError, has_expectations, parse
 
@@ -17,6 +18,28 @@ def pytest_addoption(parser) -> None:  # noqa: ANN001
     group.addoption("--mteemu-oracle", choices=("qemu",), default=None,
                     help="also run guest tests under qemu-aarch64 and compare")
     group.addoption("--mteemu-cache", default=None, help="where built guest programs are kept")
+    group.addoption("--mteemu-shard", default=None, metavar="K/N",
+                    help="collect only slice K of N of the guest tests (as mteemu test --shard)")
+    group.addoption("--mteemu-durations", default=None, metavar="FILE",
+                    help="balance --mteemu-shard by the times in an mteemu test --json file")
+
+
+def pytest_collection_modifyitems(config, items) -> None:  # noqa: ANN001
+    """--mteemu-shard: keep this machine's slice of the guest tests (other tests stay). The
+    choice depends only on names, so every pytest-xdist worker agrees on it."""
+    text = config.getoption("mteemu_shard")
+    if not text:
+        return
+    k, n = shard.parse(text)
+    path = config.getoption("mteemu_durations")
+    guests = [item for item in items if isinstance(item, GuestItem)]
+    chosen = shard.select((i.case.name for i in guests), k, n, shard.load_durations(path) if path else None)
+    dropped = [i for i in guests if i.case.name not in chosen]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [i for i in items if not (isinstance(i, GuestItem) and i.case.name not in chosen)]
+    for item in guests:
+        item.user_properties.append(("shard", f"{k}/{n}"))
 
 
 def pytest_collect_file(file_path: Path, parent):  # noqa: ANN001, ANN201
