@@ -129,8 +129,11 @@ class Kernel:
 
     # -- diagnostics ---------------------------------------------------------------------------
     def say(self, message: str) -> None:
+        self._write_diag(f"mteemu: {message}\n")
+
+    def _write_diag(self, text: str) -> None:
         try:
-            self.diag.write(f"mteemu: {message}\n")
+            self.diag.write(text)
             self.diag.flush()
         except (OSError, ValueError):
             pass          # an unwritable stderr never changes how the run ends
@@ -607,11 +610,7 @@ class Kernel:
         """A tag-check fault is killing the process: tell the person why."""
         from mteemu.report import tagfault
 
-        try:
-            self.diag.write(tagfault.format_text(info.report))
-            self.diag.flush()
-        except (OSError, ValueError):
-            pass
+        self._write_diag(tagfault.format_text(info.report))
         if self.options.report_json:
             import json
 
