@@ -346,11 +346,14 @@ static void xw(void *uc, int n, uint64_t v, int sp) {
 #define TAG_FIELD (0xFULL << TAG_SHIFT)
 static unsigned tag_of(uint64_t a) { return (unsigned)(a >> TAG_SHIFT) & 0xF; }
 static uint64_t with_tag(uint64_t a, unsigned t) { return (a & ~TAG_FIELD) | ((uint64_t)t << TAG_SHIFT); }
-static int64_t simm(uint32_t v, int bits) { return (v >> (bits - 1)) ? (int64_t)v - (1LL << bits) : (int64_t)v; }
-static int64_t sext56(uint64_t v) {
-    v &= (1ULL << 56) - 1;
-    return (v >> 55) ? (int64_t)(v | 0xFF00000000000000ULL) : (int64_t)v;
+/* Arm ARM SignExtend(): bit bits-1 of v copied into every bit above it. */
+static uint64_t sext(uint64_t v, int bits) {
+    if (bits >= 64)
+        return v;
+    return (v >> (bits - 1) & 1) ? v | ~((1ULL << bits) - 1) : v;
 }
+/* SUBP's operands: the 56-bit address part of a register, sign-extended. */
+static int64_t sext56(uint64_t v) { return (int64_t)sext(v & ((1ULL << 56) - 1), 56); }
 
 /* Arm ARM ChooseNonExcludedTag(). */
 static unsigned choose_non_excluded_tag(unsigned tag, unsigned offset, unsigned exclude) {
@@ -459,7 +462,7 @@ static int execute(void *uc, uint32_t w) {
        uses the old base, pre-index and post-index write the new one back. */
     if ((w & 0xFF200000) == 0xD9200000) {                      /* LDG, STG, STZG, ST2G, STZ2G */
         unsigned opc = (w >> 22) & 3, op2 = (w >> 10) & 3;
-        int64_t imm = simm((w >> 12) & 0x1FF, 9) * 16;
+        int64_t imm = (int64_t)sext((w >> 12) & 0x1FF, 9) * 16;
         int rt = w & 31;
         if (op2 == 0 && opc != 1)
             return 0;                                          /* STZGM / STGM / LDGM: EL1 only */
@@ -484,7 +487,7 @@ static int execute(void *uc, uint32_t w) {
     /* STGP: Mem[address, 16] = Xt2:Xt1 (unchecked) and AArch64.MemTag[address] = tag(address). */
     if ((w & 0xFE400000) == 0x68000000 && (w & 0x01800000)) { /* STGP Xt1, Xt2, [Xn|SP, #imm] */
         unsigned mode = (w >> 23) & 3;
-        int64_t imm = simm((w >> 15) & 0x7F, 7) * 16;
+        int64_t imm = (int64_t)sext((w >> 15) & 0x7F, 7) * 16;
         int rt = w & 31, rt2 = (w >> 10) & 31;
         uint64_t base = xr(uc, rn, 1), addr = mode == 1 ? base : base + (uint64_t)imm;
         int tagged, ok;
@@ -518,12 +521,6 @@ static int execute(void *uc, uint32_t w) {
    TBZ/TBNZ, MRS DCZID_EL0, NOP); the first other instruction goes back to Unicorn. No
    memory access is interpreted, so no tag check or fault can be missed. */
 #define RUN_AHEAD 4096           /* cpu.RUN_AHEAD */
-
-static uint64_t sext(uint64_t v, int bits) {
-    if (bits >= 64)
-        return v;
-    return (v >> (bits - 1) & 1) ? v | ~((1ULL << bits) - 1) : v;
-}
 
 static int condition_holds(unsigned cond, uint64_t nzcv) {       /* ConditionHolds() */
     unsigned n = nzcv >> 31 & 1, z = nzcv >> 30 & 1, c = nzcv >> 29 & 1, v = nzcv >> 28 & 1;
