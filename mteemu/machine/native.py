@@ -131,15 +131,11 @@ class Native:
 
     def fill_stats(self) -> tuple[int, int]:
         """(TLB refills answered natively, refills handed to the Python hook)."""
-        out = (ctypes.c_uint64 * 2)()
-        self.lib.mte_fill_stats(out)
-        return out[0], out[1]
+        return self._counter_pair(self.lib.mte_fill_stats)
 
     def insn_stats(self) -> tuple[int, int]:
         """(MTE instructions executed natively, exceptions handed to the Python hook)."""
-        out = (ctypes.c_uint64 * 2)()
-        self.lib.mte_insn_stats(out)
-        return out[0], out[1]
+        return self._counter_pair(self.lib.mte_insn_stats)
 
     def log_append(self, pa: int, old: bytes) -> None:
         self.lib.mte_log_append(pa, old, len(old))
@@ -159,8 +155,13 @@ class Native:
 
     def stats(self) -> tuple[int, int]:
         """(accesses checked natively, accesses handed to the Python hook)."""
+        return self._counter_pair(self.lib.mte_stats)
+
+    @staticmethod
+    def _counter_pair(read: Callable) -> tuple[int, int]:
+        """A (handled natively, handed to Python) pair, as the library's *_stats() fill it."""
         out = (ctypes.c_uint64 * 2)()
-        self.lib.mte_stats(out)
+        read(out)
         return out[0], out[1]
 
 
