@@ -32,9 +32,10 @@ from mteemu.kernel.uaccess import SyscallError
 MAX_SYMLINKS = 40          # Linux's MAXSYMLINKS
 PSEUDO_TOPS = ("proc", "sys")
 
+PROC_SUPER_MAGIC, SYSFS_MAGIC = 0x9FA0, 0x62656572     # statfs f_type (linux/magic.h)
 # statfs f_type of the host's pseudo file systems: kernel state, never the guest's.
 PSEUDO_FS_MAGIC = {
-    0x9FA0: "proc", 0x62656572: "sysfs", 0x64626720: "debugfs", 0x74726163: "tracefs",
+    PROC_SUPER_MAGIC: "proc", SYSFS_MAGIC: "sysfs", 0x64626720: "debugfs", 0x74726163: "tracefs",
     0x73636673: "securityfs", 0x27E0EB: "cgroup", 0x63677270: "cgroup2", 0xCAFE4A11: "bpf",
     0x62656570: "configfs", 0xDE5E81E4: "efivarfs", 0x6165676C: "pstore", 0x65735543: "fusectl",
     0x42494E4D: "binfmt_misc", 0x67596969: "rpc_pipefs", 0x19800202: "mqueue", 0x6E736673: "nsfs",

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from mteemu.kernel import namei
 from mteemu.kernel.files import HostFile, Would
-from mteemu.kernel.namei import HostPath
+from mteemu.kernel.namei import PROC_SUPER_MAGIC, SYSFS_MAGIC, HostPath
 from mteemu.kernel.process import Thread
 from mteemu.kernel.pseudofs import GeneratedDir, GeneratedFile
 from mteemu.kernel.syscalls import blocking, s32, syscall
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from mteemu.kernel.kernel import Kernel
 
 STATFS_FMT = "<qqQQQQQiiqqq4q"          # arm64 struct statfs (asm-generic, 64-bit): 120 bytes
-PROC_SUPER_MAGIC, SYSFS_MAGIC = 0x9FA0, 0x62656572
 ST_VALID = 0x20                          # statfs.f_flags: the flags are valid (Linux sets it)
 
 
