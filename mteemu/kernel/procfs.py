@@ -108,18 +108,22 @@ def uptime_s(k: "Kernel") -> float:
     return time.monotonic() - k.start_time
 
 
+def _threads_in(k: "Kernel", state: str) -> int:
+    """How many threads are in a scheduler state (process.State's value)."""
+    return sum(1 for t in k.threads.values() if t.state.value == state)
+
+
 def stat(k: "Kernel") -> bytes:
     ticks = int(uptime_s(k) * USER_HZ)
     cpu = f"{ticks} 0 0 0 0 0 0 0 0 0"
-    running = sum(1 for t in k.threads.values() if t.state.value == "runnable")
-    blocked = sum(1 for t in k.threads.values() if t.state.value == "blocked")
+    running, blocked = _threads_in(k, "runnable"), _threads_in(k, "blocked")
     return (f"cpu  {cpu}\n" + "".join(f"cpu{i} {cpu}\n" for i in range(NR_CPUS)) +
             f"intr 0\nctxt {k.switches}\nbtime {int(k.boot_wall)}\nprocesses {k.forks}\n"
             f"procs_running {running}\nprocs_blocked {blocked}\nsoftirq 0 0 0 0 0 0 0 0 0 0 0\n").encode()
 
 
 def loadavg(k: "Kernel") -> bytes:
-    running = sum(1 for t in k.threads.values() if t.state.value == "runnable")
+    running = _threads_in(k, "runnable")
     return f"0.00 0.00 0.00 {running}/{len(k.threads)} {k.last_pid}\n".encode()
 
 
