@@ -48,9 +48,7 @@ def _state(proc: Process, t: Optional[Thread], k: "Kernel") -> str:
     if proc.wait_status is not None:
         return "Z (zombie)"
     threads = [t] if t is not None else proc.live_threads
-    if any(th is k.current for th in threads):
-        return "R (running)"
-    if any(th.state is State.RUNNABLE for th in threads):
+    if any(th is k.current or th.state is State.RUNNABLE for th in threads):
         return "R (running)"
     return "S (sleeping)"
 
@@ -105,12 +103,16 @@ def _vm_flags(vma: Vma) -> str:
     return " ".join(name for name, on in flags if on)
 
 
-def _smap_block(rss: int, swap: int, anon: bool, shared: bool) -> list[str]:
+def _smap_block(rss: int, swap: int, anon: bool, shared: bool, anonymous: Optional[int] = None) -> list[str]:
+    """The page counts of one smaps entry; `anonymous`: the Anonymous pages when they are
+    not simply all of rss or none (the rollup of a whole process)."""
     kb = PAGE_SIZE // 1024
+    if anonymous is None:
+        anonymous = rss if anon else 0
     rows = [("Rss", rss), ("Pss", rss), ("Pss_Dirty", rss if anon else 0), ("Shared_Clean", 0),
             ("Shared_Dirty", rss if shared else 0), ("Private_Clean", 0 if anon or shared else rss),
             ("Private_Dirty", rss if anon and not shared else 0), ("Referenced", rss),
-            ("Anonymous", rss if anon else 0), ("KSM", 0), ("LazyFree", 0), ("AnonHugePages", 0),
+            ("Anonymous", anonymous), ("KSM", 0), ("LazyFree", 0), ("AnonHugePages", 0),
             ("ShmemPmdMapped", 0), ("FilePmdMapped", 0), ("Shared_Hugetlb", 0), ("Private_Hugetlb", 0),
             ("Swap", swap), ("SwapPss", swap), ("Locked", 0)]
     return [f"{name + ':':<16}{n * kb:>8} kB\n" for name, n in rows]
@@ -144,9 +146,7 @@ def smaps_rollup(proc: Process) -> bytes:
         rss, swap = rss + r, swap + s
         anon += r if vma.obj is None else 0
     head = f"{vmas[0].start:08x}-{vmas[-1].end:08x} ---p 00000000 00:00 0 ".ljust(MAPS_PAD) + " [rollup]\n"
-    block = _smap_block(rss, swap, True, False)
-    block[8] = f"{'Anonymous:':<16}{anon * PAGE_SIZE // 1024:>8} kB\n"
-    return (head + "".join(block)).encode()
+    return (head + "".join(_smap_block(rss, swap, True, False, anonymous=anon))).encode()
 
 
 def _vm_sizes(proc: Process) -> dict[str, int]:
