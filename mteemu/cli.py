@@ -245,7 +245,6 @@ def _start(board, options, program: str, argv: list[bytes], env: list[bytes]):  
     from dataclasses import replace
 
     from mteemu.kernel.kernel import Kernel
-    from mteemu.kernel.mm.buddy import OutOfMemory as BuddyOom
     from mteemu.kernel.mm.pagealloc import OutOfMemory
 
     kernel = None
@@ -255,7 +254,7 @@ def _start(board, options, program: str, argv: list[bytes], env: list[bytes]):  
         kernel.spawn(program, argv, env)
         started = True
         return kernel
-    except (OutOfMemory, BuddyOom):
+    except OutOfMemory:
         if options.mem_limit is None:
             raise
         def starts(pages: Optional[int]) -> Optional[int]:
@@ -263,7 +262,7 @@ def _start(board, options, program: str, argv: list[bytes], env: list[bytes]):  
                                           check_invariants=False))
             try:
                 probe.spawn(program, argv, env)
-            except (OutOfMemory, BuddyOom):
+            except OutOfMemory:
                 return None
             return probe.alloc.used_pages
         lo, hi = options.mem_limit // 4096, starts(None) or 1     # fails at lo, starts at hi

@@ -28,7 +28,6 @@ from mteemu.kernel.mm.addrspace import FAULT_ACCERR, FAULT_BUS, FAULT_OOM, FAULT
 from mteemu.kernel.kmsg import KernelLog
 from mteemu.kernel.mm import invariants
 from mteemu.kernel.mm.fixes import FIXES
-from mteemu.kernel.mm.buddy import OutOfMemory as BuddyOutOfMemory
 from mteemu.kernel.mm.pagealloc import OutOfMemory, PageAllocator
 from mteemu.kernel.mm.swap import SwapDevice
 from mteemu.kernel.mm.tag_storage import POLICIES
@@ -234,7 +233,7 @@ class Kernel:
         try:
             prog = loader.load(mm, image, argv, envp, execfn, self.rng.randbytes(16), interp)
             self._map_trampoline(mm)
-        except (OutOfMemory, BuddyOutOfMemory, InputError) as e:
+        except (OutOfMemory, InputError) as e:
             mm.destroy()
             raise SyscallError(errno.ENOEXEC if isinstance(e, InputError) else errno.ENOMEM) from None
         # -- the point of no return --
