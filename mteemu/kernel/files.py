@@ -284,23 +284,6 @@ class HostFile(OpenFile):
         os.close(self.fd)
 
 
-def on_tmpfs(path: str) -> bool:
-    """Is the host file on tmpfs? Linux tags shmem pages (VM_MTE_ALLOWED is set by
-    shmem_mmap), so PROT_MTE works for files there and nowhere else on disk."""
-    real = os.path.realpath(path)
-    best, fstype = "", ""
-    try:
-        with open("/proc/self/mounts") as f:
-            for line in f:
-                parts = line.split()
-                mnt = parts[1].replace("\\040", " ")
-                if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
-                    best, fstype = mnt, parts[2]
-    except OSError:
-        return False
-    return fstype == "tmpfs"
-
-
 def file_dtype(mode: int) -> int:
     for test, t in ((st.S_ISDIR, 4), (st.S_ISREG, 8), (st.S_ISLNK, 10), (st.S_ISFIFO, 1),
                     (st.S_ISCHR, 2), (st.S_ISBLK, 6), (st.S_ISSOCK, 12)):

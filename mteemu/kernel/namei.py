@@ -32,7 +32,7 @@ from mteemu.kernel.uaccess import SyscallError
 MAX_SYMLINKS = 40          # Linux's MAXSYMLINKS
 PSEUDO_TOPS = ("proc", "sys")
 
-PROC_SUPER_MAGIC, SYSFS_MAGIC = 0x9FA0, 0x62656572     # statfs f_type (linux/magic.h)
+PROC_SUPER_MAGIC, SYSFS_MAGIC, TMPFS_MAGIC = 0x9FA0, 0x62656572, 0x01021994   # statfs f_type (linux/magic.h)
 # statfs f_type of the host's pseudo file systems: kernel state, never the guest's.
 PSEUDO_FS_MAGIC = {
     PROC_SUPER_MAGIC: "proc", SYSFS_MAGIC: "sysfs", 0x64626720: "debugfs", 0x74726163: "tracefs",
@@ -190,6 +190,12 @@ def fs_type(path_or_fd: Union[str, int]) -> Optional[int]:
     else:
         rc = _libc.statfs(os.fsencode(path_or_fd), ctypes.byref(buf))
     return None if rc != 0 else buf.f_type & 0xFFFF_FFFF
+
+
+def on_tmpfs(fd: int) -> bool:
+    """Is an open host file on tmpfs? Linux tags shmem pages (VM_MTE_ALLOWED is set by
+    shmem_mmap), so PROT_MTE works for files there and nowhere else on disk."""
+    return fs_type(fd) == TMPFS_MAGIC
 
 
 def pseudo_fs(host: Union[str, int]) -> Optional[str]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from mteemu.kernel.files import HostFile, MemFd, on_tmpfs
+from mteemu.kernel.files import HostFile, MemFd
 from mteemu.kernel.mm.addrspace import TASK_SIZE, untag
 from mteemu.kernel.mm.shared import SharedObject
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_MTE, PROT_READ, PROT_WRITE, Vma
+from mteemu.kernel.namei import on_tmpfs
 from mteemu.kernel.process import Thread
 from mteemu.kernel.syscalls import s32, syscall
 from mteemu.kernel.uaccess import SyscallError
@@ -95,7 +96,7 @@ def sys_mmap(k: "Kernel", t: Thread, addr: int, length: int, prot: int, flags: i
         if isinstance(f, MemFd):
             obj = f.obj
         elif isinstance(f, HostFile) and not f.is_dir:
-            mte_allowed = on_tmpfs(f.path())
+            mte_allowed = on_tmpfs(f.fd)
             if not f.readable() or (shared and prot & PROT_WRITE and not f.writable()):
                 raise SyscallError(errno.EACCES)
             obj = k.pagecache.object_for(f, want_write=shared and bool(prot & PROT_WRITE))
