@@ -28,7 +28,11 @@ class InputError(MteEmuError):
 
 
 class ElfError(InputError):
-    """The program is not a static arm64 Linux ELF that we can load."""
+    """The program is not an arm64 Linux ELF that we can load."""
+
+
+class NoInterpreter(InputError):
+    """A dynamically linked program names an interpreter (PT_INTERP) that is nowhere to be found."""
 
 
 class BoardError(InputError):

@@ -19,7 +19,7 @@ from typing import Optional
 
 from mteemu import host_signals
 from mteemu.board.model import Board
-from mteemu.errors import Deadlock, GuestTimeout, HostSignal, InputError, MteEmuError
+from mteemu.errors import Deadlock, GuestTimeout, HostSignal, InputError, MteEmuError, NoInterpreter
 from mteemu.kernel import loader, mte, namei, sigframe
 from mteemu.kernel import signals as S
 from mteemu.kernel.files import FdTable, HostFile, PageCache
@@ -194,7 +194,7 @@ class Kernel:
                     continue
                 if isinstance(found, namei.HostPath) and os.path.isfile(found.path):
                     return image, loader.read_program(found.path)
-        raise InputError(f"{host}: dynamically linked, and its interpreter {image.interp} is in no sysroot "
+        raise NoInterpreter(f"{host}: dynamically linked, and its interpreter {image.interp} is in no sysroot "
                          "(-L DIR, QEMU_LD_PREFIX, /usr/aarch64-linux-gnu) nor under the guest's root")
 
     def spawn(self, path: str, argv: list[bytes], envp: list[bytes]) -> Process:

@@ -16,7 +16,7 @@ import os
 import stat
 from typing import TYPE_CHECKING
 
-from mteemu.errors import MteEmuError
+from mteemu.errors import MteEmuError, NoInterpreter
 from mteemu.kernel import namei
 from mteemu.kernel.files import HostFile
 from mteemu.kernel.namei import HostPath, Magic
@@ -54,7 +54,7 @@ def _program(k: "Kernel", t: Thread, dirfd: int, path: bytes, follow: bool) -> t
         st = os.stat(r.path)
     except OSError as e:
         raise SyscallError(e.errno or errno.ENOENT) from None
-    if stat.S_ISDIR(st.st_mode) or not stat.S_ISREG(st.st_mode) or not os.access(r.path, os.X_OK):
+    if not stat.S_ISREG(st.st_mode) or not os.access(r.path, os.X_OK):
         raise SyscallError(errno.EACCES)                # may_open(MAY_EXEC) / a non-regular file
     return r.path, r.gpath
 
@@ -92,7 +92,7 @@ def do_execve(k: "Kernel", t: Thread, dirfd: int, path: bytes, argv: list[bytes]
     try:
         image, interp = k.read_images(host, t.proc.root or "/")
     except MteEmuError as e:
-        if "interpreter" in e.message:
+        if isinstance(e, NoInterpreter):
             k.say(f"execve {gpath}: {e.message}")
         raise SyscallError(errno.ENOEXEC) from None
     k.exec_image(t, image, host, gpath, argv, envp, execfn, interp)
