@@ -152,10 +152,14 @@ def _sys_kernel(k: "Kernel") -> dict[str, Node]:
     }
 
 
+def set_hugepage_pool(data: bytes) -> None:
+    """Writing a hugetlb pool size (/proc/sys/vm, /sys/kernel/mm/hugepages): a number is
+    accepted, and the pool stays empty: the model has no huge pages."""
+    procpid.parse_uint(data)
+
+
 def _sys_vm(k: "Kernel") -> dict[str, Node]:
-    def set_hugepages(data: bytes) -> None:
-        procpid.parse_uint(data)        # the pool cannot grow: the model has no huge pages
-    hp = File(static("0\n"), set_hugepages, mode=0o644)
+    hp = File(static("0\n"), set_hugepage_pool, mode=0o644)
     return {
         "overcommit_memory": File(static("0\n"), mode=0o644), "overcommit_ratio": File(static("50\n"), mode=0o644),
         "overcommit_kbytes": File(static("0\n"), mode=0o644), "max_map_count": File(static("65530\n"), mode=0o644),

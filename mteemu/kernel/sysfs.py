@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from mteemu.kernel import mte, procfs, procpid
+from mteemu.kernel import mte, procfs
 from mteemu.kernel.pseudofs import Dir, File, Node, static
 from mteemu.kernel.uaccess import SyscallError
 
@@ -40,11 +40,9 @@ def _cpu(k: "Kernel") -> dict[str, Node]:
 
 
 def _hugepages() -> dict[str, Node]:
-    def set_pool(data: bytes) -> None:
-        procpid.parse_uint(data)        # accepted; the pool stays empty (no huge pages in the model)
     size = {name: File(static("0\n")) for name in ("free_hugepages", "resv_hugepages", "surplus_hugepages")}
-    size["nr_hugepages"] = File(static("0\n"), set_pool, mode=0o644)
-    size["nr_overcommit_hugepages"] = File(static("0\n"), set_pool, mode=0o644)
+    size["nr_hugepages"] = File(static("0\n"), procfs.set_hugepage_pool, mode=0o644)
+    size["nr_overcommit_hugepages"] = File(static("0\n"), procfs.set_hugepage_pool, mode=0o644)
     return {f"hugepages-{procfs.HUGEPAGE_KB}kB": Dir(lambda: size)}
 
 
