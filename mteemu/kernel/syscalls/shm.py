@@ -44,12 +44,8 @@ class Segment:
     ctime: int = field(default_factory=lambda: int(time.time()))
 
 
-def _table(k: "Kernel") -> dict[int, Segment]:
-    return k.shm_segments
-
-
 def _segment(k: "Kernel", shmid: int) -> Segment:
-    seg = _table(k).get(s32(shmid))
+    seg = k.shm_segments.get(s32(shmid))
     if seg is None:
         raise SyscallError(errno.EINVAL)
     return seg
@@ -58,7 +54,7 @@ def _segment(k: "Kernel", shmid: int) -> Segment:
 @syscall("shmget")
 def sys_shmget(k: "Kernel", t: Thread, key: int, size: int, flags: int) -> int:
     key, flags = s32(key), s32(flags)
-    table = _table(k)
+    table = k.shm_segments
     if key != IPC_PRIVATE:
         for shmid, seg in table.items():
             if seg.key == key and not seg.removed:
@@ -108,7 +104,7 @@ def sys_shmat(k: "Kernel", t: Thread, shmid: int, addr: int, flags: int) -> int:
 def sys_shmdt(k: "Kernel", t: Thread, addr: int) -> int:
     mm = t.proc.mm
     vma = mm.vmas.find(addr)
-    seg = next((s for s in _table(k).values() if vma is not None and vma.obj is s.obj), None)
+    seg = next((s for s in k.shm_segments.values() if vma is not None and vma.obj is s.obj), None)
     if vma is None or seg is None or vma.start != addr:
         raise SyscallError(errno.EINVAL)
     mm.unmap(vma.start, vma.end)
@@ -119,10 +115,10 @@ def sys_shmdt(k: "Kernel", t: Thread, addr: int) -> int:
 
 def _reap(k: "Kernel") -> None:
     """A removed segment goes when nothing maps it any more (shm_destroy())."""
-    for shmid, seg in list(_table(k).items()):
+    for shmid, seg in list(k.shm_segments.items()):
         if seg.removed and seg.obj.users <= 1:
             seg.obj.drop()
-            del _table(k)[shmid]
+            del k.shm_segments[shmid]
 
 
 @syscall("shmctl")
