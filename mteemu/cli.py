@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a static arm64 Linux program")
     run_options(run)
+    run.add_argument("-g", dest="gdb", metavar="PORT|unix:PATH",
+                     help="wait for GDB (target remote) on this loopback port or new socket file "
+                          "before the first instruction")
     run.add_argument("program")
     run.add_argument("args", nargs=argparse.REMAINDER)
     demo = sub.add_parser("demo", help="run the built-in demo program on the default board")
@@ -234,9 +237,22 @@ def _run(args: argparse.Namespace, program: str, guest_args: list[str]) -> int:
                          closed_stdio=CLOSED_STDIO, sysroot=os.path.realpath(sysroot) if sysroot else None)
     argv = [os.fsencode(program)] + [os.fsencode(a) for a in guest_args]
     env = guest_environment(args.set_env, args.unset_env, args.clear_env)
-    kernel = _start(board, options, program, argv, env)
-    with host_signals.stopping(kernel.cpu.interrupt):
-        return kernel.run()
+    listener = None
+    if args.gdb:
+        from mteemu.gdb.listen import Listener
+
+        listener = Listener(args.gdb)       # a port in use is an error before anything runs
+    try:
+        kernel = _start(board, options, program, argv, env)
+        if listener is not None:
+            from mteemu.gdb.session import Session
+
+            kernel.tracer = Session(kernel, kernel.init, listener.accept_with(kernel.say))
+        with host_signals.stopping(kernel.cpu.interrupt):
+            return kernel.run()
+    finally:
+        if listener is not None:
+            listener.close()
 
 
 def _start(board, options, program: str, argv: list[bytes], env: list[bytes]):  # noqa: ANN001, ANN202

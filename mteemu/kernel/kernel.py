@@ -32,6 +32,7 @@ from mteemu.kernel.mm.pagealloc import OutOfMemory, PageAllocator
 from mteemu.kernel.mm.swap import SwapDevice
 from mteemu.kernel.mm.tag_storage import POLICIES
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_MTE, PROT_READ, Vma
+from mteemu.kernel.ptrace import Tracer
 from mteemu.kernel.process import (SS_AUTODISARM, SS_DISABLE, SS_ONSTACK, THREAD_ORDER, Process, State, Thread,
                                    Wait)
 from mteemu.kernel.uaccess import SyscallError, UserMemory
@@ -123,6 +124,7 @@ class Kernel:
         self.forks = 0             # processes created (/proc/stat processes)
         self.deadline = self.start_time + options.timeout if options.timeout else None
         self.diag = options.diag or sys.stderr
+        self.tracer: Optional[Tracer] = None      # a debugger's session (ptrace.py), if any
         from mteemu.kernel.syscalls import SyscallTable
         self.syscalls = SyscallTable(self)
 
@@ -276,6 +278,8 @@ class Kernel:
         t.tfsr = None
         t.name = os.path.basename(gpath).encode()[:15]
         t.set_regs = {}
+        if self.tracer is not None and self.tracer.traces(proc):
+            self.tracer.execed(t)
         self.cpu.restore(self._fresh_regs)
         self.cpu.uc.reg_write(C.REG_PC, prog.entry)
         self.cpu.uc.reg_write(C.REG_SP, prog.sp)
@@ -353,6 +357,8 @@ class Kernel:
             watchdog.daemon = True
             watchdog.start()
         try:
+            if self.tracer is not None and self.init is not None:
+                self.tracer.start(self.init.threads[0])
             while True:
                 self._fire_timers()
                 t = self._pick()
@@ -365,9 +371,13 @@ class Kernel:
                 budget = QUANTUM if others else 0
                 if t.tfsr is not None:
                     budget = min(budget or ASYNC_WINDOW, ASYNC_WINDOW)
+                if self.tracer is not None:
+                    budget = self.tracer.budget(t, budget)
                 timer = self._timer_deadline()
                 exit_ = self.cpu.run(budget, None if timer is None else max(timer - time.monotonic(), 1e-4))
                 self._handle_exit(t, exit_)
+                if self.tracer is not None:
+                    self.tracer.after_run(t, exit_)
         except GuestExit as e:
             if self.checker is not None:
                 self.checker.now("the run")
@@ -428,6 +438,8 @@ class Kernel:
                     return t
             if self._fire_timers():
                 continue                            # a signal may wake a waiting thread
+            if self.tracer is not None:
+                self.tracer.idle()                  # a debugger's interrupt stops a blocked process too
             deadlines = [t.wait.deadline for t in self.runq if t.state is State.BLOCKED
                          and t.wait and t.wait.deadline is not None]
             timer = self._timer_deadline()
@@ -501,8 +513,8 @@ class Kernel:
         kind = ex.kind
         if t.tfsr is not None and kind is not ExitKind.STOPPED:
             self._report_async(t)     # any other kernel entry (a tick, a fault) reports it
-        if kind in (ExitKind.STOPPED, ExitKind.BUDGET):
-            return
+        if kind in (ExitKind.STOPPED, ExitKind.BUDGET, ExitKind.DEBUG):
+            return          # DEBUG: a debugger's stop (the tracer reports it), nothing executed
         if kind is ExitKind.INTERRUPTED:
             host_signals.check()
             self._check_deadline()
@@ -689,6 +701,15 @@ class Kernel:
             if sig is None:
                 return
             info = t.pending.take(sig) if sig in t.pending.queue else proc.pending.take(sig)
+            if self.tracer is not None and self.tracer.traces(proc):
+                # ptrace_signal(): the debugger sees the signal first and says what is delivered.
+                info = self.tracer.signal_stop(t, info)
+                if info is None or t.state is not State.RUNNABLE:
+                    continue
+                sig = info.signo
+                if sig == S.SIGKILL:
+                    self.kill_process(proc, S.SIGKILL)
+                    return
             act = proc.action(sig)
             if act.handler == S.SIG_IGN:
                 continue
@@ -810,6 +831,8 @@ class Kernel:
             self.exit_thread(t)
 
     def _process_exited(self, proc: Process) -> None:
+        if self.tracer is not None and self.tracer.traces(proc):
+            self.tracer.exited(proc)
         proc.fds.close_all()
         if proc.vfork_parent is not None:
             proc.vfork_parent = None       # the parent's mm was only borrowed: wake the parent

@@ -19,7 +19,7 @@ from mteemu.kernel.mm.vma import PROT_EXEC, PROT_MTE, PROT_READ, PROT_WRITE, Vma
 from mteemu.kernel.process import Process, State, Thread
 from mteemu.kernel.pseudofs import PROC_DEV, Dir, File, Link, MagicLink, Node, ino_of
 from mteemu.kernel.signals import SIG_DFL, SIG_IGN
-from mteemu.kernel.uaccess import SyscallError, UserMemory
+from mteemu.kernel.uaccess import RemoteMemory, SyscallError
 from mteemu.machine.physmem import PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -247,21 +247,9 @@ def _read_range(proc: Process, rng: tuple[int, int]) -> bytes:
     if proc.wait_status is not None or end <= start:
         return b""
     try:
-        return _RawMemory(proc).read(start, end - start)
+        return RemoteMemory(proc.mm).read(start, end - start)
     except SyscallError:
         return b""
-
-
-class _RawMemory(UserMemory):
-    """access_remote_vm(): the kernel reading or writing another process's pages,
-    without the tagged-address ABI's or MTE's checks."""
-
-    def __init__(self, proc: Process) -> None:
-        super().__init__(proc.mm)
-        self.tagged_addr_abi = True
-
-    def _fault(self, addr: int, access: int) -> "tuple[int, int, bool] | int":
-        return self.mm.fault_forced(addr, access)
 
 
 class ProcMem(OpenFile):
@@ -271,12 +259,12 @@ class ProcMem(OpenFile):
         super().__init__(flags)
         self.proc, self.gpath, self.code_changed = proc, gpath, code_changed
 
-    def _mem(self) -> _RawMemory:
+    def _mem(self) -> RemoteMemory:
         if self.proc.wait_status is not None:
             raise SyscallError(errno.EIO)       # the mm is gone (mem_rw: !mmget_not_zero)
-        return _RawMemory(self.proc)
+        return RemoteMemory(self.proc.mm)
 
-    def _reachable(self, mem: "_RawMemory", off: int, n: int, write: bool) -> int:
+    def _reachable(self, mem: RemoteMemory, off: int, n: int, write: bool) -> int:
         """How many bytes access_remote_vm() copies; EIO when none (mem_rw())."""
         try:
             n = mem.accessible(off, n, write=write) if n else 0

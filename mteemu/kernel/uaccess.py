@@ -165,3 +165,16 @@ class UserMemory:
             out.append(p)
             if len(out) > limit:
                 raise SyscallError(errno.E2BIG)
+
+
+class RemoteMemory(UserMemory):
+    """access_remote_vm() with FOLL_FORCE: the kernel reading or writing another process's
+    pages (/proc/<pid>/mem, ptrace), without the tagged-address ABI's or MTE's checks; a
+    write may go into a private read-only mapping (a debugger's breakpoint)."""
+
+    def __init__(self, mm: Mm) -> None:
+        super().__init__(mm)
+        self.tagged_addr_abi = True
+
+    def _fault(self, addr: int, access: int) -> "tuple[int, int, bool] | int":
+        return self.mm.fault_forced(addr, access)

@@ -33,7 +33,7 @@ from unicorn import arm64_const as A
 from unicorn.unicorn_const import UC_ERR_EXCEPTION, UC_ERR_OK
 from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
 
-from mteemu.machine import interp, mte_insns, native
+from mteemu.machine import debughooks, interp, mte_insns, native
 from mteemu.machine.decode import effective_address
 from mteemu.machine.physmem import PAGE_SHIFT, PAGE_SIZE, PhysMem
 from mteemu.machine.tagcheck import ALIAS_BASE, ALIAS_SHIFT, Mismatch, MteState, TagChecker
@@ -68,6 +68,7 @@ class ExitKind(enum.Enum):
     EXCEPTION = "exception"      # any other CPU exception
     TAG_CHECK = "tag-check"      # a tag-check fault (sync: nothing executed; async: completed)
     ALIGNMENT = "alignment"      # an unaligned tag store (STG and friends)
+    DEBUG = "debug"              # a debugger's breakpoint or watchpoint (debughooks.py), nothing executed
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,10 @@ class Cpu:
         self._arg_ptrs = (ctypes.c_void_p * len(SYSCALL_ARG_REGS))(
             *(ctypes.addressof(self._arg_values) + 8 * i for i in range(len(SYSCALL_ARG_REGS))))
         self._one = ctypes.c_uint64()
+        # Instructions _emulate() may run in one go: a debugger sees every instruction
+        # through Unicorn (its breakpoints and single steps are Unicorn's code hooks).
+        self.run_ahead = RUN_AHEAD
+        self.debug: Optional[debughooks.DebugHooks] = None
         if self.native is not None:
             self._install_native()
         else:
@@ -192,7 +197,8 @@ class Cpu:
     def sync_native(self) -> None:
         """What the C side must know of the thread on the CPU and of the memory manager."""
         if self.native is not None:
-            self.native.set_insns(self.tags.guarded is None, self.checker.state.exclude)
+            # Under a debugger the MTE instructions are Python's, one at a time (run_ahead).
+            self.native.set_insns(self.tags.guarded is None and self.debug is None, self.checker.state.exclude)
 
     # -- hooks ---------------------------------------------------------------
     def _on_fill(self, uc: Uc, vaddr: int, access: int, entry, _data) -> bool:  # noqa: ANN001
@@ -276,7 +282,7 @@ class Cpu:
         self._regs, self._dirty = {}, set()
         ops = self._ops
         try:
-            for _ in range(RUN_AHEAD):
+            for _ in range(self.run_ahead):
                 cached = ops.get(pc)
                 if cached is None or cached[0] != word:
                     cached = ops[pc] = (word, self._compile(word))
@@ -387,6 +393,10 @@ class Cpu:
         if (old.checking, old.tcf_read, old.tcf_write) != (state.checking, state.tcf_read, state.tcf_write):
             self.flush_tlb()
 
+    def stop_for_debugger(self, pc: int) -> None:
+        """A breakpoint or watchpoint hit (debughooks.py): leave the CPU before the instruction."""
+        self._leave(Exit(ExitKind.DEBUG, pc))
+
     def _leave(self, exit_: Exit) -> None:
         if self._pending is None:
             self._pending = exit_
@@ -400,6 +410,15 @@ class Cpu:
         self._refused = None
         if self._interrupt.is_set():
             return Exit(ExitKind.INTERRUPTED, self.pc)
+        self.running = True
+        try:
+            return self._run(budget, seconds)
+        finally:
+            self.running = False
+
+    running = False      # inside emu_start: hooks cannot be added or removed
+
+    def _run(self, budget: int, seconds: Optional[float]) -> Exit:
         uc = self.uc
         while True:
             try:
@@ -425,6 +444,8 @@ class Cpu:
         if self.checker.mismatch is not None:
             return self._tag_check_exit()
         if self._pending is not None:
+            if self._pending.kind is ExitKind.DEBUG and self.debug is not None:
+                self.debug.settle()        # a watchpoint: put back what the access did
             return self._pending
         if self._interrupt.is_set():
             return Exit(ExitKind.INTERRUPTED, self.pc)
@@ -488,6 +509,15 @@ class Cpu:
         v = self.uc.reg_read(X_REGS[int(name[1:])])
         return v & 0xFFFF_FFFF if name[0] == "w" else v
 
+    def attach_debugger(self) -> "debughooks.DebugHooks":
+        """Breakpoints, watchpoints and single steps for a debugger (debughooks.py)."""
+        if self.debug is None:
+            self.debug = debughooks.DebugHooks(self)
+            self.run_ahead = 1
+            self.sync_native()
+            self.invalidate_code()
+        return self.debug
+
     def interrupt(self) -> None:
         """Thread-safe: make the current and every later run() return INTERRUPTED."""
         self._interrupt.set()
@@ -509,6 +539,8 @@ class Cpu:
         self._soft_tlb.clear()
         self._code_pages.clear()
         self._fills.clear()
+        if self.debug is not None and self.debug.on_flush is not None:
+            self.debug.on_flush()       # watched pages may be other pages now
 
     # -- registers ---------------------------------------------------------------
     @property

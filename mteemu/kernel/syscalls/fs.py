@@ -225,18 +225,31 @@ def sys_openat(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int, mode: 
         return t.proc.fds.install(f, cloexec=bool(flags & O_CLOEXEC))
     if flags & O_TMPFILE_GUEST == O_TMPFILE_GUEST:
         raise SyscallError(errno.EOPNOTSUPP)
+    f = _open_host(k, r, flags, (mode & 0o7777) & ~t.proc.umask)
+    if flags & O_DIRECTORY_GUEST and not f.is_dir:
+        f.release()
+        raise SyscallError(errno.ENOTDIR)
+    return t.proc.fds.install(f, cloexec=bool(flags & O_CLOEXEC))
+
+
+def _open_host(k: "Kernel", r: HostPath, flags: int, mode: int) -> HostFile:
     try:
-        fd = os.open(r.path, host_open_flags(flags) | os.O_CLOEXEC, (mode & 0o7777) & ~t.proc.umask)
+        fd = os.open(r.path, host_open_flags(flags) | os.O_CLOEXEC, mode)
     except OSError as e:
         raise _oserror(e) from None
     if namei.pseudo_fs(fd) is not None:          # reached the host's kernel state after all
         os.close(fd)
         raise SyscallError(errno.ENOENT)
-    f = HostFile(fd, os.path.abspath(r.path), flags & ~O_CLOEXEC, k.pagecache, foreign=r.foreign)
-    if flags & O_DIRECTORY_GUEST and not f.is_dir:
-        f.release()
-        raise SyscallError(errno.ENOTDIR)
-    return t.proc.fds.install(f, cloexec=bool(flags & O_CLOEXEC))
+    return HostFile(fd, os.path.abspath(r.path), flags & ~O_CLOEXEC, k.pagecache, foreign=r.foreign)
+
+
+def open_for_reading(k: "Kernel", t: Thread, path: bytes) -> OpenFile:
+    """openat(AT_FDCWD, path, O_RDONLY) as t would make it, without an fd: a debugger
+    reads the tracee's files (GDB's vFile:open) in the tracee's world."""
+    r = lookup(k, t, AT_FDCWD, path, follow=True, reading=True)
+    if isinstance(r, HostPath):
+        return _open_host(k, r, os.O_RDONLY, 0)
+    return _open_generated(r, os.O_RDONLY)
 
 
 def _open_generated(r: "Generated | Magic", flags: int) -> OpenFile:
