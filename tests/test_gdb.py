@@ -139,7 +139,14 @@ def test_fork_child_runs_untraced_and_exec_is_followed(tmp_path: Path, target: s
     assert out.count("Breakpoint 1, add_one") == 1 and "add_one (x=41)" in out, out
     assert (status, stdout) == (0, "child 101\nvalue 42\n"), err
 
-    (tmp_path / "gdb.sock").unlink(missing_ok=True)
+    # After the fork, `value` lives in a page shared copy-on-write with the child: the
+    # parent's store breaks the sharing, and the watchpoint follows it to its new page.
+    proc, sock = start(tmp_path, target, "fork")
+    out = gdb(sock, target, "watch value", "continue", "continue")
+    status, stdout, err = finish(proc)
+    assert "Hardware watchpoint 1: value\n\nOld value = 41\nNew value = 42" in out, out
+    assert (status, stdout) == (0, "child 101\nvalue 42\n"), err
+
     proc, sock = start(tmp_path, target, "exec")
     out = gdb(sock, target, "break add_one", "continue", "continue", "continue")
     status, stdout, err = finish(proc)
