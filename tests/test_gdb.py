@@ -220,7 +220,7 @@ def test_malformed_packets_then_the_peer_vanishes(tmp_path: Path, target: str) -
     s.sendall(_packet(b"?"))
     assert re.fullmatch(rb"T05thread:p[0-9a-f]+\.[0-9a-f]+;", _reply(s))
     s.sendall(_packet(b"g"))
-    assert len(_reply(s)) == 2 * (31 * 8 + 8 + 8 + 4 + 32 * 16 + 4 + 4 + 8)
+    assert len(_reply(s)) == 2 * (31 * 8 + 8 + 8 + 4 + 32 * 16 + 4 + 4 + 8 + 8 + 8)
     s.close()                                          # GDB vanishes while the guest is stopped
     status, stdout, err = finish(proc)
     assert (status, stdout) == (0, "value 42\n"), err

@@ -6,8 +6,9 @@
      spin    loops forever: for Ctrl-C
      thread  a second thread changes `counter`: for a watchpoint on it
      fork    a child runs add_one too: the session follows the parent
-     exec    execs itself in plain mode                                           */
-// build: -O0 -pthread
+     exec    execs itself in plain mode
+   Built with pac-ret for every function: GDB unwinds through signed return addresses. */
+// build: -O0 -pthread -mbranch-protection=pac-ret+leaf
 #include <pthread.h>
 #include <string.h>
 #include <sys/wait.h>

@@ -2,8 +2,9 @@
 
 GDB's AArch64 Linux target needs the features named here (gdb/features/aarch64-*.xml
 define them; these are written from GDB's manual, "AArch64 Features"): `core` (x0-x30,
-sp, pc, cpsr), `fpu` (v0-v31, fpsr, fpcr) and `mte` (tag_ctl, the thread's
-PR_GET_TAGGED_ADDR_CTRL value). The `mte` feature is what makes GDB turn its memory
+sp, pc, cpsr), `fpu` (v0-v31, fpsr, fpcr), `mte` (tag_ctl, the thread's
+PR_GET_TAGGED_ADDR_CTRL value) and `pauth` (the PAC bit masks, so GDB strips signed
+return addresses when it unwinds). The `mte` feature is what makes GDB turn its memory
 tagging support on: the `memory-tag` commands and the tag report on SEGV_MTESERR.
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
-from mteemu.kernel.ptrace import CPSR, TAG_CTL
+from mteemu.kernel.ptrace import CPSR, PAUTH_CMASK, PAUTH_DMASK, TAG_CTL
 from mteemu.machine import cpu as C
 
 
@@ -28,6 +29,7 @@ REGS: tuple[Reg, ...] = (
     *(Reg(f"v{i}", 128, C.Q_REGS[i]) for i in range(32)),
     Reg("fpsr", 32, C.REG_FPSR), Reg("fpcr", 32, C.REG_FPCR),
     Reg("tag_ctl", 64, TAG_CTL),
+    Reg("pauth_dmask", 64, PAUTH_DMASK), Reg("pauth_cmask", 64, PAUTH_CMASK),
 )
 
 _TYPES = {"x29": "data_ptr", "x30": "code_ptr", "sp": "data_ptr", "pc": "code_ptr"}
@@ -51,7 +53,7 @@ _FPU_TYPES = """
 def _reg_xml(n: int, r: Reg) -> str:
     if r.name.startswith("v"):
         kind = "aarch64v"
-    elif r.name == "tag_ctl":
+    elif r.name in ("tag_ctl", "pauth_dmask", "pauth_cmask"):
         kind = "uint64"
     else:
         kind = _TYPES.get(r.name, "int" if r.bits == 32 else "uint64")
@@ -72,5 +74,6 @@ def target_xml() -> str:
         feature("core", 0, 34),
         feature("fpu", 34, 68, _FPU_TYPES),
         feature("mte", 68, 69),
+        feature("pauth", 69, 71),
         "</target>",
         ""])

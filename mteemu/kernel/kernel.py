@@ -20,7 +20,7 @@ from typing import Optional
 from mteemu import host_signals
 from mteemu.board.model import Board
 from mteemu.errors import Deadlock, GuestTimeout, HostSignal, InputError, MteEmuError, NoInterpreter
-from mteemu.kernel import loader, mte, namei, sigframe
+from mteemu.kernel import loader, mte, namei, pauth, sigframe
 from mteemu.kernel import signals as S
 from mteemu.kernel.files import FdTable, HostFile, PageCache
 from mteemu.kernel.futex import FutexTable
@@ -107,6 +107,7 @@ class Kernel:
         self.checker = invariants.Checker(self.alloc) if options.check_invariants else None
         self.rng = random.Random(options.seed)
         self.irg_rng = random.Random(f"irg-{options.seed}")    # IRG's tags: reproducible per seed
+        self.pac_rng = random.Random(f"pac-{options.seed}")    # pointer-authentication keys, likewise
         self.pagecache = PageCache(self.alloc)
         self.futex = FutexTable(self)
         self.procs: dict[int, Process] = {}
@@ -213,7 +214,8 @@ class Kernel:
         proc.auxv, proc.arg_range, proc.env_range = prog.auxv, prog.arg_range, prog.env_range
         self._map_trampoline(mm)
         t = Thread(tid=proc.pid, proc=proc, name=os.path.basename(path).encode()[:15],
-                   mte=mte.state_for(0, self.options.mte_tcf_preferred, MteState(rng=self.irg_rng)))
+                   mte=mte.state_for(0, self.options.mte_tcf_preferred, MteState(rng=self.irg_rng)),
+                   pac_keys=pauth.new_keys(self.pac_rng))
         t.kernel_stack = self.alloc.alloc_kernel(THREAD_ORDER)
         t.set_regs = {C.REG_PC: prog.entry, C.REG_SP: prog.sp}
         self.cpu.restore(self.cpu.save())
@@ -276,6 +278,8 @@ class Kernel:
         t.tagged_addr_ctrl = 0
         t.mte = mte.state_for(0, self.options.mte_tcf_preferred, replace(t.mte, tco=False))
         t.tfsr = None
+        t.pac_keys, t.pac_enabled = pauth.new_keys(self.pac_rng), pauth.ADDRESS_KEYS   # ptrauth_thread_init_user()
+        self.cpu.set_pac(t.pac_keys, t.pac_enabled)
         t.name = os.path.basename(gpath).encode()[:15]
         t.set_regs = {}
         if self.tracer is not None and self.tracer.traces(proc):
@@ -497,6 +501,7 @@ class Kernel:
             self.current = t
             self.switches += 1
             self.cpu.set_mte(t.mte)
+            self.cpu.set_pac(t.pac_keys, t.pac_enabled)
             if self._on_cpu_mm is not t.proc.mm:
                 self._on_cpu_mm = t.proc.mm
                 self.cpu.flush_tlb()

@@ -53,6 +53,8 @@ class Thread:
     wait: Optional[Wait] = None
     name: bytes = b""
     tagged_addr_ctrl: int = 0             # PR_SET_TAGGED_ADDR_CTRL, exactly as set
+    pac_keys: tuple[int, ...] = (0, 0, 0, 0, 0)   # APIA, APIB, APDA, APDB, APGA (pauth.py)
+    pac_enabled: int = 0xF                # PR_PAC_APIAKEY... bits of the enabled address keys
     mte: MteState = field(default_factory=MteState)   # what the CPU checks for this thread
     # TFSRE0_EL1.TF0: an asynchronous tag-check fault not yet reported (its report); the
     # next kernel entry reports it (a system call does not run while it is pending).

@@ -25,7 +25,11 @@ if TYPE_CHECKING:
 
 MTE_GRANULE = 16
 PSTATE_TCO = 1 << 25
-CPSR, TAG_CTL = "cpsr", "tag_ctl"        # the two registers that are kernel state, not Unicorn's
+CPSR, TAG_CTL = "cpsr", "tag_ctl"        # registers that are kernel state, not Unicorn's
+PAUTH_DMASK, PAUTH_CMASK = "pauth_dmask", "pauth_cmask"
+# NT_ARM_PAC_MASK: the bits a PAC occupies. Unicorn's TCR_EL1 has TBI off (see cpu.py), so
+# for data and code pointers alike the code fills bits 63:56 and 54:48 of a 48-bit VA.
+PAC_MASK = 0xFF7F_0000_0000_0000
 
 
 class Tracer(Protocol):
@@ -70,6 +74,8 @@ class ThreadRegs:
             return (self.read(C.REG_NZCV) & 0xF000_0000) | (PSTATE_TCO if t.mte.tco else 0)
         if reg == TAG_CTL:
             return t.tagged_addr_ctrl
+        if reg in (PAUTH_DMASK, PAUTH_CMASK):
+            return PAC_MASK
         if reg in t.set_regs:
             return t.set_regs[reg]
         uc = self.k.cpu.uc
@@ -86,6 +92,8 @@ class ThreadRegs:
             if self._live:
                 k.cpu.set_tco(t.mte.tco)
             return
+        if reg in (PAUTH_DMASK, PAUTH_CMASK):
+            raise TraceError(errno.EINVAL)       # NT_ARM_PAC_MASK is read-only
         if reg == TAG_CTL:
             # NT_ARM_TAGGED_ADDR_CTRL: set_tagged_addr_ctrl(), with its checks.
             try:

@@ -57,6 +57,15 @@ REG_TPIDR = A.UC_ARM64_REG_TPIDR_EL0
 REG_FPCR, REG_FPSR = A.UC_ARM64_REG_FPCR, A.UC_ARM64_REG_FPSR
 SYSCALL_ARG_REGS = [A.UC_ARM64_REG_X8] + X_REGS[:6]
 
+# System registers by (op0, op1, CRn, CRm, op2), and the bits of them mteemu sets.
+SCR_EL3, HCR_EL2, SCTLR_EL1 = (3, 6, 1, 1, 0), (3, 4, 1, 1, 0), (3, 0, 1, 0, 0)
+SCR_NS, SCR_RW, SCR_API, SCR_APK = 1 << 0, 1 << 10, 1 << 17, 1 << 16
+HCR_RW, HCR_API, HCR_APK = 1 << 31, 1 << 41, 1 << 40
+SCTLR_EN_BITS = (1 << 31, 1 << 30, 1 << 27, 1 << 13)       # EnIA, EnIB, EnDA, EnDB
+SCTLR_EN_ALL = sum(SCTLR_EN_BITS)
+# APIAKeyLo_EL1, APIBKeyLo, APDAKeyLo, APDBKeyLo, APGAKeyLo (each Hi is op2 + 1).
+PAC_KEY_REGS = ((3, 0, 2, 1, 0), (3, 0, 2, 1, 2), (3, 0, 2, 2, 0), (3, 0, 2, 2, 2), (3, 0, 2, 3, 0))
+
 
 class ExitKind(enum.Enum):
     STOPPED = "stopped"          # a syscall handler (or the kernel) asked to leave the CPU
@@ -113,6 +122,7 @@ class Cpu:
         for tag in range(16):
             physmem.map_into(uc, ALIAS_BASE + (tag << ALIAS_SHIFT), tagged)
         self.uc = uc
+        self._enable_pauth()
         self.physmem = physmem
         self.tags = tags
         self.native = native.load()
@@ -151,6 +161,44 @@ class Cpu:
         else:
             uc.hook_add(UC_HOOK_TLB_FILL, self._on_fill)
             uc.hook_add(UC_HOOK_INTR, self._on_intr)
+
+    # -- pointer authentication (FEAT_PAuth) --------------------------------------------
+    def _enable_pauth(self) -> None:
+        """Let PAC*/AUT* work at the guest's EL (Unicorn runs it at EL1 of its "max" core).
+        QEMU's pauth_check_trap() traps them to EL2 unless HCR_EL2.API, and to EL3 unless
+        SCR_EL3.API (Arm ARM D8.x); HCR_EL2 applies only in Non-secure state, so SCR_EL3.NS
+        is set, with the RW bits that keep EL2 and EL1 AArch64. The keys (APK) likewise."""
+        scr = self._sysreg(SCR_EL3)
+        self._sysreg(SCR_EL3, scr | SCR_NS | SCR_RW | SCR_API | SCR_APK)
+        self._sysreg(HCR_EL2, HCR_RW | HCR_API | HCR_APK)
+        self._pac: tuple[tuple[int, ...], int] = ((), -1)
+
+    def _sysreg(self, enc: tuple[int, int, int, int, int], value: Optional[int] = None) -> int:
+        """Read or write a system register by (op0, op1, CRn, CRm, op2)."""
+        op0, op1, crn, crm, op2 = enc
+        if value is None:
+            return self.uc.reg_read(A.UC_ARM64_REG_CP_REG, (crn, crm, op0, op1, op2, 0))
+        self.uc.reg_write(A.UC_ARM64_REG_CP_REG, (crn, crm, op0, op1, op2, value))
+        return value
+
+    def set_pac(self, keys: tuple[int, ...], enabled: int) -> None:
+        """The thread's five 128-bit keys (APIA, APIB, APDA, APDB, APGA) and which of the
+        first four are enabled (PR_PAC_APIAKEY... bits, SCTLR_EL1.EnIA/EnIB/EnDA/EnDB), as
+        Linux's ptrauth_thread_switch_user() and ptrauth_keys_install_user() set them."""
+        if self._pac == (keys, enabled):
+            return
+        old_enabled = self._pac[1]
+        self._pac = (keys, enabled)
+        for enc, key in zip(PAC_KEY_REGS, keys):
+            self._sysreg(enc, key & 0xFFFF_FFFF_FFFF_FFFF)
+            self._sysreg(enc[:4] + (enc[4] + 1,), key >> 64)
+        if enabled != old_enabled:
+            sctlr = self._sysreg(SCTLR_EL1) & ~SCTLR_EN_ALL
+            for bit, en in zip(range(4), SCTLR_EN_BITS):
+                if enabled >> bit & 1:
+                    sctlr |= en
+            self._sysreg(SCTLR_EL1, sctlr)
+            self.invalidate_code()      # PACIASP and friends are translated by the enable bits
 
     # -- the native hot path (native.py, _native.c) -------------------------------------
     def _install_native(self) -> None:

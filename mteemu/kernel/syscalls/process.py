@@ -7,7 +7,7 @@ import os
 from typing import TYPE_CHECKING, Callable
 
 from mteemu.kernel import futex as F
-from mteemu.kernel import mte
+from mteemu.kernel import mte, pauth
 from mteemu.kernel import signals as S
 from mteemu.kernel.mm.pagealloc import OutOfMemory
 from mteemu.kernel.process import THREAD_ORDER, Process, Thread, Wait
@@ -79,7 +79,8 @@ def _copy_process(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls
         k.forks += 1
     # copy_thread(): the tagged-address control and the tag-check state are inherited.
     child = Thread(tid=tid, proc=proc, ctx=ctx, sigmask=t.sigmask, name=t.name,
-                   tagged_addr_ctrl=t.tagged_addr_ctrl, mte=replace(t.mte))
+                   tagged_addr_ctrl=t.tagged_addr_ctrl, mte=replace(t.mte),
+                   pac_keys=t.pac_keys, pac_enabled=t.pac_enabled)     # keys_user copied with the task
     if flags & CLONE_THREAD:
         child.altstack = (0, 2, 0)     # a new thread starts without an alternate stack
     else:
@@ -387,6 +388,22 @@ def sys_prctl(k: "Kernel", t: Thread, option: int, a2: int, a3: int, a4: int, a5
         t.mte = mte.state_for(a2, k.options.mte_tcf_preferred, t.mte)
         k.cpu.set_mte(t.mte)
         return 0
+    if option == pauth.PR_PAC_RESET_KEYS:
+        if a3 or a4 or a5:
+            raise SyscallError(errno.EINVAL)
+        t.pac_keys = pauth.reset_keys(t.pac_keys, a2, k.pac_rng)
+        k.cpu.set_pac(t.pac_keys, t.pac_enabled)
+        return 0
+    if option == pauth.PR_PAC_SET_ENABLED_KEYS:
+        if a4 or a5:
+            raise SyscallError(errno.EINVAL)
+        t.pac_enabled = pauth.set_enabled(t.pac_enabled, a2, a3)
+        k.cpu.set_pac(t.pac_keys, t.pac_enabled)
+        return 0
+    if option == pauth.PR_PAC_GET_ENABLED_KEYS:
+        if a2 or a3 or a4 or a5:
+            raise SyscallError(errno.EINVAL)
+        return t.pac_enabled
     if option == mte.PR_GET_TAGGED_ADDR_CTRL:
         if a2 or a3 or a4 or a5:
             raise SyscallError(errno.EINVAL)
