@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--root", metavar="DIR",
                         help="confine the guest's file system to DIR (its \"/\"); default: the host's, as qemu-user")
         sp.add_argument("--dtb", metavar="FILE", help="the board: a device tree (DTB or DTS); default: built in")
+        sp.add_argument("-i", "--include", dest="include_dirs", action="append", default=[], metavar="DIR",
+                        help="where a DTS's /include/ and #include files are looked for (dtc -i, cpp -I); repeatable")
         sp.add_argument("--force", action="store_true", help="run on a board even if it fails validation")
         sp.add_argument("--tag-storage-policy", choices=("metadata", "cma"), default="metadata",
                         help="how the kernel reuses the board's tag storage: RFC v1 MIGRATE_METADATA "
@@ -96,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_options(demo)
     v = sub.add_parser("validate-dtb", help="check boards' tag storage layouts against the kernel's and Arm's rules")
     v.add_argument("files", nargs="+", metavar="FILE")
+    v.add_argument("-i", "--include", dest="include_dirs", action="append", default=[], metavar="DIR",
+                   help="where a DTS's /include/ and #include files are looked for (dtc -i, cpp -I); repeatable")
     v.add_argument("--format", choices=("text", "json"), default="text")
     v.add_argument("--rules", type=_rule_groups,
                    help="rule groups to apply, comma separated (default: kernel,arm,sanity)")
@@ -113,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--durations", metavar="FILE", help="balance --shard by the test times of an earlier --json")
     i = sub.add_parser("dtb-info", help="print a board's memory map (and draw it with --svg)")
     i.add_argument("file", metavar="FILE")
+    i.add_argument("-i", "--include", dest="include_dirs", action="append", default=[], metavar="DIR",
+                   help="where a DTS's /include/ and #include files are looked for (dtc -i, cpp -I); repeatable")
     r = sub.add_parser("races", help="replay the tag-storage RFC's races in every interleaving")
     r.add_argument("scenarios", nargs="*", metavar="SCENARIO",
                    help="race-a, race-b, race-c, fatal-signal (default: all)")
@@ -299,7 +305,7 @@ def _board(args: argparse.Namespace):  # noqa: ANN202 - a Board
         return default_board()
     from mteemu.board import info
 
-    bf = info.read(args.dtb)
+    bf = info.read(args.dtb, include_dirs=tuple(args.include_dirs))
     if bf.errors and not args.force:
         for f in bf.errors:
             sys.stderr.write(f"mteemu: {args.dtb}: {f.severity} {f.rule} {f.node}: {f.message}\n")
@@ -320,7 +326,7 @@ def _validate(args: argparse.Namespace) -> int:
     results = []
     for path in args.files:
         try:
-            bf = info.read(path, args.rules)
+            bf = info.read(path, args.rules, tuple(args.include_dirs))
         except MteEmuError as e:
             status = max(status, EXIT_BAD_INPUT)
             if args.format == "json":
@@ -348,7 +354,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _dtb_info(args: argparse.Namespace) -> int:
     from mteemu.board import info, svg
 
-    bf = info.read(args.file)
+    bf = info.read(args.file, include_dirs=tuple(args.include_dirs))
     sys.stdout.write(info.describe(bf))
     if args.svg:
         out = os.path.abspath(args.svg)

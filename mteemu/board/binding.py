@@ -5,9 +5,11 @@
 * v3 (Jan 2024): a child of `/reserved-memory` with `tagged-memory = <&mem>` and
   `reusable`; the tag memory is also described by a memory node of its own.
 
-(../shared/reference/tag-storage-rfc.md §1.) Memory nodes are the root children with
-`device_type = "memory"` (what the kernel's early scan reads), their usable range from
-`linux,usable-memory` when present, else `reg`.
+(docs/tag-storage-rfc.md §1.) Memory is read as early_init_dt_scan_memory() reads it:
+the root children with `device_type = "memory"` whose status is okay, their ranges from
+`linux,usable-memory` when present, else `reg`, and ranges of size 0 skipped (the
+placeholders a bootloader fills in, `reg = <0 0 0 0>`). Tag-storage nodes with a status
+other than okay are ignored, as fdt_scan_reserved_mem() ignores them.
 """
 from __future__ import annotations
 
@@ -20,11 +22,16 @@ from mteemu.errors import BoardError
 COMPATIBLE = "arm,mte-tag-storage"
 
 
+NO_MEMORY = ("no usable memory: no enabled memory node (device_type = \"memory\") has a range of non-zero "
+             "size (on real hardware a bootloader fills them in)")
+
+
 @dataclass
 class MemoryNode:
     node: Node
-    ranges: list[tuple[int, int]]        # (address, size): linux,usable-memory, else reg
+    ranges: list[tuple[int, int]]        # (address, size) of non-zero size: linux,usable-memory, else reg
     numa_node: int = 0
+    placeholders: int = 0                # ranges of size 0, skipped as Linux skips them
 
 
 @dataclass
@@ -47,6 +54,23 @@ class Layout:
     tree: DeviceTree
     memory: list[MemoryNode] = field(default_factory=list)
     tags: list[TagNode] = field(default_factory=list)
+    disabled_memory: list[Node] = field(default_factory=list)    # memory nodes Linux skips (status)
+    disabled_tags: list[Node] = field(default_factory=list)      # tag-storage nodes Linux ignores
+
+    @property
+    def usable(self) -> bool:
+        """Whether Linux would find any memory at all."""
+        return any(m.ranges for m in self.memory)
+
+    def reserved(self) -> list[tuple[str, int, int]]:
+        """What Linux never gives the page allocator: (what, start, end) of every `no-map`
+        /reserved-memory region and every /memreserve/ entry."""
+        out = [(f"/memreserve/ entry {i}", a, a + s) for i, (a, s) in enumerate(self.tree.memreserve) if s]
+        rm = next((c for c in self.tree.root.children if c.name == "reserved-memory"), None)
+        for c in rm.children if rm is not None else []:
+            if c.has("no-map") and c.enabled and COMPATIBLE not in c.strings("compatible"):
+                out += [(c.path, a, a + s) for a, s in _safe_ranges(c, "reg") if s]
+        return out
 
     @property
     def binding(self) -> str:
@@ -81,14 +105,25 @@ def _safe_ranges(node: Node, prop: str) -> list[tuple[int, int]]:
         return []       # reported as a finding by the rules (kernel.reg / kernel.tagged-memory)
 
 
+def usable_prop(n: Node) -> str:
+    return "linux,usable-memory" if n.has("linux,usable-memory") else "reg"
+
+
 def scan(tree: DeviceTree) -> Layout:
     layout = Layout(tree)
     for n in tree.root.children:
         if "memory" in n.strings("device_type"):
-            usable = "linux,usable-memory" if n.has("linux,usable-memory") else "reg"
-            layout.memory.append(MemoryNode(n, _safe_ranges(n, usable), n.u32("numa-node-id") or 0))
+            if not n.enabled:
+                layout.disabled_memory.append(n)
+                continue
+            ranges = _safe_ranges(n, usable_prop(n))
+            layout.memory.append(MemoryNode(n, [r for r in ranges if r[1]], n.u32("numa-node-id") or 0,
+                                            placeholders=sum(1 for r in ranges if not r[1])))
     for n in tree.walk():
         if COMPATIBLE not in n.strings("compatible"):
+            continue
+        if not n.enabled:
+            layout.disabled_tags.append(n)
             continue
         binding = _binding_of(n)
         prop = "tagged-memory" if binding == "v3" else "memory"

@@ -1,7 +1,7 @@
 """From a device tree's layout to the Board the machine is built from."""
 from __future__ import annotations
 
-from mteemu.board.binding import Layout
+from mteemu.board.binding import NO_MEMORY, Layout
 from mteemu.board.model import Board, MemRegion, TagRegion, with_tag_carveout
 from mteemu.errors import BoardError
 
@@ -25,7 +25,7 @@ def board_from_layout(layout: Layout, name: str) -> Board:
             memory.append(MemRegion(base=base, size=end - base, numa_node=m.numa_node,
                                     name=m.node.path + (f"[{i}]" if len(m.ranges) > 1 else "")))
     if not memory:
-        raise BoardError(f"{layout.tree.source}: no memory node (device_type = \"memory\") with a usable range")
+        raise BoardError(f"{layout.tree.source}: {NO_MEMORY}")
     _check_disjoint(memory)
     if not layout.tags:
         # Static MTE: every bank gets its own hidden carve-out, so every byte of RAM the

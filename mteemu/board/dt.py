@@ -1,17 +1,27 @@
-"""Device trees in: DTB or DTS files, read with the `fdt` package (no dtc at run time).
+"""Device trees in: DTB or DTS files.
 
-`fdt`'s DTS reader is line based and lenient (it drops nodes written on one line and
-accepts `<1 2;`), so DTS text is first checked and re-laid out one statement per line
-by the small tokenizer below; a syntax error is reported with its line. Everything
-else — cells, phandles, strings — comes from `fdt`'s tree, wrapped in `Node`, which
-knows its parent so that `reg` is read with the parent's #address-cells/#size-cells
-(the package does not combine cells).
+A DTB is read with the `fdt` package. Its property types are guesses (four printable
+bytes look like a string), so every property keeps its raw bytes and is decoded by what
+its binding says it is: `cells()` for reg, ranges, phandles, sizes; `strings()` for
+compatible, device_type, status (the devicetree specification, 2.3 and 2.2.4).
+
+A DTS is compiled by the real toolchain when `dtc` is installed — after the C
+preprocessor when it has `#include` or macros, with the file's folder and `-i` folders
+as include paths, as the kernel's build does — so every construct dtc accepts works and
+the DTS and the DTB of a board are one tree. Without dtc (or with MTEEMU_NO_DTC=1) a
+small reader of our own checks the subset real boards use, lays it out one statement
+per line for `fdt`'s lenient line-based reader, and refuses with one line, naming the
+construct, whatever it cannot read right (a second root block, `&label { }` outside
+the root, /include/, expressions, labels beside explicit phandles).
 """
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 from mteemu.errors import BoardError
 from mteemu.inputs import read_regular
@@ -25,7 +35,7 @@ DEFAULT_ADDRESS_CELLS, DEFAULT_SIZE_CELLS = 2, 1   # devicetree specification, 2
 class Node:
     path: str
     name: str
-    props: dict[str, object]            # name -> list[int] (cells), list[str], bytes or None (empty)
+    props: dict[str, bytes]             # name -> the property's raw bytes (b"" for an empty one)
     parent: Optional["Node"] = None
     children: list["Node"] = field(default_factory=list)
 
@@ -38,16 +48,28 @@ class Node:
         return 0 if self.parent is None else self.parent.depth + 1
 
     def cells(self, prop: str) -> Optional[list[int]]:
-        value = self.props.get(prop)
-        return value if isinstance(value, list) and all(isinstance(v, int) for v in value) else None
+        """A <u32 ...> property (None if absent or not a whole number of cells)."""
+        raw = self.props.get(prop)
+        if raw is None or len(raw) % 4:
+            return None
+        return [int.from_bytes(raw[i:i + 4], "big") for i in range(0, len(raw), 4)]
 
     def u32(self, prop: str) -> Optional[int]:
         c = self.cells(prop)
         return c[0] if c and len(c) == 1 else None
 
     def strings(self, prop: str) -> list[str]:
-        value = self.props.get(prop)
-        return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+        """A <stringlist> property: NUL-terminated strings ([] if absent or not one)."""
+        raw = self.props.get(prop)
+        if not raw or not raw.endswith(b"\0"):
+            return []
+        return raw[:-1].decode("utf-8", "replace").split("\0")
+
+    @property
+    def enabled(self) -> bool:
+        """status absent, "okay" or "ok" (of_device_is_available())."""
+        status = self.strings("status")
+        return not status or status[0] in ("okay", "ok")
 
     def has(self, prop: str) -> bool:
         return prop in self.props
@@ -94,6 +116,7 @@ class DeviceTree:
     root: Node
     source: str                          # the file it came from
     phandles: dict[int, Node] = field(default_factory=dict)
+    memreserve: list[tuple[int, int]] = field(default_factory=list)   # /memreserve/ (address, size)
 
     def walk(self) -> Iterator[Node]:
         stack = [self.root]
@@ -113,8 +136,11 @@ class DeviceTree:
 
 
 # -- reading files ------------------------------------------------------------------------------
-def load(path: str) -> DeviceTree:
+def load(path: str, include_dirs: Sequence[str] = ()) -> DeviceTree:
     """Read a DTB or DTS file; BoardError (one line) if it cannot be read or parsed."""
+    for d in include_dirs:
+        if not os.path.isdir(d):
+            raise BoardError(f"-i {d}: not a directory")
     data = read_regular(path, "a device tree", MAX_FILE, BoardError)
     if data[:4] == DTB_MAGIC:
         return parse_dtb(data, path)
@@ -124,7 +150,50 @@ def load(path: str) -> DeviceTree:
         raise BoardError(f"{path}: neither a DTB (bad magic {data[:4].hex()}) nor DTS text") from None
     if "/dts-v1/" not in text:
         raise BoardError(f"{path}: not a device tree (no DTB magic, no /dts-v1/ tag)")
-    return parse_dts(text, path)
+    dtc = dtc_path()
+    if dtc is None:
+        return parse_dts(text, path)
+    return parse_dtb(compile_dts(dtc, text, path, include_dirs), path)
+
+
+def dtc_path() -> Optional[str]:
+    """The dtc that compiles DTS files, or None (not installed, or MTEEMU_NO_DTC=1)."""
+    if os.environ.get("MTEEMU_NO_DTC") == "1":
+        return None
+    return shutil.which("dtc")
+
+
+_CPP_LINE = re.compile(r"^\s*#\s*(include|define|undef|if|ifdef|ifndef|elif|else|endif)\b", re.M)
+
+
+def compile_dts(dtc: str, text: str, path: str, include_dirs: Sequence[str] = ()) -> bytes:
+    """DTS text to DTB bytes: `cpp` first when the text has preprocessor lines (the
+    kernel's dtc_cpp_flags: -nostdinc -undef -D__DTS__ -x assembler-with-cpp), then dtc."""
+    dirs = [os.path.dirname(os.path.abspath(path))] + [os.path.abspath(d) for d in include_dirs]
+    if _CPP_LINE.search(text):
+        cpp = shutil.which("cpp")
+        if cpp is None:
+            raise BoardError(f"{path}: has C preprocessor lines (#include, #define) and no cpp is installed")
+        args = [cpp, "-nostdinc", "-undef", "-D__DTS__", "-x", "assembler-with-cpp"]
+        for d in dirs:
+            args += ["-I", d]
+        text = _tool(args + ["-"], text.encode(), path, "cpp").decode("utf-8", "replace")
+    args = [dtc, "-q", "-I", "dts", "-O", "dtb", "-o", "-"]
+    for d in dirs:
+        args += ["-i", d]
+    return _tool(args + ["-"], text.encode(), path, "dtc")
+
+
+def _tool(args: list[str], stdin: bytes, path: str, name: str) -> bytes:
+    try:
+        r = subprocess.run(args, input=stdin, capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise BoardError(f"{path}: {name} failed: {e}") from None
+    if r.returncode != 0 or not r.stdout:
+        lines = [ln for ln in r.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+        first = next((ln for ln in lines if "rror" in ln), lines[0] if lines else f"exit status {r.returncode}")
+        raise BoardError(f"{path}: {name}: {first.replace('<stdin>', os.path.basename(path)).strip()}"[:300])
+    return r.stdout
 
 
 def parse_dtb(data: bytes, source: str = "<dtb>") -> DeviceTree:
@@ -142,28 +211,33 @@ def parse_dtb(data: bytes, source: str = "<dtb>") -> DeviceTree:
 
 
 def parse_dts(text: str, source: str = "<dts>") -> DeviceTree:
+    """mteemu's own DTS reader (no dtc): the subset it can read right, or a one-line refusal."""
     import fdt
 
     normalized = normalize_dts(text, source)
+    if re.search(r"&[A-Za-z_]", normalized) and re.search(r"(?m)^\s*(linux,)?phandle\s*=", normalized):
+        # fdt numbers labelled nodes itself, and those numbers collide with explicit ones.
+        raise BoardError(f"{source}: labels referenced with '&' beside explicit 'phandle' properties: mteemu's "
+                         "own DTS reader cannot number them right; install dtc (device-tree-compiler)")
     try:
-        tree = fdt.parse_dts(normalized)
-        return _wrap(tree, source)
+        return _wrap(fdt.parse_dts(normalized), source)
     except BoardError:
         raise
     except Exception as e:  # noqa: BLE001
         raise BoardError(f"{source}: cannot parse DTS: {e.__class__.__name__}: {e}"[:300]) from None
 
 
-def _prop_value(prop) -> object:  # noqa: ANN001 - an fdt property
+def _raw(prop) -> bytes:  # noqa: ANN001 - an fdt property
+    """The bytes behind fdt's guess of a property's type."""
     import fdt
 
     if isinstance(prop, fdt.PropWords):
-        return list(prop.data)
+        return b"".join((w & 0xFFFF_FFFF).to_bytes(4, "big") for w in prop.data)
     if isinstance(prop, fdt.PropStrings):
-        return list(prop.data)
+        return b"".join(s.encode("utf-8", "surrogateescape") + b"\0" for s in prop.data)
     if isinstance(prop, fdt.PropBytes):
         return bytes(prop.data)
-    return None
+    return b""
 
 
 def _wrap(tree, source: str) -> DeviceTree:  # noqa: ANN001 - an fdt.FDT
@@ -176,17 +250,21 @@ def _wrap(tree, source: str) -> DeviceTree:  # noqa: ANN001 - an fdt.FDT
         for p in fnode.props:
             if p.name.endswith("_with_references"):
                 continue                          # fdt's record of the DTS text behind a phandle
-            props[p.name] = _prop_value(p)
+            props[p.name] = _raw(p)
         node = Node(path, name, props, parent)
         node.children = [build(c, node, depth + 1) for c in fnode.nodes]
         return node
 
-    dt = DeviceTree(build(tree.root, None, 0), source)
+    dt = DeviceTree(build(tree.root, None, 0), source,
+                    memreserve=[(e["address"], e["size"]) for e in getattr(tree, "entries", []) or []])
     for n in dt.walk():
         for key in ("phandle", "linux,phandle"):
             ph = n.u32(key)
-            if ph is not None and ph not in (0, 0xFFFFFFFF):
-                dt.phandles.setdefault(ph, n)
+            if ph is None or ph in (0, 0xFFFFFFFF):
+                continue
+            other = dt.phandles.setdefault(ph, n)
+            if other is not n:
+                raise BoardError(f"{source}: phandle {ph:#x} is given to both {other.path} and {n.path}")
     return dt
 
 
@@ -194,16 +272,19 @@ def _wrap(tree, source: str) -> DeviceTree:  # noqa: ANN001 - an fdt.FDT
 _TOKEN = re.compile(r"""
     (?P<ws>\s+)
   | (?P<comment>//[^\n]*|/\*.*?\*/)
-  | (?P<directive>/dts-v1/|/plugin/|/memreserve/|/include/|/delete-node/|/delete-property/|/omit-if-no-ref/)
+  | (?P<directive>/dts-v1/|/plugin/|/memreserve/|/include/|/delete-node/|/delete-property/|/omit-if-no-ref/|/bits/)
   | (?P<cpp>\#(?:include|define|if|ifdef|ifndef|endif|else|undef)\b[^\n]*)
   | (?P<string>"(?:[^"\\\n]|\\.)*")
-  | (?P<cells><[^<>;{}]*>)
+  | (?P<cells><[^<>;]*>)
   | (?P<bytes>\[[0-9a-fA-F\s]*\])
   | (?P<ref>&\{[^}]*\}|&[A-Za-z_][A-Za-z0-9_]*)
   | (?P<label>[A-Za-z_][A-Za-z0-9_]*:)
   | (?P<name>[A-Za-z0-9,._+\-#?@/]+)
   | (?P<punct>[{};=,])
 """, re.X | re.S)
+
+
+_PLAIN_CELLS = re.compile(r"<\s*(?:(?:0[xX][0-9a-fA-F]+|[0-9]+|&[A-Za-z_][A-Za-z0-9_]*)\s*)*>")
 
 
 def _tokens(text: str, source: str) -> list[tuple[str, str, int]]:
@@ -261,6 +342,15 @@ def normalize_dts(text: str, source: str = "<dts>") -> str:
                 expect(i < len(toks) and toks[i][1] == ";", "';'")
                 i += 1
                 continue
+            if kind == "ref":
+                raise BoardError(f"{source}:{toks[i][2]}: '{value} {{ ... }}' outside the root node: mteemu's own "
+                                 "DTS reader cannot merge it; install dtc (device-tree-compiler)")
+            if kind == "name" and value == "/" and saw_root:
+                raise BoardError(f"{source}:{toks[i][2]}: a second root block '/ {{ ... }}' (the .dtsi + .dts "
+                                 "pattern): mteemu's own DTS reader cannot merge them; install dtc "
+                                 "(device-tree-compiler)")
+            if kind == "directive" and value in ("/include/", "/delete-node/"):
+                raise BoardError(f"{source}:{toks[i][2]}: {value} needs dtc (device-tree-compiler)")
             expect(kind == "name" and value == "/", "the root node '/ {'")
             i += 1
             expect(i < len(toks) and toks[i][1] == "{", "'{'")
@@ -304,7 +394,15 @@ def normalize_dts(text: str, source: str = "<dts>") -> str:
         i += 1
         values = []
         while True:
+            if i < len(toks) and toks[i][1] == "/bits/":
+                raise BoardError(f"{source}:{toks[i][2]}: /bits/ needs dtc (device-tree-compiler)")
             expect(i < len(toks) and toks[i][0] in ("string", "cells", "bytes", "ref"), "a property value")
+            if toks[i][0] == "ref" and toks[i][1].startswith("&{"):
+                raise BoardError(f"{source}:{toks[i][2]}: path references ({toks[i][1]}) need dtc "
+                                 "(device-tree-compiler)")
+            if toks[i][0] == "cells" and not _PLAIN_CELLS.fullmatch(toks[i][1]):
+                raise BoardError(f"{source}:{toks[i][2]}: {toks[i][1]!r}: expressions, path references and "
+                                 "character literals in cells need dtc (device-tree-compiler)")
             values.append(toks[i][1])
             i += 1
             expect(i < len(toks) and toks[i][1] in (",", ";"), "',' or ';'")

@@ -23,9 +23,9 @@ class BoardFile:
         return board_from_layout(self.layout, self.path)
 
 
-def read(path: str, groups: tuple[str, ...] = rules.GROUPS) -> BoardFile:
+def read(path: str, groups: tuple[str, ...] = rules.GROUPS, include_dirs: tuple[str, ...] = ()) -> BoardFile:
     """Load and validate a DTB/DTS; BoardError if it cannot be read at all."""
-    layout = binding.scan(dt.load(path))
+    layout = binding.scan(dt.load(path, include_dirs))
     return BoardFile(path, layout, rules.validate(layout, groups))
 
 
@@ -64,7 +64,9 @@ def describe(bf: BoardFile) -> str:
             block = f"block {r['block_size']:#x}" if r["block_size"] else "no block-size"
             lines.append(f"  tags    {fmt_range(r['start'], r['end']):>27}  {fmt_size(r['end'] - r['start']):>9}  "
                          f"{r['name']} ({r['binding']}), tags of {r['tags_of'] or '?'}, {block}, {where}")
-    if not bf.layout.tags:
+    if not bf.layout.usable:
+        lines.append(f"  {binding.NO_MEMORY}: `mteemu run` refuses this board")
+    elif not bf.layout.tags:
         lines.append("  no tag storage nodes: mteemu hides a carve-out (1/33 of it) at the top of each memory region")
     n_err = len(bf.errors)
     lines.append(f"  validation: {n_err} error(s), {len(bf.findings) - n_err} other finding(s) "

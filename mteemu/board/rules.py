@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from mteemu.board.binding import Layout, TagNode, reg_problem
+from mteemu.board.binding import NO_MEMORY, Layout, TagNode, reg_problem, usable_prop
 from mteemu.board.memmap import fmt_range, fmt_size, window_of, windows_touched
 
 PAGE_SIZE = 4096
@@ -90,10 +90,77 @@ def _reg(layout: Layout) -> Iterator[Finding]:
         if problem:
             yield Finding("kernel.reg", ERROR, t.node.path, f"invalid tag storage node: {problem}")
     for m in layout.memory:
-        prop = "linux,usable-memory" if m.node.has("linux,usable-memory") else "reg"
+        prop = usable_prop(m.node)
         problem = reg_problem(m.node, prop)
-        if problem and "address/size pairs" not in problem:     # several ranges are fine for memory
+        # Several ranges are fine for memory; size 0 and a missing reg are skipped (kernel.memory).
+        if problem and not any(w in problem for w in ("address/size pairs", "size 0", "no '")):
             yield Finding("kernel.reg", ERROR, m.node.path, f"invalid memory node: {problem}")
+
+
+@rule("kernel.memory")
+def _memory(layout: Layout) -> Iterator[Finding]:
+    """What early_init_dt_scan_memory() skips: harmless on a board a bootloader completes."""
+    for n in layout.disabled_memory:
+        status = n.strings("status")[0]
+        yield Finding("kernel.memory", WARNING, n.path, f"memory node with status \"{status}\": Linux skips it")
+    for m in layout.memory:
+        if m.placeholders:
+            yield Finding("kernel.memory", WARNING, m.node.path,
+                          f"{m.placeholders} range(s) of size 0 in '{usable_prop(m.node)}' (a placeholder a "
+                          "bootloader fills in): Linux skips them")
+        elif not m.node.has(usable_prop(m.node)):
+            yield Finding("kernel.memory", WARNING, m.node.path, "memory node without 'reg': Linux skips it")
+
+
+@rule("kernel.no-memory")
+def _no_memory(layout: Layout) -> Iterator[Finding]:
+    if not layout.usable:
+        yield Finding("kernel.no-memory", WARNING, "/", NO_MEMORY + "; mteemu cannot run this board")
+
+
+@rule("kernel.disabled-memory")
+def _disabled_memory(layout: Layout) -> Iterator[Finding]:
+    for t in layout.tags:
+        if t.tagged is not None and t.tagged in layout.disabled_memory:
+            yield Finding("kernel.disabled-memory", ERROR, t.node.path,
+                          f"'{t.tagged_prop}' names {t.tagged.path}, a disabled memory node: Linux never adds that "
+                          "memory, so these tags belong to nothing")
+        span = _tag_span(t)
+        for n in layout.disabled_memory if span else []:
+            for a, sz in _ranges_of(n):
+                if a < span[1] and span[0] < a + sz:
+                    yield Finding("kernel.disabled-memory", ERROR, t.node.path,
+                                  f"tag region {fmt_range(*span)} lies in {fmt_range(a, a + sz)} of {n.path}, a "
+                                  "disabled memory node: Linux does not have that memory")
+
+
+@rule("kernel.disabled-tag-storage")
+def _disabled_tags(layout: Layout) -> Iterator[Finding]:
+    for n in layout.disabled_tags:
+        yield Finding("kernel.disabled-tag-storage", NOTE, n.path,
+                      f"tag storage with status \"{n.strings('status')[0]}\": ignored, as Linux ignores it")
+
+
+@rule("kernel.reserved-overlap")
+def _reserved_overlap(layout: Layout) -> Iterator[Finding]:
+    """Tag storage is handed to the page allocator; firmware's memory never may be
+    (__reserved_mem_check_root / memblock: Linux prints "OVERLAP DETECTED" for the first)."""
+    reserved = layout.reserved()
+    for t in layout.tags:
+        span = _tag_span(t)
+        for what, a, b in reserved if span else []:
+            if a < span[1] and span[0] < b:
+                kind = "the no-map reserved-memory region" if what.startswith("/") else "the"
+                yield Finding("kernel.reserved-overlap", ERROR, t.node.path,
+                              f"tag region {fmt_range(*span)} overlaps {kind} {what} {fmt_range(a, b)}: that "
+                              "memory belongs to firmware, and tag storage would hand it to the page allocator")
+
+
+def _ranges_of(n) -> list[tuple[int, int]]:  # noqa: ANN001 - a dt.Node
+    try:
+        return [r for r in n.ranges(usable_prop(n)) if r[1]]
+    except Exception:  # noqa: BLE001 - malformed cells: nothing to compare
+        return []
 
 
 @rule("kernel.pageblock-align")
@@ -116,13 +183,14 @@ def _tagged_memory(layout: Layout) -> Iterator[Finding]:
         elif t.tagged is None:
             yield Finding("kernel.tagged-memory", ERROR, t.node.path,
                           f"'{prop}' phandle {t.node.u32(prop)} does not name any node")
+        elif t.tagged in layout.disabled_memory:
+            continue            # kernel.disabled-memory says why
         elif layout.memory_node(t.tagged) is None:
             yield Finding("kernel.tagged-memory", ERROR, t.node.path,
                           f"'{prop}' names {t.tagged.path}, which is not a memory node (device_type = \"memory\" "
                           "under the root)")
         else:
-            usable = "linux,usable-memory" if t.tagged.has("linux,usable-memory") else "reg"
-            problem = reg_problem(t.tagged, usable)
+            problem = reg_problem(t.tagged, usable_prop(t.tagged))
             if problem:
                 yield Finding("kernel.tagged-memory", ERROR, t.node.path,
                               f"the tagged memory node {t.tagged.path} has no usable range: {problem}")
