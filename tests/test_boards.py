@@ -4,6 +4,7 @@ drawn, and `run --dtb` puts the tags where the board says."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -311,3 +312,43 @@ def test_tags_written_without_tag_storage_are_a_model_violation() -> None:
     assert tags.get(0x8000_0000) == 0                      # reads: tag 0 (nothing stored)
     with pytest.raises(ModelViolation):
         tags.set_range(0x8000_0000, 16, 5)                 # writes: never silently dropped
+
+
+def _svg(tmp_path, dts: str, name: str = "map.svg"):  # noqa: ANN001, ANN202
+    src, out = tmp_path / "b.dts", tmp_path / name
+    src.write_text("/dts-v1/;\n/ {\n#address-cells = <2>; #size-cells = <2>;\n" + dts + "\n};\n")
+    r = run_mteemu(["dtb-info", "--svg", str(out), str(src)])
+    assert r.returncode == 0, r.stderr
+    ns = "{http://www.w3.org/2000/svg}"
+    root = ET.parse(out).getroot()
+    rects = {(t.text or "").split(" ")[0]: rect for rect in root.iter(f"{ns}rect")
+             for t in rect.iter(f"{ns}title")}
+    return out, root, rects
+
+
+def test_svg_errors_scale_legend_carveout_and_mode(tmp_path) -> None:
+    # A v1 region inside the memory it tags: an error, drawn in the error colour (before,
+    # the memory took the v3 colour and hid it).
+    _, _, rects = _svg(tmp_path, 'd: memory@80000000 { device_type = "memory"; reg = <0 0x80000000 0 0x80000000>; };'
+                       'metadata@fc000000 { compatible = "arm,mte-tag-storage"; reg = <0 0xfc000000 0 0x4000000>;'
+                       ' block-size = <0x1000>; memory = <&d>; };')
+    assert rects["/metadata@fc000000"].get("fill") == "#e15759"
+    assert rects["/memory@80000000"].get("fill") == "#4e79a7"
+    # Two banks 15 GiB apart outside the windows: each drawn at a readable width, a break
+    # between them; no tag storage: the hidden carve-outs are drawn, hatched.
+    old = os.umask(0o027)
+    try:
+        out, root, rects = _svg(tmp_path, 'memory@10000000 { device_type = "memory"; reg = <0 0x10000000 0 0x10000000>; };'
+                                'memory@400000000 { device_type = "memory"; reg = <0x4 0 0 0x40000000>; };', "new.svg")
+    finally:
+        os.umask(old)
+    assert float(rects["/memory@10000000"].get("width")) > 100          # linear: under 2 px
+    drawn = [r for r in root.iter("{http://www.w3.org/2000/svg}rect") if len(r)]     # regions have a title
+    assert sum(r.get("fill") == "url(#hatch)" for r in drawn) == 2
+    assert out.stat().st_mode & 0o777 == 0o640                            # 0666 & ~umask
+    # Arrows bend below the legend, even with many tag regions.
+    ns = "{http://www.w3.org/2000/svg}"
+    for p in root.iter(f"{ns}path"):
+        if p.get("marker-end"):
+            ys = [float(v) for v in re.findall(r"[-\d.]+", p.get("d"))[1::2]]
+            assert min(ys) >= 74, p.get("d")

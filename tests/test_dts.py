@@ -187,6 +187,15 @@ def test_rules_for_disabled_nodes(tmp_path: Path) -> None:
     assert status == 1 and ("kernel.disabled-memory", "error") in _findings(result), result
     msg = next(x["message"] for x in result["findings"] if x["rule"] == "kernel.disabled-memory")
     assert "/memory@80000000" in msg
+    # v3 tag storage lying in a memory node that is disabled: Linux does not have that memory.
+    f = _board(tmp_path, data % "" + 'tm: memory@be000000 { device_type = "memory"; '
+               'reg = <0 0xbe000000 0 0x2000000>; status = "disabled"; };'
+               'reserved-memory { #address-cells = <2>; #size-cells = <2>; ranges; '
+               'tags@be000000 { compatible = "arm,mte-tag-storage"; reg = <0 0xbe000000 0 0x1f00000>; '
+               'block-size = <0x1000>; tagged-memory = <&data>; reusable; }; };')
+    status, [result] = _validate(f)
+    msgs = [x["message"] for x in result["findings"] if x["rule"] == "kernel.disabled-memory"]
+    assert status == 1 and len(msgs) == 1 and "lies in" in msgs[0] and "/memory@be000000" in msgs[0], result
     # Tag storage itself disabled: ignored, as Linux ignores it (a note; the board has none).
     f = _board(tmp_path, data % "" + V2_TAGS.format(target="data", extra='status = "disabled";'))
     status, [result] = _validate(f)
