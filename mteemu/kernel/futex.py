@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
 from mteemu.kernel.process import Process, Thread, Wait
-from mteemu.kernel.uaccess import SyscallError
+from mteemu.kernel.uaccess import SyscallError, UserMemory
 from mteemu.machine.physmem import PAGE_SHIFT
 
 if TYPE_CHECKING:
@@ -92,6 +92,58 @@ class FutexTable:
                 self.queues.pop(src, None)
             self.queues.setdefault(dst, []).extend(moved)
         return woken + len(moved)
+
+
+FUTEX_WAITERS, FUTEX_OWNER_DIED, FUTEX_TID_MASK = 0x8000_0000, 0x4000_0000, 0x3FFF_FFFF
+ROBUST_LIST_LIMIT = 2048       # the kernel walks at most this many entries (a cyclic list ends)
+
+
+def exit_robust_list(futexes: FutexTable, t: Thread) -> None:
+    """exit_robust_list() (kernel/futex/core.c), run when a thread exits or execs: every
+    robust futex on its list that it still owns gets FUTEX_OWNER_DIED, and one waiter is
+    woken, so the next pthread_mutex_lock() returns EOWNERDEAD instead of waiting forever.
+    The list is struct robust_list_head { next; futex_offset; list_op_pending; }."""
+    head = t.robust_list[0]
+    if not head:
+        return
+    mem = UserMemory(t.proc.mm)
+    mem.tagged_addr_abi = True
+    try:
+        entry, offset, pending = mem.read_struct("<QqQ", head)
+    except SyscallError:
+        return
+    for _ in range(ROBUST_LIST_LIMIT):
+        if entry == head:
+            break
+        try:
+            nxt = mem.u64(entry & ~1)
+        except SyscallError:
+            return
+        if entry != pending:
+            _futex_death(futexes, t, mem, (entry & ~1) + offset, bool(entry & 1), pending_op=False)
+        entry = nxt
+    if pending:
+        _futex_death(futexes, t, mem, (pending & ~1) + offset, bool(pending & 1), pending_op=True)
+
+
+def _futex_death(futexes: FutexTable, t: Thread, mem: UserMemory, uaddr: int, pi: bool, pending_op: bool) -> None:
+    """handle_futex_death()."""
+    uaddr &= (1 << 64) - 1
+    if uaddr & 3:
+        return
+    try:
+        uval = mem.u32(uaddr)
+        if pending_op and not pi and not uval:
+            # The owner died between taking the lock and adding it to the list.
+            futexes.wake_address(t.proc, uaddr, 1)
+            return
+        if uval & FUTEX_TID_MASK != t.tid:
+            return
+        mem.put_u32(uaddr, (uval & FUTEX_WAITERS) | FUTEX_OWNER_DIED)
+    except SyscallError:
+        return
+    if not pi and uval & FUTEX_WAITERS:
+        futexes.wake_address(t.proc, uaddr, 1)
 
 
 def deadline_from_timespec(t: Thread, addr: int, absolute: bool, realtime: bool) -> Optional[float]:

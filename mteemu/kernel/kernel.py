@@ -23,7 +23,7 @@ from mteemu.errors import Deadlock, GuestTimeout, HostSignal, InputError, MteEmu
 from mteemu.kernel import loader, mte, namei, pauth, sigframe
 from mteemu.kernel import signals as S
 from mteemu.kernel.files import FdTable, HostFile, PageCache
-from mteemu.kernel.futex import FutexTable
+from mteemu.kernel.futex import FutexTable, exit_robust_list
 from mteemu.kernel.mm.addrspace import FAULT_ACCERR, FAULT_BUS, FAULT_OOM, FAULT_RETRY, Mm
 from mteemu.kernel.kmsg import KernelLog
 from mteemu.kernel.mm import invariants
@@ -244,7 +244,8 @@ class Kernel:
         for other in list(proc.live_threads):      # de_thread(): the other threads die
             if other is not t:
                 self.exit_thread(other)
-        if t.clear_child_tid:                      # mm_release(): the old mm is told, then forgotten
+        exit_robust_list(self.futex, t)            # exec_mm_release(): the old mm is told, then forgotten
+        if t.clear_child_tid:
             try:
                 proc.mem.put_u32(t.clear_child_tid, 0)
                 self.futex.wake_address(proc, t.clear_child_tid, 1)
@@ -259,6 +260,7 @@ class Kernel:
         else:
             old_mm.destroy()
         proc.exe, proc.exe_gpath, proc.load_bias = host, gpath, prog.bias
+        proc.dumpable = 1                          # begin_new_exec(): set_dumpable(SUID_DUMP_USER)
         proc.auxv, proc.arg_range, proc.env_range = prog.auxv, prog.arg_range, prog.env_range
         # unshare_files() and do_close_on_exec(): a table of its own, without FD_CLOEXEC files.
         old_fds, proc.fds = proc.fds, proc.fds.fork()
@@ -349,6 +351,12 @@ class Kernel:
         self.syscalls.dispatch(t)
         if self.checker is not None:
             self.checker.maybe("a system call")
+        if self._poll_waits(skip=t):
+            # The call woke another thread (a pipe written, a child's signal...): as Linux's
+            # wake-up makes it runnable at once, leave the CPU so the scheduler sees it. A
+            # thread spinning in system calls no longer starves the threads it unblocked,
+            # and when that happens depends on the calls made, not on time.
+            self.need_resched = True
         return t.state is not State.RUNNABLE or self._signal_deliverable(t) or self.need_resched
 
     need_resched = False
@@ -463,10 +471,13 @@ class Kernel:
                     time.sleep(min(delay, 0.05))
             self._check_deadline()
 
-    def _poll_waits(self) -> None:
+    def _poll_waits(self, skip: Optional[Thread] = None) -> bool:
+        """Wake the blocked threads whose wait is over (skip: the thread on the CPU, which
+        may have blocked in the call being made); True if any woke."""
         now = time.monotonic()
+        woke = False
         for t in list(self.runq):
-            if t.state is not State.BLOCKED:
+            if t.state is not State.BLOCKED or t is skip:
                 continue
             if self._signal_deliverable(t):
                 w = t.wait
@@ -482,6 +493,7 @@ class Kernel:
                     t.set_regs[C.REG_PC] = pc - 4
                 else:
                     t.set_regs[C.X_REGS[0]] = w.interrupted()
+                woke = True
                 continue
             result = t.wait.poll()
             if result is None and t.wait.deadline is not None and now >= t.wait.deadline:
@@ -491,6 +503,8 @@ class Kernel:
                 t.wait = None
                 t.state = State.RUNNABLE
                 t.set_regs[C.X_REGS[0]] = result & ((1 << 64) - 1)
+                woke = True
+        return woke
 
     def _switch_to(self, t: Thread) -> None:
         if self.current is not t:
@@ -804,6 +818,7 @@ class Kernel:
             t.wait.cancel()
             t.wait = None
         t.state = State.DEAD
+        exit_robust_list(self.futex, t)            # mm_release(): robust futexes first, then the TID
         if t.clear_child_tid and t.proc.wait_status is None:
             try:
                 t.proc.mem.put_u32(t.clear_child_tid, 0)
@@ -849,6 +864,9 @@ class Kernel:
             self._init_exited(proc)
         for child in proc.children:
             child.parent = None
+            if child.pdeath_signal and child.wait_status is None:
+                # forget_original_parent(): the orphan gets its parent-death signal.
+                self.send_signal(child, S.SigInfo(child.pdeath_signal, S.SI_USER, pid=proc.pid, uid=os.getuid()))
         parent = proc.parent
         if parent is None or parent.wait_status is not None:
             self.procs.pop(proc.pid, None)

@@ -90,6 +90,10 @@ class Process:
     # setitimer(): which -> (expiry on time.monotonic(), interval in seconds; 0: one-shot).
     # Not inherited by fork (copy_signal() starts them disarmed); kept across execve.
     itimers: dict[int, tuple[float, float]] = field(default_factory=dict)
+    # PR_SET_PDEATHSIG: sent to this process when its parent exits (0: none); not inherited.
+    # Linux keeps it per thread and means the creating thread; here the parent is a process.
+    pdeath_signal: int = 0
+    dumpable: int = 1                     # PR_SET_DUMPABLE (SUID_DUMP_USER); inherited, reset by exec
 
     def __post_init__(self) -> None:
         if self.mem is None:

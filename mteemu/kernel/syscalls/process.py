@@ -66,6 +66,7 @@ def _copy_process(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls
                        fds=parent.fds if flags & CLONE_FILES else parent.fds.fork(),
                        cwd=parent.cwd, exe=parent.exe, load_bias=parent.load_bias, root=parent.root,
                        actions=dict(parent.actions), umask=parent.umask, pgid=parent.pgid, sid=parent.sid,
+                       dumpable=parent.dumpable,
                        exe_gpath=parent.exe_gpath, auxv=parent.auxv, arg_range=parent.arg_range,
                        env_range=parent.env_range)
         if flags & CLONE_FILES:
@@ -368,17 +369,19 @@ def sys_prctl(k: "Kernel", t: Thread, option: int, a2: int, a3: int, a4: int, a5
         t.proc.mem.write(a2, t.name.ljust(16, b"\0"))
         return 0
     if option == PR_GET_DUMPABLE:
-        return 1
+        return t.proc.dumpable
     if option == PR_SET_DUMPABLE:
-        if a2 not in (0, 1):
+        if a2 not in (0, 1):                 # SUID_DUMP_ROOT (2) may not be set this way
             raise SyscallError(errno.EINVAL)
+        t.proc.dumpable = a2
         return 0
     if option == PR_SET_PDEATHSIG:
         if not 0 <= a2 <= S.NSIG:
             raise SyscallError(errno.EINVAL)
+        t.proc.pdeath_signal = a2
         return 0
     if option == PR_GET_PDEATHSIG:
-        t.proc.mem.put_u32(a2, 0)
+        t.proc.mem.put_u32(a2, t.proc.pdeath_signal)
         return 0
     if option == mte.PR_SET_TAGGED_ADDR_CTRL:
         if a3 or a4 or a5:
