@@ -42,7 +42,7 @@ def workloads() -> list[Workload]:
     for src in sorted(WORKLOADS_DIR.glob("*.c")):
         text = src.read_text()
 
-        def key(k: str) -> Optional[str]:
+        def key(k: str, text: str = text) -> Optional[str]:
             m = re.search(rf"^//\s*{k}:\s*(.*)$", text, re.M)
             return m.group(1).strip() if m else None
         target = key("target")
@@ -106,7 +106,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         r = allocator_bench(args.pages, args.policy)
         print(f"allocator ({r['policy']}, {r['board_gib']} GiB board): {r['pages']} pages  "
               f"alloc+reserve {r['alloc_per_s']:,.0f}/s  tag {r['tag_per_s']:,.0f}/s  free {r['free_per_s']:,.0f}/s  "
-              f"blocks reserved {r['blocks']}  host memory +{r['rss_mib']:.0f} MiB (peak RSS {r['peak_rss_mib']:.0f} MiB)")
+              f"blocks reserved {r['blocks']}  host memory +{r['rss_mib']:.0f} MiB "
+              f"(peak RSS {r['peak_rss_mib']:.0f} MiB)")
         if args.json:
             write_text(args.json, json.dumps(r, indent=2) + "\n")
         return 0

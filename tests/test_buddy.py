@@ -26,7 +26,7 @@ def check(b: BuddyAllocator, allocated: dict[int, tuple[int, MigrateType, bool]]
         if b.block_type(pfn) is MigrateType.METADATA:
             assert mt is MigrateType.MOVABLE and meta, "tag storage given to a non-movable or tagged allocation"
     spans.sort()
-    for (a0, a1, _), (b0, _b1, _) in zip(spans, spans[1:]):
+    for (_a0, a1, _), (b0, _b1, _) in zip(spans, spans[1:]):
         assert a1 <= b0, "overlapping blocks"
     free = sum((1 << o) for _, o in b.free_blocks())
     assert free == b.nr_free == sum(z.nr_free for z in b.zones)

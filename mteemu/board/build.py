@@ -50,6 +50,6 @@ def board_from_layout(layout: Layout, name: str) -> Board:
 
 def _check_disjoint(memory: list[MemRegion]) -> None:
     spans = sorted((r.base, r.end, r.name) for r in memory)
-    for (a0, a1, an), (b0, _b1, bn) in zip(spans, spans[1:]):
+    for (_a0, a1, an), (b0, _b1, bn) in zip(spans, spans[1:]):
         if b0 < a1:
             raise BoardError(f"memory {an} and {bn} overlap")

@@ -209,7 +209,11 @@ def _size_ratio(layout: Layout) -> Iterator[Finding]:
             yield Finding("kernel.size-ratio", sev, t.node.path,
                           f"tag storage {fmt_range(*span)} ({fmt_size(tag_size)}) x 32 = {fmt_size(tag_size * 32)} "
                           f"does not cover exactly the tagged memory {fmt_range(*data)} ({fmt_size(data_size)}); "
-                          f"it must be {fmt_size(data_size // 32) if data_size % 32 == 0 else f'{data_size / 32:g} bytes'}")
+                          f"it must be {_size_of(data_size / 32)}")
+
+
+def _size_of(n: float) -> str:
+    return fmt_size(int(n)) if n == int(n) else f"{n:g} bytes"
 
 
 @rule("kernel.block-size")

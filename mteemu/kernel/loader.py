@@ -32,7 +32,8 @@ AT_SECURE, AT_RANDOM, AT_HWCAP2, AT_EXECFN, AT_MINSIGSTKSZ = 23, 25, 26, 31, 51
 
 # What the emulated CPU (Unicorn's "max" arm64 core) really implements. SVE is left out:
 # glibc would pick SVE string routines, and Unicorn's SVE at this level is untested.
-HWCAP = ((1 << 0) | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7)  # FP ASIMD AES PMULL SHA1 SHA2 CRC32
+# FP ASIMD AES PMULL SHA1 SHA2 CRC32
+HWCAP = ((1 << 0) | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7)
          | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 12) | (1 << 15) | (1 << 16)    # ATOMICS FPHP ASIMDHP RDM LRCPC DCPOP
          | (1 << 20)                                                             # ASIMDDP
          | (1 << 30) | (1 << 31))                                                # PACA PACG (Cpu.set_pac)

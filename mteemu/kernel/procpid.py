@@ -338,9 +338,11 @@ def fd_dir(proc: Process) -> Dir:
     def children() -> dict[str, Node]:
         out: dict[str, Node] = {}
         for fd, f in sorted(proc.fds.files.items()):
-            dir_path = (lambda f=f: namei.guest_view(proc.root or "/", f.path()) if f.is_dir else None)
-            if not isinstance(f, HostFile):
-                dir_path = (lambda f=f: f.path() if f.is_dir else None)
+            def dir_path(f: OpenFile = f) -> Optional[str]:
+                """The directory an fd names, as the guest sees it (for the link's target)."""
+                if not f.is_dir:
+                    return None
+                return namei.guest_view(proc.root or "/", f.path()) if isinstance(f, HostFile) else f.path()
             out[str(fd)] = MagicLink(lambda f=f: _fd_text(proc, f), lambda flags, f=f: reopen(proc, f, flags),
                                      f.stat, dir_path, uid=os.getuid())
         return out

@@ -180,7 +180,8 @@ def _b_child_alloc(c: Ctx) -> str:
     c.w.take(c.n)
     swap.read_page(c.w.alloc, pte.swap, c.n)
     c.swapping_in = pte.swap
-    return f"N = pfn {c.n:#x} without __GFP_TAGGED (Y is not VM_MTE): tag block {c.w.alloc.storage.block_of(c.n):#x} not reserved"
+    block = c.w.alloc.storage.block_of(c.n)
+    return f"N = pfn {c.n:#x} without __GFP_TAGGED (Y is not VM_MTE): tag block {block:#x} not reserved"
 
 
 def _b_child_restore(c: Ctx) -> str:

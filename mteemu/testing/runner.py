@@ -199,7 +199,8 @@ def _stdout_problem(spec: TestSpec, out: str) -> str:
                 bad.append(f"line {i + 1}: expected {'exactly ' if kind == '|' else 'to match '}{want!r}, "
                            f"got {line!r}")
         if len(got) > len(spec.stdout_lines):
-            bad.append(f"{len(got) - len(spec.stdout_lines)} unexpected extra line(s), first {got[len(spec.stdout_lines)]!r}")
+            extra = len(got) - len(spec.stdout_lines)
+            bad.append(f"{extra} unexpected extra line(s), first {got[len(spec.stdout_lines)]!r}")
         return "\n".join(bad)
     return ""
 

@@ -854,7 +854,8 @@ def sys_utimensat(k: "Kernel", t: Thread, dirfd: int, path: int, times: int, fla
     now = time.time_ns()
     stamps = [now, now]
     if times:
-        for i, (sec, nsec) in enumerate((t.proc.mem.read_struct("<qq", times), t.proc.mem.read_struct("<qq", times + 16))):
+        pair = (t.proc.mem.read_struct("<qq", times), t.proc.mem.read_struct("<qq", times + 16))
+        for i, (sec, nsec) in enumerate(pair):
             if nsec == UTIME_OMIT:
                 stamps[i] = None
             elif nsec != UTIME_NOW:

@@ -91,7 +91,8 @@ def sys_clock_nanosleep(k: "Kernel", t: Thread, clock: int, flags: int, req: int
         raise SyscallError(errno.EINVAL)
     _clock_ns(clock)
     ns = _read_timespec(t, req)
-    now = (lambda: _clock_ns(clock))
+    def now() -> int:
+        return _clock_ns(clock)
     if flags & TIMER_ABSTIME:
         return _sleep(t, ns, now, 0)
     return _sleep(t, now() + ns, now, rem)
