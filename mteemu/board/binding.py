@@ -5,7 +5,7 @@
 * v3 (Jan 2024): a child of `/reserved-memory` with `tagged-memory = <&mem>` and
   `reusable`; the tag memory is also described by a memory node of its own.
 
-(docs/tag-storage-rfc.md §1.) Memory is read as early_init_dt_scan_memory() reads it:
+(docs/reference/tag-storage-rfc.md §1.) Memory is read as early_init_dt_scan_memory() reads it:
 the root children with `device_type = "memory"` whose status is okay, their ranges from
 `linux,usable-memory` when present, else `reg`, and ranges of size 0 skipped (the
 placeholders a bootloader fills in, `reg = <0 0 0 0>`). Tag-storage nodes with a status

@@ -1,6 +1,6 @@
 """The DRAM windows of Arm's base memory maps (ARM DEN 0001C, "Principles of ARM Memory
 Maps"): 2–4 GB, 34–64 GB, 544 GB–1 TB and the larger windows of the same pattern
-(../shared/reference/tag-storage-rfc.md §7; the 44- and 48-bit ones are from that pattern)."""
+(docs/reference/tag-storage-rfc.md §7; the 44- and 48-bit ones are from that pattern)."""
 from __future__ import annotations
 
 from typing import Optional

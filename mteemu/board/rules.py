@@ -1,7 +1,7 @@
 """Validation of a board's tag-storage layout: one function per rule id.
 
 Kernel rules are the boot-time checks of the RFC's tag-storage code (fdt_init_tag_storage,
-mte_tag_storage_init, tag_storage_probe; ../shared/reference/tag-storage-rfc.md §1); Arm
+mte_tag_storage_init, tag_storage_probe; docs/reference/tag-storage-rfc.md §1); Arm
 rules are the platform constraints quoted from Arm document 101569 §5.4.6.1 (§7); sanity
 rules are what no RFC version checks but a board must get right (§1.4).
 """

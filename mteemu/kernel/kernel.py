@@ -19,7 +19,8 @@ from typing import Optional
 
 from mteemu import host_signals
 from mteemu.board.model import Board
-from mteemu.errors import Deadlock, GuestTimeout, HostSignal, InputError, MteEmuError, NoInterpreter
+from mteemu.errors import (EXIT_SIGNAL_BASE, Deadlock, GuestTimeout, HostSignal, InputError, MteEmuError,
+                           NoInterpreter)
 from mteemu.kernel import loader, mte, namei, pauth, sigframe
 from mteemu.kernel import signals as S
 from mteemu.kernel.files import FdTable, HostFile, PageCache
@@ -458,10 +459,6 @@ class Kernel:
             if timer is not None:
                 deadlines.append(timer)             # an interval timer will wake someone
             if not deadlines:
-                if any(t.state is State.BLOCKED and t.wait and getattr(t.wait, "host_io", False)
-                       for t in self.runq):
-                    time.sleep(0.001)
-                    continue
                 raise Deadlock("every guest thread is blocked and none can be woken (deadlock)")
             delay = min(deadlines) - time.monotonic()
             if self.deadline is not None:
@@ -887,7 +884,7 @@ class Kernel:
         if sig:
             code = f", si_code {proc.kill_code}" if proc.kill_code is not None else ""
             self.say(f"guest terminated by signal {sig} ({S.name(sig)}){code}")
-            raise GuestExit(128 + sig)
+            raise GuestExit(EXIT_SIGNAL_BASE + sig)
         raise GuestExit(status >> 8)
 
     def close(self) -> None:

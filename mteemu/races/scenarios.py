@@ -1,4 +1,4 @@
-"""The RFC's races (tag-storage-rfc.md §5, the seed's cover letter), each as threads of
+"""The RFC's races (docs/reference/tag-storage-rfc.md §5, the v1 cover letter), each as threads of
 atomic steps against the memory-manager model.
 
 Every scenario puts a *victim* in harm's way: another process's data living in the tag

@@ -1,2 +1,3 @@
 """Guest test suites: expectations (spec.py), building (build.py), running (runner.py),
-reports (junit.py), the pytest plugin (pytest_plugin.py)."""
+reports (reports.py: JUnit XML and JSON), sharding (shard.py), `mteemu test` (cli.py), the
+pytest plugin (pytest_plugin.py)."""

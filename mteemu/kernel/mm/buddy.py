@@ -168,9 +168,6 @@ class BuddyAllocator:
     def nr_free(self) -> int:
         return sum(z.nr_free for z in self.zones)
 
-    def nr_free_of(self, mt: MigrateType) -> int:
-        return sum(len(z.free[o][mt]) << o for z in self.zones for o in range(MAX_ORDER + 1))
-
     @property
     def managed(self) -> int:
         return sum(z.managed for z in self.zones)
@@ -329,15 +326,3 @@ class BuddyAllocator:
             self._free_block(zone, start, o)
             start += 1 << o
 
-    def set_pageblock_type(self, pfn: int, mt: MigrateType) -> None:
-        """Retype one free-or-used pageblock (the tag storage manager's job). A free block
-        larger than a pageblock around it is first split into pageblocks."""
-        zone = self.zone_of(pfn)
-        for o in range(PAGEBLOCK_ORDER + 1, MAX_ORDER + 1):
-            head = pfn & ~((1 << o) - 1)
-            if self._free_order.get(head) == o:
-                self._take_block(zone, head, o)
-                for p in range(head, head + (1 << o), 1 << PAGEBLOCK_ORDER):
-                    self._free_block(zone, p, PAGEBLOCK_ORDER)
-                break
-        self._steal_pageblocks(zone, pfn, PAGEBLOCK_ORDER, mt)

@@ -317,6 +317,3 @@ class PageAllocator:
         return "data of " + ", ".join(users)
 
 
-def pfn_to_pa(pfn: int) -> int:
-    return pfn << PAGE_SHIFT
-

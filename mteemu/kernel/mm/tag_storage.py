@@ -39,22 +39,17 @@ class Policy:
     success: str                  # vmstat events, counted in pages
     fail: str
     release: str
-    total_field: str              # /proc/meminfo
-    free_field: str
-    free_stat: str                # /proc/vmstat
     region_line: str
     enabled_line: str
 
 
 METADATA = Policy("metadata", MigrateType.METADATA, tries=5, best_effort=False,
                   success="metadata_reserve_success", fail="metadata_reserve_fail",
-                  release="metadata_reserve_free", total_field="MetadataTotal", free_field="MetadataFree",
-                  free_stat="nr_free_metadata",
+                  release="metadata_reserve_free",
                   region_line="Found MTE tag storage region {size:#x}@{base:#x}, block size {block} pages",
                   enabled_line="MTE tag storage enabled")
 CMA = Policy("cma", MigrateType.CMA, tries=3, best_effort=True,
              success="cma_alloc_success", fail="cma_alloc_fail", release="cma_release_success",
-             total_field="CmaTotal", free_field="CmaFree", free_stat="nr_free_cma",
              region_line="Found tag storage region {base:#x}-{last:#x}, block size {block} pages",
              enabled_line="MTE tag storage region management enabled")
 POLICIES = {p.name: p for p in (METADATA, CMA)}
@@ -122,7 +117,6 @@ class TagStorage:
         self.blocks: dict[int, int] = {}          # tag_blocks_reserved: block -> data pages it serves
         self.reserved: set[int] = set()           # PG_tag_storage_reserved
         self.parked: dict[int, bytes] = {}        # tags_by_pfn
-        self.reserving: Optional[int] = None      # the block being taken (for reports)
         # A fatal signal is pending for the reserving task: alloc_contig_range() gives up
         # with -EINTR, which reserve reports as success (RFC v1 patch 34) without storage.
         self.interrupted: Callable[[], bool] = lambda: False
@@ -164,11 +158,7 @@ class TagStorage:
         if block not in self.blocks:
             if self.interrupted():
                 return True
-            self.reserving = block
-            try:
-                ok = self._take(block, block + bsp, self.policy.tries)
-            finally:
-                self.reserving = None
+            ok = self._take(block, block + bsp, self.policy.tries)
             if not ok:
                 self.events[self.policy.fail] += bsp
                 return False
