@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from conftest import ROOT
-from mteemu.board import fuzz
+from fuzzers import boards as fuzz
 
 CASES = 4000
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 
 from conftest import run_mteemu
-from mteemu.kernel import elf_fuzz
+from fuzzers import elf as elf_fuzz
 
 CASES = 3000
 

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from conftest import compile_guest, run_mteemu
-from mteemu.kernel.syscall_fuzz import SyscallFuzzer
+from fuzzers.syscalls import SyscallFuzzer
 
 CALLS = 50_000
 

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import Optional, Sequence
 
 from mteemu import host_signals
 from mteemu.board.model import Board
@@ -362,6 +362,16 @@ class Kernel:
 
     need_resched = False
 
+    def syscall(self, t: Thread, nr: int, args: Sequence[int]) -> int:
+        """Make system call nr with args as thread t, exactly as its SVC would (the entry
+        point of the syscall fuzzer); x0 after it."""
+        self._switch_to(t)
+        self.cpu.set_x(8, nr)
+        for i, value in enumerate(args[:6]):
+            self.cpu.set_x(i, value)
+        self._on_syscall()
+        return self.cpu.x(0)
+
     # -- running ---------------------------------------------------------------------------------
     def run(self) -> int:
         watchdog = None
@@ -394,13 +404,13 @@ class Kernel:
         except GuestExit as e:
             if self.checker is not None:
                 self.checker.now("the run")
-            self._shutdown()
+            self.shutdown()
             return e.status
         except HostSignal:
             self.close()      # the model may be mid-operation: release only what the host holds
             raise
         except BaseException:
-            self._shutdown()
+            self.shutdown()
             raise
         finally:
             if watchdog is not None:
@@ -892,7 +902,9 @@ class Kernel:
         if self.alloc.swap is not None:
             self.alloc.swap.close()
 
-    def _shutdown(self) -> None:
+    def shutdown(self) -> None:
+        """End the world: every process killed, its files closed, its memory freed; the
+        host resources the run holds given back (also for a kernel dropped unfinished)."""
         for proc in list(self.procs.values()):
             if proc.wait_status is None:
                 proc.wait_status = S.SIGKILL

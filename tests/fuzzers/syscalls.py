@@ -2,8 +2,9 @@
 arguments, driven straight into the syscall layer of a live kernel. Each call must
 return an errno or have its Linux effect; any Python exception escaping a handler is
 a bug. The kernel runs confined (`--root` its scratch directory, stdio private files in it),
-so the calls cannot touch anything outside it. Used by the tests (a fixed seed,
-tens of thousands of calls) and scripts/fuzz syscalls (as many as you like)."""
+so the calls cannot touch anything outside it. It drives the kernel through its public
+entry point (Kernel.syscall). Used by the tests (a fixed seed, tens of thousands of calls)
+and scripts/fuzz syscalls (as many as you like)."""
 from __future__ import annotations
 
 import os
@@ -15,8 +16,7 @@ from typing import Optional, TextIO
 
 from mteemu.board.model import default_board, small_reuse_board
 from mteemu.kernel.kernel import GuestExit, Kernel, RunOptions
-from mteemu.kernel.process import State
-from mteemu.machine import cpu as C
+from mteemu.kernel.process import State, Thread
 
 MAX_NR = 460
 # exit, exit_group: they end the fuzzing process (tested elsewhere); execve(at): replace it.
@@ -40,15 +40,23 @@ class SyscallFuzzer:
         self.rng = random.Random(seed)
         self.dir = tempfile.mkdtemp(prefix="mteemu-syscall-fuzz-")
         self.kernel: Optional[Kernel] = None
+        self.thread: Optional[Thread] = None
         self.scratch = 0
         self._diag: Optional[TextIO] = None
 
     def close(self) -> None:
-        """Leave nothing behind: the diagnostics file, the scratch folder."""
+        """Leave nothing behind: the kernel's open files, the diagnostics file, the scratch folder."""
+        self._drop()
         if self._diag is not None:
             self._diag.close()
             self._diag = None
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _drop(self) -> None:
+        """Forget the kernel, giving back what its processes hold on the host (their stdio)."""
+        if self.kernel is not None:
+            self.kernel.shutdown()
+            self.kernel = None
 
     def _boot(self) -> None:
         cwd = os.getcwd()
@@ -76,21 +84,14 @@ class SyscallFuzzer:
                     os.dup2(s, fd)
                     os.close(s)
                 os.close(private)
-            t = k.runq[0]
-            k._switch_to(t)
+            self.thread = k.runq[0]
             self.kernel = k
             self.scratch = self._call(222, 0, 1 << 16, 3, 0x22, -1 & (2**64 - 1), 0)   # mmap rw, 64 KiB
         finally:
             os.chdir(cwd)
 
     def _call(self, nr: int, *args: int) -> int:
-        k = self.kernel
-        uc = k.cpu.uc
-        uc.reg_write(C.X_REGS[8], nr)
-        for i, a in enumerate(args[:6]):
-            uc.reg_write(C.X_REGS[i], a & (2**64 - 1))
-        k._on_syscall()
-        return uc.reg_read(C.X_REGS[0])
+        return self.kernel.syscall(self.thread, nr, [a & (2**64 - 1) for a in args])
 
     def _arg(self) -> int:
         r = self.rng
@@ -121,11 +122,11 @@ class SyscallFuzzer:
                 try:
                     result = self._call(nr, *args)
                 except GuestExit:
-                    self.kernel = None            # the fuzzed process killed itself (a signal)
+                    self._drop()                  # the fuzzed process killed itself (a signal)
                     continue
                 t = self.kernel.current
                 if t is None or t.state is State.DEAD:
-                    self.kernel = None
+                    self._drop()
                     continue
                 if t.state is State.BLOCKED:
                     stats.blocked += 1
