@@ -37,3 +37,25 @@ def guest():
     if shutil.which(build_guests.CC) is None:
         pytest.fail(f"{build_guests.CC} is missing: run the README's test command to install it")
     return build_guests.build
+
+
+# -- the fast layer ---------------------------------------------------------------------------
+# A test is `slow` when it runs a program: it builds or runs a guest (the guest, target or
+# root fixtures, or a guest_tests/ item), or starts mteemu, qemu, gdb or a compiler in a
+# subprocess. `pytest -m "not slow"` runs the rest — the in-process tests of the machine,
+# the memory manager, the boards and the protocol — in seconds; CI runs everything.
+_RUNS_A_PROGRAM = ("run_mteemu", "subprocess", "Popen", "compile_guest", "start(", "_validate(", "_svg(")
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    import inspect
+
+    for item in items:
+        fn = getattr(item, "function", None)
+        try:
+            source = inspect.getsource(fn) if fn is not None else ""
+        except (OSError, TypeError):
+            source = ""
+        if (fn is None or {"guest", "target", "root"} & set(getattr(item, "fixturenames", ()))
+                or any(word in source for word in _RUNS_A_PROGRAM)):
+            item.add_marker(pytest.mark.slow)
