@@ -137,10 +137,8 @@ def allocator_bench(pages: int, policy: str) -> dict:
     import time
 
     from mteemu.board.model import GiB, Board, MemRegion, TagRegion
-    from mteemu.kernel.mm.pagealloc import PageAllocator
-    from mteemu.kernel.mm.tag_storage import POLICIES
-    from mteemu.machine.physmem import PAGE_SHIFT, PhysMem
-    from mteemu.machine.tagstore import TagStore
+    from mteemu.kernel.mm.boot import boot_mm
+    from mteemu.machine.physmem import PAGE_SHIFT
 
     def rss_mib() -> float:
         with open("/proc/self/statm") as f:
@@ -150,9 +148,8 @@ def allocator_bench(pages: int, policy: str) -> dict:
     tags = MemRegion(base=data.end, size=data.size // 32, name="tags")
     board = Board("bench-64g", memory=(data, tags), tag_regions=(TagRegion(tags.base, tags.size, data),))
     before = rss_mib()
-    physmem = PhysMem(board)
-    store = TagStore(board, physmem)
-    alloc = PageAllocator(physmem, store, board, policy=POLICIES[policy])
+    ms = boot_mm(board, policy)
+    store, alloc = ms.tags, ms.alloc
     t0 = time.perf_counter()
     got = [alloc.alloc(tagged=True, anon=False) for _ in range(pages)]
     t1 = time.perf_counter()

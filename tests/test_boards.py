@@ -352,3 +352,32 @@ def test_svg_errors_scale_legend_carveout_and_mode(tmp_path) -> None:
         if p.get("marker-end"):
             ys = [float(v) for v in re.findall(r"[-\d.]+", p.get("d"))[1::2]]
             assert min(ys) >= 74, p.get("d")
+
+
+def test_validator_and_kernel_boot_agree_on_every_board() -> None:
+    """board/bootchecks.py is the one home of the boot checks: for every board in dts/ the
+    kernel model disables tag storage management exactly when the validator names one of
+    those checks, and for the same reason."""
+    from mteemu.board import bootchecks
+    from mteemu.kernel.kmsg import KernelLog
+    from mteemu.kernel.mm.tag_storage import dynamic_regions
+
+    boot_rules = {r for r, _ in (bootchecks.TOO_MANY, bootchecks.UNALIGNED, bootchecks.RATIO, bootchecks.NOT_BLOCKS)}
+    line_rule = {line: r for r, line in (bootchecks.TOO_MANY, bootchecks.UNALIGNED, bootchecks.RATIO,
+                                         bootchecks.NOT_BLOCKS)}
+    compared = 0
+    for path in DTS:
+        try:
+            bf = info.read(str(path))
+            board = bf.board()
+        except BoardError:
+            continue                        # unreadable, or no machine can be built from it
+        if not any(t.reusable for t in board.tag_regions):
+            continue
+        log = KernelLog()
+        enabled = bool(dynamic_regions(board, log))
+        said = {line_rule[line] for line in log.lines if line in line_rule}
+        named = {f.rule for f in bf.findings} & boot_rules
+        assert enabled == (not named) and said <= named, (path.name, log.lines, named)
+        compared += 1
+    assert compared >= 3

@@ -7,16 +7,15 @@ rules are what no RFC version checks but a board must get right (§1.4).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from mteemu.board import bootchecks
 from mteemu.board.binding import NO_MEMORY, Layout, TagNode, reg_problem, usable_prop
 from mteemu.board.memmap import fmt_range, fmt_size, window_of, windows_touched
 
-PAGE_SIZE = 4096
-PAGEBLOCK = 2 << 20            # pageblock_nr_pages with 4 KiB pages: 2 MiB
-MAX_TAG_REGIONS = 32
+PAGE_SIZE, PAGEBLOCK, MAX_TAG_REGIONS = bootchecks.PAGE_SIZE, bootchecks.PAGEBLOCK, bootchecks.MAX_TAG_REGIONS
+block_size_pages = bootchecks.block_size_pages
 ZONE_DMA_LIMIT = 1 << 32       # arm64 ZONE_DMA/DMA32 end at 4 GiB when DRAM starts below it
 ERROR, WARNING, NOTE = "error", "warning", "note"
 GROUPS = ("kernel", "arm", "sanity")
@@ -54,11 +53,6 @@ def _tagged_span(layout: Layout, t: TagNode) -> tuple[int, int] | None:
     if m is None or len(m.ranges) != 1 or not m.ranges[0][1]:
         return None
     return m.ranges[0][0], m.ranges[0][0] + m.ranges[0][1]
-
-
-def block_size_pages(block_size: int) -> int:
-    """get_block_size_pages(): the least common multiple of the page and the block, in pages."""
-    return (PAGE_SIZE * block_size // math.gcd(PAGE_SIZE, block_size)) // PAGE_SIZE
 
 
 def _data_ranges(layout: Layout) -> list[tuple[int, int]]:
@@ -167,7 +161,7 @@ def _ranges_of(n) -> list[tuple[int, int]]:  # noqa: ANN001 - a dt.Node
 def _pageblock(layout: Layout) -> Iterator[Finding]:
     for t in layout.tags:
         span = _tag_span(t)
-        if span and (span[0] % PAGEBLOCK or (span[1] - span[0]) % PAGEBLOCK):
+        if span and bootchecks.unaligned(span[0], span[1] - span[0]):
             yield Finding("kernel.pageblock-align", ERROR, t.node.path,
                           f"tag storage region {fmt_range(*span)} (size {span[1] - span[0]:#x}) is not aligned "
                           f"to the pageblock size {PAGEBLOCK:#x} (2 MiB with 4 KiB pages)")
@@ -203,7 +197,7 @@ def _size_ratio(layout: Layout) -> Iterator[Finding]:
         if not span or not data:
             continue
         tag_size, data_size = span[1] - span[0], data[1] - data[0]
-        if tag_size * 32 != data_size:
+        if bootchecks.ratio_wrong(tag_size, data_size):
             # v3 dropped the check (its schema only states the rule): a warning there.
             sev = ERROR if t.binding in ("v1", "v2") else WARNING
             yield Finding("kernel.size-ratio", sev, t.node.path,
@@ -232,7 +226,7 @@ def _block_multiple(layout: Layout) -> Iterator[Finding]:
             continue
         pages = (span[1] - span[0]) // PAGE_SIZE
         bsp = block_size_pages(t.block_size)
-        if (span[1] - span[0]) % PAGE_SIZE or pages % bsp:
+        if bootchecks.not_whole_blocks(span[1] - span[0], t.block_size):
             yield Finding("kernel.block-multiple", ERROR, t.node.path,
                           f"tag storage region size {span[1] - span[0]:#x} ({pages} pages) is not a multiple of "
                           f"the block size {t.block_size:#x} ({bsp} pages: the least common multiple of the "

@@ -25,13 +25,11 @@ from mteemu.kernel import loader, mte, namei, pauth, sigframe
 from mteemu.kernel import signals as S
 from mteemu.kernel.files import FdTable, HostFile, PageCache
 from mteemu.kernel.futex import FutexTable, exit_robust_list
+from mteemu.kernel.mm.boot import boot_mm
 from mteemu.kernel.mm.addrspace import FAULT_ACCERR, FAULT_BUS, FAULT_OOM, FAULT_RETRY, Mm
-from mteemu.kernel.kmsg import KernelLog
 from mteemu.kernel.mm import invariants
 from mteemu.kernel.mm.fixes import FIXES
-from mteemu.kernel.mm.pagealloc import OutOfMemory, PageAllocator
-from mteemu.kernel.mm.swap import SwapDevice
-from mteemu.kernel.mm.tag_storage import POLICIES
+from mteemu.kernel.mm.pagealloc import OutOfMemory
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_MTE, PROT_READ, Vma
 from mteemu.kernel.ptrace import Tracer
 from mteemu.kernel.process import (SS_AUTODISARM, SS_DISABLE, SS_ONSTACK, THREAD_ORDER, Process, State, Thread,
@@ -40,9 +38,8 @@ from mteemu.kernel.uaccess import SyscallError, UserMemory
 from mteemu.machine import cpu as C
 from mteemu.machine.cpu import Cpu, ExitKind
 from mteemu.machine.decode import effective_address
-from mteemu.machine.physmem import PAGE_SIZE, PhysMem
+from mteemu.machine.physmem import PAGE_SIZE
 from mteemu.machine.tagcheck import MteState, Tcf
-from mteemu.machine.tagstore import TagStore
 
 FIRST_PID = 1000
 QUANTUM = 200_000           # instructions a thread may run while another one waits for the CPU
@@ -87,24 +84,13 @@ class Kernel:
     def __init__(self, board: Board, options: RunOptions) -> None:
         self.board = board
         self.options = options
-        self.physmem = PhysMem(board)
-        self.tags = TagStore(board, self.physmem)
-        limit = options.mem_limit // PAGE_SIZE if options.mem_limit else None
-        self.kmsg = KernelLog()
-        self.alloc = PageAllocator(self.physmem, self.tags, board, limit, POLICIES[options.tag_storage_policy],
-                                   self.kmsg, options.fixes)
-        if options.swap:
-            self.alloc.swap = SwapDevice(options.swap // PAGE_SIZE, options.swap_file)
-            self.kmsg.log(f"Adding {options.swap // 1024}k swap on {options.swap_file or '[memory]'}")
+        ms = boot_mm(board, options.tag_storage_policy, options.mem_limit // PAGE_SIZE if options.mem_limit else None,
+                     fixes=options.fixes, swap_pages=options.swap // PAGE_SIZE, swap_file=options.swap_file)
+        self.physmem, self.tags, self.alloc, self.kmsg = ms.physmem, ms.tags, ms.alloc, ms.kmsg
         self.cpu = Cpu(self.physmem, self.tags, self._translate, self._on_syscall)
         self._fresh_regs = self.cpu.save()     # every register zero: a new program's start (start_thread())
         self.alloc.on_remap = self.cpu.flush_tlb
-        if self.alloc.storage is not None:
-            # The machine's side of the design: a tag write for a page whose storage is
-            # not reserved lands in someone else's memory.
-            self.tags.guarded = self.alloc.storage.reserved
-            self.tags.guard = self.alloc.tag_write_guard
-            self.cpu.sync_native()     # guarded tag writes are the Python path's
+        self.cpu.sync_native()         # guarded tag writes (boot_mm) are the Python path's
         self.checker = invariants.Checker(self.alloc) if options.check_invariants else None
         self.rng = random.Random(options.seed)
         self.irg_rng = random.Random(f"irg-{options.seed}")    # IRG's tags: reproducible per seed

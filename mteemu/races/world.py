@@ -8,15 +8,13 @@ from __future__ import annotations
 from typing import Iterable, Optional
 
 from mteemu.board.model import Board, small_reuse_board
-from mteemu.kernel.mm import swap
 from mteemu.kernel.mm.addrspace import Mm, Pte
 from mteemu.kernel.mm.fixes import FIXES
-from mteemu.kernel.mm.pagealloc import PageAllocator
-from mteemu.kernel.mm.tag_storage import POLICIES, Region
+from mteemu.kernel.mm.boot import boot_mm
+from mteemu.kernel.mm.tag_storage import Region
 from mteemu.kernel.mm.vma import PROT_MTE, PROT_READ, PROT_WRITE, Vma
 from mteemu.machine.cpu import ACCESS_READ, ACCESS_WRITE
-from mteemu.machine.physmem import PAGE_SHIFT, PAGE_SIZE, PhysMem
-from mteemu.machine.tagstore import TagStore
+from mteemu.machine.physmem import PAGE_SHIFT, PAGE_SIZE
 
 BOARD = small_reuse_board()
 
@@ -24,12 +22,8 @@ BOARD = small_reuse_board()
 class World:
     def __init__(self, policy: str = "metadata", fixes: Iterable[str] = FIXES, swap_pages: int = 4096,
                  board: Board = BOARD) -> None:
-        self.physmem = PhysMem(board)
-        self.tags = TagStore(board, self.physmem)
-        self.alloc = PageAllocator(self.physmem, self.tags, board, policy=POLICIES[policy], fixes=tuple(fixes))
-        self.tags.guarded = self.alloc.storage.reserved
-        self.tags.guard = self.alloc.tag_write_guard
-        self.alloc.swap = swap.SwapDevice(swap_pages)
+        ms = boot_mm(board, policy, fixes=tuple(fixes), swap_pages=swap_pages)
+        self.physmem, self.tags, self.alloc = ms.physmem, ms.tags, ms.alloc
         self.region: Region = self.alloc.storage.regions[0]
         self.mms: list[Mm] = []
 

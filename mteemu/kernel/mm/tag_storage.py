@@ -11,17 +11,16 @@ are parked by pfn (tags_by_pfn) and restored when the storage is reserved.
 """
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from mteemu.board import bootchecks
 from mteemu.board.model import Board
 from mteemu.kernel.kmsg import KernelLog
-from mteemu.kernel.mm.buddy import PAGEBLOCK_ORDER, MigrateType
-from mteemu.machine.physmem import PAGE_SHIFT, PAGE_SIZE
+from mteemu.kernel.mm.buddy import MigrateType
+from mteemu.machine.physmem import PAGE_SHIFT
 
-MAX_TAG_REGIONS = 32
 
 
 @dataclass(frozen=True)
@@ -71,11 +70,6 @@ class Region:
         return block if block + self.block_pages <= self.tag_end else None
 
 
-def block_size_pages(block_size: int) -> int:
-    """get_block_size_pages(): the lcm of PAGE_SIZE and the DT block-size, in pages."""
-    return math.lcm(PAGE_SIZE, block_size) // PAGE_SIZE
-
-
 def dynamic_regions(board: Board, kmsg: KernelLog) -> list[Region]:
     """The tag regions the kernel may reuse (mte_tag_storage_init()'s checks, v1 wording);
     any failure disables management and leaves every region reserved (static)."""
@@ -84,23 +78,16 @@ def dynamic_regions(board: Board, kmsg: KernelLog) -> list[Region]:
         kmsg.log("No MTE tag storage regions detected")
         return []
     regions = []
-    pageblock = PAGE_SIZE << PAGEBLOCK_ORDER
-    for tr in found:
-        bsp = block_size_pages(tr.block_size)
-        if len(regions) == MAX_TAG_REGIONS:
-            kmsg.log("Maximum number of tag storage regions exceeded")
-        elif tr.base % pageblock or tr.size % pageblock:
-            kmsg.log(f"Tag storage region not aligned to {pageblock >> PAGE_SHIFT:#x}")
-        elif tr.size * 32 != tr.tagged.size:
-            kmsg.log("Tag region doesn't cover exactly the corresponding memory region")
-        elif (tr.size >> PAGE_SHIFT) % bsp:
-            kmsg.log("Tag storage region size is not a multiple of allocation block size")
-        else:
-            regions.append(Region(tr.tagged.base >> PAGE_SHIFT, tr.tagged.end >> PAGE_SHIFT,
-                                  tr.base >> PAGE_SHIFT, tr.end >> PAGE_SHIFT, bsp))
-            continue
-        kmsg.log("MTE tag storage management disabled")
-        return []
+    for i, tr in enumerate(found):
+        # The checks are the validator's too (board/bootchecks.py): one verdict per board.
+        problem = bootchecks.region_problem(i, tr.base, tr.size, tr.tagged.size, tr.block_size)
+        if problem is not None:
+            kmsg.log(problem[1])
+            kmsg.log("MTE tag storage management disabled")
+            return []
+        regions.append(Region(tr.tagged.base >> PAGE_SHIFT, tr.tagged.end >> PAGE_SHIFT,
+                              tr.base >> PAGE_SHIFT, tr.end >> PAGE_SHIFT,
+                              bootchecks.block_size_pages(tr.block_size)))
     return regions
 
 
