@@ -34,6 +34,7 @@ from unicorn.unicorn_const import UC_ERR_EXCEPTION, UC_ERR_OK
 from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
 
 from mteemu.machine import debughooks, interp, mte_insns, native
+from mteemu.machine import encodings as E
 from mteemu.machine.decode import effective_address
 from mteemu.machine.physmem import PAGE_SHIFT, PAGE_SIZE, PhysMem
 from mteemu.machine.tagcheck import ALIAS_BASE, ALIAS_SHIFT, Mismatch, MteState, TagChecker
@@ -542,7 +543,7 @@ class Cpu:
     def _footprint_start(self, pc: int) -> Optional[int]:
         """The lowest address the instruction at pc accesses (registers as before it)."""
         w = self._insn_at(pc)
-        if w & 0xFFFFFFE0 == 0xD50B7420:                        # DC ZVA, Xt
+        if w & E.SYS_XT_MASK == E.DC_ZVA:                       # DC ZVA, Xt
             return self.xr(w & 31) & ~(self.dcz_block - 1)
         return effective_address(w.to_bytes(4, "little"), pc, self.reg_by_name)
 

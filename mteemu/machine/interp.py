@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Optional
 
+from mteemu.machine import encodings as E
+
 if TYPE_CHECKING:
     from mteemu.machine.cpu import Cpu
 
@@ -152,7 +154,7 @@ def step(cpu: "Cpu", word: int, pc: int) -> Optional[int]:
         if (cpu.xr(word & 31) >> bit & 1) == (word >> 24 & 1):
             return (pc + _sext(word >> 5 & 0x3FFF, 14) * 4) & MASK64
         return pc + 4
-    if word & 0xFFFFFFE0 == 0xD53B00E0:                          # MRS Xt, DCZID_EL0
+    if word & E.SYS_XT_MASK == E.MRS_DCZID:                      # MRS Xt, DCZID_EL0
         cpu.xw(word & 31, (cpu.dcz_block // 4).bit_length() - 1)
         return pc + 4
     if word == NOP:

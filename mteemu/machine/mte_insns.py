@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mteemu.machine import encodings as E
 from mteemu.machine.tagstore import GRANULE
 
 if TYPE_CHECKING:
@@ -64,59 +65,59 @@ def _simm(value: int, bits: int) -> int:
 
 def is_mte(word: int) -> bool:
     """Could this word be an MTE instruction (execute() decides for sure)?"""
-    return (word & 0xFFE0F800 == 0x9AC01000 or word & 0xFFE0FC00 in (0x9AC00000, 0xBAC00000)
-            or word & 0xFFC0C000 in (0x91800000, 0xD1800000) or word & 0xFF200000 == 0xD9200000
-            or (word & 0xFE400000 == 0x68000000 and word & 0x01800000 != 0)
-            or word & 0xFFFFFFE0 in (0xD50B7460, 0xD50B7480, 0xD51B42E0, 0xD53B42E0)
-            or word & 0xFFFFF0FF == 0xD503409F)
+    return (word & E.IRG_GMI_MASK == E.IRG or word & E.DP2_MASK in (E.SUBP, E.SUBPS)
+            or word & E.ADDSUB_TAG_MASK in (E.ADDG, E.SUBG) or word & E.TAG_MEM_MASK == E.TAG_MEM
+            or (word & E.STGP_MASK == E.STGP and word & E.STGP_INDEX_BITS != 0)
+            or word & E.SYS_XT_MASK in (E.DC_GVA, E.DC_GZVA, E.MSR_TCO, E.MRS_TCO)
+            or word & E.MSR_IMM_MASK == E.MSR_TCO_IMM)
 
 
 def execute(cpu: "Cpu", word: int) -> bool:
     """Perform one MTE instruction; False if `word` is not one EL0 may execute."""
     rd, rn, rm = word & 31, (word >> 5) & 31, (word >> 16) & 31
-    top = word & 0xFFE0FC00
-    if top == 0x9AC01000:                                       # IRG Xd|SP, Xn|SP, Xm
+    top = word & E.DP2_MASK
+    if top == E.IRG:                                            # IRG Xd|SP, Xn|SP, Xm
         exclude = cpu.mte.exclude | (cpu.xr(rm) & 0xFFFF)
         cpu.xw(rd, with_tag(cpu.xr(rn, sp=True), cpu.mte.random_tag(exclude)), sp=True)
         return True
-    if top == 0x9AC01400:                                       # GMI Xd, Xn|SP, Xm
+    if top == E.GMI:                                            # GMI Xd, Xn|SP, Xm
         cpu.xw(rd, cpu.xr(rm) | (1 << tag_of(cpu.xr(rn, sp=True))))
         return True
-    if top in (0x9AC00000, 0xBAC00000):                         # SUBP(S) Xd, Xn|SP, Xm|SP
+    if top in (E.SUBP, E.SUBPS):                                # SUBP(S) Xd, Xn|SP, Xm|SP
         a, b = _sext56(cpu.xr(rn, sp=True)), _sext56(cpu.xr(rm, sp=True))
         result = (a - b) & MASK64
         cpu.xw(rd, result)
-        if top == 0xBAC00000:
+        if top == E.SUBPS:
             ua, ub = a & MASK64, b & MASK64
             n, z = result >> 63, int(result == 0)
             c = int(ua >= ub)
             v = int(((ua ^ ub) & (ua ^ result)) >> 63 & 1)
             cpu.set_nzcv(n, z, c, v)
         return True
-    if word & 0xFFC0C000 in (0x91800000, 0xD1800000):           # ADDG / SUBG
+    if word & E.ADDSUB_TAG_MASK in (E.ADDG, E.SUBG):             # ADDG / SUBG
         uimm6, uimm4 = (word >> 16) & 0x3F, (word >> 10) & 0xF
         base = cpu.xr(rn, sp=True)
         delta = uimm6 * GRANULE
         addr = (base + delta if word & 0x40000000 == 0 else base - delta) & MASK64
         cpu.xw(rd, with_tag(addr, choose_non_excluded_tag(tag_of(base), uimm4, cpu.mte.exclude)), sp=True)
         return True
-    if word & 0xFF200000 == 0xD9200000:
+    if word & E.TAG_MEM_MASK == E.TAG_MEM:
         return _tag_memory(cpu, word)
-    if word & 0xFE400000 == 0x68000000 and word & 0x01800000:   # STGP (post, offset, pre)
+    if word & E.STGP_MASK == E.STGP and word & E.STGP_INDEX_BITS:   # STGP (post, offset, pre)
         return _stgp(cpu, word)
-    if word & 0xFFFFFFE0 in (0xD50B7460, 0xD50B7480):          # DC GVA / DC GZVA
+    if word & E.SYS_XT_MASK in (E.DC_GVA, E.DC_GZVA):          # DC GVA / DC GZVA
         addr = cpu.xr(rd)
         block = cpu.dcz_block
         start = addr & ~(block - 1) & MASK64
-        _set_tags(cpu, start, block, tag_of(addr), zero=word & 0xFFFFFFE0 == 0xD50B7480)
+        _set_tags(cpu, start, block, tag_of(addr), zero=word & E.SYS_XT_MASK == E.DC_GZVA)
         return True
-    if word & 0xFFFFF0FF == 0xD503409F:                         # MSR TCO, #imm
+    if word & E.MSR_IMM_MASK == E.MSR_TCO_IMM:                  # MSR TCO, #imm
         cpu.mte.tco = bool(word >> 8 & 1)
         return True
-    if word & 0xFFFFFFE0 == 0xD51B42E0:                         # MSR TCO, Xt
+    if word & E.SYS_XT_MASK == E.MSR_TCO:                       # MSR TCO, Xt
         cpu.mte.tco = bool(cpu.xr(rd) >> PSTATE_TCO_BIT & 1)
         return True
-    if word & 0xFFFFFFE0 == 0xD53B42E0:                         # MRS Xt, TCO
+    if word & E.SYS_XT_MASK == E.MRS_TCO:                       # MRS Xt, TCO
         cpu.xw(rd, int(cpu.mte.tco) << PSTATE_TCO_BIT)
         return True
     return False

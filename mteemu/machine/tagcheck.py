@@ -31,6 +31,7 @@ from typing import Optional
 
 from unicorn.arm64_const import UC_ARM64_REG_PC
 
+from mteemu.machine import encodings as E
 from mteemu.machine.native import Native
 from mteemu.machine.physmem import PAGE_SIZE, PhysMem
 from mteemu.machine.tagstore import TagStore
@@ -154,7 +155,7 @@ class TagChecker:
             pc = uc.reg_read(UC_ARM64_REG_PC)
             is_zva = self._is_dczva.get(pc)
             if is_zva is None:
-                is_zva = self._is_dczva[pc] = insn_at(pc) & 0xFFFFFFE0 == 0xD50B7420
+                is_zva = self._is_dczva[pc] = insn_at(pc) & E.SYS_XT_MASK == E.DC_ZVA
             if is_zva:
                 block = pa & ~(self.dcz_block - 1)
                 if self._zva[:2] != (pc, block):
