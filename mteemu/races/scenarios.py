@@ -115,7 +115,7 @@ def _a_migrate(c: Ctx) -> str:
     c.w.alloc.copy_highpage(c.d, c.s)
     parked = c.d in c.w.alloc.storage.parked
     migrate.move_users(c.w.alloc, c.s, c.d)
-    c.w.alloc._to_buddy(c.s)
+    c.w.alloc.free_to_buddy(c.s)
     pte = c.task.ptes[c.addr >> PAGE_SHIFT]
     return ("S is tagged and D has no storage: S's tags parked under D's pfn; " if parked else "copied; ") + \
         f"D mapped{' fault-on-access' if pte.md_none else ''}; S freed"
@@ -280,7 +280,7 @@ def _setup_f(w: World) -> Ctx:
     c.task = w.new_mm("task (pid 1000)")
     c.addr = w.map(c.task, 1, mte=True)
     w.alloc.storage.interrupted = lambda: c.killed
-    c.task._pt(c.addr >> PAGE_SHIFT)
+    c.task.ensure_page_table(c.addr >> PAGE_SHIFT)
     w.leave_free(keep=list(w.data_pfns_of_block(w.tag_storage_pfn(29))) + [c.q])
     return c
 
@@ -296,7 +296,7 @@ def _f_alloc_reserve(c: Ctx) -> str:
 def _f_install(c: Ctx) -> str:
     if c.killed and c.task.vmas is None:
         return "the process is gone"
-    c.task._install(c.addr >> PAGE_SHIFT, Pte(c.q, False))
+    c.task.install(c.addr >> PAGE_SHIFT, Pte(c.q, False))
     pte = c.task.ptes[c.addr >> PAGE_SHIFT]
     return "set_pte_at: " + ("fault-on-access (no storage)" if pte.md_none else "a normal Tagged entry")
 

@@ -53,7 +53,7 @@ class World:
         """The allocator happens to return this (free) page: a user page, refcount 1."""
         if self.alloc.buddy.take_free_range(pfn, pfn + 1):
             raise ValueError(f"pfn {pfn:#x} is not free")
-        self.alloc._refs[pfn] = 1
+        self.alloc.set_refs(pfn, 1)
         if anon:
             self.alloc.lru[pfn] = None
         return pfn
@@ -83,7 +83,7 @@ class World:
     def place(self, mm: Mm, addr: int, pfn: int, data: bytes) -> None:
         """A page of `mm` at `addr` that lives in physical page `pfn`, holding `data`."""
         self.take(pfn)
-        mm._install(addr >> PAGE_SHIFT, Pte(pfn, False))
+        mm.install(addr >> PAGE_SHIFT, Pte(pfn, False))
         self.physmem.page(pfn)[:len(data)] = data
 
     # -- the CPU's part -----------------------------------------------------------------------------

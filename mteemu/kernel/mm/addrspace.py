@@ -72,13 +72,13 @@ class Mm:
         self.flush: Callable[[], None] = lambda: None
 
     # -- page-table entries (set_pte_at and friends) -----------------------------------
-    def _install(self, vpn: int, pte: Pte) -> None:
-        self._pt(vpn)
+    def install(self, vpn: int, pte: Pte) -> None:
+        self.ensure_page_table(vpn)
         self.ptes[vpn] = pte
         self.alloc.add_mapper(pte.pfn, self, vpn)
         self._backstop(vpn, pte)
 
-    def _pt(self, vpn: int) -> None:
+    def ensure_page_table(self, vpn: int) -> None:
         """The page table holding vpn's entry exists (pte_alloc)."""
         if vpn >> PT_SHIFT not in self.pt_pages:
             self.pt_pages[vpn >> PT_SHIFT] = self.alloc.alloc_kernel()
@@ -122,7 +122,7 @@ class Mm:
         pte = self.ptes.get(vpn)
         if pte is None:
             pte = Pte(self.alloc.alloc(), False)
-            self._install(vpn, pte)
+            self.install(vpn, pte)
         return pte
 
     # -- the fault handler ---------------------------------------------------------
@@ -155,7 +155,7 @@ class Mm:
                 pte = self._fault_in(vma, addr & PAGE_MASK, tagged)
                 if isinstance(pte, int):
                     return pte
-                self._install(vpn, pte)
+                self.install(vpn, pte)
             elif pte.swap is not None:
                 swap.swap_in(self.alloc, pte.swap, tagged)
             if access == ACCESS_WRITE and pte.wp:
@@ -322,11 +322,11 @@ class Mm:
             if pte.swap is not None:
                 self.alloc.swap.users[pte.swap].discard((self, vpn))
                 swap.add_entry(self.alloc, pte.swap, self, vpn + dv)
-                self._pt(vpn + dv)
+                self.ensure_page_table(vpn + dv)
                 self.ptes[vpn + dv] = pte
             else:
                 self.alloc.remove_mapper(pte.pfn, self, vpn)
-                self._install(vpn + dv, pte)
+                self.install(vpn + dv, pte)
         self.flush()
 
     def get_unmapped_area(self, length: int, hint: int = 0) -> Optional[int]:
@@ -363,7 +363,7 @@ class Mm:
         for vma in self.vmas:
             for vpn in self._vpns(vma.start, vma.end):
                 pte = self.ptes[vpn]
-                child._pt(vpn)             # (may fail: before any reference is taken)
+                child.ensure_page_table(vpn)             # (may fail: before any reference is taken)
                 if not vma.shared:
                     pte.wp = True          # copy-on-write, also for a page now in swap
                 new = Pte(pte.pfn, pte.wp)
@@ -374,7 +374,7 @@ class Mm:
                     child.ptes[vpn] = new
                     continue
                 self.alloc.get(pte.pfn)
-                child._install(vpn, new)
+                child.install(vpn, new)
 
     def destroy(self) -> None:
         for vma in self.vmas:

@@ -14,6 +14,7 @@ from mteemu.board.model import Board
 from mteemu.kernel.kmsg import KernelLog
 from mteemu.kernel.mm.fixes import FIXES
 from mteemu.kernel.mm.pagealloc import PageAllocator
+from mteemu.kernel.mm import migrate, swap
 from mteemu.kernel.mm.swap import SwapDevice
 from mteemu.kernel.mm.tag_storage import POLICIES
 from mteemu.machine.physmem import PhysMem
@@ -34,7 +35,8 @@ def boot_mm(board: Board, policy: str = "metadata", limit_pages: Optional[int] =
     kmsg = kmsg or KernelLog()
     physmem = PhysMem(board)
     tags = TagStore(board, physmem)
-    alloc = PageAllocator(physmem, tags, board, limit_pages, POLICIES[policy], kmsg, tuple(fixes))
+    alloc = PageAllocator(physmem, tags, board, limit_pages, POLICIES[policy], kmsg, tuple(fixes),
+                          reclaim=swap.reclaim, compact=migrate.compact, take_range=migrate.alloc_contig_range)
     if swap_pages:
         alloc.swap = SwapDevice(swap_pages, swap_file)
         kmsg.log(f"Adding {swap_pages * 4}k swap on {swap_file or '[memory]'}")

@@ -43,12 +43,12 @@ def violations(alloc: PageAllocator) -> list[str]:
                 why = f"without its tag block {block:#x} reserved" if block is not None else \
                     "and it is tag storage itself"
                 out.append(f"pfn {pfn:#x} is mapped Tagged by {mm.owner_name} at {vpn << PAGE_SHIFT:#x} {why}")
-    for pfn, refs in alloc._refs.items():
+    for pfn, refs in alloc.user_pages().items():
         if mapped[pfn] + (pfn in alloc.owner) > refs:
             out.append(f"pfn {pfn:#x} has {refs} reference(s) but {mapped[pfn]} mapping(s)"
                        f"{' and an owner' if pfn in alloc.owner else ''}")
     for pfn in alloc.mappers:
-        if alloc.mappers[pfn] and pfn not in alloc._refs:
+        if alloc.mappers[pfn] and pfn not in alloc.user_pages():
             out.append(f"pfn {pfn:#x} is mapped but free")
 
     # Tag storage.
@@ -87,7 +87,7 @@ def violations(alloc: PageAllocator) -> list[str]:
     tag_free = sum(1 << o for h, o in buddy.free_blocks() if buddy.is_tag_storage(h))
     if tag_free != buddy.nr_free_tag_storage:
         out.append(f"free tag storage: lists hold {tag_free}, counter says {buddy.nr_free_tag_storage}")
-    for pfn in alloc._refs:
+    for pfn in alloc.user_pages():
         owners[pfn] = "user"
     for pfn in alloc.kernel_pages:
         if pfn in owners:

@@ -53,7 +53,7 @@ def migrate_page(alloc: PageAllocator, src: int, tagged: Optional[bool] = None,
 def move_users(alloc: PageAllocator, src: int, dst: int) -> None:
     """The end of a migration: every user of src now uses dst (remove_migration_ptes()),
     and src is left with none (not freed)."""
-    alloc._refs[dst] = alloc._refs.pop(src)
+    alloc.move_refs(src, dst)
     users = alloc.mappers.pop(src, set())
     for mm, vpn in users:
         mm.repoint(vpn, dst)
@@ -63,7 +63,7 @@ def move_users(alloc: PageAllocator, src: int, dst: int) -> None:
         obj, idx = alloc.owner[src]
         obj.pages[idx] = dst
         alloc.set_owner(dst, obj, idx)
-    alloc._forget(src)
+    alloc.forget(src)
     alloc.events["pgmigrate_success"] += 1
     alloc.on_remap()
 
@@ -84,7 +84,7 @@ def alloc_contig_range(alloc: PageAllocator, start: int, end: int, tries: int) -
         for p in sorted(used):
             if migrate_page(alloc, p, isolated_ok=True) is None:
                 for q in done:
-                    alloc._to_buddy(q)
+                    alloc.free_to_buddy(q)
                 # Pages still in use stay where they are; the ones not yet moved are untouched.
                 return False
             done.append(p)
@@ -99,7 +99,7 @@ def replace_with_tagged(alloc: PageAllocator, src: int, tries: int) -> Optional[
     for _ in range(tries):
         dst = migrate_page(alloc, src, tagged=True)
         if dst is not None:
-            alloc._to_buddy(src)
+            alloc.free_to_buddy(src)
             return dst
     return None
 
@@ -110,7 +110,7 @@ def compact(alloc: PageAllocator, order: int) -> bool:
     out. Only runs on this slow path, so looking at every used page here is fine."""
     alloc.events["compact_stall"] += 1
     size = 1 << order
-    occupancy = Counter(p >> order for p in alloc._refs)
+    occupancy = Counter(p >> order for p in alloc.user_pages())
     for key, _n in sorted(occupancy.items(), key=lambda kv: (kv[1], kv[0])):
         start = key << order
         pages = range(start, start + size)
@@ -124,7 +124,7 @@ def compact(alloc: PageAllocator, order: int) -> bool:
             continue
         if alloc_contig_range(alloc, start, start + size, 1):
             for p in pages:
-                alloc._to_buddy(p)
+                alloc.free_to_buddy(p)
             alloc.events["compact_success"] += 1
             return True
     alloc.events["compact_fail"] += 1

@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Callable, Iterator, Optional
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Optional
 
 from mteemu.errors import ModelViolation
 from mteemu.kernel.kmsg import KernelLog
-from mteemu.kernel.mm.buddy import BuddyAllocator, MigrateType
-from mteemu.kernel.mm.buddy import OutOfMemory as _BuddyOOM
+from mteemu.kernel.mm.buddy import BuddyAllocator, MigrateType, OutOfMemory
 from mteemu.kernel.mm.fixes import FIXES
 from mteemu.kernel.mm.tag_storage import METADATA, Policy, TagStorage, dynamic_regions
 from mteemu.machine.physmem import PAGE_SHIFT, PhysMem
@@ -29,14 +29,23 @@ if TYPE_CHECKING:
 CANDIDATES = 8        # pages whose tag block failed, set aside before a tagged allocation gives up
 
 
-class OutOfMemory(Exception):
-    """No free physical page: the kernel turns this into ENOMEM or an OOM kill."""
+# What the allocator falls back on when memory is short, given to it by boot_mm() (as tag
+# storage is given take_block/give_block): page reclaim to swap (swap.reclaim), compaction
+# for a higher order (migrate.compact), and taking a physical range (alloc_contig_range).
+Reclaim = Callable[["PageAllocator"], bool]
+Compact = Callable[["PageAllocator", int], bool]
+TakeRange = Callable[["PageAllocator", int, int, int], bool]
+
+
+def _never(*_args: object) -> bool:
+    return False
 
 
 class PageAllocator:
     def __init__(self, physmem: PhysMem, tags: TagStore, board: Optional["Board"] = None,
                  limit_pages: Optional[int] = None, policy: Policy = METADATA,
-                 kmsg: Optional[KernelLog] = None, fixes: tuple[str, ...] = FIXES) -> None:
+                 kmsg: Optional[KernelLog] = None, fixes: tuple[str, ...] = FIXES,
+                 reclaim: Reclaim = _never, compact: Compact = _never, take_range: TakeRange = _never) -> None:
         self.physmem = physmem
         self.tags = tags
         self.kmsg = kmsg or KernelLog()
@@ -65,12 +74,10 @@ class PageAllocator:
         self.total_pages = self.buddy.managed
         if limit_pages is not None:
             self.total_pages = min(self.total_pages, limit_pages)
+        self._reclaim, self._compact = reclaim, compact
         if regions:
-            from mteemu.kernel.mm import migrate
-
             self.storage = TagStorage(regions, policy, self.events,
-                                      lambda a, b, tries: migrate.alloc_contig_range(self, a, b, tries),
-                                      self._give_block)
+                                      lambda a, b, tries: take_range(self, a, b, tries), self._give_block)
             for r in regions:
                 base, size = r.tag_start << PAGE_SHIFT, (r.tag_end - r.tag_start) << PAGE_SHIFT
                 self.kmsg.log(policy.region_line.format(base=base, size=size, last=base + size - 1,
@@ -94,8 +101,25 @@ class PageAllocator:
     def free_pages(self) -> int:
         return max(0, min(self.buddy.nr_free, self.total_pages - self.used_pages))
 
+    # -- struct page: what the rest of the memory manager may read and change ----------------
     def refcount(self, pfn: int) -> int:
         return self._refs.get(pfn, 0)
+
+    def user_pages(self) -> Mapping[int, int]:
+        """Every user page and its reference count (read-only)."""
+        return MappingProxyType(self._refs)
+
+    def set_refs(self, pfn: int, n: int) -> None:
+        """A user page's reference count, set whole (swap-in: one per user, maybe none yet)."""
+        self._refs[pfn] = n
+
+    def drop_refs(self, pfn: int) -> None:
+        """The page is no user page any more (swapped out: its users hold the swap entry)."""
+        del self._refs[pfn]
+
+    def move_refs(self, src: int, dst: int) -> None:
+        """Migration: the new page takes over the old one's references."""
+        self._refs[dst] = self._refs.pop(src)
 
     def has_storage(self, pfn: int) -> bool:
         return self.storage is None or self.storage.has_storage(pfn)
@@ -113,9 +137,7 @@ class PageAllocator:
                 pfn = self._alloc_movable(tagged)
                 break
             except OutOfMemory:
-                from mteemu.kernel.mm import swap
-
-                if not swap.reclaim(self):
+                if not self._reclaim(self):
                     raise
         self._refs[pfn] = 1
         if anon:
@@ -132,10 +154,7 @@ class PageAllocator:
         failed_blocks: set[int] = set()
         try:
             while True:
-                try:
-                    pfn = self.buddy.alloc(0, MigrateType.MOVABLE, allow_tag_storage=not tagged, watermark=True)
-                except _BuddyOOM:
-                    raise OutOfMemory() from None
+                pfn = self.buddy.alloc(0, MigrateType.MOVABLE, allow_tag_storage=not tagged, watermark=True)
                 if not tagged or self.storage is None:
                     return pfn
                 block = self.storage.block_of(pfn)
@@ -161,11 +180,9 @@ class PageAllocator:
             try:
                 pfn = self.buddy.alloc(order, MigrateType.UNMOVABLE)
                 break
-            except _BuddyOOM:
-                from mteemu.kernel.mm import migrate, swap
-
-                if not ((order and migrate.compact(self, order)) or swap.reclaim(self)):
-                    raise OutOfMemory() from None
+            except OutOfMemory:
+                if not ((order and self._compact(self, order)) or self._reclaim(self)):
+                    raise
         self.kernel_pages.update(range(pfn, pfn + (1 << order)))
         self._kernel_order[pfn] = order
         return pfn
@@ -186,11 +203,11 @@ class PageAllocator:
             self._refs[pfn] = n
             return
         del self._refs[pfn]
-        self._forget(pfn)
-        self._to_buddy(pfn)
+        self.forget(pfn)
+        self.free_to_buddy(pfn)
         self.mm_events += 1
 
-    def _forget(self, pfn: int) -> None:
+    def forget(self, pfn: int) -> None:
         """The page's identity is gone (freed, or migrated away): its flags and maps."""
         self.mte_tagged.discard(pfn)
         self.lru.pop(pfn, None)
@@ -199,13 +216,13 @@ class PageAllocator:
         if self.storage is not None:
             self.storage.release(pfn)      # arch_free_pages_prepare(): drop the tag block
 
-    def _to_buddy(self, pfn: int) -> None:
+    def free_to_buddy(self, pfn: int) -> None:
         self.physmem.discard_page(pfn)
         self.buddy.free(pfn)
 
     def _give_block(self, first: int, end: int) -> None:
         for pfn in range(first, end):
-            self._to_buddy(pfn)
+            self.free_to_buddy(pfn)
 
     @contextmanager
     def pinned(self, *pfns: int) -> Iterator[None]:

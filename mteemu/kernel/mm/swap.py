@@ -121,9 +121,9 @@ def swap_out(alloc: PageAllocator, pfn: int) -> None:
     for mm, vpn in users:
         mm.to_swap(vpn, slot)
     dev.users[slot] = users
-    del alloc._refs[pfn]
-    alloc._forget(pfn)
-    alloc._to_buddy(pfn)
+    alloc.drop_refs(pfn)
+    alloc.forget(pfn)
+    alloc.free_to_buddy(pfn)
     alloc.events["pswpout"] += 1
     alloc.on_remap()
 
@@ -160,7 +160,7 @@ def restore_tags(alloc: PageAllocator, slot: int, pfn: int) -> None:
 def install(alloc: PageAllocator, slot: int, pfn: int) -> None:
     """The new page replaces the entry in every PTE holding it; the slot is freed."""
     users = alloc.swap.users.get(slot, set())
-    alloc._refs[pfn] = len(users)
+    alloc.set_refs(pfn, len(users))
     for mm, vpn in users:
         mm.from_swap(vpn, pfn)
         alloc.add_mapper(pfn, mm, vpn)
