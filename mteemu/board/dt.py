@@ -295,7 +295,7 @@ def _tokens(text: str, source: str) -> list[tuple[str, str, int]]:
         m = _TOKEN.match(text, pos)
         if m is None:
             raise BoardError(f"{source}:{line}: DTS syntax error near {text[pos:pos + 20]!r}")
-        kind = m.lastgroup
+        kind = m.lastgroup or ""
         value = m.group()
         if kind == "cpp":
             raise BoardError(f"{source}:{line}: C preprocessor lines ({value.split()[0]}) are not DTS: "

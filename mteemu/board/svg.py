@@ -100,11 +100,11 @@ def draw(regions: list[dict], title: str) -> str:
            'stroke-width="4"/></pattern></defs>',
            f'<title>{escape(title)}</title>',
            f'<text x="10" y="24" font-size="16" font-weight="bold">{escape(title)}</text>']
-    lx, ly = 10, 38
+    lx, ly = 10.0, 38
     for text, fill in legend:
         width = 26 + 6.5 * len(text)
         if lx + width > WIDTH:
-            lx, ly = 10, ly + 18
+            lx, ly = 10.0, ly + 18
         out.append(f'<rect x="{lx}" y="{ly}" width="14" height="14" fill="{fill}" stroke="#333"/>'
                    f'<text x="{lx + 20}" y="{ly + 12}">{escape(text)}</text>')
         lx += width

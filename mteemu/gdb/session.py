@@ -98,6 +98,12 @@ class Session:
         self._running = threading.Event()
         self._watcher: Optional[threading.Thread] = None
 
+    @property
+    def conn(self) -> rsp.Channel:
+        """The connection, where only a connected session can be (serving packets)."""
+        assert self.ch is not None
+        return self.ch
+
     # -- ptrace.Tracer ---------------------------------------------------------------------
     def traces(self, proc: Process) -> bool:
         return self.attached and proc is self.proc
@@ -240,7 +246,7 @@ class Session:
             self._watcher = None
 
     def _watch_interrupt(self) -> None:
-        ch = self.ch
+        ch = self.conn
         while self._running.is_set():
             if ch.poll_interrupt(0.05):
                 self._interrupt.set()
@@ -308,11 +314,11 @@ class Session:
 
     # -- the packet loop --------------------------------------------------------------------------
     def _serve(self, stopped: Thread) -> Resume:
-        ch = self.ch
+        ch = self.conn
         while True:
             packet = ch.read_packet()
-            if packet is rsp.INTERRUPT:
-                continue                           # already stopped
+            if not isinstance(packet, bytes):
+                continue                           # an interrupt: already stopped
             try:
                 answer = self._handle(packet, stopped)
             except ptrace.TraceError as e:
@@ -345,9 +351,9 @@ class Session:
             data = ptrace.read_memory(self.proc, addr, min(length, PACKET_SIZE // 2))
             return data.hex() if data or not length else "E0e"
         if head == b"M":
-            where, data = text[1:].split(":")
+            where, hexdata = text[1:].split(":")
             addr, length = (int(x, 16) for x in where.split(","))
-            ptrace.write_memory(self.k, self.proc, addr, bytes.fromhex(data)[:length])
+            ptrace.write_memory(self.k, self.proc, addr, bytes.fromhex(hexdata)[:length])
             return "OK"
         if head == b"X":
             colon = p.index(b":")
@@ -356,9 +362,9 @@ class Session:
                 ptrace.write_memory(self.k, self.proc, addr, rsp.unescape(p[colon + 1:])[:length])
             return "OK"
         if head in (b"Z", b"z"):
-            kind, addr, length = text[1:].split(";")[0].split(",")
+            kind, where, size = text[1:].split(";")[0].split(",")
             op = self._insert_point if head == b"Z" else self._remove_point
-            return op(int(kind), int(addr, 16), int(length, 16))
+            return op(int(kind), int(where, 16), int(size, 16))
         if head in (b"c", b"s", b"C", b"S"):
             return self._resume(text, stopped)
         if head == b"H":
@@ -375,7 +381,7 @@ class Session:
             self._kill()
             return Resume()
         if head == b"D":
-            self.ch.send("OK")
+            self.conn.send("OK")
             self._detach()
             return Resume()
         if head == b"q":
@@ -503,8 +509,8 @@ class Session:
 
     def _set(self, text: str, p: bytes):  # noqa: ANN202
         if text == "QStartNoAckMode":
-            self.ch.send("OK")
-            self.ch.ack = False
+            self.conn.send("OK")
+            self.conn.ack = False
             return None
         if text.startswith("QMemTags:"):
             where, kind, tags = text[len("QMemTags:"):].split(":")
@@ -522,7 +528,7 @@ class Session:
         if text.startswith("vCont;"):
             return self._vcont(text[len("vCont;"):], stopped)
         if text.startswith("vKill"):
-            self.ch.send("OK")
+            self.conn.send("OK")
             self._kill()
             return Resume()
         if text.startswith("vFile:"):
@@ -554,9 +560,9 @@ class Session:
                     return _fileio_error(errno.EACCES)     # GDB only reads; the guest's files stay as they are
                 from mteemu.kernel.syscalls.fs import open_for_reading
 
-                f = open_for_reading(self.k, self.proc.live_threads[0], bytes.fromhex(name))
+                opened = open_for_reading(self.k, self.proc.live_threads[0], bytes.fromhex(name))
                 fd, self._next_file = self._next_file, self._next_file + 1
-                self.files[fd] = f
+                self.files[fd] = opened
                 return f"F{fd:x}"
             if op == "pread":
                 fd, count, offset = (int(x, 16) for x in args.split(","))
@@ -566,10 +572,10 @@ class Session:
                 data = f.pread(min(count, PACKET_SIZE // 2), offset)
                 return f"F{len(data):x};".encode() + rsp.escape(data)
             if op == "close":
-                f = self.files.pop(int(args, 16), None)
-                if f is None:
+                closing = self.files.pop(int(args, 16), None)
+                if closing is None:
                     return _fileio_error(errno.EBADF)
-                f.release()
+                closing.release()
                 return "F0"
             if op == "fstat":
                 f = self.files.get(int(args, 16))

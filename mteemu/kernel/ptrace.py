@@ -78,11 +78,10 @@ class ThreadRegs:
             return PAC_MASK
         if reg in t.set_regs:
             return t.set_regs[reg]
-        uc = self.k.cpu.uc
+        assert isinstance(reg, int)
         if self._live:
-            return uc.reg_read(reg)
-        # A saved context does not know the arm64 register widths: ask the engine's binding.
-        return t.ctx._reg_read(reg, uc._select_reg_class(reg), None)
+            return self.k.cpu.uc.reg_read(reg)
+        return self.k.cpu.context_reg(t.ctx, reg)
 
     def write(self, reg: "int | str", value: int) -> None:
         t, k = self.t, self.k
@@ -105,6 +104,7 @@ class ThreadRegs:
             if self._live:
                 k.cpu.set_mte(t.mte)
             return
+        assert isinstance(reg, int)
         if self._live:
             t.set_regs.pop(reg, None)
             k.cpu.uc.reg_write(reg, value)

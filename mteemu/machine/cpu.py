@@ -613,6 +613,11 @@ class Cpu:
         uclib.uc_reg_read_batch(self.uc._uch, self._arg_ids, self._arg_ptrs, len(SYSCALL_ARG_REGS))
         return tuple(self._arg_values)
 
+    def context_reg(self, ctx, reg: int) -> int:  # noqa: ANN001 - a UcContext
+        """A register of a saved context, at its real width: a UcContext alone reads every
+        register as 64 bits, so the V registers need the arm64 register class."""
+        return ctx._reg_read(reg, self.uc._select_reg_class(reg), None)
+
     def save(self):  # noqa: ANN201 - a UcContext: every register, SIMD included
         return self.uc.context_save()
 
