@@ -206,3 +206,19 @@ def test_rt_sigframe_layout_is_linuxs() -> None:
     assert struct.unpack_from("<II", frame, 592 + 528 + 16) == (0, 0)                     # the terminator
     back, mask = sigframe.parse(frame)
     assert (back, mask) == (state, 0x8001)
+
+
+# -- the layering ----------------------------------------------------------------------------------
+def test_unicorn_stays_in_the_machine_and_the_machine_knows_no_kernel() -> None:
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "mteemu"
+    for path in root.rglob("*.py"):
+        text = path.read_text()
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith("machine/"):
+            assert not re.search(r"^\s*(from|import) mteemu\.(kernel|board\.(dt|rules|binding))", text, re.M), rel
+        else:
+            assert not re.search(r"^\s*(from|import) unicorn", text, re.M), rel
+            assert not re.search(r"\.uc\.|\.uc\b", text), rel             # the CPU's register API instead

@@ -252,7 +252,7 @@ class Session:
                 self._interrupt.set()
                 # The CPU may be between runs when asked: ask until the kernel has stopped.
                 while self._running.is_set():
-                    self.k.cpu.uc.emu_stop()
+                    self.k.cpu.request_stop()
                     time.sleep(0.01)
                 return
 

@@ -274,8 +274,8 @@ class Kernel:
         if self.tracer is not None and self.tracer.traces(proc):
             self.tracer.execed(t)
         self.cpu.restore(self._fresh_regs)
-        self.cpu.uc.reg_write(C.REG_PC, prog.entry)
-        self.cpu.uc.reg_write(C.REG_SP, prog.sp)
+        self.cpu.set_reg(C.REG_PC, prog.entry)
+        self.cpu.set_reg(C.REG_SP, prog.sp)
         self.cpu.set_mte(t.mte)
         self.cpu.flush_tlb()                       # another address space on the CPU
         self.cpu.invalidate_code()
@@ -436,7 +436,7 @@ class Kernel:
     def _pick(self) -> Thread:
         """Round-robin over runnable threads; wait (really) when all are blocked."""
         while True:
-            if self.cpu._interrupt.is_set():
+            if self.cpu.interrupted:
                 host_signals.check()
                 self._check_deadline()
             self._poll_waits()
@@ -514,7 +514,7 @@ class Kernel:
                 self.cpu.flush_tlb()
         if t.set_regs:
             for reg, value in t.set_regs.items():
-                self.cpu.uc.reg_write(reg, value)
+                self.cpu.set_reg(reg, value)
             t.set_regs = {}
 
     def block(self, t: Thread, wait: Wait) -> None:
@@ -595,9 +595,8 @@ class Kernel:
         from mteemu.machine.decode import access_size, disassemble
         from mteemu.report import symbols, tagfault
 
-        uc = self.cpu.uc
-        regs = {f"x{i}": v for i, v in enumerate(uc.reg_read_batch(C.X_REGS))}
-        regs["sp"], regs["pc"] = uc.reg_read(C.REG_SP), m.pc
+        regs = {f"x{i}": v for i, v in enumerate(self.cpu.regs(C.X_REGS))}
+        regs["sp"], regs["pc"] = self.cpu.reg(C.REG_SP), m.pc
         mm = t.proc.mm
 
         def read_u64(addr: int) -> Optional[int]:
@@ -744,25 +743,25 @@ class Kernel:
             t.sigmask = (t.sigmask | mask) & ~S.UNBLOCKABLE
 
     def cpu_state(self) -> sigframe.CpuState:
-        uc = self.cpu.uc
-        x = list(uc.reg_read_batch(C.X_REGS))
-        v = [uc.reg_read(q) for q in C.Q_REGS]
-        sp, pc, nzcv, fpsr, fpcr = uc.reg_read_batch([C.REG_SP, C.REG_PC, C.REG_NZCV, C.REG_FPSR, C.REG_FPCR])
+        cpu = self.cpu
+        x = cpu.regs(C.X_REGS)
+        v = [cpu.reg(q) for q in C.Q_REGS]
+        sp, pc, nzcv, fpsr, fpcr = cpu.regs([C.REG_SP, C.REG_PC, C.REG_NZCV, C.REG_FPSR, C.REG_FPCR])
         pstate = (nzcv & sigframe.PSTATE_NZCV_MASK) | (sigframe.PSTATE_TCO if self.cpu.mte.tco else 0)
         return sigframe.CpuState(x, sp, pc, pstate, v, fpsr, fpcr)
 
     def set_cpu_state(self, s: sigframe.CpuState) -> None:
-        uc = self.cpu.uc
+        cpu = self.cpu
         for reg, value in zip(C.X_REGS, s.x):
-            uc.reg_write(reg, value)
+            cpu.set_reg(reg, value)
         for reg, value in zip(C.Q_REGS, s.v):
-            uc.reg_write(reg, value)
-        uc.reg_write(C.REG_SP, s.sp)
-        uc.reg_write(C.REG_PC, s.pc)
-        uc.reg_write(C.REG_NZCV, s.pstate & sigframe.PSTATE_NZCV_MASK)
+            cpu.set_reg(reg, value)
+        cpu.set_reg(C.REG_SP, s.sp)
+        cpu.set_reg(C.REG_PC, s.pc)
+        cpu.set_reg(C.REG_NZCV, s.pstate & sigframe.PSTATE_NZCV_MASK)
         self.cpu.set_tco(bool(s.pstate & sigframe.PSTATE_TCO))
-        uc.reg_write(C.REG_FPSR, s.fpsr)
-        uc.reg_write(C.REG_FPCR, s.fpcr)
+        cpu.set_reg(C.REG_FPSR, s.fpsr)
+        cpu.set_reg(C.REG_FPCR, s.fpcr)
 
     @staticmethod
     def on_altstack(t: Thread, sp: int) -> bool:
@@ -789,7 +788,6 @@ class Kernel:
             t.proc.mem.write(record, state.x[29].to_bytes(8, "little") + state.pc.to_bytes(8, "little"))
         except SyscallError:
             return False
-        uc = self.cpu.uc
         tramp = act.restorer if act.flags & S.SA_RESTORER else t.proc.mm.sigreturn_trampoline
         regs = {C.X_REGS[0]: info.signo, C.X_REGS[29]: record, C.X_REGS[30]: tramp,
                 C.REG_SP: frame_addr, C.REG_PC: act.handler}
@@ -797,7 +795,7 @@ class Kernel:
             regs[C.X_REGS[1]] = frame_addr
             regs[C.X_REGS[2]] = frame_addr + sigframe.UC_OFF
         for reg, value in regs.items():
-            uc.reg_write(reg, value)
+            self.cpu.set_reg(reg, value)
         self.cpu.set_tco(False)        # setup_return(): handlers start with tag checks on
         if ss_flags & SS_AUTODISARM and on_stack:
             t.altstack = (0, SS_DISABLE, 0)

@@ -80,7 +80,7 @@ class ThreadRegs:
             return t.set_regs[reg]
         assert isinstance(reg, int)
         if self._live:
-            return self.k.cpu.uc.reg_read(reg)
+            return self.k.cpu.reg(reg)
         return self.k.cpu.context_reg(t.ctx, reg)
 
     def write(self, reg: "int | str", value: int) -> None:
@@ -107,7 +107,7 @@ class ThreadRegs:
         assert isinstance(reg, int)
         if self._live:
             t.set_regs.pop(reg, None)
-            k.cpu.uc.reg_write(reg, value)
+            k.cpu.set_reg(reg, value)
         else:
             t.set_regs[reg] = value
 

@@ -572,6 +572,11 @@ class Cpu:
         self._interrupt.set()
         self.uc.emu_stop()
 
+    @property
+    def interrupted(self) -> bool:
+        """interrupt() was called: every run() returns INTERRUPTED."""
+        return self._interrupt.is_set()
+
     def invalidate_code(self) -> None:
         """Memory was written behind the CPU's back (not by a guest store): translated
         code may be stale. Unicorn keeps translated blocks until told."""
@@ -591,7 +596,20 @@ class Cpu:
         if self.debug is not None and self.debug.on_flush is not None:
             self.debug.on_flush()       # watched pages may be other pages now
 
-    # -- registers ---------------------------------------------------------------
+    # -- registers: the kernel's (and a debugger's) way to them; Unicorn stays in here ---------
+    def reg(self, reg: int) -> int:
+        return self.uc.reg_read(reg)
+
+    def set_reg(self, reg: int, value: int) -> None:
+        self.uc.reg_write(reg, value)
+
+    def regs(self, regs: list[int]) -> list[int]:
+        return list(self.uc.reg_read_batch(regs))
+
+    def request_stop(self) -> None:
+        """Thread-safe: leave emulation soon (a no-op while not emulating)."""
+        self.uc.emu_stop()
+
     @property
     def pc(self) -> int:
         return self.uc.reg_read(REG_PC)

@@ -92,7 +92,7 @@ def sys_rt_sigsuspend(k: "Kernel", t: Thread, set_: int, size: int) -> int:
 
 @syscall("rt_sigreturn")
 def sys_rt_sigreturn(k: "Kernel", t: Thread) -> object:
-    sp = k.cpu.uc.reg_read(REG_SP)
+    sp = k.cpu.reg(REG_SP)
     try:
         if sp & 15:
             raise sigframe.BadFrame("misaligned")
@@ -134,7 +134,7 @@ def k_on_altstack(t: Thread, sp: int) -> bool:
 
 @syscall("sigaltstack")
 def sys_sigaltstack(k: "Kernel", t: Thread, ss: int, old: int) -> int:
-    sp = k.cpu.uc.reg_read(REG_SP)
+    sp = k.cpu.reg(REG_SP)
     if old:
         ss_sp, flags, size = t.altstack
         cur = SS_ONSTACK if k_on_altstack(t, sp) else 0
