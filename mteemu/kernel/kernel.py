@@ -26,7 +26,7 @@ from mteemu.kernel import signals as S
 from mteemu.kernel.files import FdTable, HostFile, PageCache
 from mteemu.kernel.futex import FutexTable, exit_robust_list
 from mteemu.kernel.mm.boot import boot_mm
-from mteemu.kernel.mm.addrspace import FAULT_ACCERR, FAULT_BUS, FAULT_OOM, FAULT_RETRY, Mm
+from mteemu.kernel.mm.addrspace import FAULT_ACCERR, FAULT_BUS, FAULT_OOM, FAULT_RETRY, Fault, Mm
 from mteemu.kernel.mm import invariants
 from mteemu.kernel.mm.fixes import FIXES
 from mteemu.kernel.mm.pagealloc import OutOfMemory
@@ -308,14 +308,14 @@ class Kernel:
         mm.sigreturn_trampoline = addr
 
     # -- the CPU's callbacks -----------------------------------------------------------------
-    def _translate(self, vaddr: int, access: int) -> Optional[tuple[int, int]]:
+    def _translate(self, vaddr: int, access: int) -> Optional[C.Translation]:
         t = self.current
         if t is None or t.state is not State.RUNNABLE:
             return None    # the thread left the CPU (exit, block); Unicorn is winding down
         res = t.proc.mm.fault(vaddr, access)
         if self.checker is not None:
             self.checker.maybe(f"a page fault at {vaddr:#x}")
-        if isinstance(res, int):
+        if isinstance(res, Fault):
             self._fault_code = res
             return None
         return res
@@ -601,7 +601,7 @@ class Kernel:
 
         def read_u64(addr: int) -> Optional[int]:
             res = mm.fault(addr, C.ACCESS_READ) if mm.vmas.find(addr & ((1 << 56) - 1)) else None
-            if not isinstance(res, tuple) or addr & 7:
+            if not isinstance(res, C.Translation) or addr & 7:
                 return None
             return int.from_bytes(self.physmem.view(res[0] | (addr & (PAGE_SIZE - 1)), 8), "little")
 

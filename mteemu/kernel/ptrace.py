@@ -13,6 +13,7 @@ import errno
 from typing import TYPE_CHECKING, Optional, Protocol
 
 from mteemu.kernel import mte
+from mteemu.kernel.mm.addrspace import Fault
 from mteemu.kernel.mm.vma import PROT_MTE
 from mteemu.kernel.process import Process, Thread
 from mteemu.kernel.signals import SigInfo
@@ -151,7 +152,7 @@ def _tagged_page(proc: Process, addr: int, write: bool) -> int:
     if not vma.prot & PROT_MTE:
         raise TraceError(errno.EOPNOTSUPP)      # __access_remote_tags(): !VM_MTE
     res = proc.mm.fault_forced(addr, C.ACCESS_WRITE if write else C.ACCESS_READ)
-    if isinstance(res, int) or not res[2]:
+    if isinstance(res, Fault) or not res.tagged:
         raise TraceError(errno.EIO)
     return res[0]
 

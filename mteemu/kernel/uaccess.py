@@ -14,8 +14,8 @@ from __future__ import annotations
 import errno
 import struct
 
-from mteemu.kernel.mm.addrspace import TOP_BYTE_MASK, Mm
-from mteemu.machine.cpu import ACCESS_READ, ACCESS_WRITE
+from mteemu.kernel.mm.addrspace import TOP_BYTE_MASK, Fault, Mm
+from mteemu.machine.cpu import ACCESS_READ, ACCESS_WRITE, Translation
 from mteemu.machine.physmem import PAGE_SHIFT, PAGE_SIZE
 
 
@@ -49,12 +49,12 @@ class UserMemory:
         self._tag = (addr >> 56) & 0xF
         return addr & TOP_BYTE_MASK
 
-    def _fault(self, addr: int, access: int) -> "tuple[int, int, bool] | int":
+    def _fault(self, addr: int, access: int) -> "Translation | Fault":
         return self.mm.fault(addr, access)
 
     def _page(self, addr: int, access: int, length: int = 0) -> memoryview:
         res = self._fault(addr, access)
-        if isinstance(res, int):
+        if isinstance(res, Fault):
             raise efault()
         pa, _perms, tagged = res
         if tagged and length and (self.check_writes if access == ACCESS_WRITE else self.check_reads):
@@ -100,7 +100,7 @@ class UserMemory:
             except SyscallError:
                 # Within the page, the granules before the mismatching one were fine.
                 res = self._fault(addr, access)
-                if isinstance(res, int):
+                if isinstance(res, Fault):
                     break
                 bad = self.mm.alloc.tags.mismatch(res[0] | (addr & (PAGE_SIZE - 1)), n, self._tag)
                 addr = addr if bad is None else (addr & ~(PAGE_SIZE - 1)) | (bad & (PAGE_SIZE - 1))
@@ -176,5 +176,5 @@ class RemoteMemory(UserMemory):
         super().__init__(mm)
         self.tagged_addr_abi = True
 
-    def _fault(self, addr: int, access: int) -> "tuple[int, int, bool] | int":
+    def _fault(self, addr: int, access: int) -> "Translation | Fault":
         return self.mm.fault_forced(addr, access)

@@ -25,7 +25,7 @@ import ctypes
 import enum
 import threading
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 from unicorn import (UC_ARCH_ARM64, UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH, UC_HOOK_INTR, UC_HOOK_MEM_READ,
                      UC_HOOK_MEM_WRITE, UC_HOOK_TLB_FILL, UC_MODE_ARM, UC_TLB_VIRTUAL, Uc, UcError)
@@ -100,8 +100,15 @@ class MemFault(Exception):
         self.addr, self.access = addr, access
 
 
-# translate(vaddr_page_with_tag, access) -> (physical page address, uc perms) or None
-Translator = Callable[[int, int], Optional[tuple[int, int]]]
+class Translation(NamedTuple):
+    """What the kernel's page tables say about a virtual page (the TLB fill's answer)."""
+    paddr: int                   # the physical page
+    perms: int                   # Unicorn's UC_PROT_* bits
+    tagged: bool                 # mapped Normal Tagged (PROT_MTE): accesses are tag-checked
+
+
+# translate(vaddr_page_with_tag, access) -> the page's Translation, or None (refused: a fault)
+Translator = Callable[[int, int], Optional[Translation]]
 # syscall() -> True to leave the CPU after this SVC
 SyscallHandler = Callable[[], bool]
 

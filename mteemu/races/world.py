@@ -13,7 +13,7 @@ from mteemu.kernel.mm.fixes import FIXES
 from mteemu.kernel.mm.boot import boot_mm
 from mteemu.kernel.mm.tag_storage import Region
 from mteemu.kernel.mm.vma import PROT_MTE, PROT_READ, PROT_WRITE, Vma
-from mteemu.machine.cpu import ACCESS_READ, ACCESS_WRITE
+from mteemu.machine.cpu import ACCESS_READ, ACCESS_WRITE, Translation
 from mteemu.machine.physmem import PAGE_SHIFT, PAGE_SIZE
 
 BOARD = small_reuse_board()
@@ -89,7 +89,7 @@ class World:
     # -- the CPU's part -----------------------------------------------------------------------------
     def fault(self, mm: Mm, addr: int, write: bool) -> Optional[tuple[int, int, bool]]:
         res = mm.fault(addr, ACCESS_WRITE if write else ACCESS_READ)
-        return res if isinstance(res, tuple) else None
+        return res if isinstance(res, Translation) else None
 
     def read(self, mm: Mm, addr: int, n: int = 16) -> Optional[tuple[bytes, int]]:
         """Load n bytes and the granule's allocation tag (0 when the mapping is untagged)."""

@@ -6,6 +6,8 @@ and permission checks happen — the same decisions as Linux's handle_mm_fault()
 """
 from __future__ import annotations
 
+import enum
+
 from dataclasses import replace
 from typing import Callable, Optional
 
@@ -13,15 +15,24 @@ from mteemu.kernel.mm import migrate, swap
 from mteemu.kernel.mm.pagealloc import OutOfMemory, PageAllocator
 from mteemu.kernel.mm.shared import SharedObject
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_MTE, PROT_READ, PROT_WRITE, Vma, VmaList
-from mteemu.machine.cpu import ACCESS_FETCH, ACCESS_READ, ACCESS_WRITE
+from mteemu.machine.cpu import ACCESS_FETCH, ACCESS_READ, ACCESS_WRITE, Translation
 from mteemu.machine.physmem import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 
 TASK_SIZE = 1 << 48            # arm64, 48-bit VA, 4 KiB pages
 TOP_BYTE_MASK = (1 << 56) - 1  # Top Byte Ignore: bits 63:56 are not part of the address
 PT_SHIFT = 9                   # one last-level page table maps 512 pages
 
-# Fault results (anything that is not a translation).
-FAULT_MAPERR, FAULT_ACCERR, FAULT_BUS, FAULT_OOM, FAULT_RETRY = 1, 2, 3, 4, 5
+class Fault(enum.IntEnum):
+    """Why a fault() gave no translation (handle_mm_fault()'s VM_FAULT_* and the signal)."""
+    MAPERR = 1        # no mapping: SIGSEGV/SEGV_MAPERR
+    ACCERR = 2        # the mapping forbids the access: SIGSEGV/SEGV_ACCERR
+    BUS = 3           # beyond the end of a file: SIGBUS
+    OOM = 4           # no memory: the OOM killer
+    RETRY = 5         # a fatal signal interrupted it: replay the access
+
+
+FAULT_MAPERR, FAULT_ACCERR, FAULT_BUS, FAULT_OOM, FAULT_RETRY = Fault.MAPERR, Fault.ACCERR, Fault.BUS, Fault.OOM, \
+    Fault.RETRY
 
 
 class _Retry(Exception):
@@ -126,7 +137,7 @@ class Mm:
         return pte
 
     # -- the fault handler ---------------------------------------------------------
-    def fault(self, vaddr: int, access: int) -> tuple[int, int, bool] | int:
+    def fault(self, vaddr: int, access: int) -> Translation | Fault:
         """Resolve an access: (physical address of the page, uc perms, Tagged) or a FAULT_* code."""
         addr = vaddr & TOP_BYTE_MASK
         if addr >= TASK_SIZE:
@@ -173,9 +184,9 @@ class Mm:
             perms |= PROT_READ
             if not pte.wp:
                 perms |= PROT_WRITE
-        return pte.pfn << PAGE_SHIFT, perms, tagged
+        return Translation(pte.pfn << PAGE_SHIFT, perms, tagged)
 
-    def fault_forced(self, vaddr: int, access: int) -> tuple[int, int, bool] | int:
+    def fault_forced(self, vaddr: int, access: int) -> Translation | Fault:
         """get_user_pages(FOLL_FORCE), as /proc/<pid>/mem uses it: a write may go into a
         private mapping the process itself cannot write (a debugger's breakpoint in its
         code); the page becomes the process's own copy and stays read-only to it."""
@@ -187,7 +198,7 @@ class Mm:
         if vma is None or vma.shared or not vma.prot & (PROT_READ | PROT_EXEC):
             return res           # check_vma_flags(): FOLL_FORCE never writes a shared mapping
         res = self.fault(vaddr, ACCESS_READ if vma.prot & PROT_READ else ACCESS_FETCH)
-        if isinstance(res, int):
+        if isinstance(res, Fault):
             return res
         vpn = addr >> PAGE_SHIFT
         pte = self.ptes[vpn]
