@@ -128,6 +128,13 @@ def test_watchpoint_in_a_second_thread(tmp_path: Path, target: str) -> None:
     assert "Old value = 10\nNew value = 20" in out, out
     assert len(re.findall(r'Thread \d+\.\d+ "gdb_target"', out)) == 2, out     # info threads
     assert (status, stdout) == (0, "counter 50\n"), err
+    # An access watchpoint stops at the read of `counter += 10`, then at its write.
+    proc, sock = start(tmp_path, target, "thread")
+    out = gdb(sock, target, "awatch counter", "continue", "continue", "delete", "continue")
+    status, stdout, err = finish(proc)
+    assert out.count("hit Hardware access (read/write) watchpoint 1: counter") == 2, out
+    assert "Value = 0" in out and "Old value = 0\nNew value = 10" in out, out
+    assert (status, stdout) == (0, "counter 50\n"), err
 
 
 @pytest.mark.usefixtures("needs_gdb")

@@ -141,10 +141,7 @@ class Session:
         elif exit_.kind is C.ExitKind.DEBUG and traced:
             hit, self.hooks.hit = self.hooks.hit, None
             if hit is not None:
-                kind = {WATCH_WRITE: "watch", WATCH_READ: "rwatch"}[hit.kind]
-                if any(k == WATCH_ACCESS for k, _a, _n in self.watches):
-                    kind = "awatch" if not any(k == WATCH_WRITE and a <= hit.va < a + n
-                                               for k, a, n in self.watches) else kind
+                kind = {WATCH_WRITE: "watch", WATCH_READ: "rwatch", WATCH_ACCESS: "awatch"}[hit.kind]
                 self._trap(t, f"{kind}:{hit.va:x};")
             else:
                 self._trap(t, "hwbreak:;" if self.breaks.get(exit_.pc) == 1 else "swbreak:;")

@@ -47,7 +47,7 @@ class Watch:
 @dataclass(frozen=True)
 class WatchHit:
     va: int                     # the watched address the access touched
-    kind: int                   # WATCH_WRITE or WATCH_READ: what the access was
+    kind: int                   # the watchpoint's kind: WATCH_WRITE, WATCH_READ or WATCH_ACCESS
     ctx: object                 # the registers before the instruction (a UcContext)
     undo: tuple[int, bytes]     # (pa, bytes) a store overwrote
 
@@ -112,8 +112,7 @@ class DebugHooks:
                     return
                 n = min(size, PAGE_SIZE - (pa & (PAGE_SIZE - 1)))
                 old = bytes(self.cpu.physmem.view(pa, n)) if write else b""
-                self.hit = WatchHit(w.va + max(pa - w.pa, 0), WATCH_WRITE if write else WATCH_READ,
-                                    uc.context_save(), (pa, old))
+                self.hit = WatchHit(w.va + max(pa - w.pa, 0), w.kind, uc.context_save(), (pa, old))
                 self.cpu.stop_for_debugger(uc.reg_read(UC_ARM64_REG_PC))
                 return
 
