@@ -222,3 +222,16 @@ def test_unicorn_stays_in_the_machine_and_the_machine_knows_no_kernel() -> None:
         else:
             assert not re.search(r"^\s*(from|import) unicorn", text, re.M), rel
             assert not re.search(r"\.uc\.|\.uc\b", text), rel             # the CPU's register API instead
+
+
+def test_proc_sys_vm_min_free_kbytes_reads() -> None:
+    """It named an attribute the buddy allocator never had (found by mypy): reading it was
+    an internal error. It is the zones' min watermarks in KiB."""
+    from mteemu.kernel import procfs
+
+    k = Kernel(default_board(), RunOptions())
+    try:
+        text = procfs._sys_vm(k)["min_free_kbytes"].read()
+        assert int(text) == sum(z.watermark_min for z in k.alloc.buddy.zones) * 4 > 0
+    finally:
+        k.shutdown()

@@ -120,7 +120,9 @@ def _disabled_memory(layout: Layout) -> Iterator[Finding]:
                           f"'{t.tagged_prop}' names {t.tagged.path}, a disabled memory node: Linux never adds that "
                           "memory, so these tags belong to nothing")
         span = _tag_span(t)
-        for n in layout.disabled_memory if span else []:
+        if span is None:
+            continue
+        for n in layout.disabled_memory:
             for a, sz in _ranges_of(n):
                 if a < span[1] and span[0] < a + sz:
                     yield Finding("kernel.disabled-memory", ERROR, t.node.path,
@@ -142,7 +144,9 @@ def _reserved_overlap(layout: Layout) -> Iterator[Finding]:
     reserved = layout.reserved()
     for t in layout.tags:
         span = _tag_span(t)
-        for what, a, b in reserved if span else []:
+        if span is None:
+            continue
+        for what, a, b in reserved:
             if a < span[1] and span[0] < b:
                 kind = "the no-map reserved-memory region" if what.startswith("/") else "the"
                 yield Finding("kernel.reserved-overlap", ERROR, t.node.path,
@@ -356,8 +360,7 @@ def _interleaved(layout: Layout) -> Iterator[Finding]:
 # -- sanity rules -------------------------------------------------------------------------------------------
 @rule("sanity.overlap")
 def _overlap(layout: Layout) -> Iterator[Finding]:
-    tags = [(t, _tag_span(t)) for t in layout.tags]
-    tags = [(t, s) for t, s in tags if s]
+    tags = [(t, s) for t in layout.tags if (s := _tag_span(t)) is not None]
     for i, (a, sa) in enumerate(tags):
         for b, sb in tags[i + 1:]:
             if sa[0] < sb[1] and sb[0] < sa[1]:
@@ -387,7 +390,7 @@ def _self_tagging(layout: Layout) -> Iterator[Finding]:
 
 
 def validate(layout: Layout, groups: tuple[str, ...] = GROUPS) -> list[Finding]:
-    findings = []
+    findings: list[Finding] = []
     for rule_id, fn in RULES.items():
         if rule_id.split(".")[0] in groups:
             findings.extend(fn(layout))

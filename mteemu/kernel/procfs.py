@@ -165,7 +165,9 @@ def _sys_vm(k: "Kernel") -> dict[str, Node]:
         "overcommit_kbytes": File(static("0\n"), mode=0o644), "max_map_count": File(static("65530\n"), mode=0o644),
         "mmap_min_addr": File(static("4096\n"), mode=0o644), "swappiness": File(static("60\n"), mode=0o644),
         "nr_hugepages": hp, "nr_overcommit_hugepages": File(static("0\n"), mode=0o644),
-        "min_free_kbytes": File(lambda: f"{k.alloc.buddy.min_watermark * PAGE_SIZE // 1024}\n".encode(), mode=0o644),
+        # The zones' min watermarks, in KiB (setup_per_zone_wmarks() derives them from it).
+        "min_free_kbytes": File(lambda: f"{sum(z.watermark_min for z in k.alloc.buddy.zones) * PAGE_SIZE // 1024}\n"
+                                .encode(), mode=0o644),
     }
 
 

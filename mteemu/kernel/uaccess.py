@@ -157,7 +157,7 @@ class UserMemory:
 
     def read_ptr_array(self, addr: int, limit: int = 1 << 16) -> list[int]:
         """A NULL-terminated array of pointers (argv, envp)."""
-        out = []
+        out: list[int] = []
         while True:
             p = self.u64(addr + 8 * len(out))
             if p == 0:

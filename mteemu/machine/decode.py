@@ -94,7 +94,8 @@ def access_size(word: bytes, pc: int) -> Optional[int]:
     if m.endswith(("b", "h")) and m.startswith(("ld", "st", "cas", "swp")) and not m.startswith(("ld1", "st1")):
         return (1 if m.endswith("b") else 2) * len(regs)     # the byte and halfword forms
     sizes = [_REG_BYTES.get(r[0]) for r in regs]
-    return sum(sizes) if all(sizes) else None
+    known = [s for s in sizes if s]
+    return sum(known) if len(known) == len(sizes) else None
 
 
 def _extend(value: int, kind: Optional[str], shift: int) -> int:

@@ -139,7 +139,9 @@ class TagStore:
         # checked page by page: a byte at a time would be 256 steps a page).
         whole = (last + 1 - g) >> 1
         if whole and tags[g >> 1:(g >> 1) + whole] != _UNIFORM[tag][:1] * whole:
-            return max(pa, s.base + (self._first_other(tags, g, g + 2 * whole - 1, tag) << 4))
+            other = self._first_other(tags, g, g + 2 * whole - 1, tag)
+            assert other is not None          # the bytes differ, so some granule does
+            return max(pa, s.base + (other << 4))
         g += 2 * whole
         bad = self._first_other(tags, g, last, tag) if g <= last else None
         return None if bad is None else max(pa, s.base + (bad << 4))

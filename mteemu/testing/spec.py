@@ -138,7 +138,7 @@ def header_lines(path: Path) -> list[tuple[int, str]]:
 def has_expectations(path: Path) -> bool:
     """Does this C file declare itself a guest test (any key of the format)?"""
     try:
-        return any(_LINE.match(text) and _LINE.match(text).group("key") in KEYS for _, text in header_lines(path))
+        return any((m := _LINE.match(text)) is not None and m.group("key") in KEYS for _, text in header_lines(path))
     except OSError:
         return False
 
@@ -227,7 +227,7 @@ def _apply(spec: TestSpec, key: str, var: Optional[str], value: str, path: Path)
             raise ValueError("expected 'same' or 'differs: WHY'")
     elif key == "qemu-variant":
         spec.qemu_variants.add(value)
-    elif key == "variant":
+    elif key == "variant" and var is not None:
         spec.variants[var] = shlex.split(value)
-    elif key == "variant-exit":
+    elif key == "variant-exit" and var is not None:
         spec.variant_exit[var] = _number(value, "an exit status 0..255")

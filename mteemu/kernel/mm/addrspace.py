@@ -163,9 +163,10 @@ class Mm:
         pte = self.ptes.get(vpn)
         try:
             if pte is None:
-                pte = self._fault_in(vma, addr & PAGE_MASK, tagged)
-                if isinstance(pte, int):
-                    return pte
+                got = self._fault_in(vma, addr & PAGE_MASK, tagged)
+                if isinstance(got, Fault):
+                    return got
+                pte = got
                 self.install(vpn, pte)
             elif pte.swap is not None:
                 swap.swap_in(self.alloc, pte.swap, tagged)
@@ -205,9 +206,9 @@ class Mm:
         if self.alloc.refcount(pte.pfn) > 1:
             pte.wp = True
             self._write_fault(vma, addr, vpn, pte, bool(vma.prot & PROT_MTE))
-        return pte.pfn << PAGE_SHIFT, res[1], res[2]
+        return Translation(pte.pfn << PAGE_SHIFT, res.perms, res.tagged)
 
-    def _fault_in(self, vma: Vma, page_addr: int, tagged: bool) -> Pte | int:
+    def _fault_in(self, vma: Vma, page_addr: int, tagged: bool) -> Pte | Fault:
         obj: Optional[SharedObject] = vma.obj
         if obj is None:
             return Pte(self.alloc.alloc(tagged=tagged), False)
@@ -225,6 +226,7 @@ class Mm:
 
     def _write_fault(self, vma: Vma, addr: int, vpn: int, pte: Pte, tagged: bool) -> None:
         if vma.shared:
+            assert vma.obj is not None            # a shared mapping always has its object
             vma.obj.dirty.add(vma.page_index(addr & PAGE_MASK))
         elif self.alloc.refcount(pte.pfn) > 1:
             old = pte.pfn
@@ -246,7 +248,7 @@ class Mm:
         block cannot be reserved — move it to a page that has storage."""
         vma = self.vmas.find(vpn << PAGE_SHIFT)
         if vma is not None and vma.prot & PROT_MTE and not self.alloc.has_storage(pte.pfn):
-            st = self.alloc.storage
+            st = self.alloc.tag_storage
             if self.alloc.in_tag_storage(pte.pfn) or not st.reserve(pte.pfn):
                 if migrate.replace_with_tagged(self.alloc, pte.pfn, st.policy.tries) is None:
                     raise OutOfMemory()
@@ -331,7 +333,7 @@ class Mm:
         dv = delta >> PAGE_SHIFT
         for vpn, pte in moved.items():
             if pte.swap is not None:
-                self.alloc.swap.users[pte.swap].discard((self, vpn))
+                self.alloc.swap_device.users[pte.swap].discard((self, vpn))
                 swap.add_entry(self.alloc, pte.swap, self, vpn + dv)
                 self.ensure_page_table(vpn + dv)
                 self.ptes[vpn + dv] = pte

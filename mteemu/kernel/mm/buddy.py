@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 MAX_ORDER = 10                      # orders 0..10: up to 4 MiB blocks (MAX_ORDER in Linux 6.5)
 PAGEBLOCK_ORDER = 9                 # 2 MiB pageblocks with 4 KiB pages
@@ -62,7 +62,7 @@ class Zone:
 
 
 class BuddyAllocator:
-    def __init__(self, ranges: list[tuple[int, int]], metadata: list[tuple[int, int]] = (),
+    def __init__(self, ranges: list[tuple[int, int]], metadata: Sequence[tuple[int, int]] = (),
                  tag_type: MigrateType = MigrateType.METADATA) -> None:
         """ranges: [first pfn, end pfn) of the memory to manage; metadata: the parts of
         it that are tag storage (onlined as `tag_type` pageblocks, as the RFC's boot does)."""
@@ -271,12 +271,12 @@ class BuddyAllocator:
                 return [(head, o)]
         found, p = [], start
         while p < start + (1 << PAGEBLOCK_ORDER):
-            o = self._free_order.get(p)
-            if o is None:
+            got = self._free_order.get(p)
+            if got is None:
                 p += 1
             else:
-                found.append((p, o))
-                p += 1 << o
+                found.append((p, got))
+                p += 1 << got
         return found
 
     # -- freeing ------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ def violations(alloc: PageAllocator) -> list[str]:
     buddy = alloc.buddy
 
     # Page tables and the reverse map.
-    mapped = Counter()
+    mapped: Counter[int] = Counter()
     for pfn, users in alloc.mappers.items():
         for mm, vpn in users:
             pte = mm.ptes.get(vpn)
@@ -39,7 +39,7 @@ def violations(alloc: PageAllocator) -> list[str]:
             mapped[pfn] += 1
             vma = mm.vmas.find(vpn << PAGE_SHIFT)
             if vma is not None and vma.prot & PROT_MTE and not pte.md_none and not alloc.has_storage(pfn):
-                block = st.block_of(pfn)
+                block = alloc.tag_storage.block_of(pfn)
                 why = f"without its tag block {block:#x} reserved" if block is not None else \
                     "and it is tag storage itself"
                 out.append(f"pfn {pfn:#x} is mapped Tagged by {mm.owner_name} at {vpn << PAGE_SHIFT:#x} {why}")
@@ -56,11 +56,15 @@ def violations(alloc: PageAllocator) -> list[str]:
         for pfn in alloc.mte_tagged:
             if buddy.is_tag_storage(pfn):
                 out.append(f"tag storage page {pfn:#x} is tagged")
-        served = Counter()
+        served: Counter[int] = Counter()
         for pfn in st.reserved:
             if buddy.is_tag_storage(pfn):
                 out.append(f"tag storage page {pfn:#x} has tag storage reserved for it")
-            served[st.block_of(pfn)] += 1
+            block = st.block_of(pfn)
+            if block is None:
+                out.append(f"pfn {pfn:#x} has tag storage reserved but no tag block covers it")
+                continue
+            served[block] += 1
         for block, refs in st.blocks.items():
             if served[block] != refs:
                 out.append(f"tag block {block:#x} has refcount {refs} but serves {served[block]} tagged page(s)")

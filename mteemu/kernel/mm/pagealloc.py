@@ -12,7 +12,7 @@ import hashlib
 from collections import Counter
 from contextlib import contextmanager
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Protocol
 
 from mteemu.errors import ModelViolation
 from mteemu.kernel.kmsg import KernelLog
@@ -27,6 +27,22 @@ if TYPE_CHECKING:
     from mteemu.kernel.mm.swap import SwapDevice
 
 CANDIDATES = 8        # pages whose tag block failed, set aside before a tagged allocation gives up
+
+
+class PageUser(Protocol):
+    """Who maps a page, in the reverse map (an address space: addrspace.Mm)."""
+    owner_name: str
+    ptes: dict[int, Any]
+    vmas: Any
+
+    def repoint(self, vpn: int, pfn: int) -> None: ...
+    def to_swap(self, vpn: int, slot: int) -> None: ...
+    def from_swap(self, vpn: int, pfn: int) -> None: ...
+
+
+class PageHolder(Protocol):
+    """Who holds a page in its page array (the page cache, a memfd: shared.SharedObject)."""
+    pages: dict[int, int]
 
 
 # What the allocator falls back on when memory is short, given to it by boot_mm() (as tag
@@ -64,8 +80,8 @@ class PageAllocator:
         self.isolated: set[int] = set()                  # pages alloc_contig_range is taking
         # The reverse map: every (mm, vpn) mapping a page, and the object (page cache,
         # memfd, shmem) holding it, so migration can move a page and fix every user.
-        self.mappers: dict[int, set[tuple[object, int]]] = {}
-        self.owner: dict[int, tuple[object, int]] = {}
+        self.mappers: dict[int, set[tuple[PageUser, int]]] = {}
+        self.owner: dict[int, tuple[PageHolder, int]] = {}
         self.lru: dict[int, None] = {}                   # anonymous pages, oldest first
         self.swap: Optional["SwapDevice"] = None
         self.reclaiming = False
@@ -121,6 +137,18 @@ class PageAllocator:
         """Migration: the new page takes over the old one's references."""
         self._refs[dst] = self._refs.pop(src)
 
+    @property
+    def tag_storage(self) -> TagStorage:
+        """The tag storage, where the caller knows there is some (has_storage() said no)."""
+        assert self.storage is not None
+        return self.storage
+
+    @property
+    def swap_device(self) -> "SwapDevice":
+        """The swap device, where the caller knows there is one (a swap entry exists)."""
+        assert self.swap is not None
+        return self.swap
+
     def has_storage(self, pfn: int) -> bool:
         return self.storage is None or self.storage.has_storage(pfn)
 
@@ -158,6 +186,8 @@ class PageAllocator:
                 if not tagged or self.storage is None:
                     return pfn
                 block = self.storage.block_of(pfn)
+                if block is None:
+                    return pfn            # no block holds its tags: nothing to reserve
                 if block not in failed_blocks:
                     if self.storage.reserve(pfn):
                         return pfn
@@ -238,15 +268,15 @@ class PageAllocator:
                     del self.pins[p]
 
     # -- the reverse map ------------------------------------------------------------------------------
-    def add_mapper(self, pfn: int, mm: object, vpn: int) -> None:
+    def add_mapper(self, pfn: int, mm: PageUser, vpn: int) -> None:
         self.mappers.setdefault(pfn, set()).add((mm, vpn))
 
-    def remove_mapper(self, pfn: int, mm: object, vpn: int) -> None:
+    def remove_mapper(self, pfn: int, mm: PageUser, vpn: int) -> None:
         users = self.mappers.get(pfn)
         if users is not None:
             users.discard((mm, vpn))
 
-    def set_owner(self, pfn: int, obj: object, idx: int) -> None:
+    def set_owner(self, pfn: int, obj: PageHolder, idx: int) -> None:
         self.owner[pfn] = (obj, idx)
         self.lru.pop(pfn, None)
 
@@ -278,7 +308,7 @@ class PageAllocator:
         # (A tagged page of memory no tag region covers reads as tag 0 everywhere.)
         tags = self.saved_tags(src) or bytes(TAG_BYTES_PER_PAGE)
         if not self.has_storage(dst) and "pfn-tag-save" in self.fixes:
-            self.storage.parked[dst] = tags
+            self.tag_storage.parked[dst] = tags
             return
         self.write_tags(dst, tags)
 
@@ -306,7 +336,7 @@ class PageAllocator:
     def tag_write_guard(self, pfn: int) -> None:
         """A tag write for a page whose tag storage is not reserved (TagStore.guard): the
         tags would land in memory the allocator may have given to anyone."""
-        st = self.storage
+        st = self.tag_storage             # the guard exists only with tag storage
         block = st.block_of(pfn)
         if block is None:
             return

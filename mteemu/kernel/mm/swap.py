@@ -20,6 +20,7 @@ from mteemu.machine.physmem import PAGE_SIZE
 
 if TYPE_CHECKING:
     from mteemu.kernel.mm.addrspace import Mm
+    from mteemu.kernel.mm.pagealloc import PageUser
 
 SWAP_CLUSTER_MAX = 32          # pages reclaimed per round (mm/vmscan.c)
 
@@ -33,7 +34,7 @@ class SwapDevice:
         self._free: list[int] = []
         self._mem: dict[int, bytes] = {}
         self.tags: dict[int, bytes] = {}                       # tags_by_swp_entry
-        self.users: dict[int, set[tuple["Mm", int]]] = {}      # the page-table entries holding a slot
+        self.users: dict[int, set[tuple["PageUser", int]]] = {}      # the page-table entries holding a slot
         self.path = path
         self._fd: Optional[int] = None
         if path is not None:
@@ -78,7 +79,7 @@ class SwapDevice:
             os.close(self._fd)
             self._fd = None
             try:
-                os.unlink(self.path)
+                os.unlink(self.path or "")
             except OSError:
                 pass
 
@@ -86,7 +87,7 @@ class SwapDevice:
 def reclaim(alloc: PageAllocator, want: int = SWAP_CLUSTER_MAX) -> bool:
     """shrink_inactive_list() for anonymous pages, oldest first: True if any page was
     swapped out. Pages that cannot move (pinned, isolated, unknown users) stay."""
-    dev = alloc.swap
+    dev = alloc.swap_device
     if dev is None or alloc.reclaiming:
         return False
     alloc.reclaiming = True
@@ -112,7 +113,7 @@ def reclaim(alloc: PageAllocator, want: int = SWAP_CLUSTER_MAX) -> bool:
 
 
 def swap_out(alloc: PageAllocator, pfn: int) -> None:
-    dev = alloc.swap
+    dev = alloc.swap_device
     slot = dev.store(bytes(alloc.physmem.page(pfn)))
     tags = alloc.saved_tags(pfn)                                    # arch_prepare_to_swap()
     if tags is not None:
@@ -139,17 +140,17 @@ def swap_in(alloc: PageAllocator, slot: int, tagged: bool) -> int:
 
 
 def read_page(alloc: PageAllocator, slot: int, pfn: int) -> None:
-    alloc.physmem.page(pfn)[:] = alloc.swap.load(slot)
+    alloc.physmem.page(pfn)[:] = alloc.swap_device.load(slot)
 
 
 def restore_tags(alloc: PageAllocator, slot: int, pfn: int) -> None:
     """arch_swap_prepare_to_restore() + arch_swap_restore()."""
-    tags = alloc.swap.tags.get(slot)
+    tags = alloc.swap_device.tags.get(slot)
     if tags is None:
         return
     if not alloc.has_storage(pfn) and "swap-prepare-restore" in alloc.fixes:
         # "Tags will be restored when tag storage is reserved."
-        alloc.storage.parked[pfn] = tags
+        alloc.tag_storage.parked[pfn] = tags
     else:
         # Mainline restores whenever the entry has tags (so a later mprotect(PROT_MTE) of
         # an untagged mapping sees them) — without storage, into someone else's memory:
@@ -159,24 +160,24 @@ def restore_tags(alloc: PageAllocator, slot: int, pfn: int) -> None:
 
 def install(alloc: PageAllocator, slot: int, pfn: int) -> None:
     """The new page replaces the entry in every PTE holding it; the slot is freed."""
-    users = alloc.swap.users.get(slot, set())
+    users = alloc.swap_device.users.get(slot, set())
     alloc.set_refs(pfn, len(users))
     for mm, vpn in users:
         mm.from_swap(vpn, pfn)
         alloc.add_mapper(pfn, mm, vpn)
-    alloc.swap.release(slot)
+    alloc.swap_device.release(slot)
     alloc.events["pswpin"] += 1
 
 
 def drop_entry(alloc: PageAllocator, slot: int, mm: "Mm", vpn: int) -> None:
     """A page-table entry holding the slot is gone (munmap, exit)."""
-    users = alloc.swap.users.get(slot)
+    users = alloc.swap_device.users.get(slot)
     if users is not None:
         users.discard((mm, vpn))
         if not users:
-            alloc.swap.release(slot)
+            alloc.swap_device.release(slot)
 
 
 def add_entry(alloc: PageAllocator, slot: int, mm: "Mm", vpn: int) -> None:
     """swap_duplicate(): fork or mremap made another entry hold the slot."""
-    alloc.swap.users.setdefault(slot, set()).add((mm, vpn))
+    alloc.swap_device.users.setdefault(slot, set()).add((mm, vpn))

@@ -141,6 +141,7 @@ class TagStorage:
         if self.has_storage(pfn):
             return True
         block = self.block_of(pfn)
+        assert block is not None          # has_storage() is True for pages no block covers
         bsp = self.block_pages(block)
         if block not in self.blocks:
             if self.interrupted():
@@ -162,6 +163,7 @@ class TagStorage:
             return
         self.reserved.discard(pfn)
         block = self.block_of(pfn)
+        assert block is not None          # only pages with a block are ever reserved
         self.blocks[block] -= 1
         if not self.blocks[block]:
             del self.blocks[block]

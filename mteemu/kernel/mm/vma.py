@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, replace
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 from mteemu.machine.physmem import PAGE_SHIFT
+
+if TYPE_CHECKING:
+    from mteemu.kernel.mm.shared import SharedObject
 
 PROT_READ, PROT_WRITE, PROT_EXEC = 0x1, 0x2, 0x4
 PROT_MTE = 0x20                  # arm64: the mapping is Tagged (VM_MTE)
@@ -20,7 +23,7 @@ class Vma:
     # What backs the pages: None for private anonymous memory, else a SharedObject
     # (a file's page cache, a memfd, shared anonymous memory). A private mapping of
     # an object copies a page out of it on first touch.
-    obj: object = None
+    obj: Optional["SharedObject"] = None
     pgoff: int = 0               # page offset of `start` in obj
     name: str = ""               # "[stack]", "[heap]", a path... (for /proc/self/maps)
     growsdown: bool = False
