@@ -45,11 +45,10 @@ def workloads() -> list[Workload]:
         def key(k: str, text: str = text) -> Optional[str]:
             m = re.search(rf"^//\s*{k}:\s*(.*)$", text, re.M)
             return m.group(1).strip() if m else None
-        target = key("target")
+        target, insns, accesses = key("target"), key("insns"), key("accesses")
         out.append(Workload(name=key("name") or src.stem, source=src, options=shlex.split(key("options") or ""),
                             target=float(target) if target and target != "none" else None,
-                            insns=int(key("insns")) if key("insns") else None,
-                            accesses=int(key("accesses")) if key("accesses") else None))
+                            insns=int(insns) if insns else None, accesses=int(accesses) if accesses else None))
     return out
 
 
@@ -157,7 +156,7 @@ def allocator_bench(pages: int, policy: str) -> dict:
         alloc.sync_tags(pfn)                      # tags initialised (zeroed) in the tag block
         store.set_range(pfn << PAGE_SHIFT, 16, 5)   # and one granule tagged
     t2 = time.perf_counter()
-    blocks = len(alloc.storage.blocks)
+    blocks = len(alloc.tag_storage.blocks)
     peak = rss_mib()
     for pfn in got:
         alloc.put(pfn)

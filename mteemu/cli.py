@@ -18,7 +18,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import NoReturn, Optional, Sequence
 
 from mteemu import host_signals
 from mteemu.atomicfile import check_target
@@ -36,7 +36,7 @@ def _env_option(value: str) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
+    def error(self, message: str) -> NoReturn:  # one line, exit 2
         sys.stderr.write(f"mteemu: {message} (see mteemu --help)\n")
         sys.exit(EXIT_BAD_INPUT)
 

@@ -56,8 +56,8 @@ STAT_FMT = "<QQIIIIQQqiiqqQqQqQII"
 
 
 def pack_stat(s: os.stat_result) -> bytes:
-    def ts(t_ns: Optional[int], seconds: int) -> tuple[int, int]:
-        t_ns = seconds * 1_000_000_000 if t_ns is None else t_ns
+    def ts(t_ns: Optional[int], seconds: float) -> tuple[int, int]:
+        t_ns = int(seconds) * 1_000_000_000 if t_ns is None else t_ns
         return t_ns // 1_000_000_000, t_ns % 1_000_000_000
     # A host stat has every field; fake_stat() below fills only the first ten.
     a, m, c = ts(s.st_atime_ns, s[7]), ts(s.st_mtime_ns, s[8]), ts(s.st_ctime_ns, s[9])

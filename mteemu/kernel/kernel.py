@@ -14,8 +14,8 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
-from typing import Optional, Sequence
+from dataclasses import dataclass, replace
+from typing import Optional, Sequence, TextIO
 
 from mteemu import host_signals
 from mteemu.board.model import Board
@@ -68,7 +68,7 @@ class RunOptions:
     kmsg: bool = False                     # print the kernel log at exit
     fixes: tuple[str, ...] = FIXES         # the RFC's race fixes in force (all, unless --without)
     sysroot: Optional[str] = None          # -L: where a dynamic program's absolute paths are tried first
-    diag: object = field(default=None)     # where "mteemu:" lines go (default stderr)
+    diag: Optional[TextIO] = None          # where "mteemu:" lines go (default stderr)
     closed_stdio: tuple[int, ...] = ()     # of fds 0-2, those mteemu was started without
 
 
@@ -111,7 +111,7 @@ class Kernel:
         self.shm_segments: dict = {}   # System V shared memory: shmid -> syscalls.shm.Segment
         self.forks = 0             # processes created (/proc/stat processes)
         self.deadline = self.start_time + options.timeout if options.timeout else None
-        self.diag = options.diag or sys.stderr
+        self.diag: TextIO = options.diag or sys.stderr
         self.tracer: Optional[Tracer] = None      # a debugger's session (ptrace.py), if any
         from mteemu.kernel.syscalls import SyscallTable
         self.syscalls = SyscallTable(self)

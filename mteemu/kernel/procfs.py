@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Callable
 
 from mteemu.kernel import loader, procpid
@@ -188,7 +189,7 @@ def root(k: "Kernel", t: "Thread") -> Dir:
             "version": lambda k: " ".join(u.decode() for u in (UTS[0], b"version", UTS[2], UTS[3])).encode() + b"\n",
             "filesystems": lambda k: b"nodev\tsysfs\nnodev\tproc\nnodev\ttmpfs\nnodev\tpipefs\n\text4\n",
         }
-        out: dict[str, Node] = {name: File(lambda fn=fn: fn(k)) for name, fn in gen.items()}
+        out: dict[str, Node] = {name: File(partial(fn, k)) for name, fn in gen.items()}
         out["self"] = Link(lambda: str(me.pid))
         out["thread-self"] = Link(lambda: f"{me.pid}/task/{t.tid}")
         out["sys"] = Dir(lambda: {"kernel": Dir(lambda: _sys_kernel(k)), "vm": Dir(lambda: _sys_vm(k)),

@@ -11,6 +11,7 @@ import errno
 import os
 import stat as st
 import struct
+from functools import partial
 from typing import TYPE_CHECKING, Callable, Optional
 
 from mteemu.kernel import namei
@@ -343,8 +344,8 @@ def fd_dir(proc: Process) -> Dir:
                 if not f.is_dir:
                     return None
                 return namei.guest_view(proc.root or "/", f.path()) if isinstance(f, HostFile) else f.path()
-            out[str(fd)] = MagicLink(lambda f=f: _fd_text(proc, f), lambda flags, f=f: reopen(proc, f, flags),
-                                     f.stat, dir_path, uid=os.getuid())
+            out[str(fd)] = MagicLink(partial(_fd_text, proc, f), partial(reopen, proc, f), f.stat, dir_path,
+                                     uid=os.getuid())
         return out
     return Dir(children, mode=0o500, uid=os.getuid())
 
@@ -359,7 +360,7 @@ def fdinfo_dir(proc: Process) -> Dir:
                 pos = 0
         flags = f.flags | (0o2000000 if fd in proc.fds.cloexec else 0)
         return f"pos:\t{pos}\nflags:\t0{flags:o}\nmnt_id:\t1\nino:\t{f.stat().st_ino}\n".encode()
-    return Dir(lambda: {str(fd): File(lambda fd=fd, f=f: info(fd, f), mode=0o444, uid=os.getuid())
+    return Dir(lambda: {str(fd): File(partial(info, fd, f), mode=0o444, uid=os.getuid())
                         for fd, f in sorted(proc.fds.files.items())}, mode=0o500, uid=os.getuid())
 
 
@@ -401,7 +402,7 @@ def _common(k: "Kernel", proc: Process, t: Optional[Thread]) -> dict[str, Node]:
 def process_dir(k: "Kernel", caller: Thread, proc: Process) -> Dir:
     def children() -> dict[str, Node]:
         out = _common(k, proc, None)
-        out["task"] = Dir(lambda: {str(th.tid): Dir(lambda th=th: _common(k, proc, th), uid=os.getuid())
+        out["task"] = Dir(lambda: {str(th.tid): Dir(partial(_common, k, proc, th), uid=os.getuid())
                                    for th in proc.live_threads}, uid=os.getuid())
         return out
     return Dir(children, uid=os.getuid())

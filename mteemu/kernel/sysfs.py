@@ -40,7 +40,8 @@ def _cpu(k: "Kernel") -> dict[str, Node]:
 
 
 def _hugepages() -> dict[str, Node]:
-    size = {name: File(static("0\n")) for name in ("free_hugepages", "resv_hugepages", "surplus_hugepages")}
+    size: dict[str, Node] = {name: File(static("0\n")) for name in ("free_hugepages", "resv_hugepages",
+                                                                    "surplus_hugepages")}
     size["nr_hugepages"] = File(static("0\n"), procfs.set_hugepage_pool, mode=0o644)
     size["nr_overcommit_hugepages"] = File(static("0\n"), procfs.set_hugepage_pool, mode=0o644)
     return {f"hugepages-{procfs.HUGEPAGE_KB}kB": Dir(lambda: size)}

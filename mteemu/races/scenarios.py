@@ -279,7 +279,7 @@ def _setup_f(w: World) -> Ctx:
     c.q = w.data_pfns_of_block(c.victim.pfn)[0]            # the page the fault will get
     c.task = w.new_mm("task (pid 1000)")
     c.addr = w.map(c.task, 1, mte=True)
-    w.alloc.storage.interrupted = lambda: c.killed
+    w.alloc.tag_storage.interrupted = lambda: c.killed
     c.task.ensure_page_table(c.addr >> PAGE_SHIFT)
     w.leave_free(keep=list(w.data_pfns_of_block(w.tag_storage_pfn(29))) + [c.q])
     return c

@@ -24,7 +24,7 @@ class World:
                  board: Board = BOARD) -> None:
         ms = boot_mm(board, policy, fixes=tuple(fixes), swap_pages=swap_pages)
         self.physmem, self.tags, self.alloc = ms.physmem, ms.tags, ms.alloc
-        self.region: Region = self.alloc.storage.regions[0]
+        self.region: Region = self.alloc.tag_storage.regions[0]
         self.mms: list[Mm] = []
 
     def close(self) -> None:
@@ -76,6 +76,7 @@ class World:
 
     def map(self, mm: Mm, pages: int, mte: bool = False, addr: Optional[int] = None) -> int:
         addr = addr if addr is not None else mm.get_unmapped_area(pages << PAGE_SHIFT)
+        assert addr is not None                 # the race worlds are small: there is always room
         prot = PROT_READ | PROT_WRITE | (PROT_MTE if mte else 0)
         mm.map(Vma(addr, addr + (pages << PAGE_SHIFT), prot, name="anon", mte_allowed=True))
         return addr

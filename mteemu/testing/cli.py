@@ -60,8 +60,8 @@ def run_tests(args: argparse.Namespace) -> int:
                 sys.stdout.flush()
             else:
                 # One line per result, in discovery order, whatever finished first.
-                while shown < len(results) and results[shown] is not None:
-                    print(_line(results[shown]), flush=True)
+                while shown < len(results) and (done_result := results[shown]) is not None:
+                    print(_line(done_result), flush=True)
                     shown += 1
     final = [r for r in results if r is not None]
     if tty:

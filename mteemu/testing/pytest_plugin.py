@@ -87,7 +87,7 @@ class GuestItem(pytest.Item):
         if result.status != PASS:
             raise GuestTestFailed(result)
 
-    def repr_failure(self, excinfo, style=None) -> str:  # noqa: ANN001
+    def repr_failure(self, excinfo, style=None):  # noqa: ANN001, ANN201 - str or pytest's TerminalRepr
         if isinstance(excinfo.value, GuestTestFailed):
             r = excinfo.value.result
             return f"{r.status}: {r.message}" + (f"\n{r.details}" if r.details else "")

@@ -9,7 +9,7 @@ with read(2), to stay coherent); the host file is never extended by writeback.
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Callable, Optional
 
 from mteemu.kernel.mm.pagealloc import PageAllocator
 from mteemu.machine.physmem import PAGE_SHIFT, PAGE_SIZE
@@ -121,4 +121,5 @@ class SharedObject:
             if self.on_release is not None:
                 self.on_release(self)
 
-    on_release = None   # set by the page-cache registry to forget the object
+    # Set by the page-cache registry to forget the object.
+    on_release: Optional[Callable[["SharedObject"], object]] = None

@@ -21,7 +21,13 @@ from mteemu.kernel.uaccess import SyscallError
 if TYPE_CHECKING:
     from mteemu.kernel.kernel import Kernel
 
-NORETURN = object()
+class _NoReturn:
+    """The result of a call that set the registers itself (rt_sigreturn, execve)."""
+
+
+NORETURN = _NoReturn()
+# What a handler returns: x0, a Wait (the call blocks), or NORETURN.
+SyscallResult = "int | Wait | _NoReturn"
 MASK64 = (1 << 64) - 1
 
 
@@ -93,7 +99,8 @@ class SyscallTable:
             return
         k.cpu.set_x(0, result)
 
-    def _trace(self, t: Thread, nr: int, h: "Handler | None", args: list[int], result: object) -> None:
+    def _trace(self, t: Thread, nr: int, h: "Handler | None", args: list[int],
+               result: "int | Wait | _NoReturn") -> None:
         name = h.name if h else SYSCALL_NAMES.get(nr, f"syscall_{nr}")
         shown = []
         for i, a in enumerate(args[:h.nargs if h else 6]):
@@ -105,7 +112,7 @@ class SyscallTable:
                     pass
             sa = s64(a)
             shown.append(str(sa) if -4096 < sa < 65536 else hex(a))
-        if result is NORETURN:
+        if isinstance(result, _NoReturn):
             res = "?"
         elif isinstance(result, Wait):
             res = "? <blocked>"

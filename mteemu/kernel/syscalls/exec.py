@@ -83,10 +83,10 @@ def do_execve(k: "Kernel", t: Thread, dirfd: int, path: bytes, argv: list[bytes]
         script = _script_interpreter(host)
         if script is None:
             break
-        interp, arg = script
+        interpreter, arg = script
         # The interpreter runs with the script's path as execve was given it (bprm->interp).
-        argv = [interp] + ([arg] if arg else []) + [path] + argv[1:]
-        path, dirfd, follow = interp, AT_FDCWD, True
+        argv = [interpreter] + ([arg] if arg else []) + [path] + argv[1:]
+        path, dirfd, follow = interpreter, AT_FDCWD, True
     else:
         raise SyscallError(errno.ELOOP)
     try:

@@ -6,7 +6,7 @@ import os
 import stat as stat_mod
 import struct
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from mteemu.kernel.files import (O_CLOEXEC, O_DIRECTORY_GUEST, O_NOFOLLOW_GUEST, O_NONBLOCK, O_TMPFILE_GUEST,
                                  HostFile, MemFd, OpenFile,
@@ -15,7 +15,7 @@ from mteemu.kernel import namei
 from mteemu.kernel.namei import Generated, HostPath, Magic, Resolved
 from mteemu.kernel.pseudofs import Dir, GeneratedDir, Link, open_node
 from mteemu.kernel.mm.shared import SharedObject
-from mteemu.kernel.process import Thread
+from mteemu.kernel.process import Thread, Wait
 from mteemu.kernel.signals import SIGPIPE, SI_USER, SigInfo
 from mteemu.kernel.syscalls import blocking, s32, s64, syscall
 from mteemu.kernel.uaccess import SyscallError
@@ -103,7 +103,7 @@ def _oserror(e: OSError) -> SyscallError:
     return SyscallError(e.errno or errno.EIO)
 
 
-def _write_result(k: "Kernel", t: Thread, attempt) -> "int":  # noqa: ANN001
+def _write_result(k: "Kernel", t: Thread, attempt) -> "int | Wait":  # noqa: ANN001
     try:
         return blocking(attempt, Would)
     except SyscallError as e:
@@ -113,7 +113,7 @@ def _write_result(k: "Kernel", t: Thread, attempt) -> "int":  # noqa: ANN001
 
 
 @syscall("read")
-def sys_read(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> int:
+def sys_read(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> "int | Wait":
     f = t.proc.fds.get(s32(fd))
     if not f.readable():
         raise SyscallError(errno.EBADF)
@@ -130,7 +130,7 @@ def sys_read(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> int:
 
 
 @syscall("write")
-def sys_write(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> int:
+def sys_write(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> "int | Wait":
     f = t.proc.fds.get(s32(fd))
     if not f.writable():
         raise SyscallError(errno.EBADF)
@@ -151,7 +151,7 @@ def _iovecs(t: Thread, iov: int, cnt: int) -> list[tuple[int, int]]:
 
 
 @syscall("readv")
-def sys_readv(k: "Kernel", t: Thread, fd: int, iov: int, cnt: int) -> int:
+def sys_readv(k: "Kernel", t: Thread, fd: int, iov: int, cnt: int) -> "int | Wait":
     f = t.proc.fds.get(s32(fd))
     vecs = _iovecs(t, iov, cnt)
     total = 0
@@ -175,7 +175,7 @@ def sys_readv(k: "Kernel", t: Thread, fd: int, iov: int, cnt: int) -> int:
 
 
 @syscall("writev")
-def sys_writev(k: "Kernel", t: Thread, fd: int, iov: int, cnt: int) -> int:
+def sys_writev(k: "Kernel", t: Thread, fd: int, iov: int, cnt: int) -> "int | Wait":
     f = t.proc.fds.get(s32(fd))
     if not f.writable():
         raise SyscallError(errno.EBADF)
@@ -790,7 +790,8 @@ def _poll_ready(f, events: int) -> int:  # noqa: ANN001
 
 
 @syscall("ppoll")
-def sys_ppoll(k: "Kernel", t: Thread, fds_addr: int, nfds: int, tmo: int, sigmask: int, size: int) -> int:
+def sys_ppoll(k: "Kernel", t: Thread, fds_addr: int, nfds: int, tmo: int, sigmask: int,
+              size: int) -> "int | Wait":
     if nfds > 1024:
         raise SyscallError(errno.EINVAL)
     raw = bytearray(t.proc.mem.read(fds_addr, 8 * nfds))
@@ -818,7 +819,7 @@ def sys_ppoll(k: "Kernel", t: Thread, fds_addr: int, nfds: int, tmo: int, sigmas
 
 
 @syscall("sendfile")
-def sys_sendfile(k: "Kernel", t: Thread, out_fd: int, in_fd: int, offset: int, count: int) -> int:
+def sys_sendfile(k: "Kernel", t: Thread, out_fd: int, in_fd: int, offset: int, count: int) -> "int | Wait":
     """sendfile(): copy between descriptors without user memory (cat, cp use it). With an
     offset pointer the input's file position is left alone and the pointer advanced."""
     fin, fout = t.proc.fds.get(s32(in_fd)), t.proc.fds.get(s32(out_fd))
@@ -852,7 +853,7 @@ def sys_utimensat(k: "Kernel", t: Thread, dirfd: int, path: int, times: int, fla
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         raise SyscallError(errno.EINVAL)
     now = time.time_ns()
-    stamps = [now, now]
+    stamps: list[Optional[int]] = [now, now]
     if times:
         pair = (t.proc.mem.read_struct("<qq", times), t.proc.mem.read_struct("<qq", times + 16))
         for i, (sec, nsec) in enumerate(pair):
@@ -864,15 +865,16 @@ def sys_utimensat(k: "Kernel", t: Thread, dirfd: int, path: int, times: int, fla
                 stamps[i] = sec * 1_000_000_000 + nsec
 
     def apply(target: "int | str", follow: bool = True) -> int:
-        if None in stamps:
+        atime, mtime = stamps
+        if atime is None or mtime is None:          # UTIME_OMIT: keep the file's own
             st = os.stat(target, follow_symlinks=follow) if isinstance(target, str) else os.fstat(target)
-            stamps[0] = st.st_atime_ns if stamps[0] is None else stamps[0]
-            stamps[1] = st.st_mtime_ns if stamps[1] is None else stamps[1]
+            atime = st.st_atime_ns if atime is None else atime
+            mtime = st.st_mtime_ns if mtime is None else mtime
         try:
             if isinstance(target, int):
-                os.utime(target, ns=(stamps[0], stamps[1]))
+                os.utime(target, ns=(atime, mtime))
             else:
-                os.utime(target, ns=(stamps[0], stamps[1]), follow_symlinks=follow)
+                os.utime(target, ns=(atime, mtime), follow_symlinks=follow)
         except OSError as e:
             raise _oserror(e) from None
         return 0
@@ -884,5 +886,8 @@ def sys_utimensat(k: "Kernel", t: Thread, dirfd: int, path: int, times: int, fla
     follow = not flags & AT_SYMLINK_NOFOLLOW
     r = lookup(k, t, dirfd, _path(t, path), follow=follow)
     if not isinstance(r, HostPath):
-        return _with_reopened(r, os.O_RDONLY, lambda f: (_may_change_attrs(f), apply(f.fd))[1])  # type: ignore[attr-defined]
+        def on_reopened(f: "HostFile") -> int:
+            _may_change_attrs(f)
+            return apply(f.fd)
+        return _with_reopened(r, os.O_RDONLY, on_reopened)
     return apply(r.path, follow)

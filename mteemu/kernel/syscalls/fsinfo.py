@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from mteemu.kernel import namei
 from mteemu.kernel.files import HostFile, Would
 from mteemu.kernel.namei import PROC_SUPER_MAGIC, SYSFS_MAGIC, HostPath
-from mteemu.kernel.process import Thread
+from mteemu.kernel.process import Thread, Wait
 from mteemu.kernel.pseudofs import GeneratedDir, GeneratedFile
 from mteemu.kernel.syscalls import blocking, s32, syscall
 from mteemu.kernel.syscalls.fs import AT_FDCWD, _oserror, _path, _poll_ready, lookup, resolve
@@ -104,7 +104,8 @@ FD_SETSIZE = 1024
 
 
 @syscall("pselect6")
-def sys_pselect6(k: "Kernel", t: Thread, nfds: int, rd: int, wr: int, ex: int, tmo: int, sigmask: int) -> int:
+def sys_pselect6(k: "Kernel", t: Thread, nfds: int, rd: int, wr: int, ex: int, tmo: int,
+                 sigmask: int) -> "int | Wait":
     """pselect6(): the fd_set bitmaps polled like ppoll (exceptional conditions never occur
     here); the sets are rewritten with what is ready."""
     nfds = s32(nfds)
@@ -130,8 +131,9 @@ def sys_pselect6(k: "Kernel", t: Thread, nfds: int, rd: int, wr: int, ex: int, t
         ready = 0
         for fd, i in wanted:
             f = t.proc.fds.files.get(fd)
-            if f is not None and _poll_ready(f, 1 if i == 0 else 4):
-                out[i][fd >> 3] |= 1 << (fd & 7)
+            bits = out[i]
+            if f is not None and bits is not None and _poll_ready(f, 1 if i == 0 else 4):
+                bits[fd >> 3] |= 1 << (fd & 7)
                 ready += 1
         if not ready and (deadline is None or time.monotonic() < deadline):
             raise Would()

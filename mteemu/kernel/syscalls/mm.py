@@ -213,6 +213,7 @@ def sys_mremap(k: "Kernel", t: Thread, old: int, old_len: int, new_len: int, fla
         raise SyscallError(errno.ENOMEM)
     mm.move(old, old + old_len, dest)
     moved = mm.vmas.find(dest)
+    assert moved is not None                # just moved there
     moved.end = dest + new_len if moved.end == dest + old_len else moved.end
     return dest
 

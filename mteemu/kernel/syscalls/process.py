@@ -11,7 +11,7 @@ from mteemu.kernel import mte, pauth
 from mteemu.kernel import signals as S
 from mteemu.kernel.mm.pagealloc import OutOfMemory
 from mteemu.kernel.process import THREAD_ORDER, Process, Thread, Wait
-from mteemu.kernel.syscalls import NORETURN, s32, syscall
+from mteemu.kernel.syscalls import NORETURN, _NoReturn, s32, syscall
 from mteemu.kernel.uaccess import SyscallError
 from mteemu.machine import cpu as C
 
@@ -26,7 +26,7 @@ CLONE_NEW_ANY = 0x7E020000 & ~CLONE_SETTLS & ~CLONE_PARENT_SETTID & ~CLONE_SYSVS
 MAX_THREADS = 4096      # a bound on guest tasks, like RLIMIT_NPROC: fork bombs get EAGAIN
 
 
-def _clone(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls: int, ctid: int) -> int:
+def _clone(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls: int, ctid: int) -> "int | _NoReturn":
     if flags & CLONE_NEW_ANY & ~CLONE_SYSVSEM:
         raise SyscallError(errno.EPERM)        # namespaces: not in the emulated world
     if flags & CLONE_THREAD and not (flags & CLONE_SIGHAND and flags & CLONE_VM):
@@ -50,7 +50,7 @@ def _clone(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls: int, 
 
 
 def _copy_process(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls: int, ctid: int,
-                  kernel_stack: int) -> int:
+                  kernel_stack: int) -> "int | _NoReturn":
     parent = t.proc
     ctx = k.cpu.save()
     if flags & CLONE_THREAD:
@@ -111,12 +111,12 @@ def _copy_process(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls
 
 
 @syscall("clone")
-def sys_clone(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls: int, ctid: int) -> int:
+def sys_clone(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls: int, ctid: int) -> "int | _NoReturn":
     return _clone(k, t, flags, stack, ptid, tls, ctid)
 
 
 @syscall("clone3")
-def sys_clone3(k: "Kernel", t: Thread, args: int, size: int) -> int:
+def sys_clone3(k: "Kernel", t: Thread, args: int, size: int) -> "int | _NoReturn":
     if size < 64 or size > 4096:
         raise SyscallError(errno.EINVAL)
     flags, pidfd, ctid, ptid, exit_signal, stack, stack_size, tls = t.proc.mem.read_struct("<8Q", args)
@@ -150,7 +150,7 @@ WNOHANG, WUNTRACED, WCONTINUED, WALL, WCLONE = 1, 2, 8, 0x40000000, 0x80000000
 
 
 @syscall("wait4")
-def sys_wait4(k: "Kernel", t: Thread, pid: int, wstatus: int, options: int, rusage: int) -> int:
+def sys_wait4(k: "Kernel", t: Thread, pid: int, wstatus: int, options: int, rusage: int) -> "int | Wait":
     pid = s32(pid)
     if options & ~(WNOHANG | WUNTRACED | WCONTINUED | WALL | WCLONE | 0x20000000):
         raise SyscallError(errno.EINVAL)
@@ -239,7 +239,8 @@ def sys_rseq(k: "Kernel", t: Thread, addr: int, length: int, flags: int, sig: in
 
 
 @syscall("futex")
-def sys_futex(k: "Kernel", t: Thread, addr: int, op: int, val: int, tmo: int, addr2: int, val3: int) -> int:
+def sys_futex(k: "Kernel", t: Thread, addr: int, op: int, val: int, tmo: int, addr2: int,
+              val3: int) -> "int | Wait":
     cmd = op & ~(F.FUTEX_PRIVATE_FLAG | F.FUTEX_CLOCK_REALTIME)
     realtime = bool(op & F.FUTEX_CLOCK_REALTIME)
     if cmd == F.FUTEX_WAIT:

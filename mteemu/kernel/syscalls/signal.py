@@ -80,7 +80,7 @@ def sys_rt_sigpending(k: "Kernel", t: Thread, set_: int, size: int) -> int:
 
 
 @syscall("rt_sigsuspend")
-def sys_rt_sigsuspend(k: "Kernel", t: Thread, set_: int, size: int) -> int:
+def sys_rt_sigsuspend(k: "Kernel", t: Thread, set_: int, size: int) -> "int | Wait":
     if size != 8:
         raise SyscallError(errno.EINVAL)
     saved = t.sigmask
