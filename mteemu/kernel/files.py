@@ -431,8 +431,8 @@ class PageCache:
         obj = self.objects.get(f.key)
         if obj is None:
             obj = SharedObject(self.alloc, f.path(), host_fd=os.dup(f.fd))
-            obj.key = f.key
-            obj.on_release = lambda o: self.objects.pop(o.key, None)
+            key = obj.key = f.key
+            obj.on_release = lambda _o: self.objects.pop(key, None)
             self.objects[f.key] = obj
         elif want_write and obj.host_fd is not None and f.writable():
             os.dup2(f.fd, obj.host_fd)   # make sure writeback can write

@@ -303,6 +303,8 @@ class Kernel:
     def _map_trampoline(self, mm: Mm) -> None:
         """A one-page stand-in for the vDSO's sigreturn trampoline (x30 of a handler)."""
         addr = mm.get_unmapped_area(PAGE_SIZE)
+        if addr is None:
+            raise OutOfMemory("no room for the sigreturn trampoline")
         mm.map(Vma(addr, addr + PAGE_SIZE, PROT_READ | PROT_EXEC, name="[vdso]"))
         loader.poke(mm, addr, SIGRETURN_TRAMPOLINE)
         mm.sigreturn_trampoline = addr
@@ -323,6 +325,7 @@ class Kernel:
     def _on_syscall(self) -> bool:
         """Called from inside the CPU for every SVC; True to leave the CPU."""
         t = self.current
+        assert t is not None                    # an SVC runs on some thread
         if t.tfsr is not None:
             # el0_svc_common(): with an asynchronous tag-check fault pending (seen by
             # mte_check_tfsr_entry()) the call does not run: -ERESTARTNOINTR rewinds to the
@@ -472,26 +475,28 @@ class Kernel:
         for t in list(self.runq):
             if t.state is not State.BLOCKED or t is skip:
                 continue
+            w = t.wait
+            assert w is not None                # a blocked thread waits for something
             if self._signal_deliverable(t):
-                w = t.wait
                 w.cancel()
                 t.wait = None
                 t.state = State.RUNNABLE
                 sig = self._next_signal(t)
+                assert sig is not None          # deliverable
                 act = t.proc.action(sig)
                 if w.restartable and act.handler not in (S.SIG_DFL, S.SIG_IGN) and act.flags & S.SA_RESTART:
                     # Re-issue the SVC. A thread still on the CPU (no saved context: the one
                     # that blocked last, woken by a timer's signal) has its PC in the CPU.
-                    pc = t.ctx.reg_read(C.REG_PC) if t.ctx is not None else self.cpu.pc
+                    pc = self.cpu.context_reg(t.ctx, C.REG_PC) if t.ctx is not None else self.cpu.pc
                     t.set_regs[C.REG_PC] = pc - 4
                 else:
                     t.set_regs[C.X_REGS[0]] = w.interrupted()
                 woke = True
                 continue
-            result = t.wait.poll()
-            if result is None and t.wait.deadline is not None and now >= t.wait.deadline:
-                t.wait.cancel()
-                result = t.wait.on_timeout()
+            result = w.poll()
+            if result is None and w.deadline is not None and now >= w.deadline:
+                w.cancel()
+                result = w.on_timeout()
             if result is not None:
                 t.wait = None
                 t.state = State.RUNNABLE
@@ -580,6 +585,7 @@ class Kernel:
         for async, Linux raises SEGV_MTEAERR with si_addr 0 when it next enters the kernel
         (send_sig_fault: it can be blocked or ignored like any signal)."""
         m = ex.mismatch
+        assert m is not None                    # a TAG_CHECK exit carries its mismatch
         report = self._capture_report(t, m)
         if m.sync:
             esr = (ESR_EC_DABT_LOW << 26) | (1 << 25) | (1 << 6 if m.write else 0) | 0x11
@@ -632,6 +638,7 @@ class Kernel:
         """A tag-check fault is killing the process: tell the person why."""
         from mteemu.report import tagfault
 
+        assert info.report is not None
         self._write_diag(tagfault.format_text(info.report))
         if self.options.report_json:
             import json
@@ -714,10 +721,10 @@ class Kernel:
             info = t.pending.take(sig) if sig in t.pending.queue else proc.pending.take(sig)
             if self.tracer is not None and self.tracer.traces(proc):
                 # ptrace_signal(): the debugger sees the signal first and says what is delivered.
-                info = self.tracer.signal_stop(t, info)
-                if info is None or t.state is not State.RUNNABLE:
+                delivered = self.tracer.signal_stop(t, info)
+                if delivered is None or t.state is not State.RUNNABLE:
                     continue
-                sig = info.signo
+                info, sig = delivered, delivered.signo
                 if sig == S.SIGKILL:
                     self.kill_process(proc, S.SIGKILL)
                     return
@@ -862,7 +869,7 @@ class Kernel:
         if parent is None or parent.wait_status is not None:
             self.procs.pop(proc.pid, None)
             return
-        status = proc.wait_status
+        status = proc.wait_status or 0
         sig = status & 0x7F
         code = S.CLD_KILLED if sig else S.CLD_EXITED
         if proc.exit_signal:        # clone's exit signal (0: the parent is not told)
@@ -873,7 +880,7 @@ class Kernel:
             self.procs.pop(proc.pid, None)
 
     def _init_exited(self, proc: Process) -> None:
-        status = proc.wait_status
+        status = proc.wait_status or 0
         sig = status & 0x7F
         if sig:
             code = f", si_code {proc.kill_code}" if proc.kill_code is not None else ""

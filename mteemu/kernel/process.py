@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from mteemu.kernel.files import FdTable
 from mteemu.kernel.mm.addrspace import Mm
@@ -39,7 +39,7 @@ THREAD_ORDER = 2        # arm64 THREAD_SIZE: a 16 KiB kernel stack per thread, p
 class Thread:
     tid: int
     proc: "Process"
-    ctx: object = None                    # saved registers (UcContext) while not on the CPU
+    ctx: Any = None                       # saved registers (a UcContext) while not on the CPU
     set_regs: dict[int, int] = field(default_factory=dict)   # applied when next put on the CPU
     sigmask: int = 0
     saved_sigmask: Optional[int] = None    # rt_sigsuspend's mask to restore after the handler

@@ -25,7 +25,7 @@ import ctypes
 import enum
 import threading
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 from unicorn import (UC_ARCH_ARM64, UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH, UC_HOOK_INTR, UC_HOOK_MEM_READ,
                      UC_HOOK_MEM_WRITE, UC_HOOK_TLB_FILL, UC_MODE_ARM, UC_TLB_VIRTUAL, Uc, UcError)
@@ -119,7 +119,8 @@ class Cpu:
     dcz_block = 64    # DC ZVA / DC GVA block: Unicorn's "max" model has DCZID_EL0.BS = 4
 
     def __init__(self, physmem: PhysMem, tags: TagStore, translate: Translator, syscall: SyscallHandler) -> None:
-        uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
+        # Any: the binding annotates only part of its API (ctl_flush_tb, reg_read_batch...).
+        uc: Any = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
         # Order matters: the CPU model and page size must be set before anything
         # initialises the engine (any ctl read does).
         uc.ctl_set_cpu_model(A.UC_CPU_ARM64_MAX)   # LSE atomics etc.; A72 lacks them
@@ -136,7 +137,7 @@ class Cpu:
         self.native = native.load()
         self.checker = TagChecker(physmem, tags, self.native)
         self.checker.dcz_block = self.dcz_block
-        self._check_hook = None
+        self._check_hook: Optional[int] = None
         self._need_hook = False
         # Translations made for emulated instructions, until the next TLB flush (the
         # kernel flushes on every page-table change, as for Unicorn's own TLB).
@@ -213,11 +214,11 @@ class Cpu:
         """The C interrupt hook runs the MTE instructions it can and hands everything else
         (SVC, faults, what it declines) to `_on_intr`, as the Python path would have seen it."""
         n, uc = self.native, self.uc
+        assert n is not None
         translate = self._guarded(self._translate)          # None: refused, or it raised
         random_tag = self._guarded(lambda exclude: self.checker.state.random_tag(exclude))
         n.set_banks([(b.region.base, b.region.end, b.host_address()) for b in self.physmem.banks])
-        n.set_cpu(ctypes.cast(uclib.uc_reg_read, ctypes.c_void_p).value,
-                  ctypes.cast(uclib.uc_reg_write, ctypes.c_void_p).value,
+        n.set_cpu(native.address_of(uclib.uc_reg_read), native.address_of(uclib.uc_reg_write),
                   X_REGS, REG_SP, REG_PC, REG_NZCV,
                   lambda vpage, access: -1 if (r := translate(vpage, access)) is None else r[0] | int(r[2]),
                   self._guarded(lambda _uch, intno, _data: self._on_intr(uc, intno, None)),
@@ -380,6 +381,7 @@ class Cpu:
     def _write_back(self, pc: int) -> None:
         """Leave emulation: the registers it changed, and PC, go back to Unicorn."""
         regs, self._regs = self._regs, None
+        assert regs is not None                 # only while emulating
         for reg in self._dirty:
             self.uc.reg_write(reg, regs[reg])
         self.uc.reg_write(REG_PC, pc)
@@ -526,6 +528,7 @@ class Cpu:
         """Make a caught mismatch precise (sync) or complete the access first (async)."""
         uc = self.uc
         m = self.checker.mismatch
+        assert m is not None
         uc.context_restore(m.ctx)            # the registers as they were before the instruction
         uc.reg_write(REG_PC, m.pc)
         first_pa = None

@@ -13,7 +13,7 @@ import ctypes
 import importlib.machinery
 import os
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 HOOKMEM = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64, ctypes.c_int, ctypes.c_int64,
                            ctypes.c_void_p)
@@ -80,9 +80,9 @@ class Native:
         lib.mte_set_fill_fallback.restype = None
         lib.mte_fill_stats.argtypes = [_U64P]
         lib.mte_fill_stats.restype = None
-        self.check_hook = ctypes.cast(lib.mte_check_access, ctypes.c_void_p).value
-        self.fill_hook = ctypes.cast(lib.mte_on_fill, ctypes.c_void_p).value
-        self.intr_hook = ctypes.cast(lib.mte_on_intr, ctypes.c_void_p).value
+        self.check_hook = address_of(lib.mte_check_access)
+        self.fill_hook = address_of(lib.mte_on_fill)
+        self.intr_hook = address_of(lib.mte_on_intr)
         self._keep: list[object] = []          # C callbacks kept alive while installed
 
     def set_spans(self, spans: list[tuple[int, int, int, int]]) -> None:
@@ -167,6 +167,13 @@ class Native:
 
 _loaded: Optional[Native] = None
 _why_not = ""
+
+
+def address_of(fn: Any) -> int:
+    """A C function's address, for uc_hook_add()."""
+    value = ctypes.cast(fn, ctypes.c_void_p).value
+    assert value is not None
+    return value
 
 
 def load() -> Optional[Native]:
