@@ -20,6 +20,7 @@ from mteemu.machine.physmem import PAGE_SIZE
 
 if TYPE_CHECKING:
     from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.state import KernelState
     from mteemu.kernel.process import Thread
 
 NR_CPUS = 1                # the emulated machine has one CPU (sched_getaffinity says so too)
@@ -41,7 +42,7 @@ def cpu_features() -> str:
     return " ".join(names)
 
 
-def _tag_storage(k: "Kernel", mt: MigrateType) -> tuple[int, int]:
+def _tag_storage(k: "KernelState", mt: MigrateType) -> tuple[int, int]:
     """(total, free) pages of tag storage onlined as `mt` pageblocks."""
     b = k.alloc.buddy
     if k.alloc.storage is None or b.tag_type is not mt:
@@ -49,7 +50,7 @@ def _tag_storage(k: "Kernel", mt: MigrateType) -> tuple[int, int]:
     return b.tag_storage_total, b.nr_free_tag_storage
 
 
-def meminfo_fields(k: "Kernel") -> list[tuple[str, int]]:
+def meminfo_fields(k: "KernelState") -> list[tuple[str, int]]:
     """Values in kB, as /proc/meminfo shows them (RFC v1 adds Metadata*, v2/v3 use Cma*)."""
     a, kb = k.alloc, PAGE_SIZE // 1024
     meta, cma = _tag_storage(k, MigrateType.METADATA), _tag_storage(k, MigrateType.CMA)
@@ -63,7 +64,7 @@ def meminfo_fields(k: "Kernel") -> list[tuple[str, int]]:
     return [(name, n * kb) for name, n in pages]
 
 
-def vmstat_fields(k: "Kernel") -> list[tuple[str, int]]:
+def vmstat_fields(k: "KernelState") -> list[tuple[str, int]]:
     a = k.alloc
     ev = a.events
     meta, cma = _tag_storage(k, MigrateType.METADATA), _tag_storage(k, MigrateType.CMA)
@@ -88,7 +89,7 @@ def vmstat(k: "Kernel") -> bytes:
     return "".join(f"{name} {value}\n" for name, value in vmstat_fields(k)).encode()
 
 
-def stats_lines(k: "Kernel") -> list[str]:
+def stats_lines(k: "KernelState") -> list[str]:
     """`mteemu run --stats`: the memory counters at exit, in two lines."""
     mem = " ".join(f"{n}={v}kB" for n, v in meminfo_fields(k) if v or n in ("MemTotal", "MemFree"))
     ev = " ".join(f"{n}={v}" for n, v in vmstat_fields(k) if v)

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Optional, TextIO
 
 from mteemu.board.model import default_board, small_reuse_board
-from mteemu.kernel.kernel import GuestExit, Kernel, RunOptions
+from mteemu.kernel.exits import GuestExit
+from mteemu.kernel.kernel import Kernel, RunOptions
 from mteemu.kernel.process import State, Thread
 
 MAX_NR = 460

@@ -87,7 +87,7 @@ class SwapDevice:
 def reclaim(alloc: PageAllocator, want: int = SWAP_CLUSTER_MAX) -> bool:
     """shrink_inactive_list() for anonymous pages, oldest first: True if any page was
     swapped out. Pages that cannot move (pinned, isolated, unknown users) stay."""
-    dev = alloc.swap_device
+    dev = alloc.swap
     if dev is None or alloc.reclaiming:
         return False
     alloc.reclaiming = True

@@ -1,0 +1,207 @@
+"""The scheduler: which guest thread runs on the one CPU, for how long, and waiting for the
+world when none can (timers, blocked threads, a debugger's stops). Deterministic: the
+running thread keeps the CPU until it blocks, exits, wakes another, or — only while
+another thread is runnable — spends its instruction budget.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Optional, Sequence
+
+from mteemu import host_signals
+from mteemu.errors import (Deadlock, GuestTimeout, HostSignal)
+from mteemu.kernel import signals as S
+from mteemu.kernel.process import (State, Thread,
+                                   Wait)
+from mteemu.machine import cpu as C
+from mteemu.kernel.exits import GuestExit
+from mteemu.kernel.state import KernelState
+
+QUANTUM = 200_000           # instructions a thread may run while another one waits for the CPU
+# An asynchronous tag-check fault is reported at the next kernel entry; without a
+# syscall, the "timer tick" comes after this many instructions.
+ASYNC_WINDOW = 100_000
+
+
+if TYPE_CHECKING:
+    pass
+
+
+class Scheduler(KernelState):
+    """Kernel's room: run(), picking and switching threads, blocking and waking."""
+
+    def syscall(self, t: Thread, nr: int, args: Sequence[int]) -> int:
+        """Make system call nr with args as thread t, exactly as its SVC would (the entry
+        point of the syscall fuzzer); x0 after it."""
+        self._switch_to(t)
+        self.cpu.set_x(8, nr)
+        for i, value in enumerate(args[:6]):
+            self.cpu.set_x(i, value)
+        self._on_syscall()
+        return self.cpu.x(0)
+
+    # -- running ---------------------------------------------------------------------------------
+    def run(self) -> int:
+        watchdog = None
+        if self.options.timeout:
+            watchdog = threading.Timer(self.options.timeout, self._expire)
+            watchdog.daemon = True
+            watchdog.start()
+        try:
+            if self.tracer is not None and self.init is not None:
+                self.tracer.start(self.init.threads[0])
+            while True:
+                self._fire_timers()
+                t = self._pick()
+                self._switch_to(t)
+                self._deliver_signals(t)
+                if t.state is not State.RUNNABLE or self.current is not t:
+                    continue
+                others = any(o.state is State.RUNNABLE for o in self.runq if o is not t)
+                self.need_resched = False
+                budget = QUANTUM if others else 0
+                if t.tfsr is not None:
+                    budget = min(budget or ASYNC_WINDOW, ASYNC_WINDOW)
+                if self.tracer is not None:
+                    budget = self.tracer.budget(t, budget)
+                timer = self._timer_deadline()
+                exit_ = self.cpu.run(budget, None if timer is None else max(timer - time.monotonic(), 1e-4))
+                self._handle_exit(t, exit_)
+                if self.tracer is not None:
+                    self.tracer.after_run(t, exit_)
+        except GuestExit as e:
+            if self.checker is not None:
+                self.checker.now("the run")
+            self.shutdown()
+            return e.status
+        except HostSignal:
+            self.close()      # the model may be mid-operation: release only what the host holds
+            raise
+        except BaseException:
+            self.shutdown()
+            raise
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+
+    def _timer_deadline(self) -> Optional[float]:
+        """The earliest armed interval timer of any process (time.monotonic())."""
+        expiries = [e for p in self.procs.values() if p.wait_status is None for e, _ in p.itimers.values()]
+        return min(expiries) if expiries else None
+
+    def _fire_timers(self) -> bool:
+        """it_real_fn(): each expired timer sends its signal and re-arms by its interval;
+        True if any fired."""
+        fired = False
+        now = time.monotonic()
+        for proc in list(self.procs.values()):
+            if proc.wait_status is not None:
+                continue
+            for which, (expiry, interval) in list(proc.itimers.items()):
+                if expiry > now:
+                    continue
+                if interval:
+                    proc.itimers[which] = (max(expiry + interval, now), interval)
+                else:
+                    del proc.itimers[which]
+                self.send_signal(proc, S.SigInfo(S.ITIMER_SIGNALS[which], S.SI_KERNEL))
+                fired = True
+        return fired
+
+    def _expire(self) -> None:
+        self.cpu.interrupt()
+
+    def _check_deadline(self) -> None:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise GuestTimeout(f"guest did not finish within {self.options.timeout:g} s (--timeout)")
+
+    def _pick(self) -> Thread:
+        """Round-robin over runnable threads; wait (really) when all are blocked."""
+        while True:
+            if self.cpu.interrupted:
+                host_signals.check()
+                self._check_deadline()
+            self._poll_waits()
+            for _ in range(len(self.runq)):
+                t = self.runq[0]
+                self.runq.rotate(-1)
+                if t.state is State.RUNNABLE:
+                    return t
+            if self._fire_timers():
+                continue                            # a signal may wake a waiting thread
+            if self.tracer is not None:
+                self.tracer.idle()                  # a debugger's interrupt stops a blocked process too
+            deadlines = [t.wait.deadline for t in self.runq if t.state is State.BLOCKED
+                         and t.wait and t.wait.deadline is not None]
+            timer = self._timer_deadline()
+            if timer is not None:
+                deadlines.append(timer)             # an interval timer will wake someone
+            if not deadlines:
+                raise Deadlock("every guest thread is blocked and none can be woken (deadlock)")
+            delay = min(deadlines) - time.monotonic()
+            if self.deadline is not None:
+                delay = min(delay, self.deadline - time.monotonic())
+            if delay > 0:
+                with host_signals.interruptible():
+                    time.sleep(min(delay, 0.05))
+            self._check_deadline()
+
+    def _poll_waits(self, skip: Optional[Thread] = None) -> bool:
+        """Wake the blocked threads whose wait is over (skip: the thread on the CPU, which
+        may have blocked in the call being made); True if any woke."""
+        now = time.monotonic()
+        woke = False
+        for t in list(self.runq):
+            if t.state is not State.BLOCKED or t is skip:
+                continue
+            w = t.wait
+            assert w is not None                # a blocked thread waits for something
+            if self._signal_deliverable(t):
+                w.cancel()
+                t.wait = None
+                t.state = State.RUNNABLE
+                sig = self._next_signal(t)
+                assert sig is not None          # deliverable
+                act = t.proc.action(sig)
+                if w.restartable and act.handler not in (S.SIG_DFL, S.SIG_IGN) and act.flags & S.SA_RESTART:
+                    # Re-issue the SVC. A thread still on the CPU (no saved context: the one
+                    # that blocked last, woken by a timer's signal) has its PC in the CPU.
+                    pc = self.cpu.context_reg(t.ctx, C.REG_PC) if t.ctx is not None else self.cpu.pc
+                    t.set_regs[C.REG_PC] = pc - 4
+                else:
+                    t.set_regs[C.X_REGS[0]] = w.interrupted()
+                woke = True
+                continue
+            result = w.poll()
+            if result is None and w.deadline is not None and now >= w.deadline:
+                w.cancel()
+                result = w.on_timeout()
+            if result is not None:
+                t.wait = None
+                t.state = State.RUNNABLE
+                t.set_regs[C.X_REGS[0]] = result & ((1 << 64) - 1)
+                woke = True
+        return woke
+
+    def _switch_to(self, t: Thread) -> None:
+        if self.current is not t:
+            if self.current is not None and self.current.state is not State.DEAD:
+                self.current.ctx = self.cpu.save()
+            self.cpu.restore(t.ctx)
+            t.ctx = None
+            self.current = t
+            self.switches += 1
+            self.cpu.set_mte(t.mte)
+            self.cpu.set_pac(t.pac_keys, t.pac_enabled)
+            if self._on_cpu_mm is not t.proc.mm:
+                self._on_cpu_mm = t.proc.mm
+                self.cpu.flush_tlb()
+        if t.set_regs:
+            for reg, value in t.set_regs.items():
+                self.cpu.set_reg(reg, value)
+            t.set_regs = {}
+
+    def block(self, t: Thread, wait: Wait) -> None:
+        t.state = State.BLOCKED
+        t.wait = wait

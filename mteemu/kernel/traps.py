@@ -1,0 +1,219 @@
+"""Traps: what the CPU hands the kernel — page faults (the TLB fill), system calls, and
+every other exit (memory and alignment faults, tag-check faults and their report,
+undefined instructions, BRK) turned into the signal Linux's arch/arm64/mm/fault.c and
+traps.c would send.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+from mteemu import host_signals
+from mteemu.errors import (MteEmuError)
+from mteemu.kernel import mte
+from mteemu.kernel import signals as S
+from mteemu.kernel.mm.addrspace import FAULT_ACCERR, FAULT_BUS, FAULT_OOM, FAULT_RETRY, Fault
+from mteemu.kernel.mm.vma import PROT_MTE
+from mteemu.kernel.process import (State, Thread)
+from mteemu.kernel.uaccess import SyscallError
+from mteemu.machine import cpu as C
+from mteemu.machine.cpu import ExitKind
+from mteemu.machine.decode import effective_address
+from mteemu.machine.physmem import PAGE_SIZE
+from mteemu.machine.tagcheck import Tcf
+from mteemu.kernel.state import KernelState
+
+ESR_EC_DABT_LOW, ESR_EC_IABT_LOW = 0x24, 0x20
+
+
+if TYPE_CHECKING:
+    pass
+
+
+class Traps(KernelState):
+    """Kernel's room: the CPU's callbacks and exits, as signals."""
+
+    # -- the CPU's callbacks -----------------------------------------------------------------
+    def _translate(self, vaddr: int, access: int) -> Optional[C.Translation]:
+        t = self.current
+        if t is None or t.state is not State.RUNNABLE:
+            return None    # the thread left the CPU (exit, block); Unicorn is winding down
+        res = t.proc.mm.fault(vaddr, access)
+        if self.checker is not None:
+            self.checker.maybe(f"a page fault at {vaddr:#x}")
+        if isinstance(res, Fault):
+            self._fault_code = res
+            return None
+        return res
+
+    def _on_syscall(self) -> bool:
+        """Called from inside the CPU for every SVC; True to leave the CPU."""
+        t = self.current
+        assert t is not None                    # an SVC runs on some thread
+        if t.tfsr is not None:
+            # el0_svc_common(): with an asynchronous tag-check fault pending (seen by
+            # mte_check_tfsr_entry()) the call does not run: -ERESTARTNOINTR rewinds to the
+            # SVC, do_notify_resume() sends SIGSEGV/SEGV_MTEAERR, and the call is made
+            # again only if the handler returns.
+            self.cpu.pc = self.cpu.pc - 4
+            self._report_async(t)
+            return True
+        mem = t.proc.mem
+        mem.tagged_addr_abi = bool(t.tagged_addr_ctrl & mte.PR_TAGGED_ADDR_ENABLE)
+        mem.check_reads = t.mte.tcf_read is Tcf.SYNC
+        mem.check_writes = t.mte.tcf_write is Tcf.SYNC
+        self.syscalls.dispatch(t)
+        if self.checker is not None:
+            self.checker.maybe("a system call")
+        if self._poll_waits(skip=t):
+            # The call woke another thread (a pipe written, a child's signal...): as Linux's
+            # wake-up makes it runnable at once, leave the CPU so the scheduler sees it. A
+            # thread spinning in system calls no longer starves the threads it unblocked,
+            # and when that happens depends on the calls made, not on time.
+            self.need_resched = True
+        return t.state is not State.RUNNABLE or self._signal_deliverable(t) or self.need_resched
+
+
+    def _handle_exit(self, t: Thread, ex: C.Exit) -> None:
+        kind = ex.kind
+        if t.tfsr is not None and kind is not ExitKind.STOPPED:
+            self._report_async(t)     # any other kernel entry (a tick, a fault) reports it
+        if kind in (ExitKind.STOPPED, ExitKind.BUDGET, ExitKind.DEBUG):
+            return          # DEBUG: a debugger's stop (the tracer reports it), nothing executed
+        if kind is ExitKind.INTERRUPTED:
+            host_signals.check()
+            self._check_deadline()
+            return
+        if ex.pc & 3 and kind is not ExitKind.TAG_CHECK:
+            # A PC alignment fault (Arm ARM: PC alignment checking, EC 0x22). Unicorn's
+            # QEMU 5.0 does not check it, so what ran at the misaligned PC ends here:
+            # Linux's do_sp_pc_abort() sends SIGBUS/BUS_ADRALN with si_addr = PC.
+            self.force_signal(t, S.SigInfo(S.SIGBUS, S.BUS_ADRALN, addr=ex.pc, esr=(0x22 << 26) | (1 << 25)))
+        elif kind is ExitKind.FAULT:
+            self._memory_fault(t, ex)
+        elif kind is ExitKind.TAG_CHECK:
+            self._tag_check_fault(t, ex)
+        elif kind is ExitKind.ALIGNMENT:
+            addr = ex.addr
+            if not addr:
+                word = t.proc.mem.read(ex.pc, 4)
+                addr = effective_address(word, ex.pc, self.cpu.reg_by_name) or 0
+            esr = (ESR_EC_DABT_LOW << 26) | (1 << 25) | 0x21
+            self.force_signal(t, S.SigInfo(S.SIGBUS, S.BUS_ADRALN, addr=addr, esr=esr))
+        elif kind is ExitKind.UNDEFINED:
+            self.force_signal(t, S.SigInfo(S.SIGILL, S.ILL_ILLOPC, addr=ex.pc, esr=0x0200_0000))
+        elif kind is ExitKind.BREAKPOINT:
+            self.force_signal(t, S.SigInfo(S.SIGTRAP, S.TRAP_BRKPT, addr=ex.pc))
+        else:
+            self.say(f"unexpected CPU exception {ex.intno} at pc {ex.pc:#x}; sending SIGILL")
+            self.force_signal(t, S.SigInfo(S.SIGILL, S.ILL_ILLOPC, addr=ex.pc))
+
+    def _memory_fault(self, t: Thread, ex: C.Exit) -> None:
+        code = self._fault_code
+        if code == FAULT_RETRY:
+            return     # replay the access (a pending fatal signal ends the thread first)
+        if code == FAULT_OOM:
+            self.say(f"out of memory: killed process {t.proc.pid}")
+            self.kill_process(t.proc, S.SIGKILL)
+            return
+        addr = self.fault_address(t, ex)
+        wnr = 1 << 6 if ex.access == C.ACCESS_WRITE else 0
+        ec = ESR_EC_IABT_LOW if ex.access == C.ACCESS_FETCH else ESR_EC_DABT_LOW
+        dfsc = 0x0F if code == FAULT_ACCERR else 0x07
+        esr = (ec << 26) | (1 << 25) | wnr | dfsc
+        if code == FAULT_BUS:
+            info = S.SigInfo(S.SIGBUS, S.BUS_ADRERR, addr=addr, esr=esr)
+        else:
+            info = S.SigInfo(S.SIGSEGV, S.SEGV_ACCERR if code == FAULT_ACCERR else S.SEGV_MAPERR,
+                             addr=addr, esr=esr)
+        self.force_signal(t, info)
+
+    def _tag_check_fault(self, t: Thread, ex: C.Exit) -> None:
+        """do_tag_check_fault() for sync (a forced SIGSEGV/SEGV_MTESERR, FAR = the address);
+        for async, Linux raises SEGV_MTEAERR with si_addr 0 when it next enters the kernel
+        (send_sig_fault: it can be blocked or ignored like any signal)."""
+        m = ex.mismatch
+        assert m is not None                    # a TAG_CHECK exit carries its mismatch
+        report = self._capture_report(t, m)
+        if m.sync:
+            esr = (ESR_EC_DABT_LOW << 26) | (1 << 25) | (1 << 6 if m.write else 0) | 0x11
+            self.force_signal(t, S.SigInfo(S.SIGSEGV, S.SEGV_MTESERR, addr=m.va, esr=esr, report=report))
+        elif t.tfsr is None:
+            t.tfsr = report           # TFSRE0_EL1.TF0 is one sticky bit: the first fault is reported
+
+    def _report_async(self, t: Thread) -> None:
+        report, t.tfsr = t.tfsr, None
+        self.send_signal(t.proc, S.SigInfo(S.SIGSEGV, S.SEGV_MTEAERR, addr=0, report=report), thread=t)
+
+    def _capture_report(self, t: Thread, m) -> dict:  # noqa: ANN001 - a tagcheck.Mismatch
+        from mteemu.machine.decode import access_size, disassemble
+        from mteemu.report import symbols, tagfault
+
+        regs = {f"x{i}": v for i, v in enumerate(self.cpu.regs(C.X_REGS))}
+        regs["sp"], regs["pc"] = self.cpu.reg(C.REG_SP), m.pc
+        mm = t.proc.mm
+
+        def read_u64(addr: int) -> Optional[int]:
+            res = mm.fault(addr, C.ACCESS_READ) if mm.vmas.find(addr & ((1 << 56) - 1)) else None
+            if not isinstance(res, C.Translation) or addr & 7:
+                return None
+            return int.from_bytes(self.physmem.view(res[0] | (addr & (PAGE_SIZE - 1)), 8), "little")
+
+        def tag_at(addr: int) -> Optional[int]:
+            vma = mm.vmas.find(addr)
+            pte = mm.ptes.get(addr >> 12)
+            if vma is None or pte is None or not pte.present or not vma.prot & PROT_MTE:
+                return None
+            return self.tags.get((pte.pfn << 12) | (addr & (PAGE_SIZE - 1)))
+
+        size = m.size
+        try:
+            word = t.proc.mem.read(m.pc, 4)
+            insn = disassemble(word, m.pc)
+            size = max(size, access_size(word, m.pc) or 0)
+        except SyscallError:
+            insn = "??"
+        view = tagfault.FaultView(regs=regs, read_u64=read_u64, tag_at=tag_at, instruction=insn,
+                                  symbolize=symbols.for_process(t.proc.exe, t.proc.load_bias, [
+                                      (v.start, v.end, v.name, v.pgoff) for v in mm.vmas if v.name.startswith("/")]),
+                                  tid=t.tid,
+                                  program=t.proc.exe, tagged_addr_ctrl=t.tagged_addr_ctrl,
+                                  mode=mte.resolve_mode(t.tagged_addr_ctrl, self.options.mte_tcf_preferred))
+        return tagfault.capture(view, va=m.va, write=m.write, size=size, ptr_tag=m.ptr_tag,
+                                mem_tag=m.mem_tag, sync=m.sync)
+
+    def _report_fatal(self, info: S.SigInfo) -> None:
+        """A tag-check fault is killing the process: tell the person why."""
+        from mteemu.report import tagfault
+
+        assert info.report is not None
+        self._write_diag(tagfault.format_text(info.report))
+        if self.options.report_json:
+            import json
+
+            from mteemu.atomicfile import write_text
+
+            try:
+                write_text(self.options.report_json, json.dumps(info.report, indent=2) + "\n")
+            except OSError as e:
+                self.say(f"cannot write --report-json {self.options.report_json}: {e.strerror}")
+            except MteEmuError as e:
+                self.say(e.message)
+
+    def fault_address(self, t: Thread, ex: C.Exit) -> int:
+        """The exact faulting address (FAR): the first byte of the access in the refused page."""
+        page = ex.fault_page
+        if ex.access == C.ACCESS_FETCH:
+            return ex.pc
+        if ex.addr:
+            return ex.addr
+        try:
+            word = t.proc.mem.read(ex.pc, 4)
+        except SyscallError:
+            return page
+        ea = effective_address(word, ex.pc, self.cpu.reg_by_name)
+        if ea is None:
+            return page
+        tag_and_page = page & ~0xFFF
+        if (ea & ~0xFFF) & ((1 << 56) - 1) == tag_and_page & ((1 << 56) - 1):
+            return ea
+        return (ea & ~((1 << 56) - 1)) | (tag_and_page & ((1 << 56) - 1))
