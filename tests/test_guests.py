@@ -51,6 +51,13 @@ def test_strace_decodes_syscalls(guest) -> None:
     assert re.search(rb'\] exit_group\(3\) = \?', r.stderr)
 
 
+def test_strace_names_what_is_not_modelled(guest) -> None:
+    r = run_mteemu(["run", "--strace", str(guest("rlimits"))])
+    assert r.returncode == 0
+    assert re.search(rb"\] prlimit64\(0, 7, 0x[0-9a-f]+, 0\) = 0 \(not modelled: the limit is kept and reported, "
+                     rb"not enforced\)", r.stderr), r.stderr
+
+
 def test_seed_makes_getrandom_deterministic(guest) -> None:
     binary = str(guest("random_bytes"))
     out = {seed: [run_mteemu(["run", "--seed", seed, binary]) for _ in range(2)] for seed in ("7", "8")}

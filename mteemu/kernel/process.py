@@ -94,6 +94,8 @@ class Process:
     # Linux keeps it per thread and means the creating thread; here the parent is a process.
     pdeath_signal: int = 0
     dumpable: int = 1                     # PR_SET_DUMPABLE (SUID_DUMP_USER); inherited, reset by exec
+    # setrlimit()/prlimit64(): resource -> (soft, hard), where set; inherited, kept by exec.
+    rlimits: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.mem is None:

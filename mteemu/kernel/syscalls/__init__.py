@@ -12,7 +12,7 @@ import errno
 import inspect
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Optional
 
 from mteemu.kernel.process import Thread, Wait
 from mteemu.kernel.syscalls.numbers import SYSCALL_NAMES, SYSCALL_NUMBERS
@@ -67,9 +67,13 @@ class SyscallTable:
         self.handlers = _HANDLERS
         self.warned: set[int] = set()
 
+    # What the call being made did not model (unmodelled()): --strace says so.
+    not_modelled: Optional[str] = None
+
     def dispatch(self, t: Thread) -> None:
         k = self.kernel
         nr, *args = k.cpu.syscall_args()
+        self.not_modelled = None
         h = self.handlers.get(nr)
         if h is None:
             result = -errno.ENOSYS
@@ -121,8 +125,16 @@ class SyscallTable:
             res = f"-1 {errno.errorcode.get(-r, -r)} ({os.strerror(-r)})" if -4096 < r < 0 else \
                 (str(r) if r < 65536 else hex(r))
         k = self.kernel
+        if self.not_modelled:
+            res += f" (not modelled: {self.not_modelled})"
         k.diag.write(f"[{t.tid}] {name}({', '.join(shown)}) = {res}\n")
         k.diag.flush()
+
+
+def unmodelled(k: "Kernel", what: str) -> None:
+    """The call succeeds without all of the effect Linux would give it (each such case is in
+    the README's known differences); `--strace` shows `what` on the call's line."""
+    k.syscalls.not_modelled = what
 
 
 def blocking(attempt: Callable[[], int], would: type[Exception], **wait_args) -> "int | Wait":

@@ -6,7 +6,7 @@ import os
 import stat as stat_mod
 import struct
 import time
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from mteemu.kernel.files import (O_CLOEXEC, O_DIRECTORY_GUEST, O_NOFOLLOW_GUEST, O_NONBLOCK, O_TMPFILE_GUEST,
                                  HostFile, MemFd, OpenFile,
@@ -687,13 +687,24 @@ def sys_truncate(k: "Kernel", t: Thread, path: int, length: int) -> int:
 
 @syscall("fsync")
 def sys_fsync(k: "Kernel", t: Thread, fd: int) -> int:
-    t.proc.fds.get(s32(fd))
-    return 0
+    return _sync(t.proc.fds.get(s32(fd)), os.fsync)
 
 
 @syscall("fdatasync")
 def sys_fdatasync(k: "Kernel", t: Thread, fd: int) -> int:
-    t.proc.fds.get(s32(fd))
+    return _sync(t.proc.fds.get(s32(fd)), os.fdatasync)
+
+
+def _sync(f: OpenFile, flush: Callable[[int], None]) -> int:
+    """vfs_fsync(): a host file's data reaches its disk; a pipe or socket has no fsync
+    (EINVAL); generated and in-memory files have nothing to write."""
+    if isinstance(f, PipeEnd):
+        raise SyscallError(errno.EINVAL)
+    if isinstance(f, HostFile) and not f.is_dir:
+        try:
+            flush(f.fd)
+        except OSError as e:
+            raise _oserror(e) from None
     return 0
 
 

@@ -10,7 +10,7 @@ from mteemu.kernel.mm.shared import SharedObject
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_MTE, PROT_READ, PROT_WRITE, Vma
 from mteemu.kernel.namei import on_tmpfs
 from mteemu.kernel.process import Thread
-from mteemu.kernel.syscalls import s32, syscall
+from mteemu.kernel.syscalls import s32, syscall, unmodelled
 from mteemu.kernel.uaccess import SyscallError
 from mteemu.machine.physmem import PAGE_MASK, PAGE_SIZE
 
@@ -259,11 +259,13 @@ def _ok_if_mapped(t: Thread, addr: int, length: int) -> int:
 
 @syscall("mlock")
 def sys_mlock(k: "Kernel", t: Thread, addr: int, length: int) -> int:
+    unmodelled(k, "locked pages are not kept from swap")
     return _ok_if_mapped(t, addr, length)
 
 
 @syscall("munlock")
 def sys_munlock(k: "Kernel", t: Thread, addr: int, length: int) -> int:
+    unmodelled(k, "locked pages are not kept from swap")
     return _ok_if_mapped(t, addr, length)
 
 

@@ -11,7 +11,7 @@ from mteemu.kernel import mte, pauth
 from mteemu.kernel import signals as S
 from mteemu.kernel.mm.pagealloc import OutOfMemory
 from mteemu.kernel.process import THREAD_ORDER, Process, Thread, Wait
-from mteemu.kernel.syscalls import NORETURN, _NoReturn, s32, syscall
+from mteemu.kernel.syscalls import NORETURN, _NoReturn, s32, syscall, unmodelled
 from mteemu.kernel.uaccess import SyscallError
 from mteemu.machine import cpu as C
 
@@ -66,7 +66,7 @@ def _copy_process(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls
                        fds=parent.fds if flags & CLONE_FILES else parent.fds.fork(),
                        cwd=parent.cwd, exe=parent.exe, load_bias=parent.load_bias, root=parent.root,
                        actions=dict(parent.actions), umask=parent.umask, pgid=parent.pgid, sid=parent.sid,
-                       dumpable=parent.dumpable,
+                       dumpable=parent.dumpable, rlimits=dict(parent.rlimits),
                        exe_gpath=parent.exe_gpath, auxv=parent.auxv, arg_range=parent.arg_range,
                        env_range=parent.env_range)
         if flags & CLONE_FILES:
@@ -458,15 +458,19 @@ def sys_prlimit64(k: "Kernel", t: Thread, pid: int, resource: int, new: int, old
         raise SyscallError(errno.ESRCH)
     if resource >= 16:
         raise SyscallError(errno.EINVAL)
-    cur = RLIMITS.get(resource, (RLIM_INFINITY, RLIM_INFINITY))
-    if old:
-        t.proc.mem.write_struct("<QQ", old, *cur)
+    proc = t.proc if s32(pid) in (0, t.proc.pid) else k.procs[s32(pid)]
+    cur = proc.rlimits.get(resource) or RLIMITS.get(resource, (RLIM_INFINITY, RLIM_INFINITY))
     if new:
         soft, hard = t.proc.mem.read_struct("<QQ", new)
         if soft > hard:
             raise SyscallError(errno.EINVAL)
         if hard > cur[1]:
-            raise SyscallError(errno.EPERM)
+            raise SyscallError(errno.EPERM)    # raising a hard limit needs CAP_SYS_RESOURCE
+    if old:
+        t.proc.mem.write_struct("<QQ", old, *cur)
+    if new:
+        proc.rlimits[resource] = (soft, hard)
+        unmodelled(k, "the limit is kept and reported, not enforced")
     return 0
 
 
