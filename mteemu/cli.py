@@ -83,15 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "what it prevents; repeatable")
         sp.add_argument("--stats", action="store_true", help="print the memory counters at exit")
         sp.add_argument("--kmsg", action="store_true", help="print the kernel log at exit")
+        sp.add_argument("-g", dest="gdb", metavar="PORT|unix:PATH",
+                        help="wait for GDB (target remote) on this loopback port or new socket file "
+                             "before the first instruction")
         sp.add_argument("--check-invariants", action="store_true",
                         help="check the memory manager's invariants as it runs (also MTEEMU_CHECK_INVARIANTS=1); "
                              "a violation stops the run with exit status 3")
 
     run = sub.add_parser("run", help="run a static arm64 Linux program")
     run_options(run)
-    run.add_argument("-g", dest="gdb", metavar="PORT|unix:PATH",
-                     help="wait for GDB (target remote) on this loopback port or new socket file "
-                          "before the first instruction")
     run.add_argument("program")
     run.add_argument("args", nargs=argparse.REMAINDER)
     demo = sub.add_parser("demo", help="run the built-in demo program on the default board")

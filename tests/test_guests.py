@@ -66,3 +66,13 @@ def test_seed_makes_getrandom_deterministic(guest) -> None:
         assert runs[0].stdout == runs[1].stdout
         assert re.fullmatch(rb"[0-9a-f]{32} [0-9a-f]{32}\n", runs[0].stdout)
     assert out["7"][0].stdout != out["8"][0].stdout
+
+
+def test_demo_runs() -> None:
+    """The README's first command ends in `mteemu demo`: the built-in guest on the default board."""
+    r = run_mteemu(["demo"])
+    out, err = r.stdout.decode(), r.stderr.decode()
+    assert r.returncode == 0, err
+    assert "HWCAP2_MTE advertised: yes" in out and "caught SIGSEGV, si_code 9" in out, out
+    assert "the child was killed by signal 11; the demo is done" in out, out
+    assert "==mteemu== ERROR: tag-mismatch (synchronous)" in err and "Traceback" not in err, err
