@@ -69,7 +69,7 @@ class Layout:
         rm = next((c for c in self.tree.root.children if c.name == "reserved-memory"), None)
         for c in rm.children if rm is not None else []:
             if c.has("no-map") and c.enabled and COMPATIBLE not in c.strings("compatible"):
-                out += [(c.path, a, a + s) for a, s in _safe_ranges(c, "reg") if s]
+                out += [(c.path, a, a + s) for a, s in safe_ranges(c, "reg") if s]
         return out
 
     @property
@@ -98,7 +98,7 @@ def _binding_of(node: Node) -> str:
     return "unknown"
 
 
-def _safe_ranges(node: Node, prop: str) -> list[tuple[int, int]]:
+def safe_ranges(node: Node, prop: str) -> list[tuple[int, int]]:
     try:
         return node.ranges(prop)
     except BoardError:
@@ -116,7 +116,7 @@ def scan(tree: DeviceTree) -> Layout:
             if not n.enabled:
                 layout.disabled_memory.append(n)
                 continue
-            ranges = _safe_ranges(n, usable_prop(n))
+            ranges = safe_ranges(n, usable_prop(n))
             layout.memory.append(MemoryNode(n, [r for r in ranges if r[1]], n.u32("numa-node-id") or 0,
                                             placeholders=sum(1 for r in ranges if not r[1])))
     for n in tree.walk():
@@ -127,7 +127,7 @@ def scan(tree: DeviceTree) -> Layout:
             continue
         binding = _binding_of(n)
         prop = "tagged-memory" if binding == "v3" else "memory"
-        layout.tags.append(TagNode(node=n, binding=binding, ranges=_safe_ranges(n, "reg"),
+        layout.tags.append(TagNode(node=n, binding=binding, ranges=safe_ranges(n, "reg"),
                                    block_size=n.u32("block-size"), tagged_prop=prop,
                                    tagged=tree.by_phandle(n.u32(prop)), reusable=n.has("reusable")))
     return layout

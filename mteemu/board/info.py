@@ -54,7 +54,7 @@ def regions(bf: BoardFile) -> list[dict]:
                     "block_size": t.block_size, "tags_of": tagged, "binding": t.binding,
                     "error": t.node.path in in_error})
     if not bf.layout.tags and bf.layout.usable:
-        for tr in board_from_layout(bf.layout, bf.path).tag_regions:
+        for tr in bf.board().tag_regions:
             out.append({"kind": "tags", "name": f"hidden carve-out of {tr.tagged.name}", "start": tr.base,
                         "end": tr.end, "block_size": None, "tags_of": tr.tagged.name, "binding": "mteemu",
                         "error": False, "hidden": True})

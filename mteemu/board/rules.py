@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from mteemu.board import bootchecks
-from mteemu.board.binding import NO_MEMORY, Layout, TagNode, reg_problem, usable_prop
+from mteemu.board.binding import NO_MEMORY, Layout, TagNode, reg_problem, safe_ranges, usable_prop
+from mteemu.board.dt import Node
 from mteemu.board.memmap import fmt_range, fmt_size, window_of, windows_touched
 
 PAGE_SIZE, PAGEBLOCK, MAX_TAG_REGIONS = bootchecks.PAGE_SIZE, bootchecks.PAGEBLOCK, bootchecks.MAX_TAG_REGIONS
@@ -154,11 +155,9 @@ def _reserved_overlap(layout: Layout) -> Iterator[Finding]:
                               "memory belongs to firmware, and tag storage would hand it to the page allocator")
 
 
-def _ranges_of(n) -> list[tuple[int, int]]:  # noqa: ANN001 - a dt.Node
-    try:
-        return [r for r in n.ranges(usable_prop(n)) if r[1]]
-    except Exception:  # noqa: BLE001 - malformed cells: nothing to compare
-        return []
+def _ranges_of(n: Node) -> list[tuple[int, int]]:
+    """A memory node's non-empty ranges (none if its cells are malformed: kernel.reg says so)."""
+    return [r for r in safe_ranges(n, usable_prop(n)) if r[1]]
 
 
 @rule("kernel.pageblock-align")

@@ -32,6 +32,7 @@ from mteemu.gdb import rsp, tdesc
 from mteemu.kernel import ptrace
 from mteemu.kernel import signals as S
 from mteemu.kernel.files import OpenFile
+from mteemu.kernel.mm.addrspace import TOP_BYTE_MASK
 from mteemu.kernel.process import Process, State, Thread
 from mteemu.kernel.uaccess import SyscallError
 from mteemu.machine import cpu as C
@@ -278,7 +279,8 @@ class Session:
         """Each watched range as the physical pages behind it now (debughooks.py)."""
         resolved = []
         for kind, addr, length in self.watches:
-            va, end = addr & ((1 << 56) - 1), (addr & ((1 << 56) - 1)) + length
+            va = addr & TOP_BYTE_MASK
+            end = va + length
             while va < end:
                 n = min(end - va, 4096 - (va & 0xFFF))
                 pte = self.proc.mm.ptes.get(va >> 12)

@@ -10,10 +10,10 @@ NT_PRFPREG, NT_ARM_TAGGED_ADDR_CTRL) and mte.c's mte_ptrace_copy_tags().
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, Optional, Protocol
+from typing import TYPE_CHECKING, Iterator, Optional, Protocol
 
 from mteemu.kernel import mte
-from mteemu.kernel.mm.addrspace import Fault
+from mteemu.kernel.mm.addrspace import TOP_BYTE_MASK, Fault
 from mteemu.kernel.mm.vma import PROT_MTE
 from mteemu.kernel.process import Process, Thread
 from mteemu.kernel.signals import SigInfo
@@ -164,16 +164,23 @@ def granules(addr: int, length: int) -> int:
     return (last - first) // MTE_GRANULE + 1
 
 
+def _granule_addresses(proc: Process, addr: int, length: int, write: bool) -> Iterator[int]:
+    """The physical address of each granule of [addr, addr+length), each page looked up
+    (and faulted in) once."""
+    addr &= TOP_BYTE_MASK
+    g = addr & ~(MTE_GRANULE - 1)
+    page, pa = -1, 0
+    for _ in range(granules(addr, length)):
+        if g & ~(PAGE_SIZE - 1) != page:
+            page = g & ~(PAGE_SIZE - 1)
+            pa = _tagged_page(proc, g, write)
+        yield pa | (g & (PAGE_SIZE - 1))
+        g += MTE_GRANULE
+
+
 def read_tags(k: "Kernel", proc: Process, addr: int, length: int) -> bytes:
     """PTRACE_PEEKMTETAGS: one byte per granule of [addr, addr+length)."""
-    addr &= (1 << 56) - 1
-    out = bytearray()
-    g = addr & ~(MTE_GRANULE - 1)
-    for _ in range(granules(addr, length)):
-        pa = _tagged_page(proc, g, write=False)
-        out.append(k.tags.get(pa | (g & (PAGE_SIZE - 1))))
-        g += MTE_GRANULE
-    return bytes(out)
+    return bytes(k.tags.get(pa) for pa in _granule_addresses(proc, addr, length, write=False))
 
 
 def write_tags(k: "Kernel", proc: Process, addr: int, length: int, tags: bytes) -> None:
@@ -181,9 +188,5 @@ def write_tags(k: "Kernel", proc: Process, addr: int, length: int, tags: bytes) 
     QMemTags and lldb's memory tag write both ask for that)."""
     if not tags:
         raise TraceError(errno.EINVAL)
-    addr &= (1 << 56) - 1
-    g = addr & ~(MTE_GRANULE - 1)
-    for i in range(granules(addr, length)):
-        pa = _tagged_page(proc, g, write=True)
-        k.tags.set_range(pa | (g & (PAGE_SIZE - 1)), MTE_GRANULE, tags[i % len(tags)] & 0xF)
-        g += MTE_GRANULE
+    for i, pa in enumerate(_granule_addresses(proc, addr, length, write=True)):
+        k.tags.set_range(pa, MTE_GRANULE, tags[i % len(tags)] & 0xF)

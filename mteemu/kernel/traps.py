@@ -11,7 +11,7 @@ from mteemu import host_signals
 from mteemu.errors import (MteEmuError)
 from mteemu.kernel import mte
 from mteemu.kernel import signals as S
-from mteemu.kernel.mm.addrspace import FAULT_ACCERR, FAULT_BUS, FAULT_OOM, FAULT_RETRY, Fault
+from mteemu.kernel.mm.addrspace import FAULT_ACCERR, FAULT_BUS, FAULT_OOM, FAULT_RETRY, TOP_BYTE_MASK, Fault
 from mteemu.kernel.mm.vma import PROT_MTE
 from mteemu.kernel.process import (State, Thread)
 from mteemu.kernel.uaccess import SyscallError
@@ -153,7 +153,7 @@ class Traps(KernelState):
         mm = t.proc.mm
 
         def read_u64(addr: int) -> Optional[int]:
-            res = mm.fault(addr, C.ACCESS_READ) if mm.vmas.find(addr & ((1 << 56) - 1)) else None
+            res = mm.fault(addr, C.ACCESS_READ) if mm.vmas.find(addr & TOP_BYTE_MASK) else None
             if not isinstance(res, C.Translation) or addr & 7:
                 return None
             return int.from_bytes(self.physmem.view(res[0] | (addr & (PAGE_SIZE - 1)), 8), "little")
@@ -214,6 +214,6 @@ class Traps(KernelState):
         if ea is None:
             return page
         tag_and_page = page & ~0xFFF
-        if (ea & ~0xFFF) & ((1 << 56) - 1) == tag_and_page & ((1 << 56) - 1):
+        if (ea & ~0xFFF) & TOP_BYTE_MASK == tag_and_page & TOP_BYTE_MASK:
             return ea
-        return (ea & ~((1 << 56) - 1)) | (tag_and_page & ((1 << 56) - 1))
+        return (ea & ~TOP_BYTE_MASK) | (tag_and_page & TOP_BYTE_MASK)

@@ -203,7 +203,7 @@ class Cpu:
             self._sysreg(enc[:4] + (enc[4] + 1,), key >> 64)
         if enabled != old_enabled:
             sctlr = self._sysreg(SCTLR_EL1) & ~SCTLR_EN_ALL
-            for bit, en in zip(range(4), SCTLR_EN_BITS):
+            for bit, en in enumerate(SCTLR_EN_BITS):
                 if enabled >> bit & 1:
                     sctlr |= en
             self._sysreg(SCTLR_EL1, sctlr)
