@@ -325,19 +325,30 @@ def test_an_unwritable_stderr_keeps_the_exit_status(tmp_path, attacker, stderr: 
 
 
 def test_host_pseudo_file_systems_are_never_walked_into(tmp_path) -> None:
-    """The safety net under the generated trees: a walk that ends on the host's procfs or
+    """The safety net under the generated trees: a walk that enters the host's procfs or
     sysfs (as through a bind mount somewhere else would) is ENOENT."""
-    assert namei.pseudo_fs("/proc/self") == "proc" and namei.pseudo_fs("/sys/kernel") == "sysfs"
-    assert namei.pseudo_fs(str(tmp_path)) is None
-    for path in ("/proc/self/status", "/sys/kernel/mm"):
-        with pytest.raises(SyscallError) as e:
-            namei.walk("/", "/", path, True, tops={})      # no generated trees: the host's would be reached
-        assert e.value.errno == errno.ENOENT
-    (tmp_path / "to-proc").symlink_to("/proc/self/environ")
-    with pytest.raises(SyscallError):
-        namei.walk("/", str(tmp_path), "to-proc", True, tops={})
-    # Not followed (unlink, lstat): the link itself is an ordinary file of the host.
-    assert namei.walk("/", str(tmp_path), "to-proc", False, tops={}).path == str(tmp_path / "to-proc")
+    def kind(path: str) -> "str | None":
+        fd = os.open(path, os.O_PATH)
+        try:
+            return namei.pseudo_fs(fd)
+        finally:
+            os.close(fd)
+    assert kind("/proc/self") == "proc" and kind("/sys/kernel") == "sysfs"
+    assert kind(str(tmp_path)) is None
+    host_root = namei.HostDir("/")
+    try:
+        for path in ("/proc/self/status", "/sys/kernel/mm", "/proc"):
+            with pytest.raises(SyscallError) as e:
+                namei.walk(host_root, "/", path, True, tops={})   # no generated trees: the host's would be reached
+            assert e.value.errno == errno.ENOENT
+        (tmp_path / "to-proc").symlink_to("/proc/self/environ")
+        with pytest.raises(SyscallError):
+            namei.walk(host_root, str(tmp_path), "to-proc", True, tops={})
+        # Not followed (unlink, lstat): the link itself is an ordinary file of the host.
+        with namei.walk(host_root, str(tmp_path), "to-proc", False, tops={}) as r:
+            assert isinstance(r, namei.HostEntry) and r.name == "to-proc" and r.gpath == str(tmp_path / "to-proc")
+    finally:
+        host_root.close()
 
 
 @pytest.mark.parametrize("euid", [0, 1000])

@@ -202,7 +202,7 @@ class Session:
         self.watches.clear()
         self._apply_points()
         self.siginfo[t.tid] = S.SigInfo(SIGTRAP, S.SI_USER, pid=self.proc.pid)
-        reason = f"exec:{self.proc.exe_gpath.encode().hex()};" if "exec-events" in self.features else ""
+        reason = f"exec:{self.proc.exe.name.encode().hex()};" if "exec-events" in self.features else ""
         self._stop(t, self._stop_reply(t, SIGTRAP, reason))
 
     def _stop(self, t: Thread, reply: Optional[str]) -> Optional[Resume]:
@@ -492,7 +492,7 @@ class Session:
         elif obj == "auxv":
             data = self.proc.auxv
         elif obj == "exec-file":
-            data = self.proc.exe_gpath.encode()
+            data = self.proc.exe.name.encode()
         elif obj == "threads":
             data = self._threads_xml()
         elif obj == "siginfo":

@@ -109,9 +109,13 @@ class Exits(KernelState):
         raise GuestExit(status >> 8)
 
     def close(self) -> None:
-        """Give back what the run holds on the host (the swap file); safe to repeat."""
+        """Give back what the run holds on the host (the swap file, the held root and
+        sysroot); safe to repeat."""
         if self.alloc.swap is not None:
             self.alloc.swap.close()
+        self.root_dir.close()
+        if self.sysroot_dir is not None:
+            self.sysroot_dir.close()
 
     def shutdown(self) -> None:
         """End the world: every process killed, its files closed, its memory freed; the

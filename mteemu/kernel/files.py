@@ -207,20 +207,24 @@ class HostFile(OpenFile):
 
     def reopen(self, flags: int) -> "HostFile":
         """A new open file description of the same host object (opening /proc/<pid>/fd/N).
-        A regular file or directory the guest opened is opened again by its path, if that
-        path still names it; anything else (a pipe, a terminal, a deleted file, a foreign
-        object) shares this description, so no access beyond it is ever gained."""
-        if flags & 3 and not self.writable():
+        A regular file or directory the guest opened is opened again through the descriptor
+        held (/proc/self/fd/<ours>: the very inode, never a name the guest could have
+        changed since); anything else (a pipe, a FIFO, a terminal, a foreign object) shares
+        this description, so no access beyond it is ever gained."""
+        if flags & os.O_PATH:           # the object, for its metadata: this description will do
+            return HostFile(os.dup(self.fd), self._path, self.flags, self.pagecache, self.foreign)
+        acc = flags & 3
+        if acc != os.O_RDONLY and not self.writable():
             raise SyscallError(errno.EACCES)
         if (st.S_ISREG(self._st.st_mode) or self.is_dir) and not self.foreign:
+            host = host_open_flags(flags & ~(os.O_CREAT | os.O_TRUNC | O_NOFOLLOW_GUEST))
             try:
-                fd = os.open(self._path, host_open_flags(flags & ~(os.O_CREAT | os.O_TRUNC)) | os.O_CLOEXEC)
-                s = os.fstat(fd)
-                if (s.st_dev, s.st_ino) == self.key:
-                    return HostFile(fd, self._path, flags, self.pagecache, self.foreign)
-                os.close(fd)
-            except OSError:
-                pass
+                fd = os.open(f"/proc/self/fd/{self.fd}", host | os.O_CLOEXEC)
+            except OSError as e:
+                raise SyscallError(e.errno or errno.EIO) from None
+            return HostFile(fd, self._path, flags, self.pagecache, self.foreign)
+        if acc != os.O_WRONLY and not self.readable():
+            raise SyscallError(errno.EACCES)     # a shared description reads only if it could
         return HostFile(os.dup(self.fd), self._path, flags, self.pagecache, self.foreign)
 
     def pread(self, n: int, off: int) -> bytes:

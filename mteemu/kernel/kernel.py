@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import stat
 import sys
 import time
 from collections import deque
@@ -17,8 +18,10 @@ from dataclasses import dataclass, replace
 from typing import Optional, TextIO
 
 from mteemu.board.model import Board
-from mteemu.errors import (InputError, NoInterpreter)
+from mteemu.errors import InputError, NoInterpreter
+from mteemu.inputs import open_regular
 from mteemu.kernel import loader, mte, namei, pauth
+from mteemu.kernel.exefile import ExeFile
 from mteemu.kernel import signals as S
 from mteemu.kernel.files import FdTable, HostFile, PageCache
 from mteemu.kernel.futex import FutexTable, exit_robust_list
@@ -101,6 +104,10 @@ class Kernel(Scheduler, Traps, SignalDelivery, Exits):
         self.deadline = self.start_time + options.timeout if options.timeout else None
         self.diag: TextIO = options.diag or sys.stderr
         self.tracer: Optional[Tracer] = None      # a debugger's session (ptrace.py), if any
+        # The guest's "/" and the sysroot, held for the run: every guest path is walked from
+        # these descriptors (namei.py), never re-joined into a host path.
+        self.root_dir = namei.HostDir(options.root or "/")
+        self.sysroot_dir = namei.HostDir(options.sysroot) if options.sysroot else None
         from mteemu.kernel.syscalls import SyscallTable
         self.syscalls = SyscallTable(self)
 
@@ -142,46 +149,60 @@ class Kernel(Scheduler, Traps, SignalDelivery, Exits):
             self.cpu.set_mte(self.current.mte)
 
     def open_exe(self, proc: Process, flags: int) -> HostFile:
-        """Opening /proc/<pid>/exe: a read-only view of the program. Writing a running
-        program is ETXTBSY on Linux (deny_write_access()), whoever owns it."""
+        """Opening /proc/<pid>/exe: a read-only view of the program, reopened through the
+        descriptor held since it was executed. Writing a running program is ETXTBSY on
+        Linux (deny_write_access()), whoever owns it."""
         if flags & 3 or flags & os.O_TRUNC:
             raise SyscallError(errno.ETXTBSY)
         try:
-            fd = os.open(proc.exe, os.O_RDONLY | os.O_CLOEXEC)
+            fd = proc.exe.reopen(os.O_RDONLY)
         except OSError as e:
             raise SyscallError(e.errno or errno.EIO) from None
-        return HostFile(fd, proc.exe, os.O_RDONLY, self.pagecache, foreign=True)
+        return HostFile(fd, proc.exe.name, os.O_RDONLY, self.pagecache, foreign=True)
 
     def new_mm(self) -> Mm:
         mm = Mm(self.alloc)
         mm.flush = self.cpu.flush_tlb
         return mm
 
-    def read_images(self, host: str, root: str) -> tuple[loader.ElfImage, Optional[loader.ElfImage]]:
-        """The program and, for a dynamically linked one, its interpreter: looked up in the
-        sysroot (-L) first, then in the guest's world, as qemu-user does."""
-        image = loader.read_program(host)
+    def read_images(self, exe: ExeFile) -> tuple[loader.ElfImage, Optional[loader.ElfImage]]:
+        """The program and, for a dynamically linked one, its interpreter: walked for in
+        the sysroot (-L) first, then in the guest's world, as qemu-user does, and read
+        through a descriptor (the host's /proc is never walked: namei refuses it)."""
+        image = loader.read_program(exe)
         if image.interp is None:
             return image, None
         interp = image.interp if image.interp.startswith("/") else "/" + image.interp
-        for base in (self.options.sysroot, root):
-            if base:
-                try:
-                    found = namei.walk(base, "/", interp, True, {})
-                except SyscallError:
+        for base in (self.sysroot_dir, self.root_dir):
+            if base is None:
+                continue
+            try:
+                found = namei.walk(base, "/", interp, True, {})
+            except SyscallError:
+                continue
+            with found:
+                if not isinstance(found, namei.HostEntry) or found.st is None \
+                        or not stat.S_ISREG(found.st.st_mode):
                     continue
-                if isinstance(found, namei.HostPath) and os.path.isfile(found.path):
-                    return image, loader.read_program(found.path)
-        raise NoInterpreter(f"{host}: dynamically linked, and its interpreter {image.interp} is in no sysroot "
-                         "(-L DIR, QEMU_LD_PREFIX, /usr/aarch64-linux-gnu) nor under the guest's root")
+                try:
+                    fd = found.open(os.O_RDONLY | os.O_NONBLOCK)
+                except OSError:
+                    continue
+            return image, loader.read_program(ExeFile(fd, interp))
+        raise NoInterpreter(f"{exe.name}: dynamically linked, and its interpreter {image.interp} is in no sysroot "
+                            "(-L DIR, QEMU_LD_PREFIX, /usr/aarch64-linux-gnu) nor under the guest's root")
 
     def spawn(self, path: str, argv: list[bytes], envp: list[bytes]) -> Process:
-        root = os.path.realpath(self.options.root) if self.options.root else None
-        image, interp = self.read_images(path, root or "/")
+        """The first process runs the program mteemu's user named (a host path, opened once
+        here); the guest sees it by its place under the root, or by its host path."""
+        root = self.root_dir.path if self.options.root else None
+        name = namei.guest_view(root or "/", os.path.abspath(path))
+        exe = ExeFile(open_regular(path, "a program"), name)
+        image, interp = self.read_images(exe)
         mm = self.new_mm()
-        exe = os.path.abspath(path)
-        proc = Process(pid=self.new_pid(), parent=None, mm=mm, fds=self._stdio_fds(), cwd=root or os.getcwd(),
-                       exe=exe, root=root, exe_gpath=namei.guest_view(root or "/", exe))
+        cwd = "/" if root else os.getcwd()
+        proc = Process(pid=self.new_pid(), parent=None, mm=mm, fds=self._stdio_fds(root), cwd=cwd,
+                       exe=exe, root=root)
         proc.pgid = proc.sid = proc.pid
         mm.owner_name = f"pid {proc.pid} ({os.path.basename(path)[:15]})"
         prog = loader.load(mm, image, argv, envp, path.encode(), self.rng.randbytes(16), interp)
@@ -202,7 +223,7 @@ class Kernel(Scheduler, Traps, SignalDelivery, Exits):
         self.init = self.init or proc
         return proc
 
-    def exec_image(self, t: Thread, image: loader.ElfImage, host: str, gpath: str, argv: list[bytes],
+    def exec_image(self, t: Thread, image: loader.ElfImage, exe: ExeFile, argv: list[bytes],
                    envp: list[bytes], execfn: bytes, interp: Optional[loader.ElfImage] = None) -> None:
         """execve()'s second half (begin_new_exec() and load_elf_binary()): the program is
         loaded into a fresh address space first — a failure there is still an errno —
@@ -229,12 +250,12 @@ class Kernel(Scheduler, Traps, SignalDelivery, Exits):
             t.clear_child_tid = 0
         old_mm = proc.mm
         proc.mm, proc.mem = mm, UserMemory(mm)
-        mm.owner_name = f"pid {proc.pid} ({os.path.basename(gpath)[:15]})"
+        mm.owner_name = f"pid {proc.pid} ({os.path.basename(exe.name)[:15]})"
         if proc.vfork_parent is not None:
             proc.vfork_parent = None               # the parent's mm was only borrowed: wake it
         else:
             old_mm.destroy()
-        proc.exe, proc.exe_gpath, proc.load_bias = host, gpath, prog.bias
+        proc.exe, proc.load_bias = exe, prog.bias
         proc.dumpable = 1                          # begin_new_exec(): set_dumpable(SUID_DUMP_USER)
         proc.auxv, proc.arg_range, proc.env_range = prog.auxv, prog.arg_range, prog.env_range
         # unshare_files() and do_close_on_exec(): a table of its own, without FD_CLOEXEC files.
@@ -257,7 +278,7 @@ class Kernel(Scheduler, Traps, SignalDelivery, Exits):
         t.tfsr = None
         t.pac_keys, t.pac_enabled = pauth.new_keys(self.pac_rng), pauth.ADDRESS_KEYS   # ptrauth_thread_init_user()
         self.cpu.set_pac(t.pac_keys, t.pac_enabled)
-        t.name = os.path.basename(gpath).encode()[:15]
+        t.name = os.path.basename(exe.name).encode()[:15]
         t.set_regs = {}
         if self.tracer is not None and self.tracer.traces(proc):
             self.tracer.execed(t)
@@ -270,7 +291,7 @@ class Kernel(Scheduler, Traps, SignalDelivery, Exits):
         self._on_cpu_mm = mm
         self.need_resched = True                   # leave the CPU: resume in the new program
 
-    def _stdio_fds(self) -> FdTable:
+    def _stdio_fds(self, root: Optional[str]) -> FdTable:
         fds = FdTable()
         for fd in (0, 1, 2):
             if fd in self.options.closed_stdio:
@@ -281,7 +302,8 @@ class Kernel(Scheduler, Traps, SignalDelivery, Exits):
                 continue
             flags = os.O_RDONLY if fd == 0 else os.O_WRONLY
             try:
-                name = os.readlink(f"/proc/self/fd/{fd}")     # mteemu's own stdio, named once
+                # mteemu's own stdio, named once, as the guest would see that name
+                name = namei.guest_view(root or "/", os.readlink(f"/proc/self/fd/{fd}"))
             except OSError:
                 name = f"/dev/fd/{fd}"
             # The host's objects behind stdio: readable and writable, never re-owned (foreign).

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from mteemu.errors import ElfError, InputError
-from mteemu.inputs import read_regular
+from mteemu.inputs import read_fd
 from mteemu.kernel.mm.addrspace import TASK_SIZE, Mm
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_READ, PROT_WRITE, Vma
 from mteemu.kernel.sigframe import MINSIGSTKSZ
 from mteemu.machine.physmem import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
+
+if TYPE_CHECKING:
+    from mteemu.kernel.exefile import ExeFile
 
 EM_AARCH64 = 183
 ET_EXEC, ET_DYN = 2, 3
@@ -64,13 +68,15 @@ class ElfImage:
     segments: tuple[Segment, ...]
     phdr_vaddr: int | None
     interp: str | None = None       # PT_INTERP: the program interpreter (dynamic linker) it names
+    source: object = None           # the held file it was read from (an ExeFile): the mappings' symbols
 
 
 MAX_PROGRAM = 1 << 30      # bytes: larger ELF files are refused before reading
 
 
-def read_program(path: str) -> ElfImage:
-    return parse_elf(path, read_regular(path, "a program", MAX_PROGRAM))
+def read_program(exe: "ExeFile") -> ElfImage:
+    """The ELF image of a held program file (named by what the guest calls it)."""
+    return replace(parse_elf(exe.name, read_fd(exe.fd, exe.name, "a program", MAX_PROGRAM)), source=exe)
 
 
 def parse_elf(path: str, data: bytes) -> ElfImage:
@@ -176,7 +182,7 @@ def _map_segments(mm: Mm, image: ElfImage, bias: int) -> int:
             mm.protect(vma.start, vma.end, vma.prot | prot)
             start = max(start, vma.end)
         if start < stop:
-            mm.map(Vma(start, stop, prot, name=image.path))
+            mm.map(Vma(start, stop, prot, name=image.path, file=image.source))
         poke(mm, bias + s.vaddr, image.data[s.offset:s.offset + s.filesz])
         end = max(end, bias + s.vaddr + s.memsz)
     return end

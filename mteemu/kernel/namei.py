@@ -1,36 +1,48 @@
 """The guest's path walk (Linux's fs/namei.c, redone for a guest that shares the host's
-file system or lives in `--root DIR`).
+file system or lives in `--root DIR`), by held descriptors.
 
 Every path the guest names is walked here, component by component, with or without
-`--root`:
+`--root`, and **no host call ever receives a host path built from guest input**:
 
-* `..` stops at the guest's root; absolute paths start there.
-* Every host symlink — whoever made it, wherever it points — is read and walked again
-  inside the root, so the host path handed to a host syscall contains no symlink that
-  could lead out (except a final one the caller promises not to follow: unlink, rename,
-  readlink, lstat, O_NOFOLLOW). The guest's world is single threaded from the host's
-  point of view, so nothing can swap a component between the walk and the use.
+* The walk starts at a held descriptor of the guest's root (`HostDir`, opened once) and
+  descends with `openat(dir, name, O_PATH|O_NOFOLLOW|O_DIRECTORY)`, one component at a
+  time, holding each directory. A host symlink is never followed by the host: the walk
+  reads it (`readlinkat`) and walks its target again inside the root; `..` is taken on
+  the guest path and stops at the root. So a component that another process swaps for a
+  symlink between our check and our use cannot lead out: the next step is relative to a
+  descriptor we hold, never to a re-joined string (what Linux's RESOLVE_IN_ROOT gives,
+  done in user space; the guest's /proc and /sys have to be spliced into the walk anyway).
+* The walk ends on `HostEntry`: a held directory and one final name. The caller performs
+  its operation relative to that descriptor with the `*at` call and no following of a
+  final symlink (`openat(O_NOFOLLOW)`, `fstatat(AT_SYMLINK_NOFOLLOW)`, `unlinkat`,
+  `renameat2`, ...). A final symlink the walk followed was already resolved; one that
+  appears afterwards (a race) makes the operation see the link itself (ELOOP for open),
+  never its target.
 * `/proc` and `/sys` at the guest's root are the generated trees of the kernel model
   (procfs.py, sysfs.py), also when a host symlink leads there (`/dev/fd`, `/dev/stdin`).
-  The host's are never reached: a host path that the walk ends on is also refused when
-  it lies on a pseudo file system mounted elsewhere (a bind mount of proc, a cgroup fs…).
+  The host's are never reached: a directory the walk enters, or a final object, that lies
+  on a pseudo file system mounted anywhere (a bind mount of proc, a cgroup fs...) is ENOENT.
 
-Positions are kept as guest paths ("/a/b"); the host path is the root joined with it.
+Positions are guest paths ("/a/b"): the cwd and a directory descriptor's place are kept
+as the guest names them, and relative walks start again from the root descriptor.
 """
 from __future__ import annotations
 
 import ctypes
 import errno
 import os
+import stat
 from collections import deque
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional, Self, Union
 
 from mteemu.kernel.pseudofs import Dir, Link, MagicLink, Node
 from mteemu.kernel.uaccess import SyscallError
 
 MAX_SYMLINKS = 40          # Linux's MAXSYMLINKS
 PSEUDO_TOPS = ("proc", "sys")
+_DIR_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
+_OBJ_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 PROC_SUPER_MAGIC, SYSFS_MAGIC, TMPFS_MAGIC = 0x9FA0, 0x62656572, 0x01021994   # statfs f_type (linux/magic.h)
 # statfs f_type of the host's pseudo file systems: kernel state, never the guest's.
@@ -42,17 +54,77 @@ PSEUDO_FS_MAGIC = {
 }
 
 
+class HostDir:
+    """A host directory held open for the run: the guest's root (`--root`, else the host's
+    "/") or the sysroot (-L). The path is named once, by mteemu's user, never by the guest."""
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.realpath(path)
+        self.fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class _Result:
+    """Every walk result is a context manager, so callers release a HostEntry's descriptor
+    with `with` whatever the walk found."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        pass
+
+
+class HostEntry(_Result):
+    """The walk ended on the host: `name` (one component, or "." for the directory itself)
+    inside the held directory `dirfd`, which this entry owns. `st` is what lstat showed at
+    the walk (None: no such name yet, e.g. for a create). Every operation on it is relative
+    to `dirfd` and never follows a final symlink."""
+
+    def __init__(self, dirfd: int, name: str, gpath: str, st: Optional[os.stat_result],
+                 foreign: bool = False, trailing_slash: bool = False, is_root: bool = False) -> None:
+        self.dirfd, self.name, self.gpath, self.st = dirfd, name, gpath, st
+        self.foreign = foreign               # found in the sysroot (-L): read-only to the guest
+        self.trailing_slash = trailing_slash  # "name/": it must be a directory
+        self.is_root = is_root               # the guest's "/" itself (rmdir, rename: EBUSY)
+
+    @property
+    def exists(self) -> bool:
+        return self.st is not None
+
+    def as_foreign(self) -> "HostEntry":
+        self.foreign = True
+        return self
+
+    def open(self, flags: int, mode: int = 0o666) -> int:
+        """openat(dirfd, name, flags | O_NOFOLLOW): a host descriptor, or OSError."""
+        return os.open(self.name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=self.dirfd)
+
+    def open_path(self) -> int:
+        """An O_PATH descriptor of the object itself (a symlink stays a symlink)."""
+        return os.open(self.name, _OBJ_FLAGS, dir_fd=self.dirfd)
+
+    def stat(self) -> os.stat_result:
+        return os.stat(self.name, dir_fd=self.dirfd, follow_symlinks=False)
+
+    def close(self) -> None:
+        if self.dirfd >= 0:
+            os.close(self.dirfd)
+            self.dirfd = -1
+
+    def __del__(self) -> None:
+        self.close()
+
+
 @dataclass(frozen=True)
-class HostPath:
-    """The walk ended on the host: `path` is safe to hand to a host syscall."""
-
-    path: str
-    gpath: str
-    foreign: bool = False        # found in the sysroot (-L): read-only to the guest, never re-owned
-
-
-@dataclass(frozen=True)
-class Generated:
+class Generated(_Result):
     """The walk ended on a generated node (a link itself only when not followed)."""
 
     node: Node
@@ -60,23 +132,30 @@ class Generated:
 
 
 @dataclass(frozen=True)
-class Magic:
+class Magic(_Result):
     """A followed magic link (/proc/<pid>/fd/N, /proc/<pid>/exe): the object itself."""
 
     link: MagicLink
     gpath: str
 
 
-Resolved = Union[HostPath, Generated, Magic]
+Resolved = Union[HostEntry, Generated, Magic]
 
 
-def host_of(root: str, gpath: str) -> str:
-    return gpath if root == "/" else root + gpath if gpath != "/" else root
+def fd_path(fd: int) -> str:
+    """The name by which a descriptor mteemu holds is opened again: /proc/self/fd/N reaches
+    the very object behind it (never a name the guest could have changed since)."""
+    return f"/proc/self/fd/{fd}"
+
+
+def reopen(fd: int, flags: int) -> int:
+    """A new open file description of the object behind a held descriptor."""
+    return os.open(fd_path(fd), flags | os.O_CLOEXEC)
 
 
 def guest_view(root: str, host: str) -> str:
-    """A host path as the guest sees it (getcwd, readlink, /proc/<pid>/maps). A host path
-    outside the root (the program file, inherited stdio) is shown as it is."""
+    """A host path named by mteemu's user (the program file, inherited stdio) as the guest
+    sees it: inside the root, relative to it; outside, as it is."""
     if root == "/":
         return host
     if host == root:
@@ -86,79 +165,195 @@ def guest_view(root: str, host: str) -> str:
     return host
 
 
-def walk(root: str, base: str, path: str, follow: bool, tops: dict[str, Dir]) -> Resolved:
-    """Resolve guest `path` relative to the guest directory `base`; `follow` says whether
-    a final symlink is followed. `tops` are the generated trees at the guest's root."""
-    comps: list[str] = [] if path.startswith("/") else [c for c in base.split("/") if c]
-    node = _node_at(comps, tops)
-    parts = deque(path.split("/"))
-    links = 0
-    while parts:
-        c = parts.popleft()
-        if c in ("", "."):
-            continue
-        final = all(x in ("", ".") for x in parts)
-        if c == "..":
-            if comps:
-                comps.pop()
-                node = _node_at(comps, tops)
-            continue
-        if node is None and not comps and c in tops:
-            comps, node = [c], tops[c]
-            continue
-        if node is not None:
-            if not isinstance(node, Dir):
-                raise SyscallError(errno.ENOTDIR)
-            child = node.lookup(c)
-            if child is None:
-                raise SyscallError(errno.ENOENT)
-            if isinstance(child, Link) and (follow or not final):
-                links += 1
-                if links > MAX_SYMLINKS:
-                    raise SyscallError(errno.ELOOP)
-                if isinstance(child, MagicLink):
-                    if final:
-                        return Magic(child, "/" + "/".join(comps + [c]))
-                    target = child.dir_path()
-                    if target is None:
-                        raise SyscallError(errno.ENOTDIR)
-                else:
-                    target = child.target()
-                comps, node = _jump(comps, target, parts, tops)
+def walk(root: HostDir, base: str, path: str, follow: bool, tops: dict[str, Dir]) -> Resolved:
+    """Resolve guest `path` relative to the guest directory `base` (a guest path); `follow`
+    says whether a final symlink is followed. `tops` are the generated trees at the guest's
+    root. Raises SyscallError with Linux's errno."""
+    return _Walk(root, tops).run(base, path, follow)
+
+
+class _Walk:
+    """One walk: `comps` is the guest position; on the host, `fds[i]` holds the directory
+    at comps[:i] (fds[0] the root), so `len(fds) == len(comps) + 1`; inside a generated
+    tree `node` is the position and `fds` is just the root."""
+
+    def __init__(self, root: HostDir, tops: dict[str, Dir]) -> None:
+        self.root, self.tops = root, tops
+        self.comps: list[str] = []
+        self.fds: list[int] = []
+        self.node: Optional[Node] = None
+
+    def run(self, base: str, path: str, follow: bool) -> Resolved:
+        self.fds = [os.dup(self.root.fd)]
+        try:
+            return self._run(base, path, follow)
+        finally:
+            for fd in self.fds:
+                os.close(fd)
+
+    def _run(self, base: str, path: str, follow: bool) -> Resolved:
+        if not path.startswith("/"):
+            self._goto([c for c in base.split("/") if c and c != "."])
+        parts = deque(path.split("/"))
+        links = 0
+        while parts:
+            c = parts.popleft()
+            if c in ("", "."):
                 continue
-            comps.append(c)
-            node = child
-            continue
-        nxt = host_of(root, "/" + "/".join(comps + [c]))
-        if (follow or not final) and os.path.islink(nxt):
-            links += 1
-            if links > MAX_SYMLINKS:
-                raise SyscallError(errno.ELOOP)
-            try:
-                target = os.readlink(nxt)
-            except OSError as e:
-                raise SyscallError(e.errno or errno.EIO) from None
-            comps, node = _jump(comps, target, parts, tops)
-            continue
-        comps.append(c)
-    gpath = "/" + "/".join(comps)
-    if node is not None:
-        return Generated(node, gpath)
-    host = host_of(root, gpath)
-    # statfs() follows a final symlink the caller does not follow (unlink, lstat): ask
-    # about the directory that holds the link then.
-    kind = pseudo_fs(os.path.dirname(host) if os.path.islink(host) else host)
-    if kind is not None:
-        raise SyscallError(errno.ENOENT)     # the host's kernel state is not the guest's
-    return HostPath(host, gpath)
+            rest_trivial = all(x in ("", ".") for x in parts)
+            final = rest_trivial and not parts            # "a/" and "a/." follow a final link
+            if c == "..":
+                self._up()
+                continue
+            if self.node is None and not self.comps and c in self.tops:
+                self._close_to(0)
+                self.comps, self.node = [c], self.tops[c]
+                continue
+            if self.node is not None:
+                if not isinstance(self.node, Dir):
+                    raise SyscallError(errno.ENOTDIR)
+                child = self.node.lookup(c)
+                if child is None:
+                    raise SyscallError(errno.ENOENT)
+                if isinstance(child, Link) and (follow or not final):
+                    links = _count(links)
+                    if isinstance(child, MagicLink):
+                        if final:
+                            return Magic(child, "/" + "/".join(self.comps + [c]))
+                        target = child.dir_path()
+                        if target is None:
+                            raise SyscallError(errno.ENOTDIR)
+                    else:
+                        target = child.target()
+                    self._jump(target, parts)
+                    continue
+                self.comps.append(c)
+                self.node = child
+                continue
+            if rest_trivial:
+                # The last name: it need not exist (a create) and is not entered.
+                st = self._lstat(c)
+                if st is not None and stat.S_ISLNK(st.st_mode) and (follow or parts):
+                    links = _count(links)
+                    self._jump(self._readlink(c), parts)
+                    continue
+                if parts and st is not None and not stat.S_ISDIR(st.st_mode):
+                    raise SyscallError(errno.ENOTDIR)
+                if st is not None and not stat.S_ISLNK(st.st_mode):
+                    self._refuse_pseudo_obj(c)
+                gpath = "/" + "/".join(self.comps + [c])
+                return HostEntry(self.fds.pop(), c, gpath, st, trailing_slash=bool(parts))
+            fd = self._open_dir(c)
+            if fd is None:                               # a symlink: walk its target here
+                links = _count(links)
+                self._jump(self._readlink(c), parts)
+                continue
+            self.fds.append(fd)
+            self.comps.append(c)
+        gpath = "/" + "/".join(self.comps)
+        if self.node is not None:
+            return Generated(self.node, gpath)
+        fd = self.fds.pop()
+        try:
+            st = os.fstat(fd)
+        except OSError as e:
+            os.close(fd)
+            raise SyscallError(e.errno or errno.EIO) from None
+        return HostEntry(fd, ".", gpath, st, is_root=not self.comps)
+
+    # -- moves -------------------------------------------------------------------------------
+    def _goto(self, comps: list[str]) -> None:
+        """Start at a canonical guest position (the cwd, a directory descriptor's place)."""
+        for c in comps:
+            if c == "..":
+                self._up()
+            elif self.node is None and not self.comps and c in self.tops:
+                self.comps, self.node = [c], self.tops[c]
+            elif self.node is not None:
+                if not isinstance(self.node, Dir):
+                    raise SyscallError(errno.ENOTDIR)
+                child = self.node.lookup(c)
+                if child is None:
+                    raise SyscallError(errno.ENOENT)      # e.g. the cwd's process has gone
+                self.comps.append(c)
+                self.node = child
+            else:
+                fd = self._open_dir(c)
+                if fd is None:
+                    raise SyscallError(errno.ENOENT)      # no longer the directory it was
+                self.fds.append(fd)
+                self.comps.append(c)
+
+    def _up(self) -> None:
+        if not self.comps:
+            return                                        # ".." of the root is the root
+        self.comps.pop()
+        if self.node is not None:
+            self.node = _node_at(self.comps, self.tops)
+        else:
+            os.close(self.fds.pop())
+
+    def _jump(self, target: str, parts: deque) -> None:
+        """Continue the walk at a link's target: absolute targets restart at the root."""
+        if target.startswith("/"):
+            self._close_to(0)
+            self.comps, self.node = [], None
+        parts.extendleft(reversed(target.split("/")))
+
+    def _close_to(self, n: int) -> None:
+        while len(self.fds) > n + 1:
+            os.close(self.fds.pop())
+
+    # -- host steps --------------------------------------------------------------------------
+    def _open_dir(self, name: str) -> Optional[int]:
+        """Hold the directory `name` inside the current one; None when it is a symlink."""
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=self.fds[-1])
+        except OSError as e:
+            if e.errno == errno.ENOTDIR:
+                st = self._lstat(name)
+                if st is not None and stat.S_ISLNK(st.st_mode):
+                    return None
+            raise SyscallError(e.errno or errno.EIO) from None
+        if pseudo_fs(fd) is not None:
+            os.close(fd)
+            raise SyscallError(errno.ENOENT)          # the host's kernel state is not the guest's
+        return fd
+
+    def _lstat(self, name: str) -> Optional[os.stat_result]:
+        try:
+            return os.stat(name, dir_fd=self.fds[-1], follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise SyscallError(e.errno or errno.EIO) from None
+
+    def _readlink(self, name: str) -> str:
+        try:
+            return os.readlink(name, dir_fd=self.fds[-1])
+        except OSError as e:
+            # Swapped for a non-link since the lstat: the name changed under us; Linux's
+            # walk would see whichever it met, and ENOENT is what a vanished link gives.
+            raise SyscallError(errno.ENOENT if e.errno == errno.EINVAL else e.errno or errno.EIO) from None
+
+    def _refuse_pseudo_obj(self, name: str) -> None:
+        """A final object on a host pseudo file system (bind-mounted into the root): ENOENT."""
+        try:
+            fd = os.open(name, _OBJ_FLAGS, dir_fd=self.fds[-1])
+        except OSError:
+            return                                    # gone: the caller's *at call will say so
+        try:
+            if pseudo_fs(fd) is not None:
+                raise SyscallError(errno.ENOENT)
+        finally:
+            os.close(fd)
 
 
-def _jump(comps: list[str], target: str, parts: deque, tops: dict[str, Dir]) -> tuple[list[str], Optional[Node]]:
-    """Continue the walk at a link's target: absolute targets restart at the root."""
-    if target.startswith("/"):
-        comps = []
-    parts.extendleft(reversed(target.split("/")))
-    return comps, _node_at(comps, tops)
+def _count(links: int) -> int:
+    links += 1
+    if links > MAX_SYMLINKS:
+        raise SyscallError(errno.ELOOP)
+    return links
 
 
 def _node_at(comps: list[str], tops: dict[str, Dir]) -> Optional[Node]:
@@ -182,13 +377,10 @@ class _Statfs(ctypes.Structure):
 _libc = ctypes.CDLL(None, use_errno=True)     # the C library mteemu already runs on
 
 
-def fs_type(path_or_fd: Union[str, int]) -> Optional[int]:
-    """statfs(2)'s f_type of a host path or descriptor (None when it cannot be asked)."""
+def fs_type(fd: int) -> Optional[int]:
+    """fstatfs(2)'s f_type of a host descriptor (None when it cannot be asked)."""
     buf = _Statfs()
-    if isinstance(path_or_fd, int):
-        rc = _libc.fstatfs(path_or_fd, ctypes.byref(buf))
-    else:
-        rc = _libc.statfs(os.fsencode(path_or_fd), ctypes.byref(buf))
+    rc = _libc.fstatfs(fd, ctypes.byref(buf))
     return None if rc != 0 else buf.f_type & 0xFFFF_FFFF
 
 
@@ -198,15 +390,8 @@ def on_tmpfs(fd: int) -> bool:
     return fs_type(fd) == TMPFS_MAGIC
 
 
-def pseudo_fs(host: Union[str, int]) -> Optional[str]:
-    """The name of the host pseudo file system that `host` (a path, or the nearest existing
-    directory above it, or a descriptor) lies on; None for ordinary files."""
-    if isinstance(host, str):
-        while True:
-            t = fs_type(host)
-            if t is not None or host in ("/", ""):
-                break
-            host = os.path.dirname(host)
-    else:
-        t = fs_type(host)
+def pseudo_fs(fd: int) -> Optional[str]:
+    """The name of the host pseudo file system a descriptor's object lies on; None for
+    ordinary files."""
+    t = fs_type(fd)
     return None if t is None else PSEUDO_FS_MAGIC.get(t)

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from mteemu.kernel.files import FdTable
 from mteemu.kernel.mm.addrspace import Mm
 from mteemu.kernel.signals import Pending, SigAction
 from mteemu.kernel.uaccess import UserMemory
 from mteemu.machine.tagcheck import MteState
+
+if TYPE_CHECKING:
+    from mteemu.kernel.exefile import ExeFile
 
 SS_ONSTACK, SS_DISABLE, SS_AUTODISARM = 1, 2, 1 << 31
 
@@ -68,7 +71,7 @@ class Process:
     mm: Mm
     fds: FdTable
     cwd: str
-    exe: str
+    exe: "ExeFile"                        # the program, held open (mm->exe_file)
     mem: UserMemory = None                # type: ignore[assignment]
     actions: dict[int, SigAction] = field(default_factory=dict)
     pending: Pending = field(default_factory=Pending)
@@ -82,7 +85,6 @@ class Process:
     load_bias: int = 0                    # where the program was loaded (static-PIE)
     kill_code: Optional[int] = None       # si_code of the fault signal that killed it
     root: Optional[str] = None            # --root: the host directory that is the guest's "/"
-    exe_gpath: str = ""                   # the program as the guest names it (/proc/<pid>/exe)
     auxv: bytes = b""                     # what /proc/<pid>/auxv shows
     arg_range: tuple[int, int] = (0, 0)   # where argv's strings are (/proc/<pid>/cmdline)
     env_range: tuple[int, int] = (0, 0)   # where envp's strings are (/proc/<pid>/environ)

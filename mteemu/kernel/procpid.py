@@ -14,7 +14,6 @@ import struct
 from functools import partial
 from typing import TYPE_CHECKING, Callable, Optional
 
-from mteemu.kernel import namei
 from mteemu.kernel.files import HostFile, MemFd, OpenFile, PipeEnd, fake_stat
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_MTE, PROT_READ, PROT_WRITE, Vma
 from mteemu.kernel.process import Process, State, Thread
@@ -54,12 +53,6 @@ def _state(proc: Process, t: Optional[Thread], k: "Kernel") -> str:
     return "S (sleeping)"
 
 
-def _vma_name(proc: Process, vma: Vma) -> str:
-    if vma.name.startswith("/"):
-        return namei.guest_view(proc.root or "/", vma.name)
-    return vma.name
-
-
 def _vma_dev_ino(vma: Vma) -> tuple[int, int]:
     key = getattr(vma.obj, "key", None) if vma.obj is not None else None
     return (key[0], key[1]) if key else (0, 0)
@@ -71,7 +64,7 @@ def _map_line(proc: Process, vma: Vma) -> str:
     dev, ino = _vma_dev_ino(vma)
     head = f"{vma.start:08x}-{vma.end:08x} {perms} {vma.pgoff * PAGE_SIZE:08x} " \
            f"{os.major(dev):02x}:{os.minor(dev):02x} {ino} "
-    name = _vma_name(proc, vma)
+    name = vma.name
     # seq_pad(m, ' '): pad to the column, then one more space, then the name.
     return f"{head.ljust(MAPS_PAD)} {name}\n" if name else head + "\n"
 
@@ -312,12 +305,6 @@ class ProcMem(OpenFile):
         return self.gpath
 
 
-def _fd_text(proc: Process, f: OpenFile) -> str:
-    if isinstance(f, HostFile):
-        return namei.guest_view(proc.root or "/", f.path())
-    return f.path()
-
-
 def reopen(proc: Process, f: OpenFile, flags: int) -> OpenFile:
     """Opening /proc/<pid>/fd/N: a new open file description of the same object, as
     Linux's proc_fd_link() + do_open() give (a pipe's end by the requested mode)."""
@@ -343,8 +330,8 @@ def fd_dir(proc: Process) -> Dir:
                 """The directory an fd names, as the guest sees it (for the link's target)."""
                 if not f.is_dir:
                     return None
-                return namei.guest_view(proc.root or "/", f.path()) if isinstance(f, HostFile) else f.path()
-            out[str(fd)] = MagicLink(partial(_fd_text, proc, f), partial(reopen, proc, f), f.stat, dir_path,
+                return f.path()
+            out[str(fd)] = MagicLink(f.path, partial(reopen, proc, f), f.stat, dir_path,
                                      uid=os.getuid())
         return out
     return Dir(children, mode=0o500, uid=os.getuid())
@@ -376,7 +363,6 @@ def _common(k: "Kernel", proc: Process, t: Optional[Thread]) -> dict[str, Node]:
     """The files a process directory and its task directories share."""
     uid = os.getuid()
     lead = t or (proc.threads[0] if proc.threads else None)
-    root = proc.root or "/"
     return {
         "stat": File(lambda: stat_line(k, proc, t), uid=uid),
         "status": File(lambda: status(k, proc, t), uid=uid),
@@ -390,9 +376,9 @@ def _common(k: "Kernel", proc: Process, t: Optional[Thread]) -> dict[str, Node]:
         "smaps_rollup": File(lambda: smaps_rollup(proc), uid=uid),
         "mem": File(lambda: b"", mode=0o600, uid=uid,
                     opener=lambda gpath, flags: ProcMem(proc, gpath, flags, k.cpu.invalidate_code)),
-        "exe": MagicLink(lambda: proc.exe_gpath, lambda flags: k.open_exe(proc, flags),
-                         lambda: os.stat(proc.exe), uid=uid),
-        "cwd": Link(lambda: namei.guest_view(root, proc.cwd), uid=uid),
+        "exe": MagicLink(lambda: proc.exe.name, lambda flags: k.open_exe(proc, flags), lambda: proc.exe.stat(),
+                         uid=uid),
+        "cwd": Link(lambda: proc.cwd, uid=uid),
         "root": Link(lambda: "/", uid=uid),
         "fd": fd_dir(proc),
         "fdinfo": fdinfo_dir(proc),

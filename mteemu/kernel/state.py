@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from mteemu.kernel.futex import FutexTable
     from mteemu.kernel.kernel import RunOptions
     from mteemu.kernel.kmsg import KernelLog
+    from mteemu.kernel.namei import HostDir
     from mteemu.kernel.mm import invariants
     from mteemu.kernel.mm.addrspace import Mm
     from mteemu.kernel.mm.pagealloc import PageAllocator
@@ -52,6 +53,8 @@ class KernelState:
     diag: TextIO                        # where "mteemu:" lines go
     tracer: Optional[Tracer]            # a debugger's session (ptrace.py), if any
     syscalls: SyscallTable
+    root_dir: HostDir                   # the guest's "/", held (namei.py)
+    sysroot_dir: Optional[HostDir]      # -L, held
     need_resched: bool = False          # leave the CPU at the next chance
     _on_cpu_mm: Optional[Mm]            # whose translations the CPU caches
     _next_pid: int

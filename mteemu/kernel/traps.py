@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Optional
 
 from mteemu import host_signals
 from mteemu.errors import (MteEmuError)
-from mteemu.kernel import mte
+from mteemu.kernel import mte, namei
 from mteemu.kernel import signals as S
 from mteemu.kernel.mm.addrspace import FAULT_ACCERR, FAULT_BUS, FAULT_OOM, FAULT_RETRY, TOP_BYTE_MASK, Fault
-from mteemu.kernel.mm.vma import PROT_MTE
+from mteemu.kernel.mm.vma import PROT_MTE, Vma
 from mteemu.kernel.process import (State, Thread)
 from mteemu.kernel.uaccess import SyscallError
 from mteemu.machine import cpu as C
@@ -173,10 +173,11 @@ class Traps(KernelState):
         except SyscallError:
             insn = "??"
         view = tagfault.FaultView(regs=regs, read_u64=read_u64, tag_at=tag_at, instruction=insn,
-                                  symbolize=symbols.for_process(t.proc.exe, t.proc.load_bias, [
-                                      (v.start, v.end, v.name, v.pgoff) for v in mm.vmas if v.name.startswith("/")]),
+                                  symbolize=symbols.for_process(t.proc.exe.source, t.proc.load_bias, [
+                                      (v.start, v.end, v.name, v.pgoff, src) for v in mm.vmas
+                                      if (src := _mapped_source(v)) is not None]),
                                   tid=t.tid,
-                                  program=t.proc.exe, tagged_addr_ctrl=t.tagged_addr_ctrl,
+                                  program=t.proc.exe.name, tagged_addr_ctrl=t.tagged_addr_ctrl,
                                   mode=mte.resolve_mode(t.tagged_addr_ctrl, self.options.mte_tcf_preferred))
         return tagfault.capture(view, va=m.va, write=m.write, size=size, ptr_tag=m.ptr_tag,
                                 mem_tag=m.mem_tag, sync=m.sync)
@@ -217,3 +218,13 @@ class Traps(KernelState):
         if (ea & ~0xFFF) & TOP_BYTE_MASK == tag_and_page & TOP_BYTE_MASK:
             return ea
         return (ea & ~TOP_BYTE_MASK) | (tag_and_page & TOP_BYTE_MASK)
+
+
+def _mapped_source(vma: Vma) -> Optional[str]:
+    """A host path that reads the file behind a mapping: the held program file a segment
+    was loaded from, or the descriptor a file mapping's page cache keeps (never the name)."""
+    held = getattr(vma.file, "source", None)
+    if held is not None:
+        return held
+    fd = getattr(vma.obj, "host_fd", None)
+    return namei.fd_path(fd) if fd is not None and vma.name.startswith("/") else None

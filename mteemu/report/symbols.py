@@ -3,6 +3,7 @@ and, for a dynamically linked one, of the shared objects mapped in it."""
 from __future__ import annotations
 
 import bisect
+import os
 from functools import lru_cache
 from typing import Optional
 
@@ -40,26 +41,38 @@ class Symbolizer:
         return f"{name}+{addr - start:#x}"
 
 
-@lru_cache(maxsize=8)
 def symbolizer(path: str, bias: int) -> Symbolizer:
+    """The symbols of the file at `path` (for the kernel, /proc/self/fd/N of a held file),
+    cached by the file's identity: a descriptor number is reused for other files."""
+    try:
+        st = os.stat(path)
+        ident = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+    except OSError:
+        ident = None
+    return _symbolizer(path, bias, ident)
+
+
+@lru_cache(maxsize=8)
+def _symbolizer(path: str, bias: int, ident: object) -> Symbolizer:
     return Symbolizer(path, bias)
 
 
-def for_process(exe: str, bias: int, mappings: list[tuple[int, int, str, int]]):  # noqa: ANN201
+def for_process(exe: str, bias: int, mappings: list[tuple[int, int, str, int, str]]):  # noqa: ANN201
     """A symbolizer over the program and every file mapped in the process: (start, end,
-    host path, file page offset) per mapping. A shared object's load bias is where its
-    file offset 0 is mapped (its first PT_LOAD: vaddr 0 at offset 0, as linkers lay
-    them out); its symbols are shown with the object's name."""
+    name, file page offset, source) per mapping, where `source` is a host path that reads
+    the mapped file (the kernel's held descriptor) and `name` is what the guest calls it.
+    A shared object's load bias is where its file offset 0 is mapped (its first PT_LOAD:
+    vaddr 0 at offset 0, as linkers lay them out); its symbols are shown with its name."""
     bases: dict[str, int] = {}
-    for start, _end, path, pgoff in mappings:
-        if pgoff == 0 and path != exe:
-            bases[path] = min(bases.get(path, start), start)
+    for start, _end, _name, pgoff, source in mappings:
+        if pgoff == 0 and source != exe:
+            bases[source] = min(bases.get(source, start), start)
     main = symbolizer(exe, bias)
 
     def symbolize(addr: int) -> Optional[str]:
-        for start, end, path, _pgoff in mappings:
-            if start <= addr < end and path in bases:
-                name = symbolizer(path, bases[path])(addr)
-                return f"{name} ({path.rsplit('/', 1)[-1]})" if name else None
+        for start, end, name, _pgoff, source in mappings:
+            if start <= addr < end and source in bases:
+                found = symbolizer(source, bases[source])(addr)
+                return f"{found} ({name.rsplit('/', 1)[-1]})" if found else None
         return main(addr)
     return symbolize

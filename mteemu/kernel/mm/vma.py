@@ -28,6 +28,7 @@ class Vma:
     name: str = ""               # "[stack]", "[heap]", a path... (for /proc/self/maps)
     growsdown: bool = False
     mte_allowed: bool = False    # VM_MTE_ALLOWED: anonymous, shmem/memfd or tmpfs memory
+    file: object = None          # the held program file a loaded segment came from (its symbols)
 
     def contains(self, addr: int) -> bool:
         return self.start <= addr < self.end

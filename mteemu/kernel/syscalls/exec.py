@@ -14,12 +14,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from mteemu.errors import MteEmuError, NoInterpreter
 from mteemu.kernel import namei
 from mteemu.kernel.files import HostFile
-from mteemu.kernel.namei import HostPath, Magic
+from mteemu.kernel.exefile import ExeFile
+from mteemu.kernel.namei import HostEntry, Magic
 from mteemu.kernel.process import Thread
 from mteemu.kernel.syscalls import NORETURN, s32, syscall
 from mteemu.kernel.syscalls.fs import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, _path, lookup
@@ -43,27 +44,44 @@ def _strings(t: Thread, addr: int) -> list[bytes]:
     return out
 
 
-def _program(k: "Kernel", t: Thread, dirfd: int, path: bytes, follow: bool) -> tuple[str, str]:
-    """(host path, guest path) of an executable regular file, or the errno Linux gives."""
-    r = lookup(k, t, dirfd, path, follow=follow, reading=True)
-    if isinstance(r, Magic) and r.gpath.endswith("/exe"):
-        return t.proc.exe, t.proc.exe_gpath            # /proc/self/exe: the running program
-    if not isinstance(r, HostPath):
-        raise SyscallError(errno.EACCES)                # a generated file is no program
-    try:
-        st = os.stat(r.path)
-    except OSError as e:
-        raise SyscallError(e.errno or errno.ENOENT) from None
-    if not stat.S_ISREG(st.st_mode) or not os.access(r.path, os.X_OK):
-        raise SyscallError(errno.EACCES)                # may_open(MAY_EXEC) / a non-regular file
-    return r.path, r.gpath
+def _program(k: "Kernel", t: Thread, dirfd: int, path: bytes, follow: bool) -> ExeFile:
+    """The executable regular file a path names, opened once (do_open_execat()), or the
+    errno Linux gives: a final symlink that must not be followed is ELOOP, a directory or
+    other non-regular file or one without execute permission EACCES."""
+    with lookup(k, t, dirfd, path, follow=follow, reading=True) as r:
+        if isinstance(r, Magic):                        # /proc/<pid>/exe, /proc/<pid>/fd/N
+            f = r.link.reopen(os.O_RDONLY)
+            try:
+                if not isinstance(f, HostFile):
+                    raise SyscallError(errno.EACCES)    # a pipe or memfd here is no program file
+                return _checked(namei.reopen(f.fd, os.O_RDONLY | os.O_NONBLOCK), f.path())
+            finally:
+                f.release()
+        if not isinstance(r, HostEntry):
+            raise SyscallError(errno.EACCES)            # a generated file is no program
+        if r.st is None:
+            raise SyscallError(errno.ENOENT)
+        try:
+            # O_NONBLOCK: a FIFO must not hold the open (it is refused below, as Linux does).
+            return _checked(r.open(os.O_RDONLY | os.O_NONBLOCK), r.gpath)
+        except OSError as e:
+            raise SyscallError(e.errno or errno.EIO) from None
 
 
-def _script_interpreter(host: str) -> tuple[bytes, bytes] | None:
+def _checked(fd: int, name: str) -> ExeFile:
+    exe = ExeFile(fd, name)
+    st = exe.stat()
+    # may_open(MAY_EXEC) on a regular file: asked of the object held, not of a name.
+    if not stat.S_ISREG(st.st_mode) or not os.access(exe.source, os.X_OK):
+        exe.close()
+        raise SyscallError(errno.EACCES)
+    return exe
+
+
+def _script_interpreter(exe: ExeFile) -> tuple[bytes, bytes] | None:
     """A `#!` line's interpreter and optional argument (load_script()), or None."""
     try:
-        with open(host, "rb") as f:
-            head = f.read(BINPRM_BUF_SIZE)
+        head = exe.head(BINPRM_BUF_SIZE)
     except OSError as e:
         raise SyscallError(e.errno or errno.EIO) from None
     if not head.startswith(b"#!"):
@@ -76,26 +94,28 @@ def _script_interpreter(host: str) -> tuple[bytes, bytes] | None:
 
 
 def do_execve(k: "Kernel", t: Thread, dirfd: int, path: bytes, argv: list[bytes], envp: list[bytes],
-              follow: bool = True) -> object:
+              follow: bool = True, exe: Optional[ExeFile] = None) -> object:
+    """`exe`: the program already open (fexecve); else `path` is walked."""
     execfn = path
     for _ in range(MAX_INTERP_DEPTH + 1):
-        host, gpath = _program(k, t, dirfd, path, follow)
-        script = _script_interpreter(host)
+        if exe is None:
+            exe = _program(k, t, dirfd, path, follow)
+        script = _script_interpreter(exe)
         if script is None:
             break
         interpreter, arg = script
         # The interpreter runs with the script's path as execve was given it (bprm->interp).
         argv = [interpreter] + ([arg] if arg else []) + [path] + argv[1:]
-        path, dirfd, follow = interpreter, AT_FDCWD, True
+        path, dirfd, follow, exe = interpreter, AT_FDCWD, True, None
     else:
         raise SyscallError(errno.ELOOP)
     try:
-        image, interp = k.read_images(host, t.proc.root or "/")
+        image, interp = k.read_images(exe)
     except MteEmuError as e:
         if isinstance(e, NoInterpreter):
-            k.say(f"execve {gpath}: {e.message}")
+            k.say(f"execve {exe.name}: {e.message}")
         raise SyscallError(errno.ENOEXEC) from None
-    k.exec_image(t, image, host, gpath, argv, envp, execfn, interp)
+    k.exec_image(t, image, exe, argv, envp, execfn, interp)
     return NORETURN
 
 
@@ -115,7 +135,10 @@ def sys_execveat(k: "Kernel", t: Thread, dirfd: int, path: int, argv: int, envp:
         f = t.proc.fds.get(s32(dirfd))                   # fexecve(): the open file itself
         if not isinstance(f, HostFile):
             raise SyscallError(errno.EACCES)
-        raw = os.fsencode(namei.guest_view(t.proc.root or "/", f.path()))
-        dirfd = AT_FDCWD
+        try:
+            exe = _checked(namei.reopen(f.fd, os.O_RDONLY | os.O_NONBLOCK), f.path())
+        except OSError as e:
+            raise SyscallError(e.errno or errno.EIO) from None
+        return do_execve(k, t, AT_FDCWD, os.fsencode(f.path()), _strings(t, argv), _strings(t, envp), exe=exe)
     return do_execve(k, t, dirfd, raw, _strings(t, argv), _strings(t, envp),
                      follow=not flags & AT_SYMLINK_NOFOLLOW)

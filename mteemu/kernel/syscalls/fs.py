@@ -1,6 +1,7 @@
 """File syscalls: host files as qemu-user shows them, plus in-guest pipes and memfds."""
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import stat as stat_mod
@@ -12,8 +13,8 @@ from mteemu.kernel.files import (O_CLOEXEC, O_DIRECTORY_GUEST, O_NOFOLLOW_GUEST,
                                  HostFile, MemFd, OpenFile,
                                  Pipe, PipeEnd, Would, guest_status_flags, host_open_flags, pack_stat)
 from mteemu.kernel import namei
-from mteemu.kernel.namei import Generated, HostPath, Magic, Resolved
-from mteemu.kernel.pseudofs import Dir, GeneratedDir, Link, open_node
+from mteemu.kernel.namei import PSEUDO_TOPS, Generated, HostEntry, Magic, Resolved
+from mteemu.kernel.pseudofs import Dir, Link, open_node
 from mteemu.kernel.mm.shared import SharedObject
 from mteemu.kernel.process import Thread, Wait
 from mteemu.kernel.signals import SIGPIPE, SI_USER, SigInfo
@@ -36,36 +37,38 @@ def _path(t: Thread, addr: int) -> bytes:
 
 
 def lookup(k: "Kernel", t: Thread, dirfd: int, path: bytes, follow: bool = True, reading: bool = False) -> Resolved:
-    """Walk a guest path (relative to dirfd or the cwd) in the guest's world (namei.py):
-    a host path that is safe to use, a generated /proc or /sys node, or a followed magic
-    link. `follow`: whether a final symlink is followed. `reading`: the caller only reads
-    (open O_RDONLY, stat, readlink, exec), so an absolute path is looked up in the sysroot
-    (-L) first, as qemu-user does — that is how a dynamic program's loader finds its
-    libraries. What changes files never goes there: the sysroot is read-only to guests."""
+    """Walk a guest path (relative to dirfd or the cwd) in the guest's world (namei.py): a
+    held host entry, a generated /proc or /sys node, or a followed magic link. `follow`:
+    whether a final symlink is followed. `reading`: the caller only reads (open O_RDONLY,
+    stat, readlink, exec), so an absolute path is looked up in the sysroot (-L) first, as
+    qemu-user does — that is how a dynamic program's loader finds its libraries. What
+    changes files never goes there: the sysroot is read-only to guests. A HostEntry holds
+    a descriptor: use the result in a `with` block."""
     p = os.fsdecode(path)
     if not p:
         raise SyscallError(errno.ENOENT)
-    sysroot = k.options.sysroot
-    if reading and sysroot and p.startswith("/") and p.split("/")[1] not in ("proc", "sys"):
+    sysroot = k.sysroot_dir
+    if reading and sysroot is not None and p.startswith("/") and p.split("/")[1] not in PSEUDO_TOPS:
         try:
-            r = namei.walk(sysroot, "/", p, follow, {})
-            if isinstance(r, HostPath) and os.path.lexists(r.path):
-                return HostPath(r.path, r.gpath, foreign=True)
+            found = namei.walk(sysroot, "/", p, follow, {})
         except SyscallError:
-            pass
+            found = None
+        if isinstance(found, HostEntry):
+            if found.exists:
+                return found.as_foreign()
+            found.close()
     proc = t.proc
-    root = proc.root or "/"
     dirfd = s32(dirfd)
     if p.startswith("/") or dirfd == AT_FDCWD:
-        base = namei.guest_view(root, proc.cwd)
+        base = proc.cwd
     else:
         f = proc.fds.get(dirfd)
         if not f.is_dir:
             raise SyscallError(errno.ENOTDIR)
-        base = f.path() if isinstance(f, GeneratedDir) else namei.guest_view(root, f.path())
+        base = f.path()
     from mteemu.kernel import procfs, sysfs      # the generated trees: loaded when first walked
 
-    return namei.walk(root, base, p, follow, {"proc": procfs.root(k, t), "sys": sysfs.root(k)})
+    return namei.walk(k.root_dir, base, p, follow, {"proc": procfs.root(k, t), "sys": sysfs.root(k)})
 
 
 def _deny_entry() -> SyscallError:
@@ -75,8 +78,8 @@ def _deny_entry() -> SyscallError:
     return SyscallError(errno.EPERM if os.geteuid() == 0 else errno.EACCES)
 
 
-def resolve(k: "Kernel", t: Thread, dirfd: int, path: bytes, follow: bool = True, creating: bool = False) -> str:
-    """The host path of a guest path that a host call will change (create, remove,
+def resolve(k: "Kernel", t: Thread, dirfd: int, path: bytes, follow: bool = True, creating: bool = False) -> HostEntry:
+    """The held host entry of a guest path that a host call will change (create, remove,
     rename, link): generated names refuse it as Linux's procfs does."""
     try:
         r = lookup(k, t, dirfd, path, follow)
@@ -84,8 +87,8 @@ def resolve(k: "Kernel", t: Thread, dirfd: int, path: bytes, follow: bool = True
         if e.errno == errno.ENOENT and _in_generated_dir(k, t, dirfd, path):
             raise _deny_entry() from None
         raise
-    if isinstance(r, HostPath):
-        return r.path
+    if isinstance(r, HostEntry):
+        return r
     if creating:
         raise SyscallError(errno.EEXIST)
     raise _deny_entry()
@@ -94,7 +97,8 @@ def resolve(k: "Kernel", t: Thread, dirfd: int, path: bytes, follow: bool = True
 def _in_generated_dir(k: "Kernel", t: Thread, dirfd: int, path: bytes) -> bool:
     parent = os.path.dirname(os.fsdecode(path).rstrip("/")) or ("/" if path.startswith(b"/") else ".")
     try:
-        return isinstance(lookup(k, t, dirfd, os.fsencode(parent)), Generated)
+        with lookup(k, t, dirfd, os.fsencode(parent)) as r:
+            return isinstance(r, Generated)
     except SyscallError:
         return False
 
@@ -215,41 +219,43 @@ def sys_openat(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int, mode: 
         if e.errno == errno.ENOENT and flags & os.O_CREAT and _in_generated_dir(k, t, dirfd, raw):
             raise SyscallError(errno.EACCES) from None    # procfs has no create(): may_o_create
         raise
-    if not isinstance(r, HostPath):
-        if flags & os.O_CREAT and flags & os.O_EXCL:
-            raise SyscallError(errno.EEXIST)
-        f = _open_generated(r, flags)
-        if flags & O_DIRECTORY_GUEST and not f.is_dir:
-            f.release()
-            raise SyscallError(errno.ENOTDIR)
-        return t.proc.fds.install(f, cloexec=bool(flags & O_CLOEXEC))
-    if flags & O_TMPFILE_GUEST == O_TMPFILE_GUEST:
-        raise SyscallError(errno.EOPNOTSUPP)
-    f = _open_host(k, r, flags, (mode & 0o7777) & ~t.proc.umask)
+    with r:
+        if not isinstance(r, HostEntry):
+            if flags & os.O_CREAT and flags & os.O_EXCL:
+                raise SyscallError(errno.EEXIST)
+            f: OpenFile = _open_generated(r, flags)
+        else:
+            if flags & O_TMPFILE_GUEST == O_TMPFILE_GUEST:
+                raise SyscallError(errno.EOPNOTSUPP)
+            f = _open_host(k, r, flags, (mode & 0o7777) & ~t.proc.umask)
     if flags & O_DIRECTORY_GUEST and not f.is_dir:
         f.release()
         raise SyscallError(errno.ENOTDIR)
     return t.proc.fds.install(f, cloexec=bool(flags & O_CLOEXEC))
 
 
-def _open_host(k: "Kernel", r: HostPath, flags: int, mode: int) -> HostFile:
+def _open_host(k: "Kernel", r: HostEntry, flags: int, mode: int) -> HostFile:
+    """openat() relative to the held directory, never following a final symlink: the walk
+    followed the one it was asked to, and any other is ELOOP (or, with O_PATH, the link)."""
+    if r.trailing_slash and flags & os.O_CREAT:
+        raise SyscallError(errno.EISDIR)             # open_last_lookups(): "name/" is no file
     try:
-        fd = os.open(r.path, host_open_flags(flags) | os.O_CLOEXEC, mode)
+        fd = r.open(host_open_flags(flags), mode)
     except OSError as e:
         raise _oserror(e) from None
     if namei.pseudo_fs(fd) is not None:          # reached the host's kernel state after all
         os.close(fd)
         raise SyscallError(errno.ENOENT)
-    return HostFile(fd, os.path.abspath(r.path), flags & ~O_CLOEXEC, k.pagecache, foreign=r.foreign)
+    return HostFile(fd, r.gpath, flags & ~O_CLOEXEC, k.pagecache, foreign=r.foreign)
 
 
 def open_for_reading(k: "Kernel", t: Thread, path: bytes) -> OpenFile:
     """openat(AT_FDCWD, path, O_RDONLY) as t would make it, without an fd: a debugger
     reads the tracee's files (GDB's vFile:open) in the tracee's world."""
-    r = lookup(k, t, AT_FDCWD, path, follow=True, reading=True)
-    if isinstance(r, HostPath):
-        return _open_host(k, r, os.O_RDONLY, 0)
-    return _open_generated(r, os.O_RDONLY)
+    with lookup(k, t, AT_FDCWD, path, follow=True, reading=True) as r:
+        if isinstance(r, HostEntry):
+            return _open_host(k, r, os.O_RDONLY, 0)
+        return _open_generated(r, os.O_RDONLY)
 
 
 def _open_generated(r: "Generated | Magic", flags: int) -> OpenFile:
@@ -297,16 +303,14 @@ def _stat_of(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int) -> os.st
             p = b"."
         else:
             return t.proc.fds.get(s32(dirfd)).stat()
-    follow = not flags & AT_SYMLINK_NOFOLLOW
-    r = lookup(k, t, dirfd, p, follow=follow, reading=True)
-    if isinstance(r, Magic):
-        return r.link.target_stat()
-    if isinstance(r, Generated):
-        return r.node.stat(r.gpath)
-    try:
-        return os.stat(r.path, follow_symlinks=follow)
-    except OSError as e:
-        raise _oserror(e) from None
+    with lookup(k, t, dirfd, p, follow=not flags & AT_SYMLINK_NOFOLLOW, reading=True) as r:
+        if isinstance(r, Magic):
+            return r.link.target_stat()
+        if isinstance(r, Generated):
+            return r.node.stat(r.gpath)
+        if r.st is None:
+            raise SyscallError(errno.ENOENT)
+        return r.st                 # the walk's lstat: a followed link was resolved already
 
 
 @syscall("fstat")
@@ -428,7 +432,7 @@ def sys_pipe2(k: "Kernel", t: Thread, fds_addr: int, flags: int) -> int:
 
 @syscall("getcwd")
 def sys_getcwd(k: "Kernel", t: Thread, buf: int, size: int) -> int:
-    data = os.fsencode(namei.guest_view(t.proc.root or "/", t.proc.cwd)) + b"\0"
+    data = os.fsencode(t.proc.cwd) + b"\0"
     if len(data) > size:
         raise SyscallError(errno.ERANGE)
     t.proc.mem.write(buf, data)
@@ -436,8 +440,7 @@ def sys_getcwd(k: "Kernel", t: Thread, buf: int, size: int) -> int:
 
 
 def _enter(t: Thread, r: Resolved) -> None:
-    """Make a resolved directory the cwd. The cwd is kept as a host path; a generated
-    directory's is where it would be under the root (the walk maps it back)."""
+    """Make a resolved directory the cwd, kept as the guest names it (namei.py)."""
     if isinstance(r, Magic):
         raise SyscallError(errno.ENOTDIR)      # a magic link to a directory was walked already
     if isinstance(r, Generated):
@@ -445,26 +448,28 @@ def _enter(t: Thread, r: Resolved) -> None:
             raise SyscallError(errno.ENOTDIR)
         if not r.node.may(os.geteuid(), 1):
             raise SyscallError(errno.EACCES)
-        t.proc.cwd = namei.host_of(t.proc.root or "/", r.gpath)
-        return
-    host = os.path.normpath(os.path.abspath(r.path))
-    if not os.path.isdir(host):
-        raise SyscallError(errno.ENOENT if not os.path.exists(host) else errno.ENOTDIR)
-    if not os.access(host, os.X_OK):
-        raise SyscallError(errno.EACCES)
-    t.proc.cwd = host
+    else:
+        if r.st is None:
+            raise SyscallError(errno.ENOENT)
+        if not stat_mod.S_ISDIR(r.st.st_mode):
+            raise SyscallError(errno.ENOTDIR)
+        if not os.access(r.name, os.X_OK, dir_fd=r.dirfd, follow_symlinks=False):
+            raise SyscallError(errno.EACCES)
+    t.proc.cwd = r.gpath
 
 
 @syscall("chdir", strings=(0,))
 def sys_chdir(k: "Kernel", t: Thread, path: int) -> int:
     raw = _path(t, path)
-    r = lookup(k, t, AT_FDCWD, raw)
-    if isinstance(r, Magic):                   # chdir("/proc/self/fd/3"): where that directory is
-        target = r.link.dir_path()
-        if target is None:
-            raise SyscallError(errno.ENOTDIR)
-        r = lookup(k, t, AT_FDCWD, os.fsencode(target))
-    _enter(t, r)
+    with lookup(k, t, AT_FDCWD, raw) as r:
+        if isinstance(r, Magic):                   # chdir("/proc/self/fd/3"): where that directory is
+            target = r.link.dir_path()
+            if target is None:
+                raise SyscallError(errno.ENOTDIR)
+            with lookup(k, t, AT_FDCWD, os.fsencode(target)) as there:
+                _enter(t, there)
+        else:
+            _enter(t, r)
     return 0
 
 
@@ -473,44 +478,47 @@ def sys_fchdir(k: "Kernel", t: Thread, fd: int) -> int:
     f = t.proc.fds.get(s32(fd))
     if not f.is_dir:
         raise SyscallError(errno.ENOTDIR)
-    root = t.proc.root or "/"
-    t.proc.cwd = namei.host_of(root, f.path()) if isinstance(f, GeneratedDir) else f.path()
+    t.proc.cwd = f.path()
     return 0
 
 
 @syscall("unlinkat", strings=(1,))
 def sys_unlinkat(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int) -> int:
-    host = resolve(k, t, dirfd, _path(t, path), follow=False)
     if flags & ~AT_REMOVEDIR:
         raise SyscallError(errno.EINVAL)
-    try:
-        (os.rmdir if flags & AT_REMOVEDIR else os.unlink)(host)
-    except OSError as e:
-        raise _oserror(e) from None
+    with resolve(k, t, dirfd, _path(t, path), follow=False) as e:
+        if e.is_root:
+            raise SyscallError(errno.EBUSY)        # the guest's "/" is a mount point (do_rmdir)
+        try:
+            (os.rmdir if flags & AT_REMOVEDIR else os.unlink)(e.name, dir_fd=e.dirfd)
+        except OSError as err:
+            raise _oserror(err) from None
     return 0
 
 
 @syscall("mkdirat", strings=(1,))
 def sys_mkdirat(k: "Kernel", t: Thread, dirfd: int, path: int, mode: int) -> int:
-    try:
-        os.mkdir(resolve(k, t, dirfd, _path(t, path), follow=False, creating=True),
-                 (mode & 0o7777) & ~t.proc.umask)
-    except OSError as e:
-        raise _oserror(e) from None
+    with resolve(k, t, dirfd, _path(t, path), follow=False, creating=True) as e:
+        try:
+            os.mkdir(e.name, (mode & 0o7777) & ~t.proc.umask, dir_fd=e.dirfd)
+        except OSError as err:
+            raise _oserror(err) from None
     return 0
 
 
+RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
+_libc = ctypes.CDLL(None, use_errno=True)      # renameat2(): Python's os.rename takes no flags
+
+
 def _rename(k: "Kernel", t: Thread, olddir: int, old: int, newdir: int, new: int, flags: int) -> int:
-    src = resolve(k, t, olddir, _path(t, old), follow=False)
-    dst = resolve(k, t, newdir, _path(t, new), follow=False)
-    if flags & ~1:            # only RENAME_NOREPLACE
+    if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) or flags == RENAME_NOREPLACE | RENAME_EXCHANGE:
         raise SyscallError(errno.EINVAL)
-    if flags & 1 and os.path.lexists(dst):
-        raise SyscallError(errno.EEXIST)
-    try:
-        os.rename(src, dst)
-    except OSError as e:
-        raise _oserror(e) from None
+    with resolve(k, t, olddir, _path(t, old), follow=False) as src, \
+            resolve(k, t, newdir, _path(t, new), follow=False) as dst:
+        if src.is_root or dst.is_root:
+            raise SyscallError(errno.EBUSY)
+        if _libc.renameat2(src.dirfd, os.fsencode(src.name), dst.dirfd, os.fsencode(dst.name), flags) != 0:
+            raise SyscallError(ctypes.get_errno() or errno.EIO)
     return 0
 
 
@@ -526,23 +534,26 @@ def sys_renameat2(k: "Kernel", t: Thread, olddir: int, old: int, newdir: int, ne
 
 @syscall("symlinkat", strings=(0, 2))
 def sys_symlinkat(k: "Kernel", t: Thread, target: int, dirfd: int, path: int) -> int:
-    try:
-        os.symlink(os.fsdecode(_path(t, target)), resolve(k, t, dirfd, _path(t, path), follow=False, creating=True))
-    except OSError as e:
-        raise _oserror(e) from None
+    text = os.fsdecode(_path(t, target))
+    with resolve(k, t, dirfd, _path(t, path), follow=False, creating=True) as e:
+        try:
+            os.symlink(text, e.name, dir_fd=e.dirfd)
+        except OSError as err:
+            raise _oserror(err) from None
     return 0
 
 
 @syscall("linkat", strings=(1, 3))
 def sys_linkat(k: "Kernel", t: Thread, olddir: int, old: int, newdir: int, new: int, flags: int) -> int:
     follow = bool(flags & 0x400)           # AT_SYMLINK_FOLLOW
-    src = lookup(k, t, olddir, _path(t, old), follow=follow)
-    if not isinstance(src, HostPath):
-        raise SyscallError(errno.EXDEV)    # a generated file cannot be linked onto the host
-    try:
-        os.link(src.path, resolve(k, t, newdir, _path(t, new), follow=False, creating=True), follow_symlinks=follow)
-    except OSError as e:
-        raise _oserror(e) from None
+    with lookup(k, t, olddir, _path(t, old), follow=follow) as src:
+        if not isinstance(src, HostEntry):
+            raise SyscallError(errno.EXDEV)    # a generated file cannot be linked onto the host
+        with resolve(k, t, newdir, _path(t, new), follow=False, creating=True) as dst:
+            try:
+                os.link(src.name, dst.name, src_dir_fd=src.dirfd, dst_dir_fd=dst.dirfd, follow_symlinks=False)
+            except OSError as err:
+                raise _oserror(err) from None
     return 0
 
 
@@ -550,18 +561,18 @@ def sys_linkat(k: "Kernel", t: Thread, olddir: int, old: int, newdir: int, new: 
 def sys_readlinkat(k: "Kernel", t: Thread, dirfd: int, path: int, buf: int, size: int) -> int:
     if s32(size) <= 0:
         raise SyscallError(errno.EINVAL)
-    r = lookup(k, t, dirfd, _path(t, path), follow=False, reading=True)
-    if isinstance(r, Generated):
-        if not isinstance(r.node, Link):
+    with lookup(k, t, dirfd, _path(t, path), follow=False, reading=True) as r:
+        if isinstance(r, Generated):
+            if not isinstance(r.node, Link):
+                raise SyscallError(errno.EINVAL)
+            target = r.node.target()
+        elif isinstance(r, Magic):
             raise SyscallError(errno.EINVAL)
-        target = r.node.target()
-    elif isinstance(r, Magic):
-        raise SyscallError(errno.EINVAL)
-    else:
-        try:
-            target = os.readlink(r.path)
-        except OSError as e:
-            raise _oserror(e) from None
+        else:
+            try:
+                target = os.readlink(r.name, dir_fd=r.dirfd)
+            except OSError as e:
+                raise _oserror(e) from None
     data = os.fsencode(target)[:size]
     t.proc.mem.write(buf, data)
     return len(data)
@@ -571,24 +582,24 @@ def _access(k: "Kernel", t: Thread, dirfd: int, path: int, mode: int, flags: int
     if mode & ~7 or flags & ~(0x200 | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         raise SyscallError(errno.EINVAL)
     follow = not flags & AT_SYMLINK_NOFOLLOW
-    r = lookup(k, t, dirfd, _path(t, path), follow=follow, reading=not mode & 2)
-    if isinstance(r, Generated):
-        if not r.node.may(os.geteuid(), mode):
+    with lookup(k, t, dirfd, _path(t, path), follow=follow, reading=not mode & 2) as r:
+        if isinstance(r, Generated):
+            if not r.node.may(os.geteuid(), mode):
+                raise SyscallError(errno.EACCES)
+            return 0
+        if isinstance(r, Magic):
+            if mode & 2:                  # the object behind the link, e.g. the read-only program
+                f = r.link.reopen(os.O_RDONLY)
+                try:
+                    if isinstance(f, HostFile) and f.foreign:
+                        raise SyscallError(errno.EACCES)
+                finally:
+                    f.release()
+            return 0
+        if r.st is None:
+            raise SyscallError(errno.ENOENT)
+        if not os.access(r.name, mode, dir_fd=r.dirfd, follow_symlinks=False):
             raise SyscallError(errno.EACCES)
-        return 0
-    if isinstance(r, Magic):
-        if mode & 2:                  # the object behind the link, e.g. the read-only program
-            f = r.link.reopen(os.O_RDONLY)
-            try:
-                if isinstance(f, HostFile) and f.foreign:
-                    raise SyscallError(errno.EACCES)
-            finally:
-                f.release()
-        return 0
-    if not os.path.lexists(r.path):
-        raise SyscallError(errno.ENOENT)
-    if not os.access(r.path, mode, follow_symlinks=follow):
-        raise SyscallError(errno.EACCES)
     return 0
 
 
@@ -658,9 +669,10 @@ def _chmod(f: OpenFile, mode: int) -> int:
 
 
 def _with_reopened(r: "Generated | Magic", flags: int, action) -> int:  # noqa: ANN001
-    """Apply an fd operation to what a path names when it is a magic link's object."""
+    """Apply an fd operation to what a path names when it is a magic link's object
+    (`flags` O_PATH: a change of its metadata, which needs no access to its data)."""
     if isinstance(r, Generated):
-        raise SyscallError(errno.EPERM if flags == os.O_RDONLY else errno.EACCES)
+        raise SyscallError(errno.EPERM if flags == os.O_PATH else errno.EACCES)
     f = r.link.reopen(flags)
     try:
         return action(f)
@@ -675,13 +687,27 @@ def sys_ftruncate(k: "Kernel", t: Thread, fd: int, length: int) -> int:
 
 @syscall("truncate", strings=(0,))
 def sys_truncate(k: "Kernel", t: Thread, path: int, length: int) -> int:
-    r = lookup(k, t, AT_FDCWD, _path(t, path))
-    if not isinstance(r, HostPath):
-        return _with_reopened(r, os.O_WRONLY, lambda f: _truncate(f, length))
-    try:
-        os.truncate(r.path, s64(length))
-    except OSError as e:
-        raise _oserror(e) from None
+    with lookup(k, t, AT_FDCWD, _path(t, path)) as r:
+        if not isinstance(r, HostEntry):
+            return _with_reopened(r, os.O_WRONLY, lambda f: _truncate(f, length))
+        if s64(length) < 0:
+            raise SyscallError(errno.EINVAL)
+        if r.st is None:
+            raise SyscallError(errno.ENOENT)
+        if stat_mod.S_ISDIR(r.st.st_mode):
+            raise SyscallError(errno.EISDIR)
+        if not stat_mod.S_ISREG(r.st.st_mode):
+            raise SyscallError(errno.EINVAL)      # do_sys_truncate(): only regular files
+        try:
+            fd = r.open(os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as e:
+            raise _oserror(e) from None
+        try:
+            os.ftruncate(fd, s64(length))
+        except OSError as e:
+            raise _oserror(e) from None
+        finally:
+            os.close(fd)
     return 0
 
 
@@ -715,13 +741,19 @@ def sys_fchmod(k: "Kernel", t: Thread, fd: int, mode: int) -> int:
 
 @syscall("fchmodat", strings=(1,))
 def sys_fchmodat(k: "Kernel", t: Thread, dirfd: int, path: int, mode: int) -> int:
-    r = lookup(k, t, dirfd, _path(t, path))
-    if not isinstance(r, HostPath):
-        return _with_reopened(r, os.O_RDONLY, lambda f: _chmod(f, mode))
-    try:
-        os.chmod(r.path, mode & 0o7777)
-    except OSError as e:
-        raise _oserror(e) from None
+    with lookup(k, t, dirfd, _path(t, path)) as r:
+        if not isinstance(r, HostEntry):
+            return _with_reopened(r, os.O_PATH, lambda f: _chmod(f, mode))
+        try:
+            # No fchmodat(AT_SYMLINK_NOFOLLOW) on Linux: chmod the object through an O_PATH
+            # descriptor of it (a symlink there is refused by the host: EOPNOTSUPP).
+            fd = r.open_path()
+            try:
+                os.chmod(namei.fd_path(fd), mode & 0o7777)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise _oserror(e) from None
     return 0
 
 
@@ -757,15 +789,14 @@ def sys_fchownat(k: "Kernel", t: Thread, dirfd: int, path: int, uid: int, gid: i
     raw = _path(t, path)
     if not raw and flags & AT_EMPTY_PATH and s32(dirfd) != AT_FDCWD:
         return _chown(t, t.proc.fds.get(s32(dirfd)), uid, gid)
-    follow = not flags & AT_SYMLINK_NOFOLLOW
-    r = lookup(k, t, dirfd, raw or b".", follow=follow)
-    if not isinstance(r, HostPath):
-        return _with_reopened(r, os.O_RDONLY, lambda f: _chown(t, f, uid, gid))
-    _chown_allowed(t)
-    try:
-        os.chown(r.path, s32(uid), s32(gid), follow_symlinks=follow)
-    except OSError as e:
-        raise _oserror(e) from None
+    with lookup(k, t, dirfd, raw or b".", follow=not flags & AT_SYMLINK_NOFOLLOW) as r:
+        if not isinstance(r, HostEntry):
+            return _with_reopened(r, os.O_PATH, lambda f: _chown(t, f, uid, gid))
+        _chown_allowed(t)
+        try:
+            os.chown(r.name, s32(uid), s32(gid), dir_fd=r.dirfd, follow_symlinks=False)
+        except OSError as e:
+            raise _oserror(e) from None
     return 0
 
 
@@ -875,17 +906,18 @@ def sys_utimensat(k: "Kernel", t: Thread, dirfd: int, path: int, times: int, fla
                     raise SyscallError(errno.EINVAL)
                 stamps[i] = sec * 1_000_000_000 + nsec
 
-    def apply(target: "int | str", follow: bool = True) -> int:
+    def apply(fd: int, name: Optional[str] = None) -> int:
+        """Set the times of `name` in the held directory fd, or of fd's own object."""
         atime, mtime = stamps
-        if atime is None or mtime is None:          # UTIME_OMIT: keep the file's own
-            st = os.stat(target, follow_symlinks=follow) if isinstance(target, str) else os.fstat(target)
-            atime = st.st_atime_ns if atime is None else atime
-            mtime = st.st_mtime_ns if mtime is None else mtime
         try:
-            if isinstance(target, int):
-                os.utime(target, ns=(atime, mtime))
+            if atime is None or mtime is None:          # UTIME_OMIT: keep the file's own
+                st = os.fstat(fd) if name is None else os.stat(name, dir_fd=fd, follow_symlinks=False)
+                atime = st.st_atime_ns if atime is None else atime
+                mtime = st.st_mtime_ns if mtime is None else mtime
+            if name is None:
+                os.utime(fd, ns=(atime, mtime))
             else:
-                os.utime(target, ns=(atime, mtime), follow_symlinks=follow)
+                os.utime(name, ns=(atime, mtime), dir_fd=fd, follow_symlinks=False)
         except OSError as e:
             raise _oserror(e) from None
         return 0
@@ -894,11 +926,10 @@ def sys_utimensat(k: "Kernel", t: Thread, dirfd: int, path: int, times: int, fla
         f = t.proc.fds.get(s32(dirfd))
         _may_change_attrs(f)
         return apply(f.fd)                           # type: ignore[attr-defined]
-    follow = not flags & AT_SYMLINK_NOFOLLOW
-    r = lookup(k, t, dirfd, _path(t, path), follow=follow)
-    if not isinstance(r, HostPath):
-        def on_reopened(f: "HostFile") -> int:
-            _may_change_attrs(f)
-            return apply(f.fd)
-        return _with_reopened(r, os.O_RDONLY, on_reopened)
-    return apply(r.path, follow)
+    with lookup(k, t, dirfd, _path(t, path), follow=not flags & AT_SYMLINK_NOFOLLOW) as r:
+        if not isinstance(r, HostEntry):
+            def on_reopened(f: "HostFile") -> int:
+                _may_change_attrs(f)
+                return apply(f.fd)
+            return _with_reopened(r, os.O_PATH, on_reopened)
+        return apply(r.dirfd, r.name)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from mteemu.kernel import namei
 from mteemu.kernel.files import HostFile, Would
-from mteemu.kernel.namei import PROC_SUPER_MAGIC, SYSFS_MAGIC, HostPath
+from mteemu.kernel.namei import PROC_SUPER_MAGIC, SYSFS_MAGIC, HostEntry
 from mteemu.kernel.process import Thread, Wait
 from mteemu.kernel.pseudofs import GeneratedDir, GeneratedFile
 from mteemu.kernel.syscalls import blocking, s32, syscall
@@ -25,12 +25,12 @@ STATFS_FMT = "<qqQQQQQiiqqq4q"          # arm64 struct statfs (asm-generic, 64-b
 ST_VALID = 0x20                          # statfs.f_flags: the flags are valid (Linux sets it)
 
 
-def _pack_host(path_or_fd: "str | int") -> bytes:
+def _pack_host(fd: int) -> bytes:
     try:
-        v = os.statvfs(path_or_fd)
+        v = os.statvfs(fd)
     except OSError as e:
         raise _oserror(e) from None
-    ftype = namei.fs_type(path_or_fd) or 0
+    ftype = namei.fs_type(fd) or 0
     return struct.pack(STATFS_FMT, ftype, v.f_bsize, v.f_blocks, v.f_bfree, v.f_bavail, v.f_files, v.f_ffree,
                        0, 0, v.f_namemax, v.f_frsize, v.f_flag | ST_VALID, 0, 0, 0, 0)
 
@@ -42,8 +42,18 @@ def _pack_generated(gpath: str) -> bytes:
 
 @syscall("statfs", strings=(0,))
 def sys_statfs(k: "Kernel", t: Thread, path: int, buf: int) -> int:
-    r = lookup(k, t, AT_FDCWD, _path(t, path), reading=True)
-    data = _pack_host(r.path) if isinstance(r, HostPath) else _pack_generated(r.gpath)
+    with lookup(k, t, AT_FDCWD, _path(t, path), reading=True) as r:
+        if isinstance(r, HostEntry):
+            try:
+                fd = r.open_path()
+            except OSError as e:
+                raise _oserror(e) from None
+            try:
+                data = _pack_host(fd)
+            finally:
+                os.close(fd)
+        else:
+            data = _pack_generated(r.gpath)
     t.proc.mem.write(buf, data)
     return 0
 
@@ -67,19 +77,19 @@ def sys_mknodat(k: "Kernel", t: Thread, dirfd: int, path: int, mode: int, dev: i
     emulated world never grants (EPERM, as for every privileged call); no sockets exist."""
     mode &= 0xFFFF_FFFF                   # umode_t: a wider value is the guest's garbage
     kind = st.S_IFMT(mode) or st.S_IFREG
-    host = resolve(k, t, dirfd, _path(t, path), follow=False, creating=True)
     perm = (mode & 0o7777) & ~t.proc.umask
-    try:
-        if kind == st.S_IFREG:
-            os.close(os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL, perm))
-        elif kind == st.S_IFIFO:
-            os.mkfifo(host, perm)
-        elif kind in (st.S_IFCHR, st.S_IFBLK, st.S_IFSOCK):
-            raise SyscallError(errno.EPERM)
-        else:
-            raise SyscallError(errno.EINVAL)
-    except OSError as e:
-        raise _oserror(e) from None
+    with resolve(k, t, dirfd, _path(t, path), follow=False, creating=True) as e:
+        try:
+            if kind == st.S_IFREG:
+                os.close(e.open(os.O_WRONLY | os.O_CREAT | os.O_EXCL, perm))
+            elif kind == st.S_IFIFO:
+                os.mkfifo(e.name, perm, dir_fd=e.dirfd)
+            elif kind in (st.S_IFCHR, st.S_IFBLK, st.S_IFSOCK):
+                raise SyscallError(errno.EPERM)
+            else:
+                raise SyscallError(errno.EINVAL)
+        except OSError as err:
+            raise _oserror(err) from None
     return 0
 
 

@@ -67,7 +67,7 @@ def _copy_process(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls
                        cwd=parent.cwd, exe=parent.exe, load_bias=parent.load_bias, root=parent.root,
                        actions=dict(parent.actions), umask=parent.umask, pgid=parent.pgid, sid=parent.sid,
                        dumpable=parent.dumpable, rlimits=dict(parent.rlimits),
-                       exe_gpath=parent.exe_gpath, auxv=parent.auxv, arg_range=parent.arg_range,
+                       auxv=parent.auxv, arg_range=parent.arg_range,
                        env_range=parent.env_range)
         if flags & CLONE_FILES:
             for f in proc.fds.files.values():
