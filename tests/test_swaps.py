@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -251,3 +252,82 @@ def test_the_walk_leaks_no_descriptor(tmp_path) -> None:
     held.close()
     assert open_fds() == before
     assert outcomes == [None, None, errno.ENOTDIR, errno.ELOOP, None, errno.ENOENT, None, None, errno.ENOTDIR]
+
+
+PATH_CALLS = r"""#define _GNU_SOURCE
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+/* Every path-taking call, on names under the root (the program's argv[1]: "again" stops). */
+int main(int argc, char **argv) {
+    struct stat st;
+    struct statfs sf;
+    char buf[64];
+    mkdir("/d", 0755);
+    int fd = open("/d/f", O_WRONLY | O_CREAT, 0644);
+    write(fd, "hello", 5);
+    close(fd);
+    int dir = open("/d", O_RDONLY | O_DIRECTORY);
+    close(openat(dir, "g", O_WRONLY | O_CREAT, 0600));
+    stat("/d/f", &st);
+    lstat("/d/f", &st);
+    fstatat(dir, "g", &st, AT_SYMLINK_NOFOLLOW);
+    access("/d/f", R_OK);
+    symlink("f", "/d/l");
+    readlink("/d/l", buf, sizeof buf);
+    close(open("/d/l", O_RDONLY));
+    link("/d/f", "/d/h");
+    rename("/d/h", "/d/h2");
+    chmod("/d/f", 0600);
+    chown("/d/f", getuid(), getgid());
+    utimes("/d/f", NULL);
+    truncate("/d/f", 2);
+    statfs("/d", &sf);
+    mkfifo("/d/p", 0600);
+    chdir("/d");
+    close(open("f", O_RDONLY));
+    DIR *dp = opendir(".");
+    while (readdir(dp)) {}
+    closedir(dp);
+    unlink("/d/h2");
+    unlink("/d/p");
+    rmdir("/d/missing");
+    mkdir("/d/e", 0700);
+    rmdir("/d/e");
+    if (argc > 1) return 0;
+    char *args[] = {"/prog", "again", NULL};
+    execv("/prog", args);
+    return 1;
+}
+"""
+
+
+def test_no_host_call_takes_a_path_under_the_root(tmp_path) -> None:
+    """What the design promises, watched from outside: strace of mteemu itself while the
+    guest makes every path-taking call. The root's own path is opened once (the held
+    root); no host call names anything under it — only *at calls on held descriptors."""
+    from conftest import compile_guest
+
+    strace = shutil.which("strace")
+    assert strace is not None, "strace is missing: run the README's test command to install it"
+    root = tmp_path / "root"
+    root.mkdir()
+    prog = compile_guest(tmp_path, "paths", PATH_CALLS)
+    shutil.copy(prog, root / "prog")
+    log = tmp_path / "strace.log"
+    r = subprocess.run([strace, "-f", "-qq", "-e", "trace=%file,%desc", "-o", str(log), sys.executable, "-m", "mteemu",
+                        "run", "--root", str(root), str(root / "prog")], cwd=tmp_path, capture_output=True,
+                       timeout=120, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert (root / "d" / "f").read_text() == "he" and not (root / "d" / "p").exists()   # the calls took effect
+    named = [line for line in log.read_text().splitlines() if f'"{root}' in line]
+    under = [line for line in named if f'"{root}/' in line and f'"{root}/prog"' not in line]
+    assert under == [], under[:5]
+    # The root itself: realpath() looks at it, then it is held; the user's program path is
+    # the user's input (opened once, as the first program).
+    assert sum("O_PATH" in line for line in named) == 1, named

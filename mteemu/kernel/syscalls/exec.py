@@ -38,9 +38,16 @@ MAX_INTERP_DEPTH = 4              # binfmt_script: a script's interpreter may be
 def _strings(t: Thread, addr: int) -> list[bytes]:
     if not addr:
         return []
-    out = [t.proc.mem.read_cstr(p, MAX_ARG_STRLEN) for p in t.proc.mem.read_ptr_array(addr)]
-    if sum(len(s) + 1 for s in out) > ARG_MAX:
-        raise SyscallError(errno.E2BIG)
+    out, total = [], 0
+    for p in t.proc.mem.read_ptr_array(addr):
+        try:
+            s = t.proc.mem.read_cstr(p, MAX_ARG_STRLEN)
+        except SyscallError as e:          # copy_strings(): a string past MAX_ARG_STRLEN is E2BIG
+            raise SyscallError(errno.E2BIG if e.errno == errno.ENAMETOOLONG else e.errno) from None
+        total += len(s) + 1
+        if total > ARG_MAX:                # at once: never more than ARG_MAX bytes held
+            raise SyscallError(errno.E2BIG)
+        out.append(s)
     return out
 
 

@@ -116,6 +116,53 @@ def _write_result(k: "Kernel", t: Thread, attempt) -> "int | Wait":  # noqa: ANN
         raise
 
 
+CHUNK = 1 << 20           # data moves between the guest and a file at most this much at a time
+
+
+def _read_into(t: Thread, f: OpenFile, segments: list[tuple[int, int]], pos: Optional[int] = None) -> int:
+    """Read from f (at pos, for pread) into guest buffers, a chunk at a time: never one
+    host object the size of the request. Only the first chunk may block (Would) or fail;
+    after that a short read, a wait or an error ends the call with what was done."""
+    done = 0
+    for base, n in segments:
+        off = 0
+        while off < n:
+            want = min(CHUNK, n - off)
+            try:
+                data = f.read(want) if pos is None else f.pread(want, pos + done)
+            except (Would, SyscallError, OSError):
+                if done:
+                    return done
+                raise
+            t.proc.mem.write(base + off, data)
+            done += len(data)
+            off += len(data)
+            if len(data) < want:
+                return done
+    return done
+
+
+def _write_from(t: Thread, f: OpenFile, segments: list[tuple[int, int]], pos: Optional[int] = None) -> int:
+    """Write guest buffers to f (at pos, for pwrite) a chunk at a time, as _read_into."""
+    done = 0
+    for base, n in segments:
+        off = 0
+        while off < n:
+            want = min(CHUNK, n - off)
+            try:
+                data = t.proc.mem.read(base + off, want)
+                w = f.write(data) if pos is None else f.pwrite(data, pos + done)
+            except (Would, SyscallError, OSError):
+                if done:
+                    return done
+                raise
+            done += w
+            off += w
+            if w < want:
+                return done
+    return done
+
+
 @syscall("read")
 def sys_read(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> "int | Wait":
     f = t.proc.fds.get(s32(fd))
@@ -125,12 +172,7 @@ def sys_read(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> "int | Wa
     if count:
         # Never consume data that cannot be copied out (a short count, as Linux).
         count = t.proc.mem.accessible(buf, count, write=True)
-
-    def attempt() -> int:
-        data = f.read(count)
-        t.proc.mem.write(buf, data)
-        return len(data)
-    return blocking(attempt, Would)
+    return blocking(lambda: _read_into(t, f, [(buf, count)]) if count else len(f.read(0)), Would)
 
 
 @syscall("write")
@@ -138,44 +180,41 @@ def sys_write(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> "int | W
     f = t.proc.fds.get(s32(fd))
     if not f.writable():
         raise SyscallError(errno.EBADF)
-    mem = t.proc.mem
-    data = mem.read(buf, mem.accessible(buf, min(count, MAX_IO), write=False)) if count else b""
-    return _write_result(k, t, lambda: f.write(data))
+    count = t.proc.mem.accessible(buf, min(count, MAX_IO), write=False) if count else 0
+    if not count:
+        return _write_result(k, t, lambda: f.write(b""))
+    return _write_result(k, t, lambda: _write_from(t, f, [(buf, count)]))
 
 
 def _iovecs(t: Thread, iov: int, cnt: int) -> list[tuple[int, int]]:
+    """The iovec array, with its total cut to MAX_RW_COUNT as import_iovec() does."""
     cnt = s32(cnt)
     if cnt < 0 or cnt > IOV_MAX:
         raise SyscallError(errno.EINVAL)
     raw = t.proc.mem.read(iov, 16 * cnt)
     vecs = [struct.unpack_from("<QQ", raw, 16 * i) for i in range(cnt)]
-    if any(n > MAX_IO for _, n in vecs) or sum(n for _, n in vecs) > (1 << 63):
+    if any(n >= 1 << 63 for _, n in vecs):
         raise SyscallError(errno.EINVAL)
-    return vecs
+    out, left = [], MAX_IO
+    for base, n in vecs:
+        out.append((base, min(n, left)))
+        left -= out[-1][1]
+    return out
 
 
 @syscall("readv")
 def sys_readv(k: "Kernel", t: Thread, fd: int, iov: int, cnt: int) -> "int | Wait":
     f = t.proc.fds.get(s32(fd))
     vecs = _iovecs(t, iov, cnt)
-    total = 0
+    segments = []
     for base, n in vecs:            # only as much as the buffers can take (a short count)
         ok = t.proc.mem.accessible(base, n, write=True) if n else 0
-        total += ok
+        segments.append((base, ok))
         if ok < n:
             break
-    if any(n for _, n in vecs) and total == 0:
+    if any(n for _, n in vecs) and not any(n for _, n in segments):
         raise SyscallError(errno.EFAULT)
-
-    def attempt() -> int:
-        data = f.read(total)
-        pos = 0
-        for base, n in vecs:
-            chunk = data[pos:pos + n]
-            t.proc.mem.write(base, chunk)
-            pos += len(chunk)
-        return len(data)
-    return blocking(attempt, Would)
+    return blocking(lambda: _read_into(t, f, segments), Would)
 
 
 @syscall("writev")
@@ -183,8 +222,8 @@ def sys_writev(k: "Kernel", t: Thread, fd: int, iov: int, cnt: int) -> "int | Wa
     f = t.proc.fds.get(s32(fd))
     if not f.writable():
         raise SyscallError(errno.EBADF)
-    data = b"".join(t.proc.mem.read(base, n) for base, n in _iovecs(t, iov, cnt))
-    return _write_result(k, t, lambda: f.write(data))
+    vecs = _iovecs(t, iov, cnt)
+    return _write_result(k, t, lambda: _write_from(t, f, vecs))
 
 
 @syscall("pread64")
@@ -195,9 +234,7 @@ def sys_pread64(k: "Kernel", t: Thread, fd: int, buf: int, count: int, off: int)
     count = min(count, MAX_IO)
     if count:
         count = t.proc.mem.accessible(buf, count, write=True)   # never read more than fits
-    data = f.pread(count, off)
-    t.proc.mem.write(buf, data)
-    return len(data)
+    return _read_into(t, f, [(buf, count)], pos=off) if count else len(f.pread(0, off))
 
 
 @syscall("pwrite64")
@@ -205,7 +242,8 @@ def sys_pwrite64(k: "Kernel", t: Thread, fd: int, buf: int, count: int, off: int
     f = t.proc.fds.get(s32(fd))
     if s64(off) < 0:
         raise SyscallError(errno.EINVAL)
-    return f.pwrite(t.proc.mem.read(buf, min(count, MAX_IO)), off)
+    count = min(count, MAX_IO)
+    return _write_from(t, f, [(buf, count)], pos=off) if count else f.pwrite(b"", off)
 
 
 @syscall("openat", strings=(1,))

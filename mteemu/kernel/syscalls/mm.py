@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import errno
+import os
+import stat
 from typing import TYPE_CHECKING
 
 from mteemu.kernel.files import HostFile, MemFd
@@ -13,6 +15,8 @@ from mteemu.kernel.process import Thread
 from mteemu.kernel.syscalls import s32, syscall, unmodelled
 from mteemu.kernel.uaccess import SyscallError
 from mteemu.machine.physmem import PAGE_MASK, PAGE_SIZE
+
+DEV_ZERO = os.makedev(1, 5)      # the memory devices' /dev/zero (drivers/char/mem.c)
 
 if TYPE_CHECKING:
     from mteemu.kernel.kernel import Kernel
@@ -93,16 +97,24 @@ def sys_mmap(k: "Kernel", t: Thread, addr: int, length: int, prot: int, flags: i
         name = ""
     else:
         f = t.proc.fds.get(s32(fd))
+        # do_mmap(): the description's access mode is checked before whether it can be mapped.
+        if not f.readable() or (shared and prot & PROT_WRITE and not f.writable()):
+            raise SyscallError(errno.EACCES)
+        mode = f.stat().st_mode if isinstance(f, HostFile) else 0
         if isinstance(f, MemFd):
-            obj = f.obj
-        elif isinstance(f, HostFile) and not f.is_dir:
+            obj, name = f.obj, f.path()
+        elif isinstance(f, HostFile) and stat.S_ISCHR(mode) and f.stat().st_rdev == DEV_ZERO:
+            # mmap_zero(): a private mapping of /dev/zero is anonymous memory, a shared one
+            # is shared anonymous memory (shmem_zero_setup()), as MAP_ANONYMOUS gives.
+            if shared:
+                obj = SharedObject(k.alloc, "/dev/zero (deleted)", size=length)
+        elif isinstance(f, HostFile) and stat.S_ISREG(mode):
             mte_allowed = on_tmpfs(f.fd)
-            if not f.readable() or (shared and prot & PROT_WRITE and not f.writable()):
-                raise SyscallError(errno.EACCES)
-            obj = k.pagecache.object_for(f, want_write=shared and bool(prot & PROT_WRITE))
+            obj, name = k.pagecache.object_for(f, want_write=shared and bool(prot & PROT_WRITE)), f.path()
         else:
-            raise SyscallError(errno.ENODEV if isinstance(f, HostFile) or f.kind == "pipe" else errno.EACCES)
-        name = f.path()
+            # Only regular files have a page cache here: a directory, a FIFO, a pipe, a
+            # terminal or another device has no ->mmap (as /dev/null): ENODEV.
+            raise SyscallError(errno.ENODEV)
     if prot & PROT_MTE and not mte_allowed:
         raise SyscallError(errno.EINVAL)   # arch_validate_flags(): VM_MTE needs VM_MTE_ALLOWED
     if not shared and prot & PROT_WRITE and not flags & MAP_NORESERVE:
