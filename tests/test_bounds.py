@@ -67,3 +67,60 @@ def test_the_guests_root_cannot_be_removed(tmp_path, bounds) -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout.decode().splitlines() == ["rmdir /: EBUSY", "rename /: EBUSY"]
     assert root.is_dir()
+
+
+FIFO = r"""#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    char buf[16] = {0};
+    mkfifo("f", 0600);
+    if (argc > 1) {                       /* a reader with no writer, ever: only --timeout ends it */
+        open("f", O_RDONLY);
+        return 0;
+    }
+    if (fork() == 0) {                    /* the writer: its open waits for the reader */
+        int w = open("f", O_WRONLY);
+        write(w, "hello", 5);
+        return 0;
+    }
+    int r = open("f", O_RDONLY);          /* waits for the writer (another guest process) */
+    ssize_t n = read(r, buf, sizeof buf - 1);
+    wait(NULL);
+    printf("reader got: %.*s\n", (int)n, buf);
+    printf("read after the writer left: %zd\n", read(r, buf, sizeof buf));
+    int rw = open("f", O_RDWR);           /* no wait; its own data comes back */
+    write(rw, "x", 1);
+    printf("O_RDWR reads: %zd\n", read(rw, buf, 1));
+    int nb = open("f", O_WRONLY | O_NONBLOCK);
+    close(rw);
+    close(r);
+    printf("O_NONBLOCK writer with a reader: %s\n", nb >= 0 ? "ok" : strerrorname_np(errno));
+    close(nb);
+    printf("O_NONBLOCK writer without one: %s\n", open("f", O_WRONLY | O_NONBLOCK) >= 0 ? "ok" : strerrorname_np(errno));
+    return 0;
+}
+"""
+
+
+def test_fifo_opens_wait_in_the_guest_not_the_emulator(tmp_path) -> None:
+    """Item 5: a FIFO's open waits as a blocked guest thread — the other guest process runs
+    and opens the other end, as on Linux — and an open that can never finish ends with
+    --timeout instead of holding mteemu for good."""
+    from conftest import compile_guest
+
+    prog = compile_guest(tmp_path, "fifo", FIFO)
+    r = run_mteemu(["run", "--timeout", "60", prog], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().splitlines() == [
+        "reader got: hello", "read after the writer left: 0", "O_RDWR reads: 1",
+        "O_NONBLOCK writer with a reader: ok", "O_NONBLOCK writer without one: ENXIO"]
+    (tmp_path / "f").unlink()
+    r = run_mteemu(["run", "--timeout", "2", prog, "wait"], cwd=tmp_path, timeout=60)
+    assert r.returncode == 124, r.stderr

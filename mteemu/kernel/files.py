@@ -227,6 +227,25 @@ class HostFile(OpenFile):
             raise SyscallError(errno.EACCES)     # a shared description reads only if it could
         return HostFile(os.dup(self.fd), self._path, flags, self.pagecache, self.foreign)
 
+    @property
+    def is_fifo(self) -> bool:
+        """A host FIFO: its descriptor stays non-blocking on the host (a reader or writer
+        that waits is a blocked guest thread, never a blocked emulator)."""
+        return st.S_ISFIFO(self._st.st_mode)
+
+    def _ready(self, event: int) -> bool:
+        if st.S_ISREG(self._st.st_mode) or self.is_dir:
+            return True
+        p = select.poll()
+        p.register(self.fd, event)
+        return bool(p.poll(0))
+
+    def poll_in(self) -> bool:
+        return self._ready(select.POLLIN)
+
+    def poll_out(self) -> bool:
+        return self._ready(select.POLLOUT)
+
     def pread(self, n: int, off: int) -> bytes:
         if self.is_dir:
             raise SyscallError(errno.EISDIR)

@@ -33,6 +33,7 @@ class Wait:
     cancel: Callable[[], None] = lambda: None   # undo side effects (e.g. leave a futex queue)
     restartable: bool = True              # SA_RESTART may re-issue the syscall
     interrupted: Callable[[], int] = lambda: -4  # result when a signal interrupts it (-EINTR)
+    host: bool = False                    # a host object (a FIFO's other end) may finish it: never a deadlock
 
 
 THREAD_ORDER = 2        # arm64 THREAD_SIZE: a 16 KiB kernel stack per thread, physically contiguous

@@ -137,6 +137,8 @@ class Scheduler(KernelState):
             timer = self._timer_deadline()
             if timer is not None:
                 deadlines.append(timer)             # an interval timer will wake someone
+            if any(t.wait.host for t in self.runq if t.state is State.BLOCKED and t.wait):
+                deadlines.append(time.monotonic() + 0.05)   # look again: a host process may act
             if not deadlines:
                 raise Deadlock("every guest thread is blocked and none can be woken (deadlock)")
             delay = min(deadlines) - time.monotonic()

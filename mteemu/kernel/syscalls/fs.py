@@ -107,9 +107,9 @@ def _oserror(e: OSError) -> SyscallError:
     return SyscallError(e.errno or errno.EIO)
 
 
-def _write_result(k: "Kernel", t: Thread, attempt) -> "int | Wait":  # noqa: ANN001
+def _write_result(k: "Kernel", t: Thread, attempt, host: bool = False) -> "int | Wait":  # noqa: ANN001
     try:
-        return blocking(attempt, Would)
+        return blocking(attempt, Would, host=host)
     except SyscallError as e:
         if e.errno == errno.EPIPE:
             k.send_signal(t.proc, SigInfo(SIGPIPE, SI_USER, pid=t.proc.pid), thread=t)
@@ -172,7 +172,8 @@ def sys_read(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> "int | Wa
     if count:
         # Never consume data that cannot be copied out (a short count, as Linux).
         count = t.proc.mem.accessible(buf, count, write=True)
-    return blocking(lambda: _read_into(t, f, [(buf, count)]) if count else len(f.read(0)), Would)
+    return blocking(lambda: _read_into(t, f, [(buf, count)]) if count else len(f.read(0)), Would,
+                    host=isinstance(f, HostFile))
 
 
 @syscall("write")
@@ -183,7 +184,7 @@ def sys_write(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> "int | W
     count = t.proc.mem.accessible(buf, min(count, MAX_IO), write=False) if count else 0
     if not count:
         return _write_result(k, t, lambda: f.write(b""))
-    return _write_result(k, t, lambda: _write_from(t, f, [(buf, count)]))
+    return _write_result(k, t, lambda: _write_from(t, f, [(buf, count)]), host=isinstance(f, HostFile))
 
 
 def _iovecs(t: Thread, iov: int, cnt: int) -> list[tuple[int, int]]:
@@ -214,7 +215,7 @@ def sys_readv(k: "Kernel", t: Thread, fd: int, iov: int, cnt: int) -> "int | Wai
             break
     if any(n for _, n in vecs) and not any(n for _, n in segments):
         raise SyscallError(errno.EFAULT)
-    return blocking(lambda: _read_into(t, f, segments), Would)
+    return blocking(lambda: _read_into(t, f, segments), Would, host=isinstance(f, HostFile))
 
 
 @syscall("writev")
@@ -223,7 +224,7 @@ def sys_writev(k: "Kernel", t: Thread, fd: int, iov: int, cnt: int) -> "int | Wa
     if not f.writable():
         raise SyscallError(errno.EBADF)
     vecs = _iovecs(t, iov, cnt)
-    return _write_result(k, t, lambda: _write_from(t, f, vecs))
+    return _write_result(k, t, lambda: _write_from(t, f, vecs), host=isinstance(f, HostFile))
 
 
 @syscall("pread64")
@@ -247,7 +248,7 @@ def sys_pwrite64(k: "Kernel", t: Thread, fd: int, buf: int, count: int, off: int
 
 
 @syscall("openat", strings=(1,))
-def sys_openat(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int, mode: int) -> int:
+def sys_openat(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int, mode: int) -> "int | Wait":
     flags &= 0xFFFF_FFFF
     raw = _path(t, path)
     reading = flags & 3 == os.O_RDONLY and not flags & (os.O_CREAT | os.O_TRUNC)
@@ -265,6 +266,8 @@ def sys_openat(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int, mode: 
         else:
             if flags & O_TMPFILE_GUEST == O_TMPFILE_GUEST:
                 raise SyscallError(errno.EOPNOTSUPP)
+            if r.st is not None and stat_mod.S_ISFIFO(r.st.st_mode) and not flags & (O_NONBLOCK | os.O_PATH):
+                return _FifoOpen(k, t, r, flags).wait()
             f = _open_host(k, r, flags, (mode & 0o7777) & ~t.proc.umask)
     if flags & O_DIRECTORY_GUEST and not f.is_dir:
         f.release()
@@ -274,17 +277,59 @@ def sys_openat(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int, mode: 
 
 def _open_host(k: "Kernel", r: HostEntry, flags: int, mode: int) -> HostFile:
     """openat() relative to the held directory, never following a final symlink: the walk
-    followed the one it was asked to, and any other is ELOOP (or, with O_PATH, the link)."""
+    followed the one it was asked to, and any other is ELOOP (or, with O_PATH, the link).
+    A FIFO is opened non-blocking on the host: waiting for its peer is _FifoOpen's."""
     if r.trailing_slash and flags & os.O_CREAT:
         raise SyscallError(errno.EISDIR)             # open_last_lookups(): "name/" is no file
+    fifo = r.st is not None and stat_mod.S_ISFIFO(r.st.st_mode)
     try:
-        fd = r.open(host_open_flags(flags), mode)
+        fd = r.open(host_open_flags(flags) | (os.O_NONBLOCK if fifo else 0), mode)
     except OSError as e:
         raise _oserror(e) from None
     if namei.pseudo_fs(fd) is not None:          # reached the host's kernel state after all
         os.close(fd)
         raise SyscallError(errno.ENOENT)
     return HostFile(fd, r.gpath, flags & ~O_CLOEXEC, k.pagecache, foreign=r.foreign)
+
+
+class _FifoOpen:
+    """A blocking open of a host FIFO (fifo_open()): a reader waits for a writer, a writer
+    for a reader, as a blocked guest thread that signals and --timeout can end and that
+    another guest process can wake by opening the other end. A reader holds its end while
+    it waits (so that the writer's open succeeds) and is done when data or a hang-up shows
+    a writer came; Linux wakes it when the writer opens (a writer that opens and neither
+    writes nor closes keeps this reader waiting: a documented difference)."""
+
+    def __init__(self, k: "Kernel", t: Thread, r: HostEntry, flags: int) -> None:
+        self.k, self.t, self.entry, self.flags = k, t, r, flags
+        self.file: Optional[HostFile] = None
+
+    def wait(self) -> "int | Wait":
+        self.entry = _keep(self.entry)
+        return blocking(self.attempt, Would, host=True)
+
+    def attempt(self) -> int:
+        acc = self.flags & 3
+        if self.file is None:
+            try:
+                self.file = _open_host(self.k, self.entry, self.flags, 0)
+            except SyscallError as e:
+                if e.errno == errno.ENXIO and acc == os.O_WRONLY:
+                    raise Would() from None           # no reader yet
+                raise
+        if acc == os.O_RDONLY and not self.file.poll_in():
+            raise Would()                             # no writer has come yet
+        f, self.file = self.file, None
+        return self.t.proc.fds.install(f, cloexec=bool(self.flags & O_CLOEXEC))
+
+    def __del__(self) -> None:                        # abandoned (a signal, the run's end)
+        if self.file is not None:
+            self.file.release()
+
+
+def _keep(r: HostEntry) -> HostEntry:
+    """A HostEntry that outlives the `with` that walked it (its own held directory)."""
+    return HostEntry(os.dup(r.dirfd), r.name, r.gpath, r.st, r.foreign)
 
 
 def open_for_reading(k: "Kernel", t: Thread, path: bytes) -> OpenFile:
@@ -420,7 +465,7 @@ def sys_fcntl(k: "Kernel", t: Thread, fd: int, cmd: int, arg: int) -> int:
     if cmd == F_SETFL:
         settable = os.O_APPEND | O_NONBLOCK
         f.flags = (f.flags & ~settable) | (arg & settable)
-        if isinstance(f, HostFile) and not f.is_dir and not f.foreign:
+        if isinstance(f, HostFile) and not f.is_dir and not f.foreign and not f.is_fifo:
             os.set_blocking(f.fd, not arg & O_NONBLOCK)
         # A foreign description (stdio) is shared with the host: its O_NONBLOCK stays the
         # host's, and the guest's is emulated (HostFile.read/write answer EAGAIN).
