@@ -31,6 +31,14 @@ def compile_guest(tmp_path: Path, name: str, source: str) -> str:
     return str(out)
 
 
+def build_test_program(tmp_path_factory, source: str) -> str:  # noqa: ANN001
+    """A static arm64 guest built from a C file beside the tests (tests/attacker.c...)."""
+    out = tmp_path_factory.mktemp(Path(source).stem) / Path(source).stem
+    subprocess.run([build_guests.CC, "-static", "-O1", "-march=armv8.5-a+memtag", str(ROOT / "tests" / source),
+                    "-o", str(out)], check=True)
+    return str(out)
+
+
 @pytest.fixture(scope="session")
 def guest():
     """guest(name) -> path of the built guest program (built once, cached on disk)."""

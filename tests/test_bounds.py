@@ -5,14 +5,11 @@ be mapped, and the guest's "/" cannot be removed or renamed."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-import build_guests
-from conftest import run_mteemu
+from conftest import build_test_program, run_mteemu
 
 # Linux 6.1 (and qemu-aarch64 but where it differs, below) gives these answers.
 LINUX = {
@@ -30,10 +27,7 @@ LINUX = {
 
 @pytest.fixture(scope="module")
 def bounds(tmp_path_factory) -> str:
-    out = tmp_path_factory.mktemp("bounds") / "bounds"
-    subprocess.run([build_guests.CC, "-static", "-O1", str(Path(__file__).with_name("bounds.c")), "-o", str(out)],
-                   check=True)
-    return str(out)
+    return build_test_program(tmp_path_factory, "bounds.c")
 
 
 def test_limits_and_errors_as_linux(tmp_path, bounds) -> None:

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-import build_guests
-from conftest import run_mteemu
+from conftest import build_test_program, run_mteemu
 from mteemu.kernel import namei
 from mteemu.kernel.pseudofs import Dir, File, open_node, static
 from mteemu.kernel.uaccess import SyscallError
@@ -33,10 +32,7 @@ DENIED = "EPERM" if ROOT_USER else "EACCES"     # may_create()/may_delete() in a
 
 @pytest.fixture(scope="module")
 def attacker(tmp_path_factory) -> str:
-    out = tmp_path_factory.mktemp("attacker") / "attacker"
-    subprocess.run([build_guests.CC, "-static", "-O1", "-march=armv8.5-a+memtag",
-                    str(Path(__file__).with_name("attacker.c")), "-o", str(out)], check=True)
-    return str(out)
+    return build_test_program(tmp_path_factory, "attacker.c")
 
 
 def results(out: bytes) -> dict[str, str]:

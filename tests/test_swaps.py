@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import build_guests
-from conftest import run_mteemu
+from conftest import build_test_program, run_mteemu
 from mteemu.kernel import namei
+from mteemu.kernel.files import fd_path
 from mteemu.kernel.uaccess import SyscallError
 
 SECRET = "SECRET"
@@ -30,10 +30,7 @@ SECRET = "SECRET"
 
 @pytest.fixture(scope="module")
 def swapper(tmp_path_factory) -> str:
-    out = tmp_path_factory.mktemp("swapper") / "swapper"
-    subprocess.run([build_guests.CC, "-static", "-O1", str(Path(__file__).with_name("swapper.c")), "-o", str(out)],
-                   check=True)
-    return str(out)
+    return build_test_program(tmp_path_factory, "swapper.c")
 
 
 def results(out: bytes) -> dict[str, str]:
@@ -222,7 +219,7 @@ def test_walk_agrees_with_the_model_and_never_leaves_the_root(tmp_path_factory, 
                 assert isinstance(r, namei.HostEntry)
                 got = (r.gpath, r.exists)
                 # The held directory is inside the root: its real path says so.
-                where = os.readlink(namei.fd_path(r.dirfd))
+                where = os.readlink(fd_path(r.dirfd))
                 assert where == str(root) or where.startswith(str(root) + "/"), where
         assert got == want, (tree, path, follow)
     finally:

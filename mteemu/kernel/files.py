@@ -76,6 +76,17 @@ def fake_stat(mode: int, size: int = 0, ino: int = 1, dev: int = 0xE, uid: Optio
                            "st_ctime_ns": 0, "st_blksize": 4096, "st_blocks": (size + 511) // 512, "st_rdev": 0})
 
 
+def fd_path(fd: int) -> str:
+    """The name by which a descriptor mteemu holds is opened again: /proc/self/fd/N reaches
+    the very object behind it (never a name the guest could have changed since)."""
+    return f"/proc/self/fd/{fd}"
+
+
+def reopen(fd: int, flags: int) -> int:
+    """A new open file description of the object behind a held descriptor."""
+    return os.open(fd_path(fd), flags | os.O_CLOEXEC)
+
+
 class Would(Exception):
     """The operation would block; the syscall layer turns this into a thread wait."""
 
@@ -219,7 +230,7 @@ class HostFile(OpenFile):
         if (st.S_ISREG(self._st.st_mode) or self.is_dir) and not self.foreign:
             host = host_open_flags(flags & ~(os.O_CREAT | os.O_TRUNC | O_NOFOLLOW_GUEST))
             try:
-                fd = os.open(f"/proc/self/fd/{self.fd}", host | os.O_CLOEXEC)
+                fd = reopen(self.fd, host)
             except OSError as e:
                 raise SyscallError(e.errno or errno.EIO) from None
             return HostFile(fd, self._path, flags, self.pagecache, self.foreign)

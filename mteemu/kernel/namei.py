@@ -111,9 +111,6 @@ class HostEntry(_Result):
         """An O_PATH descriptor of the object itself (a symlink stays a symlink)."""
         return os.open(self.name, _OBJ_FLAGS, dir_fd=self.dirfd)
 
-    def stat(self) -> os.stat_result:
-        return os.stat(self.name, dir_fd=self.dirfd, follow_symlinks=False)
-
     def close(self) -> None:
         if self.dirfd >= 0:
             os.close(self.dirfd)
@@ -140,17 +137,6 @@ class Magic(_Result):
 
 
 Resolved = Union[HostEntry, Generated, Magic]
-
-
-def fd_path(fd: int) -> str:
-    """The name by which a descriptor mteemu holds is opened again: /proc/self/fd/N reaches
-    the very object behind it (never a name the guest could have changed since)."""
-    return f"/proc/self/fd/{fd}"
-
-
-def reopen(fd: int, flags: int) -> int:
-    """A new open file description of the object behind a held descriptor."""
-    return os.open(fd_path(fd), flags | os.O_CLOEXEC)
 
 
 def guest_view(root: str, host: str) -> str:

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Optional
 
 from mteemu import host_signals
 from mteemu.errors import (MteEmuError)
-from mteemu.kernel import mte, namei
+from mteemu.kernel import mte
+from mteemu.kernel.files import fd_path
 from mteemu.kernel import signals as S
 from mteemu.kernel.mm.addrspace import FAULT_ACCERR, FAULT_BUS, FAULT_OOM, FAULT_RETRY, TOP_BYTE_MASK, Fault
 from mteemu.kernel.mm.vma import PROT_MTE, Vma
@@ -227,4 +228,4 @@ def _mapped_source(vma: Vma) -> Optional[str]:
     if held is not None:
         return held
     fd = getattr(vma.obj, "host_fd", None)
-    return namei.fd_path(fd) if fd is not None and vma.name.startswith("/") else None
+    return fd_path(fd) if fd is not None and vma.name.startswith("/") else None

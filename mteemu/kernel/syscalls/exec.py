@@ -17,8 +17,7 @@ import stat
 from typing import TYPE_CHECKING, Optional
 
 from mteemu.errors import MteEmuError, NoInterpreter
-from mteemu.kernel import namei
-from mteemu.kernel.files import HostFile
+from mteemu.kernel.files import HostFile, reopen
 from mteemu.kernel.exefile import ExeFile
 from mteemu.kernel.namei import HostEntry, Magic
 from mteemu.kernel.process import Thread
@@ -61,7 +60,7 @@ def _program(k: "Kernel", t: Thread, dirfd: int, path: bytes, follow: bool) -> E
             try:
                 if not isinstance(f, HostFile):
                     raise SyscallError(errno.EACCES)    # a pipe or memfd here is no program file
-                return _checked(namei.reopen(f.fd, os.O_RDONLY | os.O_NONBLOCK), f.path())
+                return _checked(reopen(f.fd, os.O_RDONLY | os.O_NONBLOCK), f.path())
             finally:
                 f.release()
         if not isinstance(r, HostEntry):
@@ -143,7 +142,7 @@ def sys_execveat(k: "Kernel", t: Thread, dirfd: int, path: int, argv: int, envp:
         if not isinstance(f, HostFile):
             raise SyscallError(errno.EACCES)
         try:
-            exe = _checked(namei.reopen(f.fd, os.O_RDONLY | os.O_NONBLOCK), f.path())
+            exe = _checked(reopen(f.fd, os.O_RDONLY | os.O_NONBLOCK), f.path())
         except OSError as e:
             raise SyscallError(e.errno or errno.EIO) from None
         return do_execve(k, t, AT_FDCWD, os.fsencode(f.path()), _strings(t, argv), _strings(t, envp), exe=exe)

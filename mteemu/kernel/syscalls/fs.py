@@ -9,7 +9,7 @@ import struct
 import time
 from typing import TYPE_CHECKING, Callable, Optional
 
-from mteemu.kernel.files import (O_CLOEXEC, O_DIRECTORY_GUEST, O_NOFOLLOW_GUEST, O_NONBLOCK, O_TMPFILE_GUEST,
+from mteemu.kernel.files import (O_CLOEXEC, fd_path, O_DIRECTORY_GUEST, O_NOFOLLOW_GUEST, O_NONBLOCK, O_TMPFILE_GUEST,
                                  HostFile, MemFd, OpenFile,
                                  Pipe, PipeEnd, Would, guest_status_flags, host_open_flags, pack_stat)
 from mteemu.kernel import namei
@@ -832,7 +832,7 @@ def sys_fchmodat(k: "Kernel", t: Thread, dirfd: int, path: int, mode: int) -> in
             # descriptor of it (a symlink there is refused by the host: EOPNOTSUPP).
             fd = r.open_path()
             try:
-                os.chmod(namei.fd_path(fd), mode & 0o7777)
+                os.chmod(fd_path(fd), mode & 0o7777)
             finally:
                 os.close(fd)
         except OSError as e:
