@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("-g", dest="gdb", metavar="PORT|unix:PATH",
                         help="wait for GDB (target remote) on this loopback port or new socket file "
                              "before the first instruction")
+        sp.add_argument("--gdb-allow-tcp", action="store_true",
+                        help="as root, allow -g PORT (any local user could attach); a unix:PATH socket is private")
         sp.add_argument("--check-invariants", action="store_true",
                         help="check the memory manager's invariants as it runs (also MTEEMU_CHECK_INVARIANTS=1); "
                              "a violation stops the run with exit status 3")
@@ -247,7 +249,7 @@ def _run(args: argparse.Namespace, program: str, guest_args: list[str]) -> int:
     if args.gdb:
         from mteemu.gdb.listen import Listener
 
-        listener = Listener(args.gdb)       # a port in use is an error before anything runs
+        listener = Listener(args.gdb, args.gdb_allow_tcp)   # a port in use is an error before anything runs
     try:
         kernel = _start(board, options, program, argv, env)
         if listener is not None:

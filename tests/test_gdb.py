@@ -40,7 +40,7 @@ def start(tmp_path: Path, prog: str, *args: str, where: str | None = None) -> tu
     """mteemu waiting for GDB on a new socket file in tmp_path; (process, address)."""
     sock = tmp_path / "gdb.sock"
     proc = subprocess.Popen([sys.executable, "-m", "mteemu", "run", "--timeout", "90",
-                             "-g", where or f"unix:{sock}", prog, *args],
+                             *(["--gdb-allow-tcp"] if where else []), "-g", where or f"unix:{sock}", prog, *args],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while where is None and not sock.exists():
@@ -187,7 +187,7 @@ def test_bad_addresses_are_one_line_errors(tmp_path: Path, target: str) -> None:
     try:
         for where, words in ((str(port), "Address already in use"), ("banana", "not a port number"),
                              (f"unix:{existing}", "exists"), ("70000", "0 to 65535")):
-            r = subprocess.run([sys.executable, "-m", "mteemu", "run", "-g", where, target],
+            r = subprocess.run([sys.executable, "-m", "mteemu", "run", "--gdb-allow-tcp", "-g", where, target],
                                capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
             err = r.stderr.decode()
             assert r.returncode == 2 and words in err and len(err.splitlines()) == 1, (where, err)
@@ -277,3 +277,104 @@ def test_signal_numbers_follow_gdbs_table() -> None:
     # include/gdb/signals.def: Linux's SIGBUS 7 is GDB's 10, SIGUSR1 10 is 30, SIGCHLD 17 is 20...
     assert [to_gdb(s) for s in (5, 7, 10, 11, 17, 34)] == [5, 10, 30, 11, 20, 46]
     assert all(from_gdb(to_gdb(s)) == s for s in range(1, 65) if s != 16)
+
+
+def _fuzzed_packets(seed: int, count: int) -> list[bytes]:
+    """Packets GDB never sends: every command letter mteemu serves, with fields that are
+    too big, negative, empty, not hexadecimal or badly escaped. Resuming packets (c, s, C,
+    S, vCont, k, D, vKill) are left out so the session stays stopped."""
+    import random
+
+    rnd = random.Random(seed)
+    fields = ["", "0", "-1", "10", "ffffffffffffffff", "1" + "0" * 16, "f" * 40, "zz", "8000000000000000",
+              "7fffffff", ",", ":", ";"]
+    heads = ["m", "M", "X", "p", "P", "g", "G", "Z0", "z0", "Z2", "Z9", "H", "Hg", "Hc", "T", "?",
+             "qXfer:features:read:target.xml:", "qXfer:auxv:read::", "qXfer:siginfo:read::",
+             "qXfer:threads:read::", "qXfer:nosuch:read::", "qMemTags:", "QMemTags:", "qC", "qAttached:",
+             "vFile:open:", "vFile:pread:", "vFile:fstat:", "vFile:close:", "vFile:setfs:", "vFile:nosuch:"]
+    out = []
+    for _ in range(count):
+        body = rnd.choice(heads) + "".join(rnd.choice(fields) + rnd.choice([",", ":", ";", "=", ""])
+                                           for _ in range(rnd.randrange(4)))
+        raw = body.encode()
+        if rnd.random() < 0.2:
+            raw += rnd.choice([b"}", b"}}", b"\x00\xff", b"}\x03"])
+        out.append(raw)
+    return out
+
+
+def test_hostile_packets_get_error_replies(tmp_path: Path, target: str) -> None:
+    """No packet field ends the session or mteemu (issue 23, item 7 and 10): times outside
+    what GDB's 32-bit File-I/O stat can hold, pread offsets beyond a loff_t, an escape at the
+    end of X data, and a few hundred generated packets; each gets a reply and the guest then
+    runs to its end."""
+    odd = tmp_path / "odd-times"
+    odd.write_bytes(b"0123456789")
+    os.utime(odd, ns=(-(10 ** 18), (1 << 40) * 10 ** 9))
+    proc, sock = start(tmp_path, target)
+    s = _raw(sock)
+    s.sendall(_packet(b"QStartNoAckMode"))
+    assert _reply(s) == b"OK"
+    s.sendall(_packet(b"vFile:open:" + str(odd).encode().hex().encode() + b",0,0"))
+    opened = _reply(s)
+    assert re.fullmatch(rb"F[0-9a-f]+", opened), opened
+    fd = opened[1:]
+    s.sendall(_packet(b"vFile:fstat:" + fd))
+    fstat = _reply(s)
+    assert fstat.startswith(b"F40;"), fstat               # GDB's struct stat is 64 bytes
+    raw = rsp.unescape(fstat[4:])
+    assert raw[-12:] == (0).to_bytes(4, "big") + (0xFFFFFFFF).to_bytes(4, "big") + raw[-4:]
+    s.sendall(_packet(b"vFile:pread:" + fd + b",4,8000000000000000"))
+    assert _reply(s) == b"F-1,16"                          # EINVAL
+    s.sendall(_packet(b"vFile:pread:" + fd + b",4,2"))
+    assert _reply(s) == b"F4;2345"
+    s.sendall(_packet(b"X1000,4:}"))                        # the escape has no byte after it
+    assert _reply(s) == b"E16"
+    for p in _fuzzed_packets(seed=23, count=400):
+        s.sendall(_packet(p))
+        reply = _reply(s)
+        assert reply is not None, p
+    s.sendall(_packet(b"?"))
+    assert re.fullmatch(rb"T05thread:p[0-9a-f]+\.[0-9a-f]+;", _reply(s))
+    s.sendall(_packet(b"c"))
+    status, stdout, err = finish(proc)
+    s.close()
+    assert (status, stdout) == (0, "value 42\n"), err
+    assert "Traceback" not in err and "closing the connection" not in err, err
+
+
+def test_gdb_socket_is_private_and_a_port_is_reused_at_once(tmp_path: Path, target: str) -> None:
+    """-g unix:PATH is created 0600 (only its owner may attach); a TCP port warns that any
+    local user can, is refused as root unless --gdb-allow-tcp, and is free again right after
+    a session (SO_REUSEADDR)."""
+    proc, sock = start(tmp_path, target)
+    mode = os.lstat(sock).st_mode & 0o777
+    s = _raw(sock)
+    s.sendall(_packet(b"c"))
+    status, stdout, err = finish(proc)
+    s.close()
+    assert mode == 0o600, oct(mode)
+    assert (status, stdout) == (0, "value 42\n"), err
+    assert not os.path.lexists(sock)
+
+    if os.geteuid() == 0:
+        r = subprocess.run([sys.executable, "-m", "mteemu", "run", "-g", "0", target],
+                           capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+        err = r.stderr.decode()
+        assert r.returncode == 2 and "--gdb-allow-tcp" in err and len(err.splitlines()) == 1, err
+    port = None
+    for _ in range(2):                                 # the same port twice in a row
+        proc = subprocess.Popen([sys.executable, "-m", "mteemu", "run", "--gdb-allow-tcp", "-g", str(port or 0),
+                                 target], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        said = b""
+        while b"waiting for gdb" not in said:
+            line = proc.stderr.readline()
+            assert line, (said, proc.communicate())
+            said += line
+        assert b"any local user can attach" in said, said
+        port = int(re.search(rb"127\.0\.0\.1:(\d+) ", said).group(1))
+        c = socket.create_connection(("127.0.0.1", port), timeout=30)
+        c.sendall(_packet(b"c"))
+        status, stdout, err = finish(proc)
+        c.close()
+        assert (status, stdout) == (0, "value 42\n"), err

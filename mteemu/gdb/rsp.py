@@ -9,6 +9,7 @@ packet is an interrupt request.
 from __future__ import annotations
 
 import select
+import time
 import socket
 from typing import Optional, Union
 
@@ -122,7 +123,14 @@ class Channel:
             raise Disconnected(e.strerror or str(e)) from None
 
     def poll_interrupt(self, timeout: float) -> bool:
-        """While the guest runs: True once GDB asked to stop it (0x03) or went away."""
+        """While the guest runs: True once GDB asked to stop it (0x03) or went away.
+
+        What else arrives meanwhile waits in the buffer for the next stop, up to one packet's
+        worth; beyond that nothing more is read, so the peer's socket fills and it blocks
+        (a debugger sends nothing but Ctrl-C to a running all-stop target)."""
+        if len(self.buf) > MAX_PACKET:
+            time.sleep(timeout)
+            return False
         try:
             if not self._fill(timeout):
                 return False

@@ -322,7 +322,7 @@ class Session:
                 answer = self._handle(packet, stopped)
             except ptrace.TraceError as e:
                 answer = f"E{min(e.errno, 0xFF):02x}"
-            except (ValueError, IndexError, KeyError):
+            except (ValueError, IndexError, KeyError, OverflowError, struct.error, rsp.ProtocolError):
                 answer = "E16"                     # a malformed packet: EINVAL, and the session goes on
             if isinstance(answer, Resume):
                 return answer
@@ -568,6 +568,8 @@ class Session:
                 f = self.files.get(fd)
                 if f is None:
                     return _fileio_error(errno.EBADF)
+                if offset >= 1 << 63:
+                    return _fileio_error(errno.EINVAL)     # Linux's pread: a negative loff_t
                 data = f.pread(min(count, PACKET_SIZE // 2), offset)
                 return f"F{len(data):x};".encode() + rsp.escape(data)
             if op == "close":
@@ -581,16 +583,26 @@ class Session:
                 if f is None:
                     return _fileio_error(errno.EBADF)
                 s = f.stat()
-                raw = struct.pack(">IIIIIIIQQQIII", s.st_dev & 0xFFFFFFFF, s.st_ino & 0xFFFFFFFF, s.st_mode,
-                                  s.st_nlink, s.st_uid, s.st_gid, s.st_rdev & 0xFFFFFFFF, s.st_size,
+                # GDB's File-I/O struct stat ("struct stat" in the manual): 32-bit fields but
+                # size, blksize and blocks; a time outside 0..2^32-1 is given as the nearest.
+                raw = struct.pack(">IIIIIIIQQQIII", s.st_dev & U32, s.st_ino & U32, s.st_mode & U32,
+                                  min(s.st_nlink, U32), min(s.st_uid, U32), min(s.st_gid, U32),
+                                  s.st_rdev & U32, s.st_size,
                                   s.st_blksize if st.S_ISREG(s.st_mode) else 4096, s.st_blocks,
-                                  int(s.st_atime), int(s.st_mtime), int(s.st_ctime))
+                                  *(_u32_time(t) for t in (s.st_atime, s.st_mtime, s.st_ctime)))
                 return f"F{len(raw):x};".encode() + rsp.escape(raw)
         except SyscallError as e:
             return _fileio_error(e.errno)
         except OSError as e:
             return _fileio_error(e.errno or errno.EIO)
         return ""
+
+
+U32 = 0xFFFFFFFF
+
+
+def _u32_time(t: float) -> int:
+    return min(max(int(t), 0), U32)
 
 
 def _le(value: int, bits: int) -> str:
