@@ -245,6 +245,9 @@ def _run(args: argparse.Namespace, program: str, guest_args: list[str]) -> int:
                          closed_stdio=CLOSED_STDIO, sysroot=os.path.realpath(sysroot) if sysroot else None)
     argv = [os.fsencode(program)] + [os.fsencode(a) for a in guest_args]
     env = guest_environment(args.set_env, args.unset_env, args.clear_env)
+    from mteemu.kernel.files import raise_host_fd_limit
+
+    raise_host_fd_limit()
     listener = None
     if args.gdb:
         from mteemu.gdb.listen import Listener

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import select
 import stat as st
 import struct
@@ -76,6 +77,50 @@ def fake_stat(mode: int, size: int = 0, ino: int = 1, dev: int = 0xE, uid: Optio
                            "st_ctime_ns": 0, "st_blksize": 4096, "st_blocks": (size + 511) // 512, "st_rdev": 0})
 
 
+# The host descriptors the guest's files hold, all its processes together, stop this many
+# short of mteemu's own RLIMIT_NOFILE: the rest stay mteemu's, so a guest that opens all it
+# can still gets its fault report (which imports a disassembler and opens the program).
+# Past the line the guest sees ENFILE, as from Linux's fs.file-max.
+HOST_FD_RESERVE = 64
+_host_fd_ceiling: Optional[int] = None
+
+
+def raise_host_fd_limit() -> None:
+    """Let mteemu hold as many descriptors as its hard limit allows (up to 65,536): its own
+    process limit only, so that the guest's 1,024 per process are the bound a guest meets."""
+    global _host_fd_ceiling
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 1 << 16 if hard == resource.RLIM_INFINITY else min(hard, 1 << 16)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        except (OSError, ValueError):
+            pass
+    _host_fd_ceiling = None
+
+
+def host_fd(fd: int) -> int:
+    """fd, just opened on the guest's behalf, if the host can spare it; OSError(ENFILE) when
+    it is within HOST_FD_RESERVE of the limit. The host gives the lowest free number, so a
+    number that high means that many are in use."""
+    global _host_fd_ceiling
+    if _host_fd_ceiling is None:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        _host_fd_ceiling = (1 << 30 if soft == resource.RLIM_INFINITY else soft) - HOST_FD_RESERVE
+    if fd >= _host_fd_ceiling:
+        os.close(fd)
+        raise OSError(errno.ENFILE, os.strerror(errno.ENFILE))
+    return fd
+
+
+def host_dup(fd: int) -> int:
+    """dup(2) for the guest: SyscallError(ENFILE or EMFILE) when the host cannot spare one."""
+    try:
+        return host_fd(os.dup(fd))
+    except OSError as e:
+        raise SyscallError(e.errno or errno.EMFILE) from None
+
+
 def fd_path(fd: int) -> str:
     """The name by which a descriptor mteemu holds is opened again: /proc/self/fd/N reaches
     the very object behind it (never a name the guest could have changed since)."""
@@ -84,7 +129,7 @@ def fd_path(fd: int) -> str:
 
 def reopen(fd: int, flags: int) -> int:
     """A new open file description of the object behind a held descriptor."""
-    return os.open(fd_path(fd), flags | os.O_CLOEXEC)
+    return host_fd(os.open(fd_path(fd), flags | os.O_CLOEXEC))
 
 
 class Would(Exception):
@@ -178,11 +223,7 @@ class HostFile(OpenFile):
         """The guest's O_NONBLOCK on a foreign description (whose host flags are the host's
         to keep): a read or write that would block is EAGAIN, not a wait."""
         if self.foreign and self.flags & O_NONBLOCK and not st.S_ISREG(self._st.st_mode):
-            try:
-                ready = select.select([], [self.fd], [], 0)[1] if write else select.select([self.fd], [], [], 0)[0]
-            except (OSError, ValueError):
-                return
-            if not ready:
+            if not (self.poll_out() if write else self.poll_in()):
                 raise SyscallError(errno.EAGAIN)
 
     def read(self, n: int) -> bytes:
@@ -223,7 +264,7 @@ class HostFile(OpenFile):
         changed since); anything else (a pipe, a FIFO, a terminal, a foreign object) shares
         this description, so no access beyond it is ever gained."""
         if flags & os.O_PATH:           # the object, for its metadata: this description will do
-            return HostFile(os.dup(self.fd), self._path, self.flags, self.pagecache, self.foreign)
+            return HostFile(host_dup(self.fd), self._path, self.flags, self.pagecache, self.foreign)
         acc = flags & 3
         if acc != os.O_RDONLY and not self.writable():
             raise SyscallError(errno.EACCES)
@@ -236,7 +277,7 @@ class HostFile(OpenFile):
             return HostFile(fd, self._path, flags, self.pagecache, self.foreign)
         if acc != os.O_WRONLY and not self.readable():
             raise SyscallError(errno.EACCES)     # a shared description reads only if it could
-        return HostFile(os.dup(self.fd), self._path, flags, self.pagecache, self.foreign)
+        return HostFile(host_dup(self.fd), self._path, flags, self.pagecache, self.foreign)
 
     @property
     def is_fifo(self) -> bool:
@@ -464,7 +505,7 @@ class PageCache:
     def object_for(self, f: HostFile, want_write: bool) -> SharedObject:
         obj = self.objects.get(f.key)
         if obj is None:
-            obj = SharedObject(self.alloc, f.path(), host_fd=os.dup(f.fd))
+            obj = SharedObject(self.alloc, f.path(), host_fd=host_dup(f.fd))
             key = obj.key = f.key
             obj.on_release = lambda _o: self.objects.pop(key, None)
             self.objects[f.key] = obj
@@ -474,11 +515,15 @@ class PageCache:
 
 
 class FdTable:
-    MAX_FDS = 1024   # RLIMIT_NOFILE soft limit
+    MAX_FDS = 1024   # RLIMIT_NOFILE's soft limit by default
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_FDS) -> None:
         self.files: dict[int, OpenFile] = {}
         self.cloexec: set[int] = set()
+        # The owner's RLIMIT_NOFILE (set by setrlimit/prlimit64): Linux checks the caller's
+        # limit at each allocation; a table shared by processes with different limits is
+        # the one case this differs.
+        self.limit = limit
 
     def get(self, fd: int) -> OpenFile:
         f = self.files.get(fd)
@@ -488,12 +533,16 @@ class FdTable:
 
     def install(self, f: OpenFile, cloexec: bool = False, lowest: int = 0, fd: Optional[int] = None) -> int:
         if fd is None:
+            if lowest >= self.limit:
+                raise SyscallError(errno.EINVAL)      # fcntl(F_DUPFD) past RLIMIT_NOFILE
             fd = lowest
             while fd in self.files:
                 fd += 1
-            if fd >= self.MAX_FDS:
+            if fd >= self.limit:
                 raise SyscallError(errno.EMFILE)
         else:
+            if fd >= self.limit:
+                raise SyscallError(errno.EBADF)       # dup2/dup3: ksys_dup3()
             self.close(fd, missing_ok=True)
         f.refs += 1
         self.files[fd] = f
@@ -515,7 +564,7 @@ class FdTable:
             f.release()
 
     def fork(self) -> "FdTable":
-        t = FdTable()
+        t = FdTable(self.limit)
         for fd, f in self.files.items():
             f.refs += 1
             t.files[fd] = f

@@ -36,6 +36,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Optional, Self, Union
 
+from mteemu.kernel.files import host_fd
 from mteemu.kernel.pseudofs import Dir, Link, MagicLink, Node
 from mteemu.kernel.uaccess import SyscallError
 
@@ -105,11 +106,11 @@ class HostEntry(_Result):
 
     def open(self, flags: int, mode: int = 0o666) -> int:
         """openat(dirfd, name, flags | O_NOFOLLOW): a host descriptor, or OSError."""
-        return os.open(self.name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=self.dirfd)
+        return host_fd(os.open(self.name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=self.dirfd))
 
     def open_path(self) -> int:
         """An O_PATH descriptor of the object itself (a symlink stays a symlink)."""
-        return os.open(self.name, _OBJ_FLAGS, dir_fd=self.dirfd)
+        return host_fd(os.open(self.name, _OBJ_FLAGS, dir_fd=self.dirfd))
 
     def close(self) -> None:
         if self.dirfd >= 0:
@@ -294,7 +295,7 @@ class _Walk:
     def _open_dir(self, name: str) -> Optional[int]:
         """Hold the directory `name` inside the current one; None when it is a symlink."""
         try:
-            fd = os.open(name, _DIR_FLAGS, dir_fd=self.fds[-1])
+            fd = host_fd(os.open(name, _DIR_FLAGS, dir_fd=self.fds[-1]))
         except OSError as e:
             if e.errno == errno.ENOTDIR:
                 st = self._lstat(name)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from mteemu.kernel.files import (O_CLOEXEC, fd_path, O_DIRECTORY_GUEST, O_NOFOLLOW_GUEST, O_NONBLOCK, O_TMPFILE_GUEST,
                                  HostFile, MemFd, OpenFile,
-                                 Pipe, PipeEnd, Would, guest_status_flags, host_open_flags, pack_stat)
+                                 Pipe, PipeEnd, Would, guest_status_flags, host_dup, host_open_flags, pack_stat)
 from mteemu.kernel import namei
 from mteemu.kernel.namei import PSEUDO_TOPS, Generated, HostEntry, Magic, Resolved
 from mteemu.kernel.pseudofs import Dir, Link, open_node
@@ -329,7 +329,7 @@ class _FifoOpen:
 
 def _keep(r: HostEntry) -> HostEntry:
     """A HostEntry that outlives the `with` that walked it (its own held directory)."""
-    return HostEntry(os.dup(r.dirfd), r.name, r.gpath, r.st, r.foreign)
+    return HostEntry(host_dup(r.dirfd), r.name, r.gpath, r.st, r.foreign)
 
 
 def open_for_reading(k: "Kernel", t: Thread, path: bytes) -> OpenFile:
@@ -449,7 +449,7 @@ def sys_fcntl(k: "Kernel", t: Thread, fd: int, cmd: int, arg: int) -> int:
     fd = s32(fd)
     f = fds.get(fd)
     if cmd in (F_DUPFD, F_DUPFD_CLOEXEC):
-        if s32(arg) < 0 or s32(arg) >= fds.MAX_FDS:
+        if s32(arg) < 0:
             raise SyscallError(errno.EINVAL)
         return fds.install(f, cloexec=cmd == F_DUPFD_CLOEXEC, lowest=s32(arg))
     if cmd == F_GETFD:
@@ -495,9 +495,9 @@ def sys_dup(k: "Kernel", t: Thread, fd: int) -> int:
 def sys_dup3(k: "Kernel", t: Thread, old: int, new: int, flags: int) -> int:
     old, new = s32(old), s32(new)
     f = t.proc.fds.get(old)
-    if old == new or flags & ~O_CLOEXEC or not 0 <= new < t.proc.fds.MAX_FDS:
+    if old == new or flags & ~O_CLOEXEC:
         raise SyscallError(errno.EINVAL)
-    return t.proc.fds.install(f, cloexec=bool(flags & O_CLOEXEC), fd=new)
+    return t.proc.fds.install(f, cloexec=bool(flags & O_CLOEXEC), fd=new & 0xFFFFFFFF)
 
 
 @syscall("pipe2")

@@ -446,8 +446,9 @@ def sys_getcpu(k: "Kernel", t: Thread, cpu: int, node: int) -> int:
 
 
 RLIM_INFINITY = (1 << 64) - 1
+RLIMIT_NOFILE, NR_OPEN = 7, 1 << 20
 RLIMITS = {3: (8 << 20, RLIM_INFINITY),       # STACK
-           7: (1024, 1 << 20),                # NOFILE
+           7: (1024, 1 << 20),                # NOFILE: enforced by FdTable, hard = fs.nr_open
            6: (MAX_THREADS, MAX_THREADS),     # NPROC
            4: (0, RLIM_INFINITY)}             # CORE
 
@@ -470,7 +471,12 @@ def sys_prlimit64(k: "Kernel", t: Thread, pid: int, resource: int, new: int, old
         t.proc.mem.write_struct("<QQ", old, *cur)
     if new:
         proc.rlimits[resource] = (soft, hard)
-        unmodelled(k, "the limit is kept and reported, not enforced")
+        if resource == RLIMIT_NOFILE:
+            if soft > NR_OPEN:
+                raise SyscallError(errno.EPERM)    # do_prlimit(): above fs.nr_open
+            proc.fds.limit = soft
+        else:
+            unmodelled(k, "the limit is kept and reported, not enforced")
     return 0
 
 
