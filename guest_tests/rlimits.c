@@ -1,8 +1,10 @@
 // Resource limits are kept per process (setrlimit/prlimit64 read back, inherited by
-// fork, a hard limit never raised without privilege); fsync/fdatasync reach a file and
-// refuse a pipe (EINVAL), as Linux's vfs_fsync does.
+// fork, a hard limit never raised without privilege); RLIMIT_NOFILE is enforced (dup3
+// past it: EBADF, as ksys_dup3()), RLIMIT_CORE is kept (no core dumps here);
+// fsync/fdatasync reach a file and refuse a pipe (EINVAL), as Linux's vfs_fsync does.
 // exit: 0
 // qemu: differs: qemu-user sets the host process's limits, and as root may raise a hard limit
+#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -23,6 +25,9 @@ int main(void) {
     printf("raising the hard limit: %s\n", setrlimit(RLIMIT_NOFILE, &r) ? strerror(errno) : "allowed");
     r.rlim_cur = 512, r.rlim_max = 100;
     printf("soft above hard: %s\n", setrlimit(RLIMIT_NOFILE, &r) ? strerror(errno) : "allowed");
+    printf("dup3 past the soft limit: %s\n", dup3(0, 300, 0) < 0 ? strerror(errno) : "allowed");
+    struct rlimit core = {0, 0};
+    printf("RLIMIT_CORE 0: %d\n", setrlimit(RLIMIT_CORE, &core));
     fflush(stdout);
     if (fork() == 0) {
         getrlimit(RLIMIT_NOFILE, &r);

@@ -110,10 +110,11 @@ class Exits(KernelState):
 
     def close(self) -> None:
         """Give back what the run holds on the host (the swap file, the held root and
-        sysroot); safe to repeat."""
+        sysroot, the guest's /dev/shm); safe to repeat."""
         if self.alloc.swap is not None:
             self.alloc.swap.close()
         self.root_dir.close()
+        self.devshm.close()
         if self.sysroot_dir is not None:
             self.sysroot_dir.close()
 

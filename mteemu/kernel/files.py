@@ -68,13 +68,13 @@ def pack_stat(s: os.stat_result) -> bytes:
 
 
 def fake_stat(mode: int, size: int = 0, ino: int = 1, dev: int = 0xE, uid: Optional[int] = None,
-              nlink: int = 1) -> os.stat_result:
+              nlink: int = 1, rdev: int = 0) -> os.stat_result:
     """A stat result, every field set, for objects that only exist inside the emulated world."""
     uid = os.getuid() if uid is None else uid
     gid = os.getgid() if uid == os.getuid() else uid
     return os.stat_result((mode, ino, dev, nlink, uid, gid, size, 0, 0, 0),
                           {"st_atime": 0.0, "st_mtime": 0.0, "st_ctime": 0.0, "st_atime_ns": 0, "st_mtime_ns": 0,
-                           "st_ctime_ns": 0, "st_blksize": 4096, "st_blocks": (size + 511) // 512, "st_rdev": 0})
+                           "st_ctime_ns": 0, "st_blksize": 4096, "st_blocks": (size + 511) // 512, "st_rdev": rdev})
 
 
 # The host descriptors the guest's files hold, all its processes together, stop this many

@@ -21,6 +21,7 @@ from mteemu.board.model import Board
 from mteemu.errors import InputError, NoInterpreter
 from mteemu.inputs import open_regular
 from mteemu.kernel import loader, mte, namei, pauth
+from mteemu.kernel.devfs import ShmDir
 from mteemu.kernel.exefile import ExeFile
 from mteemu.kernel import signals as S
 from mteemu.kernel.files import FdTable, HostFile, PageCache
@@ -87,6 +88,7 @@ class Kernel(Scheduler, Traps, SignalDelivery, Exits):
         self.irg_rng = random.Random(f"irg-{options.seed}")    # IRG's tags: reproducible per seed
         self.pac_rng = random.Random(f"pac-{options.seed}")    # pointer-authentication keys, likewise
         self.pagecache = PageCache(self.alloc)
+        self.devshm = ShmDir()             # the guest's /dev/shm under --root, made when first used
         self.futex = FutexTable(self)
         self.procs: dict[int, Process] = {}
         self.threads: dict[int, Thread] = {}

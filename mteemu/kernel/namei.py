@@ -37,11 +37,11 @@ from dataclasses import dataclass
 from typing import Optional, Self, Union
 
 from mteemu.kernel.files import host_fd
-from mteemu.kernel.pseudofs import Dir, Link, MagicLink, Node
+from mteemu.kernel.pseudofs import Dir, Link, MagicLink, Mount, Node
 from mteemu.kernel.uaccess import SyscallError
 
 MAX_SYMLINKS = 40          # Linux's MAXSYMLINKS
-PSEUDO_TOPS = ("proc", "sys")
+PSEUDO_TOPS = ("proc", "sys", "dev")
 _DIR_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
 _OBJ_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -161,14 +161,16 @@ def walk(root: HostDir, base: str, path: str, follow: bool, tops: dict[str, Dir]
 
 class _Walk:
     """One walk: `comps` is the guest position; on the host, `fds[i]` holds the directory
-    at comps[:i] (fds[0] the root), so `len(fds) == len(comps) + 1`; inside a generated
-    tree `node` is the position and `fds` is just the root."""
+    at comps[:mount + i] (fds[0] the root, or the host directory mounted at
+    comps[:mount]), so `len(fds) == len(comps) - mount + 1`; inside a generated tree
+    `node` is the position and `fds` is just the root."""
 
     def __init__(self, root: HostDir, tops: dict[str, Dir]) -> None:
         self.root, self.tops = root, tops
         self.comps: list[str] = []
         self.fds: list[int] = []
         self.node: Optional[Node] = None
+        self.mount = 0
 
     def run(self, base: str, path: str, follow: bool) -> Resolved:
         self.fds = [os.dup(self.root.fd)]
@@ -193,8 +195,7 @@ class _Walk:
                 self._up()
                 continue
             if self.node is None and not self.comps and c in self.tops:
-                self._close_to(0)
-                self.comps, self.node = [c], self.tops[c]
+                self.comps, self.node = [c], self.tops[c]      # at the root: fds is [root]
                 continue
             if self.node is not None:
                 if not isinstance(self.node, Dir):
@@ -214,8 +215,7 @@ class _Walk:
                         target = child.target()
                     self._jump(target, parts)
                     continue
-                self.comps.append(c)
-                self.node = child
+                self._enter(c, child)
                 continue
             if rest_trivial:
                 # The last name: it need not exist (a create) and is not entered.
@@ -262,8 +262,7 @@ class _Walk:
                 child = self.node.lookup(c)
                 if child is None:
                     raise SyscallError(errno.ENOENT)      # e.g. the cwd's process has gone
-                self.comps.append(c)
-                self.node = child
+                self._enter(c, child)
             else:
                 fd = self._open_dir(c)
                 if fd is None:
@@ -271,11 +270,29 @@ class _Walk:
                 self.fds.append(fd)
                 self.comps.append(c)
 
+    def _enter(self, c: str, child: Node) -> None:
+        """Step from a generated directory into its child; a Mount continues on the host."""
+        self.comps.append(c)
+        if isinstance(child, Mount):
+            self._reset(host_dup_fd(child.hostdir()))
+            self.mount, self.node = len(self.comps), None
+        else:
+            self.node = child
+
+    def _reset(self, fd: int) -> None:
+        """Hold only fd as the host position's base."""
+        for old in self.fds:
+            os.close(old)
+        self.fds, self.mount = [fd], 0
+
     def _up(self) -> None:
         if not self.comps:
             return                                        # ".." of the root is the root
         self.comps.pop()
-        if self.node is not None:
+        if self.node is None and self.mount and len(self.comps) < self.mount:
+            self._reset(os.dup(self.root.fd))             # out of a mount, back in its tree
+            self.node = _node_at(self.comps, self.tops)
+        elif self.node is not None:
             self.node = _node_at(self.comps, self.tops)
         else:
             os.close(self.fds.pop())
@@ -283,13 +300,9 @@ class _Walk:
     def _jump(self, target: str, parts: deque) -> None:
         """Continue the walk at a link's target: absolute targets restart at the root."""
         if target.startswith("/"):
-            self._close_to(0)
+            self._reset(os.dup(self.root.fd))
             self.comps, self.node = [], None
         parts.extendleft(reversed(target.split("/")))
-
-    def _close_to(self, n: int) -> None:
-        while len(self.fds) > n + 1:
-            os.close(self.fds.pop())
 
     # -- host steps --------------------------------------------------------------------------
     def _open_dir(self, name: str) -> Optional[int]:
@@ -334,6 +347,13 @@ class _Walk:
                 raise SyscallError(errno.ENOENT)
         finally:
             os.close(fd)
+
+
+def host_dup_fd(fd: int) -> int:
+    try:
+        return host_fd(os.dup(fd))
+    except OSError as e:
+        raise SyscallError(e.errno or errno.EMFILE) from None
 
 
 def _count(links: int) -> int:

@@ -191,6 +191,7 @@ def root(k: "Kernel", t: "Thread") -> Dir:
             "filesystems": lambda k: b"nodev\tsysfs\nnodev\tproc\nnodev\ttmpfs\nnodev\tpipefs\n\text4\n",
         }
         out: dict[str, Node] = {name: File(partial(fn, k)) for name, fn in gen.items()}
+        out["mounts"] = Link(lambda: "self/mounts")
         out["self"] = Link(lambda: str(me.pid))
         out["thread-self"] = Link(lambda: f"{me.pid}/task/{t.tid}")
         out["sys"] = Dir(lambda: {"kernel": Dir(lambda: _sys_kernel(k)), "vm": Dir(lambda: _sys_vm(k)),

@@ -14,6 +14,7 @@ import struct
 from functools import partial
 from typing import TYPE_CHECKING, Callable, Optional
 
+from mteemu.kernel import devfs, namei
 from mteemu.kernel.files import HostFile, MemFd, OpenFile, PipeEnd, fake_stat
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_MTE, PROT_READ, PROT_WRITE, Vma
 from mteemu.kernel.process import Process, State, Thread
@@ -351,6 +352,23 @@ def fdinfo_dir(proc: Process) -> Dir:
                         for fd, f in sorted(proc.fds.files.items())}, mode=0o500, uid=os.getuid())
 
 
+# statfs f_type -> name, for the root's line in /proc/<pid>/mounts (linux/magic.h)
+_FS_NAMES = {0xEF53: "ext4", 0x01021994: "tmpfs", 0x794C7630: "overlay", 0x9123683E: "btrfs",
+             0x58465342: "xfs", 0x6969: "nfs", 0x65735546: "fuse"}
+
+
+def mounts(k: "Kernel") -> bytes:
+    """/proc/<pid>/mounts (show_vfsmnt()): the guest's root, then what the model mounts on
+    it: /proc and /sys always, /dev and /dev/shm under --root (devfs.py)."""
+    kind = _FS_NAMES.get(namei.fs_type(k.root_dir.fd) or 0, "rootfs")
+    lines = [("/dev/root", "/", kind, "rw,relatime"),
+             ("proc", "/proc", "proc", "rw,nosuid,nodev,noexec,relatime"),
+             ("sysfs", "/sys", "sysfs", "rw,nosuid,nodev,noexec,relatime")]
+    if k.options.root:
+        lines += devfs.MOUNTS
+    return "".join(f"{src} {where} {kind} {opts} 0 0\n" for src, where, kind, opts in lines).encode()
+
+
 def _comm_writer(proc: Process, t: Optional[Thread]):  # noqa: ANN202
     def write(data: bytes) -> None:
         name = data.split(b"\n", 1)[0][:15]
@@ -372,6 +390,7 @@ def _common(k: "Kernel", proc: Process, t: Optional[Thread]) -> dict[str, Node]:
         "environ": File(lambda: _read_range(proc, proc.env_range), mode=0o400, uid=uid),
         "auxv": File(lambda: proc.auxv, mode=0o400, uid=uid),
         "maps": File(lambda: maps(proc), uid=uid),
+        "mounts": File(lambda: mounts(k)),
         "smaps": File(lambda: smaps(proc), uid=uid),
         "smaps_rollup": File(lambda: smaps_rollup(proc), uid=uid),
         "mem": File(lambda: b"", mode=0o600, uid=uid,

@@ -31,6 +31,8 @@ class Node:
     """A name in a generated tree. `uid` owns it (0: root); `mode` has its type bits."""
 
     mode = st.S_IFREG | 0o444
+    rdev = 0                 # a device node's major:minor
+    dev = PROC_DEV           # the file system's st_dev
 
     def __init__(self, mode: Optional[int] = None, uid: int = 0) -> None:
         if mode is not None:
@@ -38,8 +40,8 @@ class Node:
         self.uid = uid
 
     def stat(self, gpath: str, size: int = 0) -> os.stat_result:
-        return fake_stat(self.mode, size, ino_of(gpath), dev=PROC_DEV, uid=self.uid,
-                         nlink=2 if st.S_ISDIR(self.mode) else 1)
+        return fake_stat(self.mode, size, ino_of(gpath), dev=self.dev, uid=self.uid,
+                         nlink=2 if st.S_ISDIR(self.mode) else 1, rdev=self.rdev)
 
     def may(self, euid: int, want: int) -> bool:
         """Unix permission bits as generic_permission() checks them (want: 4 r, 2 w, 1 x)."""
@@ -69,10 +71,23 @@ class File(Node):
         return self.opener(gpath, flags) if self.opener else GeneratedFile(self, gpath, flags)
 
 
+class Device(File):
+    """A character device node (devtmpfs's /dev/null...): `opener` gives its open file."""
+
+    def __init__(self, major: int, minor: int, opener: Callable[[str, int], OpenFile], mode: int = 0o666,
+                 dev: int = PROC_DEV) -> None:
+        super().__init__(lambda: b"", mode=mode, opener=opener)
+        self.mode = st.S_IFCHR | mode
+        self.rdev = os.makedev(major, minor)
+        self.dev = dev
+
+
 class Dir(Node):
-    def __init__(self, children: Callable[[], dict[str, Node]], mode: int = 0o555, uid: int = 0) -> None:
+    def __init__(self, children: Callable[[], dict[str, Node]], mode: int = 0o555, uid: int = 0,
+                 dev: int = PROC_DEV) -> None:
         super().__init__(st.S_IFDIR | mode, uid)
         self.children = children
+        self.dev = dev
 
     def lookup(self, name: str) -> Optional[Node]:
         return self.children().get(name)
@@ -100,6 +115,17 @@ class MagicLink(Link):
                  uid: int = 0) -> None:
         super().__init__(text, uid)
         self.reopen, self.target_stat, self.dir_path = reopen, target_stat, dir_path
+
+
+class Mount(Node):
+    """A host directory mounted inside a generated tree (the guest's /dev/shm): the walk
+    continues on the host from the descriptor `hostdir()` gives, as from the root."""
+
+    mode = st.S_IFDIR | 0o1777
+
+    def __init__(self, hostdir: Callable[[], int]) -> None:
+        super().__init__()
+        self.hostdir = hostdir
 
 
 def static(text: str) -> Callable[[], bytes]:

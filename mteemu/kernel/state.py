@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Optional, TextIO
 
 if TYPE_CHECKING:
     from mteemu.board.model import Board
+    from mteemu.kernel.devfs import ShmDir
     from mteemu.kernel.files import PageCache
     from mteemu.kernel.futex import FutexTable
     from mteemu.kernel.kernel import RunOptions
@@ -55,6 +56,7 @@ class KernelState:
     syscalls: SyscallTable
     root_dir: HostDir                   # the guest's "/", held (namei.py)
     sysroot_dir: Optional[HostDir]      # -L, held
+    devshm: ShmDir                      # the guest's /dev/shm under --root (devfs.py)
     need_resched: bool = False          # leave the CPU at the next chance
     _on_cpu_mm: Optional[Mm]            # whose translations the CPU caches
     _next_pid: int

@@ -66,9 +66,12 @@ def lookup(k: "Kernel", t: Thread, dirfd: int, path: bytes, follow: bool = True,
         if not f.is_dir:
             raise SyscallError(errno.ENOTDIR)
         base = f.path()
-    from mteemu.kernel import procfs, sysfs      # the generated trees: loaded when first walked
+    from mteemu.kernel import devfs, procfs, sysfs      # the generated trees: loaded when first walked
 
-    return namei.walk(k.root_dir, base, p, follow, {"proc": procfs.root(k, t), "sys": sysfs.root(k)})
+    tops = {"proc": procfs.root(k, t), "sys": sysfs.root(k)}
+    if k.options.root:
+        tops["dev"] = devfs.root(k)                      # without --root, the host's /dev
+    return namei.walk(k.root_dir, base, p, follow, tops)
 
 
 def _deny_entry() -> SyscallError:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from mteemu.kernel import namei
 from mteemu.kernel.files import HostFile, Would
-from mteemu.kernel.namei import PROC_SUPER_MAGIC, SYSFS_MAGIC, HostEntry
+from mteemu.kernel.namei import PROC_SUPER_MAGIC, SYSFS_MAGIC, TMPFS_MAGIC, HostEntry
 from mteemu.kernel.process import Thread, Wait
 from mteemu.kernel.pseudofs import GeneratedDir, GeneratedFile
 from mteemu.kernel.syscalls import blocking, s32, syscall
@@ -36,7 +36,8 @@ def _pack_host(fd: int) -> bytes:
 
 
 def _pack_generated(gpath: str) -> bytes:
-    magic = SYSFS_MAGIC if gpath == "/sys" or gpath.startswith("/sys/") else PROC_SUPER_MAGIC
+    top = gpath.split("/")[1]
+    magic = {"sys": SYSFS_MAGIC, "dev": TMPFS_MAGIC}.get(top, PROC_SUPER_MAGIC)   # devtmpfs is a tmpfs
     return struct.pack(STATFS_FMT, magic, 4096, 0, 0, 0, 0, 0, 0, 0, 255, 4096, ST_VALID | 0x1, 0, 0, 0, 0)
 
 

@@ -6,6 +6,7 @@ import os
 import stat
 from typing import TYPE_CHECKING
 
+from mteemu.kernel.devfs import MemDevice
 from mteemu.kernel.files import HostFile, MemFd
 from mteemu.kernel.mm.addrspace import TASK_SIZE, untag
 from mteemu.kernel.mm.shared import SharedObject
@@ -100,10 +101,11 @@ def sys_mmap(k: "Kernel", t: Thread, addr: int, length: int, prot: int, flags: i
         # do_mmap(): the description's access mode is checked before whether it can be mapped.
         if not f.readable() or (shared and prot & PROT_WRITE and not f.writable()):
             raise SyscallError(errno.EACCES)
-        mode = f.stat().st_mode if isinstance(f, HostFile) else 0
+        fst = f.stat() if isinstance(f, (HostFile, MemDevice)) else None
+        mode = fst.st_mode if fst is not None else 0
         if isinstance(f, MemFd):
             obj, name = f.obj, f.path()
-        elif isinstance(f, HostFile) and stat.S_ISCHR(mode) and f.stat().st_rdev == DEV_ZERO:
+        elif fst is not None and stat.S_ISCHR(mode) and fst.st_rdev == DEV_ZERO:
             # mmap_zero(): a private mapping of /dev/zero is anonymous memory, a shared one
             # is shared anonymous memory (shmem_zero_setup()), as MAP_ANONYMOUS gives.
             if shared:
