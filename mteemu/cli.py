@@ -269,6 +269,7 @@ def _run(args: argparse.Namespace, program: str, guest_args: list[str]) -> int:
 def _start(board, options, program: str, argv: list[bytes], env: list[bytes]):  # noqa: ANN001, ANN202
     """Boot the kernel and load the program; a --mem too small for that is bad input,
     and the error names the least that works."""
+    import gc
     from dataclasses import replace
 
     from mteemu.kernel.kernel import Kernel
@@ -284,14 +285,22 @@ def _start(board, options, program: str, argv: list[bytes], env: list[bytes]):  
     except OutOfMemory:
         if options.mem_limit is None:
             raise
+        kernel.discard()             # one kernel at a time: each reserves ~2 GiB of address space
+        kernel = None
+        gc.collect()
+
         def starts(pages: Optional[int]) -> Optional[int]:
             probe = Kernel(board, replace(options, mem_limit=pages and pages * 4096, swap=0, swap_file=None,
                                           check_invariants=False))
             try:
                 probe.spawn(program, argv, env)
+                return probe.alloc.used_pages
             except OutOfMemory:
                 return None
-            return probe.alloc.used_pages
+            finally:
+                probe.discard()
+                del probe
+                gc.collect()     # the board's RAM (an mmap that views keep) goes with the last view
         lo, hi = options.mem_limit // 4096, starts(None) or 1     # fails at lo, starts at hi
         while hi - lo > 1:                                        # the least that starts it
             mid = (lo + hi) // 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import resource
 import signal
 import stat
 import subprocess
@@ -289,6 +290,18 @@ def test_the_least_memory_is_named(tmp_path, attacker) -> None:
     assert enough.returncode != 2 and b"too small" not in enough.stderr     # it starts (and may run short later)
     less = run_mteemu(["run", "--mem", f"{need - 4}K", attacker, "pc", "0x1000"], cwd=tmp_path)
     assert less.returncode == 2 and b"too small" in less.stderr
+
+
+def test_the_memory_search_fits_in_a_limited_address_space(tmp_path, attacker) -> None:
+    """The search for the least --mem boots a kernel per try; each reserves ~2 GiB of
+    address space (Unicorn's translation buffer, the board's RAM). Released after each
+    try, twenty tries fit in 8 GB (before: "Could not allocate dynamic translator buffer",
+    exit 1, at the fourth)."""
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+    r = subprocess.run([sys.executable, "-m", "mteemu", "run", "--mem", "1", attacker, "spin"], cwd=tmp_path,
+                       capture_output=True, timeout=120, preexec_fn=limited, stdin=subprocess.DEVNULL)
+    assert r.returncode == 2 and b"too small to start" in r.stderr and r.stderr.count(b"\n") == 1, r.stderr
 
 
 @pytest.mark.parametrize("kind", ["fifo", "chardev"])

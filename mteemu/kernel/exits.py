@@ -118,6 +118,12 @@ class Exits(KernelState):
         if self.sysroot_dir is not None:
             self.sysroot_dir.close()
 
+    def discard(self) -> None:
+        """Drop a kernel that will not run (a probe, a failed start): the world shut down
+        and the CPU's engine released at once, not when the collector gets to it."""
+        self.shutdown()
+        self.cpu.close()
+
     def shutdown(self) -> None:
         """End the world: every process killed, its files closed, its memory freed; the
         host resources the run holds given back (also for a kernel dropped unfinished)."""

@@ -740,3 +740,14 @@ _Bool mte_on_fill(void *uc, uint64_t vaddr, int type, struct uc_tlb_entry_abi *r
     }
     return ok;
 }
+
+/* A CPU closed (Cpu.close): its Python callbacks are about to be freed; no engine that
+   could call them runs any more, and the next CPU installs its own before running. */
+void mte_detach(void) {
+    fallback = NULL;
+    fill_fallback = NULL;
+    translate = NULL;
+    intr_fallback = NULL;
+    tags_changed = NULL;
+    random_tag = NULL;
+}

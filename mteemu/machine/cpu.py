@@ -171,6 +171,25 @@ class Cpu:
             uc.hook_add(UC_HOOK_TLB_FILL, self._on_fill)
             uc.hook_add(UC_HOOK_INTR, self._on_intr)
 
+    def close(self) -> None:
+        """Give the engine back now: uc_close() frees its translation buffer (about 1 GiB
+        of address space reserved) and its memory map. The binding would do it only when
+        the Uc object is collected, which the hooks' reference cycles put off; a caller
+        that boots throw-away CPUs (the --mem search) would run out of address space.
+        Nothing may use this CPU afterwards. The native path's state is still one per
+        process: the next CPU installs its own (one per CPU is issue 24's)."""
+        if self.uc is None:
+            return
+        release = getattr(self.uc, "_Uc__finalizer", None)   # weakref.finalize(Uc.release_handle)
+        if release is not None:
+            release()                                       # closes once; the collector will not again
+        self.uc = None
+        if self.native is not None:
+            self.native.detach()
+        self._code_pages.clear()
+        self._soft_tlb.clear()
+        self._fills.clear()
+
     # -- pointer authentication (FEAT_PAuth) --------------------------------------------
     def _enable_pauth(self) -> None:
         """Let PAC*/AUT* work at the guest's EL (Unicorn runs it at EL1 of its "max" core).

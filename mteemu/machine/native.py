@@ -83,7 +83,10 @@ class Native:
         self.check_hook = address_of(lib.mte_check_access)
         self.fill_hook = address_of(lib.mte_on_fill)
         self.intr_hook = address_of(lib.mte_on_intr)
-        self._keep: list[object] = []          # C callbacks kept alive while installed
+        lib.mte_detach.restype = None
+        # The C callbacks installed now, one per slot (a new one replaces the old: a list
+        # kept every CPU of the process alive, with its RAM).
+        self._keep: dict[str, object] = {}
 
     def set_spans(self, spans: list[tuple[int, int, int, int]]) -> None:
         """(base, end, host address of the tag bytes, host address of RAM at base) per span."""
@@ -93,12 +96,12 @@ class Native:
 
     def set_fallback(self, fn: Callable[[int, int, int, int, int, int], None]) -> None:
         cb = HOOKMEM(fn)
-        self._keep.append(cb)
+        self._keep["fallback"] = cb
         self.lib.mte_set_fallback(cb)
 
     def set_fill_fallback(self, fn: Callable[[int, int, int, "ctypes._Pointer[TlbEntry]", int], bool]) -> None:
         cb = TLBFILL(fn)
-        self._keep.append(cb)
+        self._keep["fill"] = cb
         self.lib.mte_set_fill_fallback(cb)
 
     def set_banks(self, banks: list[tuple[int, int, int]]) -> None:
@@ -116,8 +119,13 @@ class Native:
         DC GVA block size."""
         callbacks = (TRANSLATE(translate), HOOKINTR(intr_fallback), TAGS_CHANGED(tags_changed),
                      RANDOM_TAG(random_tag))
-        self._keep.extend(callbacks)
+        self._keep["cpu"] = callbacks
         self.lib.mte_set_cpu(reg_read, reg_write, (ctypes.c_int * 31)(*x_ids), sp, pc, nzcv, *callbacks, dcz_block)
+
+    def detach(self) -> None:
+        """Forget the closed CPU's callbacks, here and in C."""
+        self.lib.mte_detach()
+        self._keep.clear()
 
     def set_insns(self, enabled: bool, exclude: int) -> None:
         """Whether MTE instructions run here (not while tag storage is guarded), and GCR_EL1.Exclude."""
