@@ -285,9 +285,10 @@ def _start(board, options, program: str, argv: list[bytes], env: list[bytes]):  
     except OutOfMemory:
         if options.mem_limit is None:
             raise
-        kernel.discard()             # one kernel at a time: each reserves ~2 GiB of address space
-        kernel = None
-        gc.collect()
+        if kernel is not None:       # one kernel at a time: each reserves ~2 GiB of address space
+            kernel.discard()
+            kernel = None
+            gc.collect()
 
         def starts(pages: Optional[int]) -> Optional[int]:
             probe = Kernel(board, replace(options, mem_limit=pages and pages * 4096, swap=0, swap_file=None,
