@@ -35,6 +35,12 @@ def check() -> None:
         raise HostSignal(_pending, signal.Signals(_pending).name)
 
 
+def pending() -> bool:
+    """Whether a stop signal waits: long work on the guest's behalf (a transfer of many
+    chunks) ends early, and the kernel's next clean point raises HostSignal."""
+    return _pending is not None
+
+
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
     """Around a host call that may block for long: a stop signal raises inside it."""

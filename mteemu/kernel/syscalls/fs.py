@@ -9,6 +9,7 @@ import struct
 import time
 from typing import TYPE_CHECKING, Callable, Optional
 
+from mteemu import host_signals
 from mteemu.kernel.files import (O_CLOEXEC, fd_path, O_DIRECTORY_GUEST, O_NOFOLLOW_GUEST, O_NONBLOCK, O_TMPFILE_GUEST,
                                  HostFile, MemFd, OpenFile,
                                  Pipe, PipeEnd, Would, guest_status_flags, host_dup, host_open_flags, pack_stat)
@@ -125,7 +126,8 @@ CHUNK = 1 << 20           # data moves between the guest and a file at most this
 def _read_into(t: Thread, f: OpenFile, segments: list[tuple[int, int]], pos: Optional[int] = None) -> int:
     """Read from f (at pos, for pread) into guest buffers, a chunk at a time: never one
     host object the size of the request. Only the first chunk may block (Would) or fail;
-    after that a short read, a wait or an error ends the call with what was done."""
+    after that a short read, a wait, an error or a stop signal sent to mteemu ends the
+    call with what was done."""
     done = 0
     for base, n in segments:
         off = 0
@@ -140,8 +142,8 @@ def _read_into(t: Thread, f: OpenFile, segments: list[tuple[int, int]], pos: Opt
             t.proc.mem.write(base + off, data)
             done += len(data)
             off += len(data)
-            if len(data) < want:
-                return done
+            if len(data) < want or host_signals.pending():
+                return done                  # a stop signal: what was done (the run then ends)
     return done
 
 
@@ -161,7 +163,7 @@ def _write_from(t: Thread, f: OpenFile, segments: list[tuple[int, int]], pos: Op
                 raise
             done += w
             off += w
-            if w < want:
+            if w < want or host_signals.pending():
                 return done
     return done
 
