@@ -17,10 +17,26 @@ import build_guests  # noqa: E402
 
 
 def run_mteemu(args: list[str], cwd: Path | None = None, timeout: float = 120,
-               env: dict[str, str] | None = None, stdin=subprocess.DEVNULL) -> subprocess.CompletedProcess:  # noqa: ANN001
-    """mteemu in a subprocess; stdin is the null device unless a test gives its own file."""
-    return subprocess.run([sys.executable, "-m", "mteemu", *args], capture_output=True, cwd=cwd, timeout=timeout,
-                          env=None if env is None else {**os.environ, **env}, stdin=stdin)
+               env: dict[str, str] | None = None, stdin=subprocess.DEVNULL,  # noqa: ANN001
+               prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """mteemu in a subprocess; stdin is the null device unless a test gives its own file;
+    `prefix` is a command it runs under (the `privileges` fixture's)."""
+    return subprocess.run([*prefix, sys.executable, "-m", "mteemu", *args], capture_output=True, cwd=cwd,
+                          timeout=timeout, env=None if env is None else {**os.environ, **env}, stdin=stdin)
+
+
+# The attacks on --root run as the suite runs (root in CI) and, when that is root, again
+# with every capability dropped (util-linux's setpriv: no CAP_DAC_OVERRIDE, CAP_CHOWN,
+# CAP_SYS_ADMIN...), as an unprivileged user's mteemu would run. (Another uid cannot run
+# this machine's Python, which lives under /root.) Run by a user, the suite is unprivileged.
+_NO_CAPS = ("setpriv", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--")
+PRIVILEGES = {"as-is": ()} | ({"no-capabilities": _NO_CAPS} if os.geteuid() == 0 and shutil.which("setpriv") else {})
+
+
+@pytest.fixture(params=list(PRIVILEGES))
+def privileges(request) -> tuple[str, ...]:  # noqa: ANN001
+    """A command prefix for mteemu: each entry of PRIVILEGES in turn."""
+    return PRIVILEGES[request.param]
 
 
 def compile_guest(tmp_path: Path, name: str, source: str) -> str:

@@ -36,11 +36,11 @@ def _results(out: bytes) -> dict[str, str]:
     return dict(line.split(": ", 1) for line in out.decode().splitlines())
 
 
-def test_dev_under_root_is_linuxs(tmp_path, devices) -> None:
+def test_dev_under_root_is_linuxs(tmp_path, devices, privileges) -> None:
     root = tmp_path / "root"
     root.mkdir()
     before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
-    r = run_mteemu(["run", "--root", str(root), devices], cwd=tmp_path)
+    r = run_mteemu(["run", "--root", str(root), devices], cwd=tmp_path, prefix=privileges)
     assert r.returncode == 0, r.stderr
     assert _results(r.stdout) == LINUX
     assert os.listdir(root) == []                       # nothing was made in the user's root

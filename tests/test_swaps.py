@@ -3,7 +3,8 @@
 is made relative to one, so the host files aimed at are never read, run or created.
 
 Each attack runs a guest (tests/swapper.c) and asserts on the host: the secret unread,
-nothing new outside the root, Linux's errno where Linux gives one. The walk itself is
+nothing new outside the root, Linux's errno where Linux gives one; as root, once more with
+every capability dropped (conftest.PRIVILEGES). The walk itself is
 checked in-process against a model resolver over random trees of symlinks (hypothesis).
 """
 from __future__ import annotations
@@ -47,11 +48,12 @@ def world(tmp_path: Path) -> tuple[Path, Path]:
     return root, outside
 
 
-def test_proc_self_exe_is_the_program_not_its_name(tmp_path, swapper) -> None:
+def test_proc_self_exe_is_the_program_not_its_name(tmp_path, swapper, privileges) -> None:
     """Item 1: the running copy's file is replaced by a symlink to a host file; reading,
     stat-ing and exec-ing /proc/self/exe still reach the program (Linux: mm->exe_file)."""
     root, outside = world(tmp_path)
-    r = run_mteemu(["run", "--root", str(root), swapper, "exe", str(outside / "secret.txt")], cwd=root)
+    r = run_mteemu(["run", "--root", str(root), swapper, "exe", str(outside / "secret.txt")], cwd=root,
+                   prefix=privileges)
     got = results(r.stdout)
     assert r.returncode == 0, r.stderr
     assert got == {"unlink copy": "ok", "symlink copy": "ok", "read /proc/self/exe": "ELF",
@@ -60,20 +62,21 @@ def test_proc_self_exe_is_the_program_not_its_name(tmp_path, swapper) -> None:
     assert sorted(os.listdir(outside)) == ["inner", "secret.txt"]
 
 
-def test_execveat_nofollow_on_a_link_out_is_eloop(tmp_path, swapper) -> None:
+def test_execveat_nofollow_on_a_link_out_is_eloop(tmp_path, swapper, privileges) -> None:
     """Item 2: execveat(AT_SYMLINK_NOFOLLOW) on a symlink is ELOOP (do_open_execat()); a
     followed link's absolute host target is walked inside the root, where it is not."""
     root, outside = world(tmp_path)
     host_prog = outside / "prog"
     host_prog.write_bytes(Path(swapper).read_bytes())
     host_prog.chmod(0o755)
-    r = run_mteemu(["run", "--root", str(root), swapper, "execveat", str(host_prog)], cwd=root)
+    r = run_mteemu(["run", "--root", str(root), swapper, "execveat", str(host_prog)], cwd=root,
+                   prefix=privileges)
     assert r.returncode == 0, r.stderr
     assert results(r.stdout) == {"execveat nofollow": "ELOOP", "execve through the link": "ENOENT",
                                  "execveat dirfd nofollow": "ELOOP"}
 
 
-def test_reopening_proc_self_fd_reaches_the_open_file(tmp_path, swapper) -> None:
+def test_reopening_proc_self_fd_reaches_the_open_file(tmp_path, swapper, privileges) -> None:
     """Item 3: /proc/self/fd/N reopens the object the fd holds (also once deleted), never
     a name the guest has since pointed at a host file or directory."""
     root, outside = world(tmp_path)
@@ -81,7 +84,7 @@ def test_reopening_proc_self_fd_reaches_the_open_file(tmp_path, swapper) -> None
     (root / "sub").mkdir()
     (root / "sub" / "inner").write_text("inside dir\n")
     r = run_mteemu(["run", "--root", str(root), swapper, "fd-reopen", str(outside / "secret.txt"), str(outside)],
-                   cwd=root)
+                   cwd=root, prefix=privileges)
     assert r.returncode == 0, r.stderr
     got = results(r.stdout)
     assert got["reopen after the swap"].startswith('read "inside file')
@@ -92,7 +95,7 @@ def test_reopening_proc_self_fd_reaches_the_open_file(tmp_path, swapper) -> None
     assert SECRET not in r.stdout.decode()
 
 
-def test_two_guests_racing_renames_never_escape(tmp_path, swapper) -> None:
+def test_two_guests_racing_renames_never_escape(tmp_path, swapper, privileges) -> None:
     """Item 4: one guest flips /d between a directory and a symlink to a host directory;
     another, in the same root, opens, stats and creates under /d meanwhile. Before the
     held-descriptor walk it read the host's file within a second and created host files
@@ -102,7 +105,7 @@ def test_two_guests_racing_renames_never_escape(tmp_path, swapper) -> None:
     (root / "d").mkdir()
     (root / "d" / "file").write_text("inside file\n")
     seconds = "8"
-    cmd = [sys.executable, "-m", "mteemu", "run", "--root", str(root), swapper]
+    cmd = [*privileges, sys.executable, "-m", "mteemu", "run", "--root", str(root), swapper]
     flipper = subprocess.Popen(cmd + ["flip", str(outside), seconds], cwd=root, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     try:
