@@ -83,3 +83,57 @@ def pytest_collection_modifyitems(items: list) -> None:
         if (fn is None or {"guest", "target", "root"} & set(getattr(item, "fixturenames", ()))
                 or any(word in source for word in _RUNS_A_PROGRAM)):
             item.add_marker(pytest.mark.slow)
+
+
+# -- the host is left as it was ---------------------------------------------------------------
+# Tests run hostile guests as root; whatever they try, the host must end the session as it
+# began it: the device nodes, the kernel knobs guests write to, and no new file outside
+# the scratch folders (pytest's, under /tmp/pytest-of-*). Checked once per session, by the
+# process that is not an xdist worker (the controller sees the whole run).
+_KNOBS = ("/proc/sys/vm/nr_hugepages", "/proc/sys/vm/overcommit_memory", "/proc/sys/kernel/randomize_va_space",
+          "/sys/kernel/mm/transparent_hugepage/enabled")
+_WATCHED_DIRS = ("/", "/tmp", "/dev", "/dev/shm", "/etc", "/root")
+
+
+def _host_state() -> dict[str, object]:
+    state: dict[str, object] = {}
+    for name in ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/tty"):
+        try:
+            s = os.stat(name)
+            state[name] = (s.st_mode, s.st_rdev, s.st_uid, s.st_gid)
+        except OSError as e:
+            state[name] = e.errno
+    for knob in _KNOBS:
+        try:
+            with open(knob) as f:
+                state[knob] = f.read()
+        except OSError as e:
+            state[knob] = e.errno
+    for d in _WATCHED_DIRS:
+        try:
+            state[d + "/*"] = sorted(n for n in os.listdir(d) if not n.startswith("pytest-of-"))
+        except OSError as e:
+            state[d + "/*"] = e.errno
+    # The checkout: no file changed or added but what .gitignore expects (build/, caches).
+    git = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True)
+    state["git status"] = git.stdout if git.returncode == 0 else git.returncode
+    return state
+
+
+_BEFORE: dict[str, object] = {}
+
+
+def pytest_sessionstart(session) -> None:  # noqa: ANN001
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        _BEFORE.update(_host_state())
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:  # noqa: ANN001
+    if os.environ.get("PYTEST_XDIST_WORKER") or not _BEFORE:
+        return
+    after = _host_state()
+    changed = {k: (_BEFORE[k], after.get(k)) for k in _BEFORE if after.get(k) != _BEFORE[k]}
+    if changed:
+        for k, (was, now) in changed.items():
+            sys.stderr.write(f"\nthe test run changed the host: {k}: {was!r} -> {now!r}\n")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
