@@ -36,7 +36,7 @@ STG_X12 = 0xD9200981       # stg   x1, [x12]
 STP = 0xA900AC2A           # stp   x10, x11, [x1, #8]
 LDR = 0xF940002D           # ldr   x13, [x1]
 
-PATHS = [True] + ([False] if native.load() is not None else [])
+PATHS = [True] + ([False] if native.available() else [])
 
 
 @pytest.fixture(scope="module", params=PATHS, ids=lambda pure: "python" if pure else "native")

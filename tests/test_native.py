@@ -26,7 +26,7 @@ from mteemu.machine import native
 from mteemu.machine.tagcheck import MteState, Tcf
 
 SOURCE = Path(__file__).parents[1] / "mteemu" / "machine" / "_native.c"
-needs_native = pytest.mark.skipif(native.load() is None, reason=f"no native library: {native.describe()}")
+needs_native = pytest.mark.skipif(not native.available(), reason=f"no native library: {native.describe()}")
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +200,7 @@ def test_the_library_was_built_at_install() -> None:
     exists — every machine the README's commands set up — it must have been built."""
     if shutil.which("cc") is None and shutil.which("gcc") is None:
         pytest.skip("no C compiler: the pure-Python path is the right one here")
-    assert native.load() is not None, native.describe()
+    assert native.available(), native.describe()
 
 
 def test_the_library_builds_without_warnings(tmp_path) -> None:

@@ -36,6 +36,7 @@
    mte_log_append / mte_log_get so that there is one log, in order. */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define UC_MEM_READ 16           /* unicorn.h: uc_mem_type */
@@ -63,98 +64,6 @@ struct log_entry {
     uint8_t old[LOG_BYTES];
 };
 
-static struct span spans[MAX_SPANS];
-static int nspans;
-static hookmem_t fallback;
-static struct log_entry log_ring[LOG_ENTRIES];
-static unsigned log_next, log_count;
-static uint64_t fast_hits, slow_calls;   /* for `mteemu bench`'s profile: who did the work */
-
-int mte_set_spans(int n, const uint64_t *bases, const uint64_t *ends, const uint64_t *tags, const uint64_t *rams) {
-    if (n < 0 || n > MAX_SPANS)
-        return -1;
-    for (int i = 0; i < n; i++) {
-        spans[i].base = bases[i];
-        spans[i].end = ends[i];
-        spans[i].tags = (const uint8_t *)(uintptr_t)tags[i];
-        spans[i].ram = (uint8_t *)(uintptr_t)rams[i];
-    }
-    nspans = n;
-    return 0;
-}
-
-void mte_set_fallback(hookmem_t fn) { fallback = fn; }
-
-void mte_log_append(uint64_t pa, const uint8_t *old, uint32_t len) {
-    struct log_entry *e = &log_ring[log_next];
-    if (len > LOG_BYTES)
-        len = LOG_BYTES;
-    e->pa = pa;
-    e->len = len;
-    memcpy(e->old, old, len);
-    log_next = (log_next + 1) % LOG_ENTRIES;
-    if (log_count < LOG_ENTRIES)
-        log_count++;
-}
-
-unsigned mte_log_count(void) { return log_count; }
-
-/* Entry i, oldest first: its physical address and length; its bytes copied to `out`. */
-int mte_log_get(unsigned i, uint64_t *pa, uint8_t *out) {
-    if (i >= log_count)
-        return -1;
-    const struct log_entry *e = &log_ring[(log_next + LOG_ENTRIES - log_count + i) % LOG_ENTRIES];
-    *pa = e->pa;
-    memcpy(out, e->old, e->len);
-    return (int)e->len;
-}
-
-void mte_log_clear(void) { log_count = 0; }
-
-void mte_stats(uint64_t *out) {
-    out[0] = fast_hits;
-    out[1] = slow_calls;
-}
-
-static const struct span *span_of(uint64_t pa) {
-    for (int i = 0; i < nspans; i++)
-        if (spans[i].base <= pa && pa < spans[i].end)
-            return &spans[i];
-    return NULL;
-}
-
-/* The memory hook on the alias windows (uc_cb_hookmem_t). */
-void mte_check_access(void *uc, int type, uint64_t address, int size, int64_t value, void *user_data) {
-    uint64_t off = address - ALIAS_BASE;
-    unsigned tag = (unsigned)(off >> ALIAS_SHIFT) & 0xF;
-    uint64_t pa = off & ALIAS_MASK;
-    int write = type == UC_MEM_WRITE;
-    /* Within one page (at most two granules: an unaligned 8- or 16-byte access), and not
-       a byte store (DC ZVA zeroes its block with byte stores, which the Python path
-       recognises by the instruction). */
-    if (size >= 1 && size <= 16 && (size > 1 || !write) && (pa & 0xFFF) + (uint64_t)size <= 0x1000) {
-        const struct span *s = span_of(pa);
-        if (s != NULL && pa + (uint64_t)size <= s->end) {
-            uint64_t g = (pa - s->base) >> 4, last = (pa + (uint64_t)size - 1 - s->base) >> 4;
-            int match = 1;
-            for (; g <= last; g++)
-                match &= ((s->tags[g >> 1] >> ((g & 1) << 2)) & 0xF) == tag;
-            if (match) {
-                if (write)
-                    mte_log_append(pa, s->ram + (pa - s->base), (uint32_t)size);
-                fast_hits++;
-                return;
-            }
-        }
-    }
-    slow_calls++;
-    if (fallback != NULL)
-        fallback(uc, type, address, size, value, user_data);
-}
-
-
-/* ---- The MTE instructions ------------------------------------------------------------ */
-
 typedef int (*reg_rw_t)(void *uc, int regid, void *value);
 typedef int64_t (*translate_t)(uint64_t vpage, int access);   /* pa page | tagged, or -1 */
 typedef void (*hookintr_t)(void *uc, uint32_t intno, void *user_data);
@@ -177,113 +86,246 @@ struct tlb_entry {
     int tagged;                  /* mapped Tagged (PROT_MTE) */
 };
 
-static struct bank banks[MAX_BANKS];
-static int nbanks;
-static reg_rw_t reg_read, reg_write;
-static translate_t translate;
-static hookintr_t intr_fallback;
-static tags_changed_t tags_changed;
-static random_tag_t random_tag;
-static uint64_t dcz_block = 64;  /* DC ZVA/GVA block: DCZID_EL0.BS of Unicorn's core */
-static int regs_x[31], reg_sp, reg_pc, reg_nzcv;
-static int insns_enabled;        /* off while tag storage is guarded, or when not configured */
-static uint16_t gcr_exclude;     /* GCR_EL1.Exclude of the thread on the CPU */
-static struct tlb_entry tlb[3][TLB_SIZE];   /* read, write, fetch */
-static uint64_t direct_pfn[DIRECT_SLOTS];
-static uint32_t direct_gen[DIRECT_SLOTS], generation = 1;
-static int direct_overflow;
-static uint64_t insns_native, insns_declined;
+struct uc_tlb_entry_abi {
+    uint64_t paddr;
+    uint32_t perms;
+};
+typedef _Bool (*tlbfill_t)(void *uc, uint64_t vaddr, int type, struct uc_tlb_entry_abi *result, void *user_data);
 
-static uint32_t fill_generation;
+#define FILL_SLOTS 32768         /* an 8 MiB working set is 2048 pages x read/write: room for several */
+struct fill_entry {
+    uint64_t vaddr;              /* the tagged virtual page */
+    uint64_t paddr;
+    uint32_t perms;
+    uint32_t gen;                /* valid while equal to fill_generation */
+    int access;
+};
 
-void mte_flush_tlb(void) {
-    memset(tlb, 0xff, sizeof tlb);
-    fill_generation++;           /* and the TLB-fill cache below */
-    generation++;                /* forgets every direct page at once */
-    direct_overflow = 0;
+/* Everything this library knows of one CPU: Unicorn hands it back to each hook as the
+   `user_data` given to uc_hook_add(), and Python passes it to every call. A CPU owns its
+   context (mte_new / mte_free), so two CPUs in one process never share a TLB, a log or a
+   callback (before, the statics made a second CPU take over the first). */
+struct mte_ctx {
+    struct span spans[MAX_SPANS];
+    int nspans;
+    hookmem_t fallback;
+    struct log_entry log_ring[LOG_ENTRIES];
+    unsigned log_next, log_count;
+    uint64_t fast_hits, slow_calls;          /* for --stats: who did the work */
+    struct bank banks[MAX_BANKS];
+    int nbanks;
+    reg_rw_t reg_read, reg_write;
+    translate_t translate;
+    hookintr_t intr_fallback;
+    tags_changed_t tags_changed;
+    random_tag_t random_tag;
+    uint64_t dcz_block;                      /* DC ZVA/GVA block: DCZID_EL0.BS of Unicorn's core */
+    int regs_x[31], reg_sp, reg_pc, reg_nzcv;
+    int insns_enabled;                       /* off while tag storage is guarded, or when not configured */
+    uint16_t gcr_exclude;                    /* GCR_EL1.Exclude of the thread on the CPU */
+    struct tlb_entry tlb[3][TLB_SIZE];       /* read, write, fetch */
+    uint64_t direct_pfn[DIRECT_SLOTS];
+    uint32_t direct_gen[DIRECT_SLOTS], generation;
+    int direct_overflow;
+    uint64_t insns_native, insns_declined;
+    uint64_t rv[33];                         /* the register file cache (reg_get) */
+    uint64_t rv_loaded, rv_dirty;
+    struct fill_entry fills[FILL_SLOTS];
+    uint32_t fill_generation;
+    tlbfill_t fill_fallback;
+    uint64_t fill_hits, fill_misses;
+};
+
+struct mte_ctx *mte_new(void) {
+    struct mte_ctx *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->dcz_block = 64;
+    c->generation = 1;
+    memset(c->tlb, 0xff, sizeof c->tlb);
+    return c;
 }
 
-void mte_mark_direct(uint64_t pfn) {
+void mte_free(struct mte_ctx *c) { free(c); }
+
+
+int mte_set_spans(struct mte_ctx *c, int n, const uint64_t *bases, const uint64_t *ends, const uint64_t *tags, const uint64_t *rams) {
+    if (n < 0 || n > MAX_SPANS)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        c->spans[i].base = bases[i];
+        c->spans[i].end = ends[i];
+        c->spans[i].tags = (const uint8_t *)(uintptr_t)tags[i];
+        c->spans[i].ram = (uint8_t *)(uintptr_t)rams[i];
+    }
+    c->nspans = n;
+    return 0;
+}
+
+void mte_set_fallback(struct mte_ctx *c, hookmem_t fn) { c->fallback = fn; }
+
+void mte_log_append(struct mte_ctx *c, uint64_t pa, const uint8_t *old, uint32_t len) {
+    struct log_entry *e = &c->log_ring[c->log_next];
+    if (len > LOG_BYTES)
+        len = LOG_BYTES;
+    e->pa = pa;
+    e->len = len;
+    memcpy(e->old, old, len);
+    c->log_next = (c->log_next + 1) % LOG_ENTRIES;
+    if (c->log_count < LOG_ENTRIES)
+        c->log_count++;
+}
+
+unsigned mte_log_count(struct mte_ctx *c) { return c->log_count; }
+
+/* Entry i, oldest first: its physical address and length; its bytes copied to `out`. */
+int mte_log_get(struct mte_ctx *c, unsigned i, uint64_t *pa, uint8_t *out) {
+    if (i >= c->log_count)
+        return -1;
+    const struct log_entry *e = &c->log_ring[(c->log_next + LOG_ENTRIES - c->log_count + i) % LOG_ENTRIES];
+    *pa = e->pa;
+    memcpy(out, e->old, e->len);
+    return (int)e->len;
+}
+
+void mte_log_clear(struct mte_ctx *c) { c->log_count = 0; }
+
+void mte_stats(struct mte_ctx *c, uint64_t *out) {
+    out[0] = c->fast_hits;
+    out[1] = c->slow_calls;
+}
+
+static const struct span *span_of(struct mte_ctx *c, uint64_t pa) {
+    for (int i = 0; i < c->nspans; i++)
+        if (c->spans[i].base <= pa && pa < c->spans[i].end)
+            return &c->spans[i];
+    return NULL;
+}
+
+/* The memory hook on the alias windows (uc_cb_hookmem_t). */
+void mte_check_access(void *uc, int type, uint64_t address, int size, int64_t value, void *user_data) {
+    struct mte_ctx *c = user_data;
+    uint64_t off = address - ALIAS_BASE;
+    unsigned tag = (unsigned)(off >> ALIAS_SHIFT) & 0xF;
+    uint64_t pa = off & ALIAS_MASK;
+    int write = type == UC_MEM_WRITE;
+    /* Within one page (at most two granules: an unaligned 8- or 16-byte access), and not
+       a byte store (DC ZVA zeroes its block with byte stores, which the Python path
+       recognises by the instruction). */
+    if (size >= 1 && size <= 16 && (size > 1 || !write) && (pa & 0xFFF) + (uint64_t)size <= 0x1000) {
+        const struct span *s = span_of(c, pa);
+        if (s != NULL && pa + (uint64_t)size <= s->end) {
+            uint64_t g = (pa - s->base) >> 4, last = (pa + (uint64_t)size - 1 - s->base) >> 4;
+            int match = 1;
+            for (; g <= last; g++)
+                match &= ((s->tags[g >> 1] >> ((g & 1) << 2)) & 0xF) == tag;
+            if (match) {
+                if (write)
+                    mte_log_append(c, pa, s->ram + (pa - s->base), (uint32_t)size);
+                c->fast_hits++;
+                return;
+            }
+        }
+    }
+    c->slow_calls++;
+    if (c->fallback != NULL)
+        c->fallback(uc, type, address, size, value, user_data);
+}
+
+
+/* ---- The MTE instructions ------------------------------------------------------------ */
+
+
+
+
+void mte_flush_tlb(struct mte_ctx *c) {
+    memset(c->tlb, 0xff, sizeof c->tlb);
+    c->fill_generation++;           /* and the TLB-fill cache below */
+    c->generation++;                /* forgets every direct page at once */
+    c->direct_overflow = 0;
+}
+
+void mte_mark_direct(struct mte_ctx *c, uint64_t pfn) {
     uint32_t h = (uint32_t)(pfn * 0x9E3779B97F4A7C15ULL >> 48) & (DIRECT_SLOTS - 1);
     for (int probe = 0; probe < 64; probe++, h = (h + 1) & (DIRECT_SLOTS - 1)) {
-        if (direct_gen[h] != generation || direct_pfn[h] == pfn) {
-            direct_gen[h] = generation;
-            direct_pfn[h] = pfn;
+        if (c->direct_gen[h] != c->generation || c->direct_pfn[h] == pfn) {
+            c->direct_gen[h] = c->generation;
+            c->direct_pfn[h] = pfn;
             return;
         }
     }
-    direct_overflow = 1;         /* then every tag write asks the Python side */
+    c->direct_overflow = 1;         /* then every tag write asks the Python side */
 }
 
-static int is_direct(uint64_t pfn) {
-    if (direct_overflow)
+static int is_direct(struct mte_ctx *c, uint64_t pfn) {
+    if (c->direct_overflow)
         return 1;
     uint32_t h = (uint32_t)(pfn * 0x9E3779B97F4A7C15ULL >> 48) & (DIRECT_SLOTS - 1);
     for (int probe = 0; probe < 64; probe++, h = (h + 1) & (DIRECT_SLOTS - 1)) {
-        if (direct_gen[h] != generation)
+        if (c->direct_gen[h] != c->generation)
             return 0;
-        if (direct_pfn[h] == pfn)
+        if (c->direct_pfn[h] == pfn)
             return 1;
     }
     return 0;
 }
 
-int mte_set_banks(int n, const uint64_t *bases, const uint64_t *ends, const uint64_t *hosts) {
+int mte_set_banks(struct mte_ctx *c, int n, const uint64_t *bases, const uint64_t *ends, const uint64_t *hosts) {
     if (n < 0 || n > MAX_BANKS)
         return -1;
     for (int i = 0; i < n; i++) {
-        banks[i].base = bases[i];
-        banks[i].end = ends[i];
-        banks[i].host = (uint8_t *)(uintptr_t)hosts[i];
+        c->banks[i].base = bases[i];
+        c->banks[i].end = ends[i];
+        c->banks[i].host = (uint8_t *)(uintptr_t)hosts[i];
     }
-    nbanks = n;
+    c->nbanks = n;
     return 0;
 }
 
-void mte_set_cpu(reg_rw_t rd, reg_rw_t wr, const int *x_ids, int sp, int pc, int nzcv, translate_t tr,
+void mte_set_cpu(struct mte_ctx *c, reg_rw_t rd, reg_rw_t wr, const int *x_ids, int sp, int pc, int nzcv, translate_t tr,
                  hookintr_t fallback_intr, tags_changed_t changed, random_tag_t rnd, uint64_t dcz) {
-    random_tag = rnd;
-    dcz_block = dcz;
-    reg_read = rd;
-    reg_write = wr;
-    memcpy(regs_x, x_ids, sizeof regs_x);
-    reg_sp = sp;
-    reg_pc = pc;
-    reg_nzcv = nzcv;
-    translate = tr;
-    intr_fallback = fallback_intr;
-    tags_changed = changed;
-    mte_flush_tlb();
+    c->random_tag = rnd;
+    c->dcz_block = dcz;
+    c->reg_read = rd;
+    c->reg_write = wr;
+    memcpy(c->regs_x, x_ids, sizeof c->regs_x);
+    c->reg_sp = sp;
+    c->reg_pc = pc;
+    c->reg_nzcv = nzcv;
+    c->translate = tr;
+    c->intr_fallback = fallback_intr;
+    c->tags_changed = changed;
+    mte_flush_tlb(c);
 }
 
-void mte_set_insns(int enabled, unsigned exclude) {
-    insns_enabled = enabled;
-    gcr_exclude = (uint16_t)exclude;
+void mte_set_insns(struct mte_ctx *c, int enabled, unsigned exclude) {
+    c->insns_enabled = enabled;
+    c->gcr_exclude = (uint16_t)exclude;
 }
 
-void mte_insn_stats(uint64_t *out) {
-    out[0] = insns_native;
-    out[1] = insns_declined;
+void mte_insn_stats(struct mte_ctx *c, uint64_t *out) {
+    out[0] = c->insns_native;
+    out[1] = c->insns_declined;
 }
 
-static uint8_t *host_of(uint64_t pa) {
-    for (int i = 0; i < nbanks; i++)
-        if (banks[i].base <= pa && pa < banks[i].end)
-            return banks[i].host + (pa - banks[i].base);
+static uint8_t *host_of(struct mte_ctx *c, uint64_t pa) {
+    for (int i = 0; i < c->nbanks; i++)
+        if (c->banks[i].base <= pa && pa < c->banks[i].end)
+            return c->banks[i].host + (pa - c->banks[i].base);
     return NULL;
 }
 
 /* The physical address of an untagged virtual address, through the software TLB; 0 and
    *ok = 0 when the kernel refuses it (the Python path will raise the fault). */
-static uint64_t xlate(uint64_t va, int access, int *tagged, int *ok) {
+static uint64_t xlate(struct mte_ctx *c, uint64_t va, int access, int *tagged, int *ok) {
     uint64_t vpage = va & ~0xFFFULL & ((1ULL << 56) - 1);
     int kind = access - UC_MEM_READ;
     /* Folded index: buffers a power of two apart (4 MiB, as allocators place them)
        would otherwise share every slot and evict each other on each access. */
     uint64_t vpn = vpage >> 12;
-    struct tlb_entry *e = &tlb[kind][(vpn ^ (vpn >> TLB_BITS) ^ (vpn >> (2 * TLB_BITS))) & (TLB_SIZE - 1)];
+    struct tlb_entry *e = &c->tlb[kind][(vpn ^ (vpn >> TLB_BITS) ^ (vpn >> (2 * TLB_BITS))) & (TLB_SIZE - 1)];
     if (e->vpage != vpage) {
-        int64_t r = translate(vpage, access);
+        int64_t r = c->translate(vpage, access);
         if (r < 0) {
             *ok = 0;
             return 0;
@@ -301,45 +343,43 @@ static uint64_t xlate(uint64_t va, int access, int *tagged, int *ok) {
    file cache, as Cpu._reg does in Python): index 0-30 X0-X30, 31 SP, 32 NZCV. */
 #define R_SP 31
 #define R_NZCV 32
-static uint64_t rv[33];
-static uint64_t rv_loaded, rv_dirty;
 
-static uint64_t reg_get(void *uc, int i) {
-    if (!(rv_loaded >> i & 1)) {
-        reg_read(uc, i == R_SP ? reg_sp : i == R_NZCV ? reg_nzcv : regs_x[i], &rv[i]);
-        rv_loaded |= 1ULL << i;
+static uint64_t reg_get(struct mte_ctx *c, void *uc, int i) {
+    if (!(c->rv_loaded >> i & 1)) {
+        c->reg_read(uc, i == R_SP ? c->reg_sp : i == R_NZCV ? c->reg_nzcv : c->regs_x[i], &c->rv[i]);
+        c->rv_loaded |= 1ULL << i;
     }
-    return rv[i];
+    return c->rv[i];
 }
 
-static void reg_set(int i, uint64_t v) {
-    rv[i] = v;
-    rv_loaded |= 1ULL << i;
-    rv_dirty |= 1ULL << i;
+static void reg_set(struct mte_ctx *c, int i, uint64_t v) {
+    c->rv[i] = v;
+    c->rv_loaded |= 1ULL << i;
+    c->rv_dirty |= 1ULL << i;
 }
 
-static void regs_write_back(void *uc) {
+static void regs_write_back(struct mte_ctx *c, void *uc) {
     for (int i = 0; i < 33; i++)
-        if (rv_dirty >> i & 1)
-            reg_write(uc, i == R_SP ? reg_sp : i == R_NZCV ? reg_nzcv : regs_x[i], &rv[i]);
-    rv_loaded = rv_dirty = 0;
+        if (c->rv_dirty >> i & 1)
+            c->reg_write(uc, i == R_SP ? c->reg_sp : i == R_NZCV ? c->reg_nzcv : c->regs_x[i], &c->rv[i]);
+    c->rv_loaded = c->rv_dirty = 0;
 }
 
 /* X<n>; register 31 is SP or XZR, as the instruction's encoding says. */
-static uint64_t xr(void *uc, int n, int sp) {
+static uint64_t xr(struct mte_ctx *c, void *uc, int n, int sp) {
     if (n == 31)
-        return sp ? reg_get(uc, R_SP) : 0;
-    return reg_get(uc, n);
+        return sp ? reg_get(c, uc, R_SP) : 0;
+    return reg_get(c, uc, n);
 }
 
-static void xw(void *uc, int n, uint64_t v, int sp) {
+static void xw(struct mte_ctx *c, void *uc, int n, uint64_t v, int sp) {
     (void)uc;
     if (n == 31) {
         if (sp)
-            reg_set(R_SP, v);
+            reg_set(c, R_SP, v);
         return;
     }
-    reg_set(n, v);
+    reg_set(c, n, v);
 }
 
 #define TAG_SHIFT 56
@@ -372,8 +412,8 @@ static unsigned choose_non_excluded_tag(unsigned tag, unsigned offset, unsigned 
 }
 
 /* Give the granules of [pa, pa + len) (in one page) the tag; AArch64.MemTag[] write. */
-static void set_tags(uint64_t pa, uint64_t len, unsigned tag) {
-    const struct span *s = span_of(pa);
+static void set_tags(struct mte_ctx *c, uint64_t pa, uint64_t len, unsigned tag) {
+    const struct span *s = span_of(c, pa);
     if (s == NULL)
         return;                  /* not reached: callers decline such writes (store_tags, STGP) */
     uint8_t *tags = (uint8_t *)s->tags;
@@ -381,12 +421,12 @@ static void set_tags(uint64_t pa, uint64_t len, unsigned tag) {
         unsigned shift = (unsigned)(g & 1) << 2;
         tags[g >> 1] = (uint8_t)((tags[g >> 1] & ~(0xFu << shift)) | (tag << shift));
     }
-    if (is_direct(pa >> 12))
-        tags_changed(pa >> 12);  /* a TLB entry that skips checks may now be wrong */
+    if (is_direct(c, pa >> 12))
+        c->tags_changed(pa >> 12);  /* a TLB entry that skips checks may now be wrong */
 }
 
-static unsigned get_tag(uint64_t pa) {
-    const struct span *s = span_of(pa);
+static unsigned get_tag(struct mte_ctx *c, uint64_t pa) {
+    const struct span *s = span_of(c, pa);
     if (s == NULL)
         return 0;
     uint64_t g = (pa - s->base) >> 4;
@@ -395,7 +435,7 @@ static unsigned get_tag(uint64_t pa) {
 
 /* STG, STZG, ST2G, STZ2G: tag (and zero) `size` bytes at va; 0 to decline. Every page is
    translated before anything is written, so a declined instruction changed nothing. */
-static int store_tags(uint64_t va, uint64_t size, unsigned tag, int zero) {
+static int store_tags(struct mte_ctx *c, uint64_t va, uint64_t size, unsigned tag, int zero) {
     uint64_t pas[2], lens[2];
     int tagged[2], parts = 0, ok;
     /* Counted, not compared with va + size: a block at the top of the address space
@@ -406,8 +446,8 @@ static int store_tags(uint64_t va, uint64_t size, unsigned tag, int zero) {
             n = left;
         if (parts == 2)
             return 0;
-        pas[parts] = xlate(pos, UC_MEM_WRITE, &tagged[parts], &ok);
-        if (!ok || (zero && host_of(pas[parts]) == NULL) || (tagged[parts] && span_of(pas[parts]) == NULL))
+        pas[parts] = xlate(c, pos, UC_MEM_WRITE, &tagged[parts], &ok);
+        if (!ok || (zero && host_of(c, pas[parts]) == NULL) || (tagged[parts] && span_of(c, pas[parts]) == NULL))
             return 0;            /* the Python path faults, or reports tags without storage */
         lens[parts] = n;
         pos += n;
@@ -415,45 +455,45 @@ static int store_tags(uint64_t va, uint64_t size, unsigned tag, int zero) {
     }
     for (int i = 0; i < parts; i++) {
         if (zero)
-            memset(host_of(pas[i]), 0, lens[i]);
+            memset(host_of(c, pas[i]), 0, lens[i]);
         if (tagged[i])
-            set_tags(pas[i], lens[i], tag);
+            set_tags(c, pas[i], lens[i], tag);
     }
     return 1;
 }
 
 /* One MTE instruction; 1 when done (PC not yet advanced), 0 to decline. */
-static int execute(void *uc, uint32_t w) {
+static int execute(struct mte_ctx *c, void *uc, uint32_t w) {
     int rd = w & 31, rn = (w >> 5) & 31, rm = (w >> 16) & 31;
     uint32_t top = w & 0xFFE0FC00;
     /* Arm ARM C6.2 IRG: exclude = GCR_EL1.Exclude OR Xm<15:0>; rtag =
        ChooseRandomNonExcludedTag(exclude) (the seeded generator); Xd = Xn with that tag. */
     if (top == 0x9AC01000) {                                   /* IRG Xd|SP, Xn|SP, Xm */
-        unsigned exclude = gcr_exclude | (unsigned)(xr(uc, rm, 0) & 0xFFFF);
-        xw(uc, rd, with_tag(xr(uc, rn, 1), random_tag(exclude) & 0xF), 1);
+        unsigned exclude = c->gcr_exclude | (unsigned)(xr(c, uc, rm, 0) & 0xFFFF);
+        xw(c, uc, rd, with_tag(xr(c, uc, rn, 1), c->random_tag(exclude) & 0xF), 1);
         return 1;
     }
     /* GMI: Xd = Xm OR (1 << AArch64.AllocationTagFromAddress(Xn)). */
     if (top == 0x9AC01400) {                                   /* GMI Xd, Xn|SP, Xm */
-        xw(uc, rd, xr(uc, rm, 0) | (1ULL << tag_of(xr(uc, rn, 1))), 0);
+        xw(c, uc, rd, xr(c, uc, rm, 0) | (1ULL << tag_of(xr(c, uc, rn, 1))), 0);
         return 1;
     }
     /* SUBP(S): SignExtend(Xn<55:0>) - SignExtend(Xm<55:0>); SUBPS sets NZCV as SUBS does. */
     if (top == 0x9AC00000 || top == 0xBAC00000) {              /* SUBP(S) Xd, Xn|SP, Xm|SP */
-        int64_t a = sext56(xr(uc, rn, 1)), b = sext56(xr(uc, rm, 1));
+        int64_t a = sext56(xr(c, uc, rn, 1)), b = sext56(xr(c, uc, rm, 1));
         uint64_t ua = (uint64_t)a, ub = (uint64_t)b, result = ua - ub;
-        xw(uc, rd, result, 0);
+        xw(c, uc, rd, result, 0);
         if (top == 0xBAC00000) {
-            uint64_t n = result >> 63, z = result == 0, c = ua >= ub, v = (((ua ^ ub) & (ua ^ result)) >> 63) & 1;
-            reg_set(R_NZCV, n << 31 | z << 30 | c << 29 | v << 28);
+            uint64_t n = result >> 63, z = result == 0, cf = ua >= ub, v = (((ua ^ ub) & (ua ^ result)) >> 63) & 1;
+            reg_set(c, R_NZCV, n << 31 | z << 30 | cf << 29 | v << 28);
         }
         return 1;
     }
     /* ADDG/SUBG: Xn +/- uimm6 * 16, tag = ChooseNonExcludedTag(tag(Xn), uimm4, GCR_EL1.Exclude). */
     if ((w & 0xFFC0C000) == 0x91800000 || (w & 0xFFC0C000) == 0xD1800000) {   /* ADDG / SUBG */
-        uint64_t base = xr(uc, rn, 1), delta = (uint64_t)((w >> 16) & 0x3F) * 16;
+        uint64_t base = xr(c, uc, rn, 1), delta = (uint64_t)((w >> 16) & 0x3F) * 16;
         uint64_t addr = (w & 0x40000000) ? base - delta : base + delta;
-        xw(uc, rd, with_tag(addr, choose_non_excluded_tag(tag_of(base), (w >> 10) & 0xF, gcr_exclude)), 1);
+        xw(c, uc, rd, with_tag(addr, choose_non_excluded_tag(tag_of(base), (w >> 10) & 0xF, c->gcr_exclude)), 1);
         return 1;
     }
     /* LDG: Xt's tag = AArch64.MemTag[Xn + simm9 * 16] (granule aligned). STG/STZG/ST2G/STZ2G:
@@ -466,22 +506,22 @@ static int execute(void *uc, uint32_t w) {
         int rt = w & 31;
         if (op2 == 0 && opc != 1)
             return 0;                                          /* STZGM / STGM / LDGM: EL1 only */
-        uint64_t base = xr(uc, rn, 1);
+        uint64_t base = xr(c, uc, rn, 1);
         if (opc == 1 && op2 == 0) {                            /* LDG Xt, [Xn|SP, #simm] */
             int tagged, ok;
-            uint64_t pa = xlate((base + (uint64_t)imm) & ~15ULL, UC_MEM_READ, &tagged, &ok);
+            uint64_t pa = xlate(c, (base + (uint64_t)imm) & ~15ULL, UC_MEM_READ, &tagged, &ok);
             if (!ok)
                 return 0;
-            xw(uc, rt, with_tag(xr(uc, rt, 0), tagged ? get_tag(pa) : 0), 0);
+            xw(c, uc, rt, with_tag(xr(c, uc, rt, 0), tagged ? get_tag(c, pa) : 0), 0);
             return 1;
         }
         uint64_t addr = op2 == 1 ? base : base + (uint64_t)imm;    /* post-index: the old base */
         if (addr & 15)
             return 0;                                          /* alignment fault: Python raises it */
-        if (!store_tags(addr, opc >= 2 ? 32 : 16, tag_of(xr(uc, rt, 1)), opc == 1 || opc == 3))
+        if (!store_tags(c, addr, opc >= 2 ? 32 : 16, tag_of(xr(c, uc, rt, 1)), opc == 1 || opc == 3))
             return 0;
         if (op2 != 2)
-            xw(uc, rn, base + (uint64_t)imm, 1);
+            xw(c, uc, rn, base + (uint64_t)imm, 1);
         return 1;
     }
     /* STGP: Mem[address, 16] = Xt2:Xt1 (unchecked) and AArch64.MemTag[address] = tag(address). */
@@ -489,26 +529,26 @@ static int execute(void *uc, uint32_t w) {
         unsigned mode = (w >> 23) & 3;
         int64_t imm = (int64_t)sext((w >> 15) & 0x7F, 7) * 16;
         int rt = w & 31, rt2 = (w >> 10) & 31;
-        uint64_t base = xr(uc, rn, 1), addr = mode == 1 ? base : base + (uint64_t)imm;
+        uint64_t base = xr(c, uc, rn, 1), addr = mode == 1 ? base : base + (uint64_t)imm;
         int tagged, ok;
         if (addr & 15)
             return 0;
-        uint64_t pa = xlate(addr, UC_MEM_WRITE, &tagged, &ok);
-        uint8_t *host = ok ? host_of(pa) : NULL;
-        if (host == NULL || (tagged && span_of(pa) == NULL))
+        uint64_t pa = xlate(c, addr, UC_MEM_WRITE, &tagged, &ok);
+        uint8_t *host = ok ? host_of(c, pa) : NULL;
+        if (host == NULL || (tagged && span_of(c, pa) == NULL))
             return 0;
-        uint64_t data[2] = {xr(uc, rt, 0), xr(uc, rt2, 0)};
+        uint64_t data[2] = {xr(c, uc, rt, 0), xr(c, uc, rt2, 0)};
         memcpy(host, data, 16);
         if (tagged)
-            set_tags(pa, 16, tag_of(addr));
+            set_tags(c, pa, 16, tag_of(addr));
         if (mode != 2)
-            xw(uc, rn, base + (uint64_t)imm, 1);
+            xw(c, uc, rn, base + (uint64_t)imm, 1);
         return 1;
     }
     /* DC GVA/GZVA: the tags (and for GZVA the data) of the DCZID_EL0-sized block holding Xt. */
     if ((w & 0xFFFFFFE0) == 0xD50B7460 || (w & 0xFFFFFFE0) == 0xD50B7480) {   /* DC GVA / DC GZVA, Xt */
-        uint64_t addr = xr(uc, rd, 0);
-        return store_tags(addr & ~(dcz_block - 1), dcz_block, tag_of(addr), (w & 0xFFFFFFE0) == 0xD50B7480);
+        uint64_t addr = xr(c, uc, rd, 0);
+        return store_tags(c, addr & ~(c->dcz_block - 1), c->dcz_block, tag_of(addr), (w & 0xFFFFFFE0) == 0xD50B7480);
     }
     return 0;                    /* MSR/MRS TCO, or no MTE instruction at all */
 }
@@ -539,20 +579,20 @@ static int condition_holds(unsigned cond, uint64_t nzcv) {       /* ConditionHol
 }
 
 /* AddWithCarry() and the write of Rd (31: SP for the plain immediate form, else XZR). */
-static void finish_add(void *uc, int rd, uint64_t a, uint64_t b, unsigned carry, int width, int setflags, int sp) {
+static void finish_add(struct mte_ctx *c, void *uc, int rd, uint64_t a, uint64_t b, unsigned carry, int width, int setflags, int sp) {
     uint64_t mask = width == 64 ? ~0ULL : 0xFFFFFFFFULL;
     a &= mask;
     b &= mask;
     uint64_t result = (a + b + carry) & mask;
     if (setflags) {
         uint64_t n = result >> (width - 1) & 1, z = result == 0;
-        uint64_t c = width == 64 ? (result < a || (carry && result == a)) : ((a + b + carry) >> 32) & 1;
+        uint64_t cf = width == 64 ? (result < a || (carry && result == a)) : ((a + b + carry) >> 32) & 1;
         uint64_t sa = sext(a, width), sb = sext(b, width);
         uint64_t v = ((~(sa ^ sb) & (sa ^ sext(result, width))) >> 63) & 1;
-        reg_set(R_NZCV, n << 31 | z << 30 | c << 29 | v << 28);
-        xw(uc, rd, result, 0);
+        reg_set(c, R_NZCV, n << 31 | z << 30 | cf << 29 | v << 28);
+        xw(c, uc, rd, result, 0);
     } else {
-        xw(uc, rd, result, sp);
+        xw(c, uc, rd, result, sp);
     }
 }
 
@@ -570,12 +610,12 @@ static uint64_t shifted(uint64_t value, unsigned kind, unsigned amount, int widt
 }
 
 /* One plain instruction; 1 with *next set, 0 if it is not one of ours. */
-static int step(void *uc, uint32_t w, uint64_t pc, uint64_t *next) {
+static int step(struct mte_ctx *c, void *uc, uint32_t w, uint64_t pc, uint64_t *next) {
     if ((w & 0x1F800000) == 0x11000000) {                     /* ADD/SUB (immediate) */
         int width = w >> 31 ? 64 : 32;
         unsigned sub = w >> 30 & 1;
         uint64_t imm = (uint64_t)(w >> 10 & 0xFFF) << ((w >> 22 & 1) ? 12 : 0);
-        finish_add(uc, w & 31, xr(uc, w >> 5 & 31, 1), sub ? ~imm : imm, sub, width, w >> 29 & 1, 1);
+        finish_add(c, uc, w & 31, xr(c, uc, w >> 5 & 31, 1), sub ? ~imm : imm, sub, width, w >> 29 & 1, 1);
         *next = pc + 4;
         return 1;
     }
@@ -584,8 +624,8 @@ static int step(void *uc, uint32_t w, uint64_t pc, uint64_t *next) {
         unsigned sub = w >> 30 & 1, kind = w >> 22 & 3, amount = w >> 10 & 0x3F;
         if (kind == 3 || (int)amount >= width)
             return 0;
-        uint64_t m = shifted(xr(uc, w >> 16 & 31, 0), kind, amount, width);
-        finish_add(uc, w & 31, xr(uc, w >> 5 & 31, 0), sub ? ~m : m, sub, width, w >> 29 & 1, 0);
+        uint64_t m = shifted(xr(c, uc, w >> 16 & 31, 0), kind, amount, width);
+        finish_add(c, uc, w & 31, xr(c, uc, w >> 5 & 31, 0), sub ? ~m : m, sub, width, w >> 29 & 1, 0);
         *next = pc + 4;
         return 1;
     }
@@ -594,20 +634,20 @@ static int step(void *uc, uint32_t w, uint64_t pc, uint64_t *next) {
         if (!(w >> 31) && (w >> 15 & 1))
             return 0;                                          /* 32-bit with imm6 >= 32: reserved */
         uint64_t mask = width == 64 ? ~0ULL : 0xFFFFFFFFULL;
-        uint64_t a = xr(uc, w >> 5 & 31, 0) & mask;
-        uint64_t m = shifted(xr(uc, w >> 16 & 31, 0), w >> 22 & 3, w >> 10 & 0x3F, width);
+        uint64_t a = xr(c, uc, w >> 5 & 31, 0) & mask;
+        uint64_t m = shifted(xr(c, uc, w >> 16 & 31, 0), w >> 22 & 3, w >> 10 & 0x3F, width);
         if (w >> 21 & 1)
             m = ~m & mask;
         unsigned opc = w >> 29 & 3;
         uint64_t r = opc == 1 ? (a | m) : opc == 2 ? (a ^ m) : (a & m);
         if (opc == 3)
-            reg_set(R_NZCV, (r >> (width - 1) & 1) << 31 | (uint64_t)(r == 0) << 30);
-        xw(uc, w & 31, r, 0);
+            reg_set(c, R_NZCV, (r >> (width - 1) & 1) << 31 | (uint64_t)(r == 0) << 30);
+        xw(c, uc, w & 31, r, 0);
         *next = pc + 4;
         return 1;
     }
     if ((w & 0xFF000010) == 0x54000000) {                     /* B.cond */
-        *next = condition_holds(w & 0xF, reg_get(uc, R_NZCV)) ? pc + sext(w >> 5 & 0x7FFFF, 19) * 4 : pc + 4;
+        *next = condition_holds(w & 0xF, reg_get(c, uc, R_NZCV)) ? pc + sext(w >> 5 & 0x7FFFF, 19) * 4 : pc + 4;
         return 1;
     }
     if ((w & 0xFC000000) == 0x14000000) {                     /* B */
@@ -615,20 +655,20 @@ static int step(void *uc, uint32_t w, uint64_t pc, uint64_t *next) {
         return 1;
     }
     if ((w & 0x7E000000) == 0x34000000) {                     /* CBZ / CBNZ */
-        uint64_t v = xr(uc, w & 31, 0) & (w >> 31 ? ~0ULL : 0xFFFFFFFFULL);
+        uint64_t v = xr(c, uc, w & 31, 0) & (w >> 31 ? ~0ULL : 0xFFFFFFFFULL);
         *next = (v == 0) != (int)(w >> 24 & 1) ? pc + sext(w >> 5 & 0x7FFFF, 19) * 4 : pc + 4;
         return 1;
     }
     if ((w & 0x7E000000) == 0x36000000) {                     /* TBZ / TBNZ */
         unsigned bit = (w >> 31) << 5 | (w >> 19 & 31);
-        *next = (xr(uc, w & 31, 0) >> bit & 1) == (w >> 24 & 1) ? pc + sext(w >> 5 & 0x3FFF, 14) * 4 : pc + 4;
+        *next = (xr(c, uc, w & 31, 0) >> bit & 1) == (w >> 24 & 1) ? pc + sext(w >> 5 & 0x3FFF, 14) * 4 : pc + 4;
         return 1;
     }
     if ((w & 0xFFFFFFE0) == 0xD53B00E0) {                     /* MRS Xt, DCZID_EL0 */
         unsigned bs = 0;
-        while ((4ULL << bs) < dcz_block)
+        while ((4ULL << bs) < c->dcz_block)
             bs++;
-        xw(uc, w & 31, bs, 0);
+        xw(c, uc, w & 31, bs, 0);
         *next = pc + 4;
         return 1;
     }
@@ -639,12 +679,12 @@ static int step(void *uc, uint32_t w, uint64_t pc, uint64_t *next) {
     return 0;
 }
 
-static int fetch(uint64_t pc, uint32_t *word) {
+static int fetch(struct mte_ctx *c, uint64_t pc, uint32_t *word) {
     int tagged, ok;
     if (pc & 3)
         return 0;
-    uint64_t pa = xlate(pc, UC_MEM_FETCH, &tagged, &ok);
-    const uint8_t *code = ok && !(pc >> 56) ? host_of(pa) : NULL;
+    uint64_t pa = xlate(c, pc, UC_MEM_FETCH, &tagged, &ok);
+    const uint8_t *code = ok && !(pc >> 56) ? host_of(c, pa) : NULL;
     if (code == NULL)
         return 0;
     memcpy(word, code, 4);
@@ -653,33 +693,34 @@ static int fetch(uint64_t pc, uint32_t *word) {
 
 /* The engine's interrupt hook (uc_cb_hookintr_t). */
 void mte_on_intr(void *uc, uint32_t intno, void *user_data) {
-    if (intno == EXCP_UDEF && insns_enabled) {
+    struct mte_ctx *c = user_data;
+    if (intno == EXCP_UDEF && c->insns_enabled) {
         uint64_t pc = 0;
         uint32_t word;
-        reg_read(uc, reg_pc, &pc);
-        rv_loaded = rv_dirty = 0;
-        if (fetch(pc, &word) && execute(uc, word)) {
-            insns_native++;
+        c->reg_read(uc, c->reg_pc, &pc);
+        c->rv_loaded = c->rv_dirty = 0;
+        if (fetch(c, pc, &word) && execute(c, uc, word)) {
+            c->insns_native++;
             pc += 4;
-            for (int n = 0; n < RUN_AHEAD && fetch(pc, &word); n++) {
+            for (int n = 0; n < RUN_AHEAD && fetch(c, pc, &word); n++) {
                 uint64_t next;
-                if (execute(uc, word)) {
-                    insns_native++;
+                if (execute(c, uc, word)) {
+                    c->insns_native++;
                     pc += 4;
-                } else if (step(uc, word, pc, &next)) {
+                } else if (step(c, uc, word, pc, &next)) {
                     pc = next;
                 } else {
                     break;
                 }
             }
-            regs_write_back(uc);
-            reg_write(uc, reg_pc, &pc);
+            regs_write_back(c, uc);
+            c->reg_write(uc, c->reg_pc, &pc);
             return;
         }
-        rv_loaded = rv_dirty = 0;      /* declined: nothing was changed */
-        insns_declined++;
+        c->rv_loaded = c->rv_dirty = 0;      /* declined: nothing was changed */
+        c->insns_declined++;
     }
-    intr_fallback(uc, intno, user_data);
+    c->intr_fallback(uc, intno, user_data);
 }
 
 /* ---- TLB refills ------------------------------------------------------------------------
@@ -688,66 +729,39 @@ void mte_on_intr(void *uc, uint32_t intno, void *user_data) {
    stays valid until the next flush, so this cache answers repeats in C and hands only
    first fills (and refusals) to Python. uc_cb_tlbevent_t / struct uc_tlb_entry, unicorn.h. */
 
-struct uc_tlb_entry_abi {
-    uint64_t paddr;
-    uint32_t perms;
-};
-typedef _Bool (*tlbfill_t)(void *uc, uint64_t vaddr, int type, struct uc_tlb_entry_abi *result, void *user_data);
 
-#define FILL_SLOTS 32768         /* an 8 MiB working set is 2048 pages x read/write: room for several */
-struct fill_entry {
-    uint64_t vaddr;              /* the tagged virtual page */
-    uint64_t paddr;
-    uint32_t perms;
-    uint32_t gen;                /* valid while equal to fill_generation */
-    int access;
-};
 
-static struct fill_entry fills[FILL_SLOTS];
-static tlbfill_t fill_fallback;
-static uint64_t fill_hits, fill_misses;
+void mte_set_fill_fallback(struct mte_ctx *c, tlbfill_t fn) { c->fill_fallback = fn; }
 
-void mte_set_fill_fallback(tlbfill_t fn) { fill_fallback = fn; }
-
-void mte_fill_stats(uint64_t *out) {
-    out[0] = fill_hits;
-    out[1] = fill_misses;
+void mte_fill_stats(struct mte_ctx *c, uint64_t *out) {
+    out[0] = c->fill_hits;
+    out[1] = c->fill_misses;
 }
 
-static struct fill_entry *fill_slot(uint64_t vaddr, int access) {
+static struct fill_entry *fill_slot(struct mte_ctx *c, uint64_t vaddr, int access) {
     /* The access type in the low bits of the key: shifted to the top, it fell out of the
        bits the index takes, and a page's read and write entries evicted each other. */
     uint64_t k = ((vaddr >> 12) << 2 | (uint64_t)(access & 3)) * 0x9E3779B97F4A7C15ULL;
-    return &fills[(k >> 40) & (FILL_SLOTS - 1)];
+    return &c->fills[(k >> 40) & (FILL_SLOTS - 1)];
 }
 
 _Bool mte_on_fill(void *uc, uint64_t vaddr, int type, struct uc_tlb_entry_abi *result, void *user_data) {
-    struct fill_entry *e = fill_slot(vaddr, type);
-    if (e->gen == fill_generation && e->vaddr == vaddr && e->access == type) {
+    struct mte_ctx *c = user_data;
+    struct fill_entry *e = fill_slot(c, vaddr, type);
+    if (e->gen == c->fill_generation && e->vaddr == vaddr && e->access == type) {
         result->paddr = e->paddr;
         result->perms = e->perms;
-        fill_hits++;
+        c->fill_hits++;
         return 1;
     }
-    fill_misses++;
-    _Bool ok = fill_fallback(uc, vaddr, type, result, user_data);
+    c->fill_misses++;
+    _Bool ok = c->fill_fallback(uc, vaddr, type, result, user_data);
     if (ok) {                    /* what Python accepted holds until the next flush */
         e->vaddr = vaddr;
         e->access = type;
         e->paddr = result->paddr;
         e->perms = result->perms;
-        e->gen = fill_generation;
+        e->gen = c->fill_generation;
     }
     return ok;
-}
-
-/* A CPU closed (Cpu.close): its Python callbacks are about to be freed; no engine that
-   could call them runs any more, and the next CPU installs its own before running. */
-void mte_detach(void) {
-    fallback = NULL;
-    fill_fallback = NULL;
-    translate = NULL;
-    intr_fallback = NULL;
-    tags_changed = NULL;
-    random_tag = NULL;
 }

@@ -176,8 +176,7 @@ class Cpu:
         of address space reserved) and its memory map. The binding would do it only when
         the Uc object is collected, which the hooks' reference cycles put off; a caller
         that boots throw-away CPUs (the --mem search) would run out of address space.
-        Nothing may use this CPU afterwards. The native path's state is still one per
-        process: the next CPU installs its own (one per CPU is issue 24's)."""
+        Nothing may use this CPU afterwards; its native state is freed with it."""
         if self.uc is None:
             return
         release = getattr(self.uc, "_Uc__finalizer", None)   # weakref.finalize(Uc.release_handle)
@@ -185,7 +184,7 @@ class Cpu:
             release()                                       # closes once; the collector will not again
         self.uc = None
         if self.native is not None:
-            self.native.detach()
+            self.native.close()
         self._code_pages.clear()
         self._soft_tlb.clear()
         self._fills.clear()
@@ -251,7 +250,9 @@ class Cpu:
     def _c_hook(self, kind: int, fn: int, begin: int = 1, end: int = 0) -> int:
         """uc_hook_add() with a C function: Unicorn calls it without any Python frame."""
         handle = uc_hook_h()
-        status = uclib.uc_hook_add(self.uc._uch, ctypes.byref(handle), kind, ctypes.c_void_p(fn), None,
+        assert self.native is not None
+        status = uclib.uc_hook_add(self.uc._uch, ctypes.byref(handle), kind, ctypes.c_void_p(fn),
+                                   ctypes.c_void_p(self.native.ctx),
                                    ctypes.c_uint64(begin), ctypes.c_uint64(end))
         if status != UC_ERR_OK:
             raise UcError(status)

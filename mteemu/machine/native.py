@@ -46,68 +46,82 @@ def _library_path() -> Optional[Path]:
     return None
 
 
+_CTX = ctypes.c_void_p
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    """The library's C signatures (every function but mte_new takes the CPU's context)."""
+    sigs: dict[str, tuple[list, Any]] = {
+        "mte_new": ([], _CTX), "mte_free": ([_CTX], None),
+        "mte_set_spans": ([_CTX, ctypes.c_int, _U64P, _U64P, _U64P, _U64P], ctypes.c_int),
+        "mte_set_fallback": ([_CTX, HOOKMEM], None),
+        "mte_log_append": ([_CTX, ctypes.c_uint64, ctypes.c_char_p, ctypes.c_uint32], None),
+        "mte_log_count": ([_CTX], ctypes.c_uint),
+        "mte_log_get": ([_CTX, ctypes.c_uint, _U64P, ctypes.c_char_p], ctypes.c_int),
+        "mte_log_clear": ([_CTX], None),
+        "mte_stats": ([_CTX, _U64P], None),
+        "mte_set_banks": ([_CTX, ctypes.c_int, _U64P, _U64P, _U64P], ctypes.c_int),
+        "mte_set_cpu": ([_CTX, ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int,
+                         ctypes.c_int, ctypes.c_int, TRANSLATE, HOOKINTR, TAGS_CHANGED, RANDOM_TAG, ctypes.c_uint64],
+                        None),
+        "mte_set_insns": ([_CTX, ctypes.c_int, ctypes.c_uint], None),
+        "mte_flush_tlb": ([_CTX], None),
+        "mte_mark_direct": ([_CTX, ctypes.c_uint64], None),
+        "mte_insn_stats": ([_CTX, _U64P], None),
+        "mte_set_fill_fallback": ([_CTX, TLBFILL], None),
+        "mte_fill_stats": ([_CTX, _U64P], None),
+    }
+    for name, (args, res) in sigs.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = args, res
+
+
 class Native:
-    """The loaded library: the check hook's address, its configuration, the undo log."""
+    """One CPU's native state (a `struct mte_ctx`, owned by this object: freed by close()),
+    its configuration, the undo log, and the hooks' addresses. Unicorn hands `ctx` back to
+    the hooks as their user_data."""
 
     def __init__(self, lib: ctypes.CDLL, path: Path) -> None:
         self.lib, self.path = lib, path
-        lib.mte_set_spans.argtypes = [ctypes.c_int, _U64P, _U64P, _U64P, _U64P]
-        lib.mte_set_spans.restype = ctypes.c_int
-        lib.mte_set_fallback.argtypes = [HOOKMEM]
-        lib.mte_set_fallback.restype = None
-        lib.mte_log_append.argtypes = [ctypes.c_uint64, ctypes.c_char_p, ctypes.c_uint32]
-        lib.mte_log_append.restype = None
-        lib.mte_log_count.restype = ctypes.c_uint
-        lib.mte_log_get.argtypes = [ctypes.c_uint, _U64P, ctypes.c_char_p]
-        lib.mte_log_get.restype = ctypes.c_int
-        lib.mte_log_clear.restype = None
-        lib.mte_stats.argtypes = [_U64P]
-        lib.mte_stats.restype = None
-        lib.mte_set_banks.argtypes = [ctypes.c_int, _U64P, _U64P, _U64P]
-        lib.mte_set_banks.restype = ctypes.c_int
-        lib.mte_set_cpu.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int,
-                                    ctypes.c_int, ctypes.c_int, TRANSLATE, HOOKINTR, TAGS_CHANGED, RANDOM_TAG,
-                                    ctypes.c_uint64]
-        lib.mte_set_cpu.restype = None
-        lib.mte_set_insns.argtypes = [ctypes.c_int, ctypes.c_uint]
-        lib.mte_set_insns.restype = None
-        lib.mte_flush_tlb.restype = None
-        lib.mte_mark_direct.argtypes = [ctypes.c_uint64]
-        lib.mte_mark_direct.restype = None
-        lib.mte_insn_stats.argtypes = [_U64P]
-        lib.mte_insn_stats.restype = None
-        lib.mte_set_fill_fallback.argtypes = [TLBFILL]
-        lib.mte_set_fill_fallback.restype = None
-        lib.mte_fill_stats.argtypes = [_U64P]
-        lib.mte_fill_stats.restype = None
+        self.ctx: Optional[int] = lib.mte_new()
+        if not self.ctx:
+            raise MemoryError("mte_new")
         self.check_hook = address_of(lib.mte_check_access)
         self.fill_hook = address_of(lib.mte_on_fill)
         self.intr_hook = address_of(lib.mte_on_intr)
-        lib.mte_detach.restype = None
-        # The C callbacks installed now, one per slot (a new one replaces the old: a list
-        # kept every CPU of the process alive, with its RAM).
+        # The C callbacks installed now, one per slot: they live as long as the context.
         self._keep: dict[str, object] = {}
+
+    def close(self) -> None:
+        """Free the context; its CPU's engine must already be closed (no hook can run)."""
+        if self.ctx:
+            self.lib.mte_free(self.ctx)
+            self.ctx = None
+            self._keep.clear()
+
+    def __del__(self) -> None:
+        self.close()
 
     def set_spans(self, spans: list[tuple[int, int, int, int]]) -> None:
         """(base, end, host address of the tag bytes, host address of RAM at base) per span."""
         cols = [(ctypes.c_uint64 * max(1, len(spans)))(*(s[i] for s in spans)) for i in range(4)]
-        if self.lib.mte_set_spans(len(spans), *cols) != 0:
+        if self.lib.mte_set_spans(self.ctx, len(spans), *cols) != 0:
             raise ValueError(f"too many tag spans for the native path: {len(spans)}")
 
     def set_fallback(self, fn: Callable[[int, int, int, int, int, int], None]) -> None:
         cb = HOOKMEM(fn)
         self._keep["fallback"] = cb
-        self.lib.mte_set_fallback(cb)
+        self.lib.mte_set_fallback(self.ctx, cb)
 
     def set_fill_fallback(self, fn: Callable[[int, int, int, "ctypes._Pointer[TlbEntry]", int], bool]) -> None:
         cb = TLBFILL(fn)
         self._keep["fill"] = cb
-        self.lib.mte_set_fill_fallback(cb)
+        self.lib.mte_set_fill_fallback(self.ctx, cb)
 
     def set_banks(self, banks: list[tuple[int, int, int]]) -> None:
         """(base, end, host address) of every RAM bank, for STZG's zeroing and STGP's data."""
         cols = [(ctypes.c_uint64 * max(1, len(banks)))(*(b[i] for b in banks)) for i in range(3)]
-        if self.lib.mte_set_banks(len(banks), *cols) != 0:
+        if self.lib.mte_set_banks(self.ctx, len(banks), *cols) != 0:
             raise ValueError(f"too many memory banks for the native path: {len(banks)}")
 
     def set_cpu(self, reg_read: int, reg_write: int, x_ids: list[int], sp: int, pc: int, nzcv: int,
@@ -120,22 +134,18 @@ class Native:
         callbacks = (TRANSLATE(translate), HOOKINTR(intr_fallback), TAGS_CHANGED(tags_changed),
                      RANDOM_TAG(random_tag))
         self._keep["cpu"] = callbacks
-        self.lib.mte_set_cpu(reg_read, reg_write, (ctypes.c_int * 31)(*x_ids), sp, pc, nzcv, *callbacks, dcz_block)
-
-    def detach(self) -> None:
-        """Forget the closed CPU's callbacks, here and in C."""
-        self.lib.mte_detach()
-        self._keep.clear()
+        self.lib.mte_set_cpu(self.ctx, reg_read, reg_write, (ctypes.c_int * 31)(*x_ids), sp, pc, nzcv, *callbacks,
+                             dcz_block)
 
     def set_insns(self, enabled: bool, exclude: int) -> None:
         """Whether MTE instructions run here (not while tag storage is guarded), and GCR_EL1.Exclude."""
-        self.lib.mte_set_insns(int(enabled), exclude & 0xFFFF)
+        self.lib.mte_set_insns(self.ctx, int(enabled), exclude & 0xFFFF)
 
     def flush_tlb(self) -> None:
-        self.lib.mte_flush_tlb()
+        self.lib.mte_flush_tlb(self.ctx)
 
     def mark_direct(self, pfn: int) -> None:
-        self.lib.mte_mark_direct(pfn)
+        self.lib.mte_mark_direct(self.ctx, pfn)
 
     def fill_stats(self) -> tuple[int, int]:
         """(TLB refills answered natively, refills handed to the Python hook)."""
@@ -146,34 +156,33 @@ class Native:
         return self._counter_pair(self.lib.mte_insn_stats)
 
     def log_append(self, pa: int, old: bytes) -> None:
-        self.lib.mte_log_append(pa, old, len(old))
+        self.lib.mte_log_append(self.ctx, pa, old, len(old))
 
     def log_entries(self) -> list[tuple[int, bytes]]:
         """The undo log, oldest first."""
         out = []
         pa = ctypes.c_uint64()
         buf = ctypes.create_string_buffer(64)
-        for i in range(self.lib.mte_log_count()):
-            n = self.lib.mte_log_get(i, ctypes.byref(pa), buf)
+        for i in range(self.lib.mte_log_count(self.ctx)):
+            n = self.lib.mte_log_get(self.ctx, i, ctypes.byref(pa), buf)
             out.append((pa.value, buf.raw[:n]))
         return out
 
     def log_clear(self) -> None:
-        self.lib.mte_log_clear()
+        self.lib.mte_log_clear(self.ctx)
 
     def stats(self) -> tuple[int, int]:
         """(accesses checked natively, accesses handed to the Python hook)."""
         return self._counter_pair(self.lib.mte_stats)
 
-    @staticmethod
-    def _counter_pair(read: Callable) -> tuple[int, int]:
+    def _counter_pair(self, read: Callable) -> tuple[int, int]:
         """A (handled natively, handed to Python) pair, as the library's *_stats() fill it."""
         out = (ctypes.c_uint64 * 2)()
-        read(out)
+        read(self.ctx, out)
         return out[0], out[1]
 
 
-_loaded: Optional[Native] = None
+_lib: Optional[tuple[ctypes.CDLL, Path]] = None
 _why_not = ""
 
 
@@ -184,28 +193,41 @@ def address_of(fn: Any) -> int:
     return value
 
 
-def load() -> Optional[Native]:
-    """The native library, or None (then `why_not()` says why): the pure-Python path runs."""
-    global _loaded, _why_not
+def _library() -> Optional[tuple[ctypes.CDLL, Path]]:
+    """The native library, loaded once, or None (then `_why_not` says why)."""
+    global _lib, _why_not
     if os.environ.get("MTEEMU_PURE_PYTHON") == "1":
         _why_not = "MTEEMU_PURE_PYTHON=1"
         return None
-    if _loaded is not None:
-        return _loaded
+    if _lib is not None:
+        return _lib
     path = _library_path()
     if path is None:
         _why_not = "the native library was not built (no compiler at install time?)"
         return None
     try:
-        _loaded = Native(ctypes.CDLL(str(path)), path)
+        lib = ctypes.CDLL(str(path))
+        _declare(lib)
     except (OSError, AttributeError) as e:
         _why_not = f"{path.name} cannot be loaded: {e}"
         return None
-    return _loaded
+    _lib = (lib, path)
+    return _lib
+
+
+def available() -> bool:
+    """Whether the native path runs (the library is built and not switched off)."""
+    return _library() is not None
+
+
+def load() -> Optional[Native]:
+    """A new CPU's native state, or None: the pure-Python path runs."""
+    found = _library()
+    return None if found is None else Native(*found)
 
 
 def describe() -> str:
     """Which hot path runs, for `mteemu --version` and `mteemu bench`."""
-    n = load()
-    return f"native (tag checks, MTE instructions and TLB refills in {n.path.name})" if n is not None else \
+    found = _library()
+    return f"native (tag checks, MTE instructions and TLB refills in {found[1].name})" if found is not None else \
         f"pure Python ({_why_not})"
