@@ -83,8 +83,19 @@ def mte_word(draw) -> int:
 def access_word(draw) -> int:
     """Plain loads and stores (checked by the memory hook on mixed-tag pages)."""
     rt, rn, rt2 = draw(st.integers(0, 30)), draw(st.integers(0, 30)), draw(st.integers(0, 30))
-    form = draw(st.sampled_from(["ldr", "str", "ldp", "stp", "ldrq", "strq", "ldur", "stur"]))
+    form = draw(st.sampled_from(["ldr", "str", "ldp", "stp", "ldrq", "strq", "ldur", "stur", "dczva", "ld1x4",
+                                 "st1x4", "ldadd", "swp", "ldxr", "ldaxp"]))
     size = draw(st.integers(0, 3))
+    if form == "dczva":               # DC ZVA Xt: Unicorn's byte stores over the block
+        return 0xD50B7420 | rt
+    if form in ("ld1x4", "st1x4"):    # LD1/ST1 {Vt.16B-Vt+3.16B}, [Xn]: four 16-byte accesses
+        return (0x4C402000 if form == "ld1x4" else 0x4C002000) | rn << 5 | rt
+    if form in ("ldadd", "swp"):      # LSE atomics, any size: LDADD / SWP Rs, Rt, [Xn]
+        return size << 30 | (0x38200000 if form == "ldadd" else 0x38208000) | rt2 << 16 | rn << 5 | rt
+    if form == "ldxr":                # LDXR Rt, [Xn]
+        return size << 30 | 0x085F7C00 | rn << 5 | rt
+    if form == "ldaxp":               # LDAXP Xt, Xt2, [Xn]: a 16-byte exclusive pair
+        return 0xC87F8000 | rt2 << 10 | rn << 5 | rt
     if form in ("ldr", "str"):        # unsigned offset, scaled
         return (size << 30) | 0x39000000 | (0x400000 if form == "ldr" else 0) | draw(st.integers(0, 63)) << 10 | \
             rn << 5 | rt

@@ -56,6 +56,8 @@ class KernelState:
     syscalls: SyscallTable
     root_dir: HostDir                   # the guest's "/", held (namei.py)
     sysroot_dir: Optional[HostDir]      # -L, held
+    syscall_count: int                  # system calls made, and the time the kernel spent on them
+    syscall_seconds: float
     devshm: ShmDir                      # the guest's /dev/shm under --root (devfs.py)
     need_resched: bool = False          # leave the CPU at the next chance
     _on_cpu_mm: Optional[Mm]            # whose translations the CPU caches

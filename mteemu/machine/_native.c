@@ -49,6 +49,8 @@
 #define MAX_SPANS 16
 #define LOG_ENTRIES 256          /* tagcheck._UNDO_LOG: more than one instruction ever makes */
 #define LOG_BYTES 64             /* the largest write logged: a DC ZVA block */
+#define SYS_XT_MASK 0xFFFFFFE0u  /* encodings.py: a system instruction's Xt in bits 4:0 */
+#define DC_ZVA 0xD50B7420u
 
 typedef void (*hookmem_t)(void *uc, int type, uint64_t address, int size, int64_t value, void *user_data);
 
@@ -134,6 +136,10 @@ struct mte_ctx {
     uint32_t fill_generation;
     tlbfill_t fill_fallback;
     uint64_t fill_hits, fill_misses;
+    uint64_t kind_pc;                        /* store_is_dc_zva()'s last answer */
+    uint32_t kind_gen;
+    int kind_zva;
+    uint64_t zva_pc, zva_block;              /* the DC ZVA block checked and logged last */
 };
 
 struct mte_ctx *mte_new(void) {
@@ -142,6 +148,7 @@ struct mte_ctx *mte_new(void) {
         return NULL;
     c->dcz_block = 64;
     c->generation = 1;
+    c->kind_pc = c->zva_pc = ~0ULL;
     memset(c->tlb, 0xff, sizeof c->tlb);
     return c;
 }
@@ -202,6 +209,42 @@ static const struct span *span_of(struct mte_ctx *c, uint64_t pa) {
     return NULL;
 }
 
+static int fetch(struct mte_ctx *c, uint64_t pc, uint32_t *word);
+
+/* Whether the byte store being made is DC ZVA's: 1 yes, 0 no (an STRB), -1 when the
+   instruction cannot be fetched (Python decides). Cached for the last PC until a flush. */
+static int store_is_dc_zva(struct mte_ctx *c, void *uc, uint64_t *pc) {
+    *pc = 0;
+    c->reg_read(uc, c->reg_pc, pc);
+    if (*pc != c->kind_pc || c->kind_gen != c->fill_generation) {
+        uint32_t w;
+        c->kind_pc = *pc;
+        c->kind_gen = c->fill_generation;
+        c->kind_zva = fetch(c, *pc, &w) ? (w & SYS_XT_MASK) == DC_ZVA : -1;
+    }
+    return c->kind_zva;
+}
+
+/* A DC ZVA byte store: its whole block must carry the pointer's tag (checked at every
+   byte store, as tagcheck.py does), and the block's old bytes are logged once per block
+   and PC (tagcheck.py's _zva). 0: Python decides (a mismatch, no tags there, a block
+   larger than a log entry). */
+static int zva_block_matches(struct mte_ctx *c, uint64_t pc, uint64_t pa, unsigned tag) {
+    uint64_t len = c->dcz_block, block = pa & ~(len - 1);
+    const struct span *s = span_of(c, block);
+    if (len > LOG_BYTES || s == NULL || block + len > s->end || (block & 0xFFF) + len > 0x1000)
+        return 0;
+    for (uint64_t g = (block - s->base) >> 4, end = (block + len - s->base) >> 4; g < end; g++)
+        if (((s->tags[g >> 1] >> ((g & 1) << 2)) & 0xF) != tag)
+            return 0;
+    if (pc != c->zva_pc || block != c->zva_block)
+        mte_log_append(c, block, s->ram + (block - s->base), (uint32_t)len);
+    c->zva_pc = pc;
+    c->zva_block = block;
+    c->fast_hits++;
+    return 1;
+}
+
 /* The memory hook on the alias windows (uc_cb_hookmem_t). */
 void mte_check_access(void *uc, int type, uint64_t address, int size, int64_t value, void *user_data) {
     struct mte_ctx *c = user_data;
@@ -209,10 +252,22 @@ void mte_check_access(void *uc, int type, uint64_t address, int size, int64_t va
     unsigned tag = (unsigned)(off >> ALIAS_SHIFT) & 0xF;
     uint64_t pa = off & ALIAS_MASK;
     int write = type == UC_MEM_WRITE;
-    /* Within one page (at most two granules: an unaligned 8- or 16-byte access), and not
-       a byte store (DC ZVA zeroes its block with byte stores, which the Python path
-       recognises by the instruction). */
-    if (size >= 1 && size <= 16 && (size > 1 || !write) && (pa & 0xFFF) + (uint64_t)size <= 0x1000) {
+    if (size == 1 && write) {
+        /* Unicorn zeroes a DC ZVA block with byte stores: told apart from STRB by the
+           instruction at PC. DC ZVA is checked, and logged, as one store of its block
+           (tagcheck.py does the same). */
+        uint64_t pc;
+        int zva = store_is_dc_zva(c, uc, &pc);
+        if (zva < 0)
+            goto slow;
+        if (zva) {
+            if (zva_block_matches(c, pc, pa, tag))
+                return;
+            goto slow;
+        }
+    }
+    /* Within one page (at most two granules: an unaligned 8- or 16-byte access). */
+    if (size >= 1 && size <= 16 && (pa & 0xFFF) + (uint64_t)size <= 0x1000) {
         const struct span *s = span_of(c, pa);
         if (s != NULL && pa + (uint64_t)size <= s->end) {
             uint64_t g = (pa - s->base) >> 4, last = (pa + (uint64_t)size - 1 - s->base) >> 4;
@@ -227,6 +282,7 @@ void mte_check_access(void *uc, int type, uint64_t address, int size, int64_t va
             }
         }
     }
+slow:
     c->slow_calls++;
     if (c->fallback != NULL)
         c->fallback(uc, type, address, size, value, user_data);
@@ -243,6 +299,7 @@ void mte_flush_tlb(struct mte_ctx *c) {
     c->fill_generation++;           /* and the TLB-fill cache below */
     c->generation++;                /* forgets every direct page at once */
     c->direct_overflow = 0;
+    c->zva_pc = ~0ULL;               /* memory may have been written since: log again */
 }
 
 void mte_mark_direct(struct mte_ctx *c, uint64_t pfn) {

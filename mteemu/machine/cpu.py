@@ -34,6 +34,7 @@ from unicorn.unicorn_const import UC_ERR_EXCEPTION, UC_ERR_OK
 from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
 
 from mteemu.machine import debughooks, interp, mte_insns, native
+from mteemu.machine.counters import Counters, HotPath
 from mteemu.machine import encodings as E
 from mteemu.machine.decode import effective_address
 from mteemu.machine.physmem import PAGE_SHIFT, PAGE_SIZE, PhysMem
@@ -135,7 +136,8 @@ class Cpu:
         self.physmem = physmem
         self.tags = tags
         self.native = native.load()
-        self.checker = TagChecker(physmem, tags, self.native)
+        self.counters = Counters()
+        self.checker = TagChecker(physmem, tags, self.native, self.counters)
         self.checker.dcz_block = self.dcz_block
         self._check_hook: Optional[int] = None
         self._need_hook = False
@@ -290,6 +292,7 @@ class Cpu:
             # address. It is no guest access: refuse it without calling it a fault. (A
             # guest that really jumps there faults like anywhere else outside its memory.)
             return False
+        self.counters.python_fills += 1
         result = self._translate(vaddr, access)
         if result is None:
             # Unicorn reports a refused fill as a bare UC_ERR_EXCEPTION; remember why.
@@ -394,7 +397,10 @@ class Cpu:
         """An MTE instruction, or one the interpreter knows; decoded once per PC."""
         if mte_insns.is_mte(word):
             def mte_op(cpu: "Cpu", pc: int) -> Optional[int]:
-                return pc + 4 if mte_insns.execute(cpu, word) else None
+                if not mte_insns.execute(cpu, word):
+                    return None
+                cpu.counters.python_insns += 1
+                return pc + 4
             return mte_op
         return interp.compile_op(word)
 
@@ -616,6 +622,7 @@ class Cpu:
 
     def flush_tlb(self) -> None:
         """Drop every cached translation (after page tables change or on an mm switch)."""
+        self.counters.flushes += 1
         self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
         self.checker.forget()
         if self.native is not None:
@@ -625,6 +632,15 @@ class Cpu:
         self._fills.clear()
         if self.debug is not None and self.debug.on_flush is not None:
             self.debug.on_flush()       # watched pages may be other pages now
+
+    def hot_path(self) -> HotPath:
+        """Who did the work so far: C or Python (machine/counters.py)."""
+        c = self.counters
+        n = self.native
+        if n is None:
+            return HotPath((0, c.python_checks), (0, c.python_insns), (0, c.python_fills), c.flushes, c.page_flushes)
+        return HotPath((n.stats()[0], c.python_checks), (n.insn_stats()[0], c.python_insns),
+                       (n.fill_stats()[0], c.python_fills), c.flushes, c.page_flushes)
 
     # -- registers: the kernel's (and a debugger's) way to them; Unicorn stays in here ---------
     def reg(self, reg: int) -> int:

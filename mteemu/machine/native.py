@@ -178,6 +178,8 @@ class Native:
     def _counter_pair(self, read: Callable) -> tuple[int, int]:
         """A (handled natively, handed to Python) pair, as the library's *_stats() fill it."""
         out = (ctypes.c_uint64 * 2)()
+        if not self.ctx:
+            raise ValueError("the CPU's native state was freed (Cpu.close)")
         read(self.ctx, out)
         return out[0], out[1]
 

@@ -32,6 +32,7 @@ from typing import Optional
 from unicorn.arm64_const import UC_ARM64_REG_PC
 
 from mteemu.machine import encodings as E
+from mteemu.machine.counters import Counters
 from mteemu.machine.native import Native
 from mteemu.machine.physmem import PAGE_SIZE, PhysMem
 from mteemu.machine.tagstore import TagStore
@@ -87,8 +88,10 @@ class Mismatch:
 
 
 class TagChecker:
-    def __init__(self, physmem: PhysMem, tags: TagStore, native: Optional[Native] = None) -> None:
+    def __init__(self, physmem: PhysMem, tags: TagStore, native: Optional[Native] = None,
+                 counters: Optional[Counters] = None) -> None:
         self.physmem = physmem
+        self.counters = counters or Counters()
         self.tags = tags
         # The native hot path (_native.c) checks one-granule accesses itself and keeps
         # the undo log; this class stays the reference for everything else.
@@ -135,6 +138,7 @@ class TagChecker:
     # -- the checked path ------------------------------------------------------------------------
     def on_access(self, uc, access: int, address: int, size: int, translate_next, insn_at) -> None:  # noqa: ANN001
         """Memory hook on the alias windows: check every granule the access touches."""
+        self.counters.python_checks += 1
         off = address - ALIAS_BASE
         tag = off >> ALIAS_SHIFT
         pa = off & ALIAS_MASK
