@@ -101,6 +101,26 @@ struct fill_entry {
     uint32_t perms;
     uint32_t gen;                /* valid while equal to fill_generation */
     int access;
+    uint32_t pgen;               /* ... and while its physical page's generation is this */
+};
+
+/* The kernel's answer for an untagged virtual page (Cpu._on_fill tells it through
+   mte_note_page): what a fill of the same page under another tag needs, so that only the
+   placement (straight to RAM, or through a tag's alias window) is decided, here. */
+#define PAGE_SLOTS 16384
+struct page_entry {
+    uint64_t vpage;
+    uint64_t pa;
+    uint32_t perms;
+    uint32_t gen;                /* valid while equal to fill_generation */
+    int access, tagged;
+};
+
+#define PAGE_GEN_SLOTS 65536     /* per physical page: bumped when its placement may change */
+#define ALIAS_SLOTS 65536        /* alias page -> the tagged virtual page that filled it */
+struct alias_entry {
+    uint64_t alias, va;
+    uint32_t gen;
 };
 
 /* Everything this library knows of one CPU: Unicorn hands it back to each hook as the
@@ -140,6 +160,11 @@ struct mte_ctx {
     uint32_t kind_gen;
     int kind_zva;
     uint64_t zva_pc, zva_block;              /* the DC ZVA block checked and logged last */
+    struct page_entry pages[PAGE_SLOTS];
+    uint32_t page_gen[PAGE_GEN_SLOTS];
+    struct alias_entry aliases[ALIAS_SLOTS];
+    int checking;                            /* tag checks on for the thread (MteState.checking) */
+    uint64_t page_flushes;
 };
 
 struct mte_ctx *mte_new(void) {
@@ -210,6 +235,20 @@ static const struct span *span_of(struct mte_ctx *c, uint64_t pa) {
 }
 
 static int fetch(struct mte_ctx *c, uint64_t pc, uint32_t *word);
+static uint64_t xlate(struct mte_ctx *c, uint64_t va, int access, int *tagged, int *ok);
+uint64_t mte_alias_va(struct mte_ctx *c, uint64_t alias);
+
+/* Whether every granule of [pa, pa + len) lies in tagged RAM and carries the tag. */
+static int granules_match(struct mte_ctx *c, uint64_t pa, uint64_t len, unsigned tag, const struct span **span) {
+    const struct span *s = span_of(c, pa);
+    if (s == NULL || pa + len > s->end)
+        return 0;
+    *span = s;
+    for (uint64_t g = (pa - s->base) >> 4, last = (pa + len - 1 - s->base) >> 4; g <= last; g++)
+        if (((s->tags[g >> 1] >> ((g & 1) << 2)) & 0xF) != tag)
+            return 0;
+    return 1;
+}
 
 /* Whether the byte store being made is DC ZVA's: 1 yes, 0 no (an STRB), -1 when the
    instruction cannot be fetched (Python decides). Cached for the last PC until a flush. */
@@ -231,12 +270,9 @@ static int store_is_dc_zva(struct mte_ctx *c, void *uc, uint64_t *pc) {
    larger than a log entry). */
 static int zva_block_matches(struct mte_ctx *c, uint64_t pc, uint64_t pa, unsigned tag) {
     uint64_t len = c->dcz_block, block = pa & ~(len - 1);
-    const struct span *s = span_of(c, block);
-    if (len > LOG_BYTES || s == NULL || block + len > s->end || (block & 0xFFF) + len > 0x1000)
+    const struct span *s;
+    if (len > LOG_BYTES || (block & 0xFFF) + len > 0x1000 || !granules_match(c, block, len, tag, &s))
         return 0;
-    for (uint64_t g = (block - s->base) >> 4, end = (block + len - s->base) >> 4; g < end; g++)
-        if (((s->tags[g >> 1] >> ((g & 1) << 2)) & 0xF) != tag)
-            return 0;
     if (pc != c->zva_pc || block != c->zva_block)
         mte_log_append(c, block, s->ram + (block - s->base), (uint32_t)len);
     c->zva_pc = pc;
@@ -266,20 +302,29 @@ void mte_check_access(void *uc, int type, uint64_t address, int size, int64_t va
             goto slow;
         }
     }
-    /* Within one page (at most two granules: an unaligned 8- or 16-byte access). */
-    if (size >= 1 && size <= 16 && (pa & 0xFFF) + (uint64_t)size <= 0x1000) {
-        const struct span *s = span_of(c, pa);
-        if (s != NULL && pa + (uint64_t)size <= s->end) {
-            uint64_t g = (pa - s->base) >> 4, last = (pa + (uint64_t)size - 1 - s->base) >> 4;
-            int match = 1;
-            for (; g <= last; g++)
-                match &= ((s->tags[g >> 1] >> ((g & 1) << 2)) & 0xF) == tag;
-            if (match) {
-                if (write)
-                    mte_log_append(c, pa, s->ram + (pa - s->base), (uint32_t)size);
-                c->fast_hits++;
-                return;
+    /* At most two granules (an unaligned 8- or 16-byte access), in one page or across
+       two: the next page's tags are found through the software TLB (tagcheck.py asks the
+       kernel the same way: a read translation, so nothing is copied on write). */
+    if (size >= 1 && size <= 16) {
+        uint64_t first = 0x1000 - (pa & 0xFFF);
+        const struct span *s;
+        if (first > (uint64_t)size)
+            first = (uint64_t)size;
+        if (granules_match(c, pa, first, tag, &s)) {
+            if ((uint64_t)size > first) {
+                uint64_t va = mte_alias_va(c, address & ~0xFFFULL);
+                int tagged, ok;
+                if (va == ~0ULL)
+                    goto slow;
+                uint64_t next = xlate(c, va + 0x1000, UC_MEM_READ, &tagged, &ok);
+                const struct span *s2;
+                if (!ok || (tagged && !granules_match(c, next, (uint64_t)size - first, tag, &s2)))
+                    goto slow;
             }
+            if (write)
+                mte_log_append(c, pa, s->ram + (pa - s->base), (uint32_t)first);
+            c->fast_hits++;
+            return;
         }
     }
 slow:
@@ -312,6 +357,19 @@ void mte_mark_direct(struct mte_ctx *c, uint64_t pfn) {
         }
     }
     c->direct_overflow = 1;         /* then every tag write asks the Python side */
+}
+
+/* The page is no longer filled straight to RAM: a tombstone keeps the probe chains. */
+static void unmark_direct(struct mte_ctx *c, uint64_t pfn) {
+    uint32_t h = (uint32_t)(pfn * 0x9E3779B97F4A7C15ULL >> 48) & (DIRECT_SLOTS - 1);
+    for (int probe = 0; probe < 64; probe++, h = (h + 1) & (DIRECT_SLOTS - 1)) {
+        if (c->direct_gen[h] != c->generation)
+            return;
+        if (c->direct_pfn[h] == pfn) {
+            c->direct_pfn[h] = ~0ULL;
+            return;
+        }
+    }
 }
 
 static int is_direct(struct mte_ctx *c, uint64_t pfn) {
@@ -355,9 +413,10 @@ void mte_set_cpu(struct mte_ctx *c, reg_rw_t rd, reg_rw_t wr, const int *x_ids, 
     mte_flush_tlb(c);
 }
 
-void mte_set_insns(struct mte_ctx *c, int enabled, unsigned exclude) {
+void mte_set_insns(struct mte_ctx *c, int enabled, unsigned exclude, int checking) {
     c->insns_enabled = enabled;
     c->gcr_exclude = (uint16_t)exclude;
+    c->checking = checking;
 }
 
 void mte_insn_stats(struct mte_ctx *c, uint64_t *out) {
@@ -802,23 +861,136 @@ static struct fill_entry *fill_slot(struct mte_ctx *c, uint64_t vaddr, int acces
     return &c->fills[(k >> 40) & (FILL_SLOTS - 1)];
 }
 
+static uint32_t *page_gen_of(struct mte_ctx *c, uint64_t pfn) {
+    return &c->page_gen[(pfn * 0x9E3779B97F4A7C15ULL >> 40) & (PAGE_GEN_SLOTS - 1)];
+}
+
+static uint64_t pfn_of_fill(uint64_t paddr) {
+    return (paddr >= ALIAS_BASE ? (paddr - ALIAS_BASE) & ALIAS_MASK : paddr) >> 12;
+}
+
+/* One physical page's tags changed so that its placement may have (Cpu._tags_changed):
+   its fills and its straight-to-RAM mark go; every other page's stay. */
+void mte_flush_page(struct mte_ctx *c, uint64_t pfn) {
+    (*page_gen_of(c, pfn))++;
+    unmark_direct(c, pfn);
+    c->zva_pc = ~0ULL;
+    c->page_flushes++;
+}
+
+static struct page_entry *page_slot(struct mte_ctx *c, uint64_t vpage, int access) {
+    uint64_t k = ((vpage >> 12) << 2 | (uint64_t)(access & 3)) * 0x9E3779B97F4A7C15ULL;
+    return &c->pages[(k >> 40) & (PAGE_SLOTS - 1)];
+}
+
+void mte_note_page(struct mte_ctx *c, uint64_t vaddr, int access, uint64_t pa, uint32_t perms, int tagged) {
+    uint64_t vpage = vaddr & ~0xFFFULL & ((1ULL << 56) - 1);
+    struct page_entry *e = page_slot(c, vpage, access);
+    e->vpage = vpage;
+    e->access = access;
+    e->pa = pa & ~0xFFFULL;
+    e->perms = perms;
+    e->tagged = tagged;
+    e->gen = c->fill_generation;
+}
+
+/* The tag every granule of the page carries, or -1 if they differ (TagStore.uniform():
+   memory without tag storage reads as tag 0). */
+static int uniform_tag(struct mte_ctx *c, uint64_t pa) {
+    const struct span *s = span_of(c, pa);
+    if (s == NULL)
+        return 0;
+    const uint8_t *t = s->tags + ((pa - s->base) >> 5);
+    uint8_t first = t[0];
+    if ((first >> 4) != (first & 0xF))
+        return -1;
+    for (int i = 1; i < 128; i++)
+        if (t[i] != first)
+            return -1;
+    return first & 0xF;
+}
+
+int mte_note_alias(struct mte_ctx *c, uint64_t alias, uint64_t va) {
+    uint32_t h = (uint32_t)((alias >> 12) * 0x9E3779B97F4A7C15ULL >> 48) & (ALIAS_SLOTS - 1);
+    for (int probe = 0; probe < 64; probe++, h = (h + 1) & (ALIAS_SLOTS - 1)) {
+        struct alias_entry *e = &c->aliases[h];
+        if (e->gen != c->fill_generation || e->alias == alias) {
+            e->gen = c->fill_generation;
+            e->alias = alias;
+            e->va = va;
+            return 1;
+        }
+    }
+    return 0;                    /* full: Python places this one */
+}
+
+/* The tagged virtual page an alias page was filled for, or ~0 (tagcheck.TagChecker.alias_va). */
+uint64_t mte_alias_va(struct mte_ctx *c, uint64_t alias) {
+    uint32_t h = (uint32_t)((alias >> 12) * 0x9E3779B97F4A7C15ULL >> 48) & (ALIAS_SLOTS - 1);
+    for (int probe = 0; probe < 64; probe++, h = (h + 1) & (ALIAS_SLOTS - 1)) {
+        const struct alias_entry *e = &c->aliases[h];
+        if (e->gen != c->fill_generation)
+            return ~0ULL;
+        if (e->alias == alias)
+            return e->va;
+    }
+    return ~0ULL;
+}
+
+int mte_is_direct(struct mte_ctx *c, uint64_t pfn) { return is_direct(c, pfn); }
+
+/* TagChecker.place() in C, for a page the kernel already translated: straight to RAM
+   when the page is unchecked or all of it carries the pointer's tag, else the tag's
+   alias window (only once the checking hook is on: Python adds it). */
+static int place(struct mte_ctx *c, uint64_t vaddr, const struct page_entry *pe, uint64_t *paddr) {
+    unsigned tag = (unsigned)(vaddr >> 56) & 0xF;
+    if (!pe->tagged || !c->checking) {
+        *paddr = pe->pa;
+        return 1;
+    }
+    if (uniform_tag(c, pe->pa) == (int)tag) {
+        mte_mark_direct(c, pe->pa >> 12);
+        *paddr = pe->pa;
+        return 1;
+    }
+    uint64_t alias = ALIAS_BASE + ((uint64_t)tag << ALIAS_SHIFT) + pe->pa;
+    if (c->fallback == NULL || !mte_note_alias(c, alias, vaddr & ~0xFFFULL))
+        return 0;
+    *paddr = alias;
+    return 1;
+}
+
 _Bool mte_on_fill(void *uc, uint64_t vaddr, int type, struct uc_tlb_entry_abi *result, void *user_data) {
     struct mte_ctx *c = user_data;
     struct fill_entry *e = fill_slot(c, vaddr, type);
-    if (e->gen == c->fill_generation && e->vaddr == vaddr && e->access == type) {
+    if (e->gen == c->fill_generation && e->vaddr == vaddr && e->access == type
+        && e->pgen == *page_gen_of(c, pfn_of_fill(e->paddr))) {
         result->paddr = e->paddr;
         result->perms = e->perms;
         c->fill_hits++;
         return 1;
     }
-    c->fill_misses++;
-    _Bool ok = c->fill_fallback(uc, vaddr, type, result, user_data);
-    if (ok) {                    /* what Python accepted holds until the next flush */
+    uint64_t vpage = vaddr & ~0xFFFULL & ((1ULL << 56) - 1), paddr;
+    const struct page_entry *pe = page_slot(c, vpage, type);
+    _Bool ok;
+    if (pe->gen == c->fill_generation && pe->vpage == vpage && pe->access == type && place(c, vaddr, pe, &paddr)) {
+        result->paddr = paddr;
+        result->perms = pe->perms;
+        c->fill_hits++;          /* decided here: no Python */
+        ok = 1;
+    } else {
+        c->fill_misses++;
+        ok = c->fill_fallback(uc, vaddr, type, result, user_data);
+    }
+    if (ok) {                    /* holds until the next flush, or its page's */
         e->vaddr = vaddr;
         e->access = type;
         e->paddr = result->paddr;
         e->perms = result->perms;
         e->gen = c->fill_generation;
+        e->pgen = *page_gen_of(c, pfn_of_fill(result->paddr));
     }
     return ok;
 }
+
+void mte_page_flush_count(struct mte_ctx *c, uint64_t *out) { out[0] = c->page_flushes; }

@@ -277,7 +277,8 @@ class Cpu:
         """What the C side must know of the thread on the CPU and of the memory manager."""
         if self.native is not None:
             # Under a debugger the MTE instructions are Python's, one at a time (run_ahead).
-            self.native.set_insns(self.tags.guarded is None and self.debug is None, self.checker.state.exclude)
+            self.native.set_insns(self.tags.guarded is None and self.debug is None, self.checker.state.exclude,
+                                  self.checker.state.checking)
 
     # -- hooks ---------------------------------------------------------------
     def _on_fill(self, uc: Uc, vaddr: int, access: int, entry, _data) -> bool:  # noqa: ANN001
@@ -301,6 +302,8 @@ class Cpu:
                 self._refused = (vaddr, access)
             return False
         pa, perms, tagged = result
+        if self.native is not None:
+            self.native.note_page(vaddr, access, pa, perms, tagged)    # its other tags: C places them
         paddr = self.checker.place(vaddr, pa, tagged)
         if paddr != pa and self._check_hook is None:
             # The checking hook is added lazily (its mere presence costs ~1.3x on every
@@ -330,8 +333,23 @@ class Cpu:
         return int.from_bytes(page[off:off + 4], "little")
 
     def _tags_changed(self, pfn: int) -> None:
-        if pfn in self.checker.direct:
-            self.flush_tlb()     # a cached unchecked (tag, page) entry may now be wrong
+        """A page's tags changed: a TLB entry that maps it straight to RAM (unchecked) may
+        now be wrong. The native path forgets that page alone; the reference flushes all."""
+        if self.native is not None:
+            if self.native.is_direct(pfn) or pfn in self.checker.direct:
+                self.flush_page(pfn)
+        elif pfn in self.checker.direct:
+            self.flush_tlb()
+
+    def flush_page(self, pfn: int) -> None:
+        """Unicorn's TLB has no per-page flush: it is emptied, and refills come from the C
+        fill cache, which drops only this page's entries (per-page generations)."""
+        assert self.native is not None
+        self.counters.page_flushes += 1
+        self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
+        self.native.flush_page(pfn)
+        self.checker.direct.discard(pfn)
+        self._fills.clear()
 
     def _on_intr(self, uc: Uc, intno: int, _data) -> None:  # noqa: ANN001
         if intno == EXCP_SWI:
@@ -627,6 +645,7 @@ class Cpu:
         self.checker.forget()
         if self.native is not None:
             self.native.flush_tlb()
+            self.sync_native()
         self._soft_tlb.clear()
         self._code_pages.clear()
         self._fills.clear()

@@ -64,7 +64,12 @@ def _declare(lib: ctypes.CDLL) -> None:
         "mte_set_cpu": ([_CTX, ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int,
                          ctypes.c_int, ctypes.c_int, TRANSLATE, HOOKINTR, TAGS_CHANGED, RANDOM_TAG, ctypes.c_uint64],
                         None),
-        "mte_set_insns": ([_CTX, ctypes.c_int, ctypes.c_uint], None),
+        "mte_set_insns": ([_CTX, ctypes.c_int, ctypes.c_uint, ctypes.c_int], None),
+        "mte_note_page": ([_CTX, ctypes.c_uint64, ctypes.c_int, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_int], None),
+        "mte_alias_va": ([_CTX, ctypes.c_uint64], ctypes.c_uint64),
+        "mte_note_alias": ([_CTX, ctypes.c_uint64, ctypes.c_uint64], ctypes.c_int),
+        "mte_is_direct": ([_CTX, ctypes.c_uint64], ctypes.c_int),
+        "mte_flush_page": ([_CTX, ctypes.c_uint64], None),
         "mte_flush_tlb": ([_CTX], None),
         "mte_mark_direct": ([_CTX, ctypes.c_uint64], None),
         "mte_insn_stats": ([_CTX, _U64P], None),
@@ -137,9 +142,30 @@ class Native:
         self.lib.mte_set_cpu(self.ctx, reg_read, reg_write, (ctypes.c_int * 31)(*x_ids), sp, pc, nzcv, *callbacks,
                              dcz_block)
 
-    def set_insns(self, enabled: bool, exclude: int) -> None:
-        """Whether MTE instructions run here (not while tag storage is guarded), and GCR_EL1.Exclude."""
-        self.lib.mte_set_insns(self.ctx, int(enabled), exclude & 0xFFFF)
+    def set_insns(self, enabled: bool, exclude: int, checking: bool) -> None:
+        """Whether MTE instructions run here (not while tag storage is guarded), GCR_EL1.Exclude,
+        and whether the thread's accesses are tag checked (fills place pages by it)."""
+        self.lib.mte_set_insns(self.ctx, int(enabled), exclude & 0xFFFF, int(checking))
+
+    def note_page(self, vaddr: int, access: int, pa: int, perms: int, tagged: bool) -> None:
+        """The kernel's translation of vaddr's page: fills of it under other tags are C's."""
+        self.lib.mte_note_page(self.ctx, vaddr, access, pa, perms, int(tagged))
+
+    def alias_va(self, alias_page: int) -> Optional[int]:
+        """The tagged virtual page C filled an alias page for, if it did."""
+        va = self.lib.mte_alias_va(self.ctx, alias_page)
+        return None if va == (1 << 64) - 1 else va
+
+    def note_alias(self, alias_page: int, va_page: int) -> None:
+        """An alias page Python filled: C checks accesses that cross out of it too."""
+        self.lib.mte_note_alias(self.ctx, alias_page, va_page)
+
+    def is_direct(self, pfn: int) -> bool:
+        return bool(self.lib.mte_is_direct(self.ctx, pfn))
+
+    def flush_page(self, pfn: int) -> None:
+        """Forget the fills and the straight-to-RAM mark of one physical page."""
+        self.lib.mte_flush_page(self.ctx, pfn)
 
     def flush_tlb(self) -> None:
         self.lib.mte_flush_tlb(self.ctx)

@@ -127,7 +127,16 @@ class TagChecker:
             return pa
         alias = ALIAS_BASE + (tag << ALIAS_SHIFT) + pa
         self.alias_va[alias] = vaddr & ~0xFFF
+        if self.native is not None:
+            self.native.note_alias(alias, vaddr & ~0xFFF)
         return alias
+
+    def va_of_alias(self, alias_page: int) -> Optional[int]:
+        """The tagged virtual page an alias page was filled for (by Python or by C)."""
+        va = self.alias_va.get(alias_page)
+        if va is None and self.native is not None:
+            va = self.native.alias_va(alias_page)
+        return va
 
     def forget(self) -> None:
         """The TLB was flushed: no fast path is cached any more (nor is the code known)."""
@@ -174,7 +183,7 @@ class TagChecker:
         if bad is None and first < size:
             # An unaligned access crossing into the next page (one hook call for both):
             # that page's translation is already in the TLB, ask for it again.
-            page_va = self.alias_va.get(address & ~0xFFF)
+            page_va = self.va_of_alias(address & ~0xFFF)
             if page_va is not None:
                 res = translate_next(page_va + PAGE_SIZE)
                 if res is not None and res[1]:
@@ -189,7 +198,7 @@ class TagChecker:
         if mode is Tcf.NONE:
             return
         if bad_va is None:
-            page_va = self.alias_va.get(address & ~0xFFF, 0)
+            page_va = self.va_of_alias(address & ~0xFFF) or 0
             bad_va = page_va | (bad_pa & 0xFFF)
         undo = []
         if zva_old is not None:
