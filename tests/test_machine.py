@@ -4,7 +4,6 @@ log that makes a synchronous fault precise (tagcheck.settle), the kernel's tag-c
 uaccess, and the rt_sigframe layout. Each runs in milliseconds: this is the fast layer."""
 from __future__ import annotations
 
-import random
 import struct
 
 import pytest
@@ -53,8 +52,8 @@ def run(world: World, words: "int | list[int]", regs: dict[int, int], tags: byte
     r = [0] * 31
     for n, v in regs.items():
         r[n] = v
-    world.load(words, r, DATA_VA + 0x800, 0, data, tags,
-               MteState(tcf_read=tcf, tcf_write=tcf, exclude=exclude, tco=tco, rng=random.Random(1)))
+    world.cpu.seed_irg(1)
+    world.load(words, r, DATA_VA + 0x800, 0, data, tags, MteState(tcf_read=tcf, tcf_write=tcf, exclude=exclude, tco=tco))
     return world.run()
 
 

@@ -80,12 +80,12 @@ class Kernel(Scheduler, Traps, SignalDelivery, Exits):
                      fixes=options.fixes, swap_pages=options.swap // PAGE_SIZE, swap_file=options.swap_file)
         self.physmem, self.tags, self.alloc, self.kmsg = ms.physmem, ms.tags, ms.alloc, ms.kmsg
         self.cpu = Cpu(self.physmem, self.tags, self._translate, self._on_syscall)
+        self.cpu.seed_irg(options.seed)          # IRG's tags: reproducible per seed
         self._fresh_regs = self.cpu.save()     # every register zero: a new program's start (start_thread())
         self.alloc.on_remap = self.cpu.flush_tlb
         self.cpu.sync_native()         # guarded tag writes (boot_mm) are the Python path's
         self.checker = invariants.Checker(self.alloc) if options.check_invariants else None
         self.rng = random.Random(options.seed)
-        self.irg_rng = random.Random(f"irg-{options.seed}")    # IRG's tags: reproducible per seed
         self.pac_rng = random.Random(f"pac-{options.seed}")    # pointer-authentication keys, likewise
         self.pagecache = PageCache(self.alloc)
         self.devshm = ShmDir()             # the guest's /dev/shm under --root, made when first used
@@ -213,7 +213,7 @@ class Kernel(Scheduler, Traps, SignalDelivery, Exits):
         proc.auxv, proc.arg_range, proc.env_range = prog.auxv, prog.arg_range, prog.env_range
         self._map_trampoline(mm)
         t = Thread(tid=proc.pid, proc=proc, name=os.path.basename(path).encode()[:15],
-                   mte=mte.state_for(0, self.options.mte_tcf_preferred, MteState(rng=self.irg_rng)),
+                   mte=mte.state_for(0, self.options.mte_tcf_preferred, MteState()),
                    pac_keys=pauth.new_keys(self.pac_rng))
         t.kernel_stack = self.alloc.alloc_kernel(THREAD_ORDER)
         t.set_regs = {C.REG_PC: prog.entry, C.REG_SP: prog.sp}

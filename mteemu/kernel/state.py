@@ -36,7 +36,6 @@ class KernelState:
     cpu: Cpu
     checker: Optional[invariants.Checker]
     rng: random.Random
-    irg_rng: random.Random
     pac_rng: random.Random
     pagecache: PageCache
     futex: FutexTable

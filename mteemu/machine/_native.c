@@ -20,8 +20,9 @@
    The instructions (second half of this file): Unicorn raises an undefined-instruction
    exception for every MTE instruction; `mte_on_intr`, the engine's interrupt hook,
    executes IRG, GMI, SUBP(S), ADDG/SUBG, LDG, STG/STZG/ST2G/STZ2G (all addressing
-   forms), STGP and DC GVA/GZVA as the Arm ARM pseudocode says (IRG's random tag comes
-   from the seeded Python generator through a callback, so both paths draw the same tags), advances PC and lets Unicorn resume — no Python.
+   forms), STGP and DC GVA/GZVA as the Arm ARM pseudocode says (IRG's random tag from this
+   CPU's seeded SplitMix64, the generator machine/irg.py implements identically, so both
+   paths draw the same tags), advances PC and lets Unicorn resume — no Python.
    Addresses are translated through a small software TLB filled by the kernel's page
    tables (a Python callback on a miss; flushed whenever the Python side flushes). It
    declines — and hands the exception, untouched, to the Python hook — whatever needs
@@ -70,7 +71,6 @@ typedef int (*reg_rw_t)(void *uc, int regid, void *value);
 typedef int64_t (*translate_t)(uint64_t vpage, int access);   /* pa page | tagged, or -1 */
 typedef void (*hookintr_t)(void *uc, uint32_t intno, void *user_data);
 typedef void (*tags_changed_t)(uint64_t pfn);
-typedef unsigned (*random_tag_t)(unsigned exclude);
 
 struct bank {
     uint64_t base, end;
@@ -140,7 +140,7 @@ struct mte_ctx {
     translate_t translate;
     hookintr_t intr_fallback;
     tags_changed_t tags_changed;
-    random_tag_t random_tag;
+    uint64_t irg_state;                      /* IRG's generator (mte_random_tag) */
     uint64_t dcz_block;                      /* DC ZVA/GVA block: DCZID_EL0.BS of Unicorn's core */
     int regs_x[31], reg_sp, reg_pc, reg_nzcv;
     int insns_enabled;                       /* off while tag storage is guarded, or when not configured */
@@ -398,8 +398,7 @@ int mte_set_banks(struct mte_ctx *c, int n, const uint64_t *bases, const uint64_
 }
 
 void mte_set_cpu(struct mte_ctx *c, reg_rw_t rd, reg_rw_t wr, const int *x_ids, int sp, int pc, int nzcv, translate_t tr,
-                 hookintr_t fallback_intr, tags_changed_t changed, random_tag_t rnd, uint64_t dcz) {
-    c->random_tag = rnd;
+                 hookintr_t fallback_intr, tags_changed_t changed, uint64_t dcz) {
     c->dcz_block = dcz;
     c->reg_read = rd;
     c->reg_write = wr;
@@ -511,6 +510,21 @@ static uint64_t sext(uint64_t v, int bits) {
 /* SUBP's operands: the 56-bit address part of a register, sign-extended. */
 static int64_t sext56(uint64_t v) { return (int64_t)sext(v & ((1ULL << 56) - 1), 56); }
 
+/* IRG's generator: SplitMix64, as machine/irg.py (the same tags on both paths). */
+void mte_seed_irg(struct mte_ctx *c, uint64_t state) { c->irg_state = state; }
+
+unsigned mte_random_tag(struct mte_ctx *c, unsigned exclude) {
+    uint64_t z = (c->irg_state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    unsigned allowed[16], n = 0;
+    for (unsigned t = 0; t < 16; t++)
+        if (!((exclude >> t) & 1))
+            allowed[n++] = t;
+    return n ? allowed[z % n] : 0;
+}
+
 /* Arm ARM ChooseNonExcludedTag(). */
 static unsigned choose_non_excluded_tag(unsigned tag, unsigned offset, unsigned exclude) {
     if ((exclude & 0xFFFF) == 0xFFFF)
@@ -586,7 +600,7 @@ static int execute(struct mte_ctx *c, void *uc, uint32_t w) {
        ChooseRandomNonExcludedTag(exclude) (the seeded generator); Xd = Xn with that tag. */
     if (top == 0x9AC01000) {                                   /* IRG Xd|SP, Xn|SP, Xm */
         unsigned exclude = c->gcr_exclude | (unsigned)(xr(c, uc, rm, 0) & 0xFFFF);
-        xw(c, uc, rd, with_tag(xr(c, uc, rn, 1), c->random_tag(exclude) & 0xF), 1);
+        xw(c, uc, rd, with_tag(xr(c, uc, rn, 1), mte_random_tag(c, exclude)), 1);
         return 1;
     }
     /* GMI: Xd = Xm OR (1 << AArch64.AllocationTagFromAddress(Xn)). */

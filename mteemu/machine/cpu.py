@@ -35,6 +35,7 @@ from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
 
 from mteemu.machine import debughooks, interp, mte_insns, native
 from mteemu.machine.counters import Counters, HotPath
+from mteemu.machine.irg import Irg, NativeIrg
 from mteemu.machine import encodings as E
 from mteemu.machine.decode import effective_address
 from mteemu.machine.physmem import PAGE_SHIFT, PAGE_SIZE, PhysMem
@@ -136,6 +137,7 @@ class Cpu:
         self.physmem = physmem
         self.tags = tags
         self.native = native.load()
+        self.irg: "Irg | NativeIrg" = Irg() if self.native is None else NativeIrg(self.native)
         self.counters = Counters()
         self.checker = TagChecker(physmem, tags, self.native, self.counters)
         self.checker.dcz_block = self.dcz_block
@@ -236,13 +238,12 @@ class Cpu:
         n, uc = self.native, self.uc
         assert n is not None
         translate = self._guarded(self._translate)          # None: refused, or it raised
-        random_tag = self._guarded(lambda exclude: self.checker.state.random_tag(exclude))
         n.set_banks([(b.region.base, b.region.end, b.host_address()) for b in self.physmem.banks])
         n.set_cpu(native.address_of(uclib.uc_reg_read), native.address_of(uclib.uc_reg_write),
                   X_REGS, REG_SP, REG_PC, REG_NZCV,
                   lambda vpage, access: -1 if (r := translate(vpage, access)) is None else r[0] | int(r[2]),
                   self._guarded(lambda _uch, intno, _data: self._on_intr(uc, intno, None)),
-                  self._guarded(self._tags_changed), lambda exclude: random_tag(exclude) or 0, self.dcz_block)
+                  self._guarded(self._tags_changed), self.dcz_block)
         self.sync_native()
         n.set_fill_fallback(self._guarded(lambda _uch, vaddr, access, entry, _data:
                                           bool(self._on_fill(uc, vaddr, access, entry.contents, None))))
@@ -651,6 +652,10 @@ class Cpu:
         self._fills.clear()
         if self.debug is not None and self.debug.on_flush is not None:
             self.debug.on_flush()       # watched pages may be other pages now
+
+    def seed_irg(self, seed: int) -> None:
+        """IRG's generator from the run's seed (the same tags on either path: irg.py)."""
+        self.irg.seed(seed)
 
     def hot_path(self) -> HotPath:
         """Who did the work so far: C or Python (machine/counters.py)."""

@@ -78,7 +78,7 @@ def execute(cpu: "Cpu", word: int) -> bool:
     top = word & E.DP2_MASK
     if top == E.IRG:                                            # IRG Xd|SP, Xn|SP, Xm
         exclude = cpu.mte.exclude | (cpu.xr(rm) & 0xFFFF)
-        cpu.xw(rd, with_tag(cpu.xr(rn, sp=True), cpu.mte.random_tag(exclude)), sp=True)
+        cpu.xw(rd, with_tag(cpu.xr(rn, sp=True), cpu.irg.random_tag(exclude)), sp=True)
         return True
     if top == E.GMI:                                            # GMI Xd, Xn|SP, Xm
         cpu.xw(rd, cpu.xr(rm) | (1 << tag_of(cpu.xr(rn, sp=True))))

@@ -20,7 +20,6 @@ HOOKMEM = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64,
 HOOKINTR = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
 TRANSLATE = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, ctypes.c_int)
 TAGS_CHANGED = ctypes.CFUNCTYPE(None, ctypes.c_uint64)
-RANDOM_TAG = ctypes.CFUNCTYPE(ctypes.c_uint, ctypes.c_uint)
 
 
 class TlbEntry(ctypes.Structure):
@@ -62,7 +61,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "mte_stats": ([_CTX, _U64P], None),
         "mte_set_banks": ([_CTX, ctypes.c_int, _U64P, _U64P, _U64P], ctypes.c_int),
         "mte_set_cpu": ([_CTX, ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int,
-                         ctypes.c_int, ctypes.c_int, TRANSLATE, HOOKINTR, TAGS_CHANGED, RANDOM_TAG, ctypes.c_uint64],
+                         ctypes.c_int, ctypes.c_int, TRANSLATE, HOOKINTR, TAGS_CHANGED, ctypes.c_uint64],
                         None),
         "mte_set_insns": ([_CTX, ctypes.c_int, ctypes.c_uint, ctypes.c_int], None),
         "mte_note_page": ([_CTX, ctypes.c_uint64, ctypes.c_int, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_int], None),
@@ -70,6 +69,8 @@ def _declare(lib: ctypes.CDLL) -> None:
         "mte_note_alias": ([_CTX, ctypes.c_uint64, ctypes.c_uint64], ctypes.c_int),
         "mte_is_direct": ([_CTX, ctypes.c_uint64], ctypes.c_int),
         "mte_flush_page": ([_CTX, ctypes.c_uint64], None),
+        "mte_seed_irg": ([_CTX, ctypes.c_uint64], None),
+        "mte_random_tag": ([_CTX, ctypes.c_uint], ctypes.c_uint),
         "mte_flush_tlb": ([_CTX], None),
         "mte_mark_direct": ([_CTX, ctypes.c_uint64], None),
         "mte_insn_stats": ([_CTX, _U64P], None),
@@ -131,13 +132,11 @@ class Native:
 
     def set_cpu(self, reg_read: int, reg_write: int, x_ids: list[int], sp: int, pc: int, nzcv: int,
                 translate: Callable[[int, int], int], intr_fallback: Callable[[int, int, int], None],
-                tags_changed: Callable[[int], None], random_tag: Callable[[int], int], dcz_block: int) -> None:
+                tags_changed: Callable[[int], None], dcz_block: int) -> None:
         """Registers (libunicorn's uc_reg_read/uc_reg_write and the ids), the kernel's
         translation for the software TLB, the Python interrupt hook, what to call when a
-        tag write lands in a page the TLB maps without checks, IRG's generator and the
-        DC GVA block size."""
-        callbacks = (TRANSLATE(translate), HOOKINTR(intr_fallback), TAGS_CHANGED(tags_changed),
-                     RANDOM_TAG(random_tag))
+        tag write lands in a page the TLB maps without checks, and the DC GVA block size."""
+        callbacks = (TRANSLATE(translate), HOOKINTR(intr_fallback), TAGS_CHANGED(tags_changed))
         self._keep["cpu"] = callbacks
         self.lib.mte_set_cpu(self.ctx, reg_read, reg_write, (ctypes.c_int * 31)(*x_ids), sp, pc, nzcv, *callbacks,
                              dcz_block)
@@ -146,6 +145,13 @@ class Native:
         """Whether MTE instructions run here (not while tag storage is guarded), GCR_EL1.Exclude,
         and whether the thread's accesses are tag checked (fills place pages by it)."""
         self.lib.mte_set_insns(self.ctx, int(enabled), exclude & 0xFFFF, int(checking))
+
+    def seed_irg(self, state: int) -> None:
+        self.lib.mte_seed_irg(self.ctx, state)
+
+    def random_tag(self, exclude: int) -> int:
+        """IRG's next tag from this CPU's generator (for an IRG Python executes)."""
+        return int(self.lib.mte_random_tag(self.ctx, exclude & 0xFFFF))
 
     def note_page(self, vaddr: int, access: int, pa: int, perms: int, tagged: bool) -> None:
         """The kernel's translation of vaddr's page: fills of it under other tags are C's."""

@@ -24,7 +24,6 @@ and completes it before the fault is reported, as TFSRE0_EL1 does on hardware.
 from __future__ import annotations
 
 import enum
-import random
 from collections import deque
 from dataclasses import dataclass
 from typing import Optional
@@ -60,15 +59,10 @@ class MteState:
     tcf_write: Tcf = Tcf.NONE
     exclude: int = 0             # GCR_EL1.Exclude, from the prctl include mask
     tco: bool = False            # PSTATE.TCO
-    rng: random.Random = None    # type: ignore[assignment]  # IRG's generator, seeded
 
     @property
     def checking(self) -> bool:
         return not self.tco and (self.tcf_read is not Tcf.NONE or self.tcf_write is not Tcf.NONE)
-
-    def random_tag(self, exclude: int) -> int:
-        allowed = [t for t in range(16) if not exclude >> t & 1]
-        return self.rng.choice(allowed) if allowed else 0
 
 
 @dataclass
@@ -100,7 +94,7 @@ class TagChecker:
             native.set_spans([(s.base, s.end, physmem.host_address(s.tags), physmem.host_address_of(s.base))
                               for s in tags.spans])
             native.log_clear()
-        self.state = MteState(rng=random.Random(0))
+        self.state = MteState()
         self.direct: set[int] = set()            # tagged pfns filled straight to RAM
         self.alias_va: dict[int, int] = {}       # alias page -> tagged VA page that filled it
         self.mismatch: Optional[Mismatch] = None
