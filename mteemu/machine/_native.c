@@ -81,6 +81,8 @@ struct bank {
 #define TLB_BITS 10
 #define TLB_SIZE (1u << TLB_BITS)
 #define DIRECT_SLOTS 65536       /* pages filled straight to RAM (tagcheck.TagChecker.direct) */
+#define DIRECT_VAS 4             /* tagged virtual pages remembered per such page */
+typedef void (*tlb_flush_page_t)(void *cpu, uint64_t addr);
 
 struct tlb_entry {
     uint64_t vpage;              /* untagged virtual page; ~0 when empty */
@@ -148,7 +150,11 @@ struct mte_ctx {
     struct tlb_entry tlb[3][TLB_SIZE];       /* read, write, fetch */
     uint64_t direct_pfn[DIRECT_SLOTS];
     uint32_t direct_gen[DIRECT_SLOTS], generation;
+    uint64_t direct_va[DIRECT_SLOTS][DIRECT_VAS];    /* the tagged pages filled straight to it */
+    uint8_t direct_nva[DIRECT_SLOTS];                /* how many; DIRECT_VAS + 1: more than that */
     int direct_overflow;
+    tlb_flush_page_t unicorn_flush_page;     /* QEMU's tlb_flush_page(), when found (cpu.py) */
+    void *unicorn_cpu;                       /* its CPUState */
     uint64_t insns_native, insns_declined;
     uint64_t rv[33];                         /* the register file cache (reg_get) */
     uint64_t rv_loaded, rv_dirty;
@@ -235,6 +241,7 @@ static const struct span *span_of(struct mte_ctx *c, uint64_t pa) {
 }
 
 static int fetch(struct mte_ctx *c, uint64_t pc, uint32_t *word);
+int mte_flush_page(struct mte_ctx *c, uint64_t pfn);
 static uint64_t xlate(struct mte_ctx *c, uint64_t va, int access, int *tagged, int *ok);
 uint64_t mte_alias_va(struct mte_ctx *c, uint64_t alias);
 
@@ -347,29 +354,54 @@ void mte_flush_tlb(struct mte_ctx *c) {
     c->zva_pc = ~0ULL;               /* memory may have been written since: log again */
 }
 
-void mte_mark_direct(struct mte_ctx *c, uint64_t pfn) {
+/* The page `pfn` is filled straight to RAM for the tagged virtual page `va`. */
+void mte_mark_direct(struct mte_ctx *c, uint64_t pfn, uint64_t va) {
     uint32_t h = (uint32_t)(pfn * 0x9E3779B97F4A7C15ULL >> 48) & (DIRECT_SLOTS - 1);
+    va &= ~0xFFFULL;
     for (int probe = 0; probe < 64; probe++, h = (h + 1) & (DIRECT_SLOTS - 1)) {
         if (c->direct_gen[h] != c->generation || c->direct_pfn[h] == pfn) {
+            if (c->direct_gen[h] != c->generation || c->direct_pfn[h] != pfn)
+                c->direct_nva[h] = 0;
             c->direct_gen[h] = c->generation;
             c->direct_pfn[h] = pfn;
+            unsigned n = c->direct_nva[h];
+            for (unsigned i = 0; i < n && n <= DIRECT_VAS; i++)
+                if (c->direct_va[h][i] == va)
+                    return;
+            if (n < DIRECT_VAS)
+                c->direct_va[h][n] = va;
+            if (n <= DIRECT_VAS)
+                c->direct_nva[h] = (uint8_t)(n + 1);
             return;
         }
     }
     c->direct_overflow = 1;         /* then every tag write asks the Python side */
 }
 
-/* The page is no longer filled straight to RAM: a tombstone keeps the probe chains. */
-static void unmark_direct(struct mte_ctx *c, uint64_t pfn) {
+void mte_set_unicorn_flush_page(struct mte_ctx *c, tlb_flush_page_t fn, void *cpu) {
+    c->unicorn_flush_page = fn;
+    c->unicorn_cpu = cpu;
+}
+
+/* The page is no longer filled straight to RAM: a tombstone keeps the probe chains.
+   Unicorn's TLB entries for it are dropped one by one when the virtual pages are known
+   and QEMU's tlb_flush_page() was found: 1; else 0, and the caller flushes it whole. */
+static int unmark_direct(struct mte_ctx *c, uint64_t pfn) {
     uint32_t h = (uint32_t)(pfn * 0x9E3779B97F4A7C15ULL >> 48) & (DIRECT_SLOTS - 1);
     for (int probe = 0; probe < 64; probe++, h = (h + 1) & (DIRECT_SLOTS - 1)) {
         if (c->direct_gen[h] != c->generation)
-            return;
+            return 1;                                 /* not direct: nothing maps it unchecked */
         if (c->direct_pfn[h] == pfn) {
             c->direct_pfn[h] = ~0ULL;
-            return;
+            unsigned n = c->direct_nva[h];
+            if (c->unicorn_flush_page == NULL || n > DIRECT_VAS)
+                return 0;
+            for (unsigned i = 0; i < n; i++)
+                c->unicorn_flush_page(c->unicorn_cpu, c->direct_va[h][i]);
+            return 1;
         }
     }
+    return 0;
 }
 
 static int is_direct(struct mte_ctx *c, uint64_t pfn) {
@@ -551,8 +583,10 @@ static void set_tags(struct mte_ctx *c, uint64_t pa, uint64_t len, unsigned tag)
         unsigned shift = (unsigned)(g & 1) << 2;
         tags[g >> 1] = (uint8_t)((tags[g >> 1] & ~(0xFu << shift)) | (tag << shift));
     }
-    if (is_direct(c, pa >> 12))
-        c->tags_changed(pa >> 12);  /* a TLB entry that skips checks may now be wrong */
+    /* A TLB entry that skips checks may now be wrong: dropped here when Unicorn's
+       entries for the page are known, else by the Python side (a whole flush). */
+    if (is_direct(c, pa >> 12) && (c->direct_overflow || !mte_flush_page(c, pa >> 12)))
+        c->tags_changed(pa >> 12);
 }
 
 static unsigned get_tag(struct mte_ctx *c, uint64_t pa) {
@@ -885,11 +919,11 @@ static uint64_t pfn_of_fill(uint64_t paddr) {
 
 /* One physical page's tags changed so that its placement may have (Cpu._tags_changed):
    its fills and its straight-to-RAM mark go; every other page's stay. */
-void mte_flush_page(struct mte_ctx *c, uint64_t pfn) {
+int mte_flush_page(struct mte_ctx *c, uint64_t pfn) {
     (*page_gen_of(c, pfn))++;
-    unmark_direct(c, pfn);
     c->zva_pc = ~0ULL;
     c->page_flushes++;
+    return !c->direct_overflow && unmark_direct(c, pfn);
 }
 
 static struct page_entry *page_slot(struct mte_ctx *c, uint64_t vpage, int access) {
@@ -963,7 +997,7 @@ static int place(struct mte_ctx *c, uint64_t vaddr, const struct page_entry *pe,
         return 1;
     }
     if (uniform_tag(c, pe->pa) == (int)tag) {
-        mte_mark_direct(c, pe->pa >> 12);
+        mte_mark_direct(c, pe->pa >> 12, vaddr);
         *paddr = pe->pa;
         return 1;
     }
@@ -1007,4 +1041,7 @@ _Bool mte_on_fill(void *uc, uint64_t vaddr, int type, struct uc_tlb_entry_abi *r
     return ok;
 }
 
-void mte_page_flush_count(struct mte_ctx *c, uint64_t *out) { out[0] = c->page_flushes; }
+void mte_page_flush_count(struct mte_ctx *c, uint64_t *out) {
+    out[0] = c->page_flushes;
+    out[1] = 0;
+}

@@ -14,7 +14,6 @@ class Counters:
     python_insns: int = 0       # MTE instructions executed by mte_insns.py
     python_fills: int = 0       # TLB fills answered by Cpu._on_fill
     flushes: int = 0            # whole-TLB flushes
-    page_flushes: int = 0       # single pages dropped from the TLB
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from unicorn import arm64_const as A
 from unicorn.unicorn_const import UC_ERR_EXCEPTION, UC_ERR_OK
 from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
 
-from mteemu.machine import debughooks, interp, mte_insns, native
+from mteemu.machine import debughooks, interp, mte_insns, native, unicorn_tlb
 from mteemu.machine.counters import Counters, HotPath
 from mteemu.machine.irg import Irg, NativeIrg
 from mteemu.machine import encodings as E
@@ -245,6 +245,9 @@ class Cpu:
                   self._guarded(lambda _uch, intno, _data: self._on_intr(uc, intno, None)),
                   self._guarded(self._tags_changed), self.dcz_block)
         self.sync_native()
+        found = unicorn_tlb.flush_page_entry(uc)
+        if found is not None:
+            n.set_unicorn_flush_page(*found)
         n.set_fill_fallback(self._guarded(lambda _uch, vaddr, access, entry, _data:
                                           bool(self._on_fill(uc, vaddr, access, entry.contents, None))))
         self._c_hook(UC_HOOK_TLB_FILL, n.fill_hook)
@@ -283,7 +286,9 @@ class Cpu:
 
     # -- hooks ---------------------------------------------------------------
     def _on_fill(self, uc: Uc, vaddr: int, access: int, entry, _data) -> bool:  # noqa: ANN001
-        hit = self._fills.get((vaddr, access))
+        # The native path keeps its own fill cache (in C, invalidated page by page); this
+        # one is the pure-Python path's, emptied by every flush.
+        hit = self._fills.get((vaddr, access)) if self.native is None else None
         if hit is not None:
             # Unicorn's TLB holds 256 pages: a bigger working set refills the same pages
             # over and over. Their translations stay valid until the next flush.
@@ -312,7 +317,8 @@ class Cpu:
             self._need_hook = True
             return False
         entry.paddr, entry.perms = paddr, perms
-        self._fills[(vaddr, access)] = (paddr, perms)
+        if self.native is None:
+            self._fills[(vaddr, access)] = (paddr, perms)
         return True
 
     def _on_checked_access(self, uc: Uc, access: int, address: int, size: int, _value: int, _data) -> None:  # noqa: ANN001
@@ -337,20 +343,18 @@ class Cpu:
         """A page's tags changed: a TLB entry that maps it straight to RAM (unchecked) may
         now be wrong. The native path forgets that page alone; the reference flushes all."""
         if self.native is not None:
-            if self.native.is_direct(pfn) or pfn in self.checker.direct:
+            if self.native.is_direct(pfn):
                 self.flush_page(pfn)
         elif pfn in self.checker.direct:
             self.flush_tlb()
 
     def flush_page(self, pfn: int) -> None:
-        """Unicorn's TLB has no per-page flush: it is emptied, and refills come from the C
-        fill cache, which drops only this page's entries (per-page generations)."""
+        """Forget one physical page's placement: the C fill cache drops its entries (per-page
+        generations), and Unicorn's TLB the virtual pages that map it unchecked — one by
+        one through QEMU's tlb_flush_page() where unicorn_tlb.py found it, else all."""
         assert self.native is not None
-        self.counters.page_flushes += 1
-        self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
-        self.native.flush_page(pfn)
-        self.checker.direct.discard(pfn)
-        self._fills.clear()
+        if not self.native.flush_page(pfn):
+            self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
 
     def _on_intr(self, uc: Uc, intno: int, _data) -> None:  # noqa: ANN001
         if intno == EXCP_SWI:
@@ -662,9 +666,9 @@ class Cpu:
         c = self.counters
         n = self.native
         if n is None:
-            return HotPath((0, c.python_checks), (0, c.python_insns), (0, c.python_fills), c.flushes, c.page_flushes)
+            return HotPath((0, c.python_checks), (0, c.python_insns), (0, c.python_fills), c.flushes, 0)
         return HotPath((n.stats()[0], c.python_checks), (n.insn_stats()[0], c.python_insns),
-                       (n.fill_stats()[0], c.python_fills), c.flushes, c.page_flushes)
+                       (n.fill_stats()[0], c.python_fills), c.flushes, n.page_flushes())
 
     # -- registers: the kernel's (and a debugger's) way to them; Unicorn stays in here ---------
     def reg(self, reg: int) -> int:

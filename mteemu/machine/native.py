@@ -68,14 +68,16 @@ def _declare(lib: ctypes.CDLL) -> None:
         "mte_alias_va": ([_CTX, ctypes.c_uint64], ctypes.c_uint64),
         "mte_note_alias": ([_CTX, ctypes.c_uint64, ctypes.c_uint64], ctypes.c_int),
         "mte_is_direct": ([_CTX, ctypes.c_uint64], ctypes.c_int),
-        "mte_flush_page": ([_CTX, ctypes.c_uint64], None),
+        "mte_flush_page": ([_CTX, ctypes.c_uint64], ctypes.c_int),
         "mte_seed_irg": ([_CTX, ctypes.c_uint64], None),
         "mte_random_tag": ([_CTX, ctypes.c_uint], ctypes.c_uint),
         "mte_flush_tlb": ([_CTX], None),
-        "mte_mark_direct": ([_CTX, ctypes.c_uint64], None),
+        "mte_mark_direct": ([_CTX, ctypes.c_uint64, ctypes.c_uint64], None),
+        "mte_set_unicorn_flush_page": ([_CTX, ctypes.c_void_p, ctypes.c_void_p], None),
         "mte_insn_stats": ([_CTX, _U64P], None),
         "mte_set_fill_fallback": ([_CTX, TLBFILL], None),
         "mte_fill_stats": ([_CTX, _U64P], None),
+        "mte_page_flush_count": ([_CTX, _U64P], None),
     }
     for name, (args, res) in sigs.items():
         fn = getattr(lib, name)
@@ -169,15 +171,21 @@ class Native:
     def is_direct(self, pfn: int) -> bool:
         return bool(self.lib.mte_is_direct(self.ctx, pfn))
 
-    def flush_page(self, pfn: int) -> None:
-        """Forget the fills and the straight-to-RAM mark of one physical page."""
-        self.lib.mte_flush_page(self.ctx, pfn)
+    def flush_page(self, pfn: int) -> bool:
+        """Forget the fills and the straight-to-RAM mark of one physical page; True when
+        Unicorn's TLB entries for it were dropped too (else the caller flushes it whole)."""
+        return bool(self.lib.mte_flush_page(self.ctx, pfn))
 
     def flush_tlb(self) -> None:
         self.lib.mte_flush_tlb(self.ctx)
 
-    def mark_direct(self, pfn: int) -> None:
-        self.lib.mte_mark_direct(self.ctx, pfn)
+    def mark_direct(self, pfn: int, va: int) -> None:
+        """The page pfn is filled straight to RAM (unchecked) for the tagged page of va."""
+        self.lib.mte_mark_direct(self.ctx, pfn, va)
+
+    def set_unicorn_flush_page(self, fn: int, cpu_state: int) -> None:
+        """QEMU's tlb_flush_page() and the CPUState to call it with (cpu.py finds them)."""
+        self.lib.mte_set_unicorn_flush_page(self.ctx, fn, cpu_state)
 
     def fill_stats(self) -> tuple[int, int]:
         """(TLB refills answered natively, refills handed to the Python hook)."""
@@ -186,6 +194,10 @@ class Native:
     def insn_stats(self) -> tuple[int, int]:
         """(MTE instructions executed natively, exceptions handed to the Python hook)."""
         return self._counter_pair(self.lib.mte_insn_stats)
+
+    def page_flushes(self) -> int:
+        """Physical pages whose placement was forgotten one by one (mte_flush_page)."""
+        return self._counter_pair(self.lib.mte_page_flush_count)[0]
 
     def log_append(self, pa: int, old: bytes) -> None:
         self.lib.mte_log_append(self.ctx, pa, old, len(old))

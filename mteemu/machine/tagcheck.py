@@ -115,9 +115,10 @@ class TagChecker:
         tag = (vaddr >> 56) & 0xF
         pfn = pa >> 12
         if self.tags.uniform(pfn) == tag:
-            self.direct.add(pfn)
             if self.native is not None:
-                self.native.mark_direct(pfn)
+                self.native.mark_direct(pfn, vaddr)      # C keeps the direct pages (and their VAs)
+            else:
+                self.direct.add(pfn)
             return pa
         alias = ALIAS_BASE + (tag << ALIAS_SHIFT) + pa
         self.alias_va[alias] = vaddr & ~0xFFF

@@ -1,0 +1,50 @@
+"""Unicorn's TLB, one page at a time: QEMU's tlb_flush_page() for the native path.
+
+Unicorn's API flushes its TLB whole (uc_ctl UC_CTL_TLB_FLUSH), and a whole flush costs
+about half a millisecond once QEMU's dynamic TLB has grown (it is memset, and the jump
+cache with it), then a refill of every page in use. A retag that changes whether a page
+may be mapped unchecked concerns that page alone. libunicorn exports QEMU's
+`tlb_flush_page_aarch64(CPUState *, target_ulong)`, but not the CPUState: it is the `cpu`
+field of the engine's `struct uc_struct` (include/uc_priv.h). Its offset is found, not
+assumed: the struct's `tcg_flush_tlb` field holds the address of the exported
+`tcg_flush_softmmu_tlb_aarch64`, and `cpu` is the ninth pointer after it (Unicorn
+2.1.x); the CPUState found must point back at the engine (its `uc` field). When any of
+that does not hold (another Unicorn), None: the native path flushes the whole TLB, as
+the pure-Python path always does.
+"""
+from __future__ import annotations
+
+import ctypes
+from typing import Any, Optional
+
+_SCAN_WORDS = 512                 # struct uc_struct is a few KiB; the field lies in its first part
+_CPU_AFTER_FLUSH = 9              # tcg_flush_tlb, uc_invalidate_tb, uc_gen_tb, tb_flush, add/del_inline_hook,
+                                  # context_size, context_save, context_restore, then cpu
+_BACKPOINTER_WORDS = 8192         # the `uc` field lies within ARMCPU's first 64 KiB (at ~33 KiB)
+
+
+def flush_page_entry(uc: Any) -> Optional[tuple[int, int]]:
+    """(address of tlb_flush_page_aarch64, the engine's CPUState) or None."""
+    from unicorn.unicorn_py3.unicorn import uclib      # the binding's libunicorn
+
+    try:
+        flush_page = ctypes.cast(uclib.tlb_flush_page_aarch64, ctypes.c_void_p).value
+        flush_all = ctypes.cast(uclib.tcg_flush_softmmu_tlb_aarch64, ctypes.c_void_p).value
+    except AttributeError:
+        return None
+    handle = ctypes.cast(uc._uch, ctypes.c_void_p).value
+    if not (flush_page and flush_all and handle):
+        return None
+    words = (ctypes.c_uint64 * _SCAN_WORDS).from_address(handle)
+    try:
+        at = list(words).index(flush_all)
+    except ValueError:
+        return None
+    if at + _CPU_AFTER_FLUSH >= _SCAN_WORDS:
+        return None
+    cpu = words[at + _CPU_AFTER_FLUSH]
+    if not cpu or cpu & 7:
+        return None
+    if handle not in (ctypes.c_uint64 * _BACKPOINTER_WORDS).from_address(cpu):
+        return None
+    return flush_page, cpu
