@@ -93,6 +93,7 @@ class Kernel(Scheduler, Traps, SignalDelivery, Exits):
         self.procs: dict[int, Process] = {}
         self.threads: dict[int, Thread] = {}
         self.runq: deque[Thread] = deque()
+        self.blocked: dict[Thread, None] = {}     # threads that blocked, since the last wake scan
         self.current: Optional[Thread] = None
         self._on_cpu_mm: Optional[Mm] = None
         self._next_pid = FIRST_PID

@@ -35,10 +35,7 @@ class Scheduler(KernelState):
         """Make system call nr with args as thread t, exactly as its SVC would (the entry
         point of the syscall fuzzer); x0 after it."""
         self._switch_to(t)
-        self.cpu.set_x(8, nr)
-        for i, value in enumerate(args[:6]):
-            self.cpu.set_x(i, value)
-        self._on_syscall()
+        self.cpu.svc(nr, args[:6], self._on_syscall)
         return self.cpu.x(0)
 
     # -- running ---------------------------------------------------------------------------------
@@ -152,6 +149,8 @@ class Scheduler(KernelState):
     def _poll_waits(self, skip: Optional[Thread] = None) -> bool:
         """Wake the blocked threads whose wait is over (skip: the thread on the CPU, which
         may have blocked in the call being made); True if any woke."""
+        if not self.blocked:
+            return False                        # the common case: nobody waits
         now = time.monotonic()
         woke = False
         for t in list(self.runq):
@@ -184,6 +183,7 @@ class Scheduler(KernelState):
                 t.state = State.RUNNABLE
                 t.set_regs[C.X_REGS[0]] = result & ((1 << 64) - 1)
                 woke = True
+        self.blocked = {b: None for b in self.blocked if b.state is State.BLOCKED}
         return woke
 
     def _switch_to(self, t: Thread) -> None:
@@ -207,3 +207,4 @@ class Scheduler(KernelState):
     def block(self, t: Thread, wait: Wait) -> None:
         t.state = State.BLOCKED
         t.wait = wait
+        self.blocked[t] = None

@@ -42,6 +42,7 @@ class KernelState:
     procs: dict[int, Process]
     threads: dict[int, Thread]
     runq: deque[Thread]
+    blocked: dict[Thread, None]         # blocked threads (sched.py's wake scan is skipped without any)
     current: Optional[Thread]           # the thread on the CPU
     init: Optional[Process]             # the first process: its end is mteemu's exit
     start_time: float

@@ -42,6 +42,11 @@ class UserMemory:
         # Tag-check uaccess reads / writes (set per syscall from the calling thread).
         self.check_reads = self.check_writes = False
         self._tag = 0
+        # (page, access) -> the fault handler's answer, while no translation of the mm
+        # changed (Mm.gen) and no page moved (PageAllocator.remap_gen): a system call's
+        # buffers cost a dict lookup a page, as the CPU's own accesses cost a TLB hit.
+        self._pages: dict[tuple[int, int], Translation] = {}
+        self._gen = (-1, -1)
 
     def _untag(self, addr: int) -> int:
         if addr >> 56 and not self.tagged_addr_abi:
@@ -50,7 +55,19 @@ class UserMemory:
         return addr & TOP_BYTE_MASK
 
     def _fault(self, addr: int, access: int) -> "Translation | Fault":
-        return self.mm.fault(addr, access)
+        mm = self.mm
+        gen = (mm.gen, mm.alloc.remap_gen)
+        if gen != self._gen:
+            self._pages.clear()
+            self._gen = gen
+        key = (addr >> PAGE_SHIFT, access)
+        hit = self._pages.get(key)
+        if hit is not None:
+            return hit
+        res = mm.fault(addr, access)
+        if not isinstance(res, Fault) and (mm.gen, mm.alloc.remap_gen) == gen:
+            self._pages[key] = res
+        return res
 
     def _page(self, addr: int, access: int, length: int = 0) -> memoryview:
         res = self._fault(addr, access)

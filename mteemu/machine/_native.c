@@ -44,6 +44,11 @@
 #define UC_MEM_WRITE 17
 #define UC_MEM_FETCH 18
 #define EXCP_UDEF 1              /* QEMU's exception number for an undefined instruction */
+#define EXCP_SWI 2               /* ... and for SVC */
+#define SYS_NR 0                 /* struct mte_ctx's syscall[]: x8, x0-x5, result, set */
+#define SYS_ARG0 1
+#define SYS_RESULT 7
+#define SYS_SET 8
 #define ALIAS_SHIFT 46           /* tagcheck.py */
 #define ALIAS_BASE (1ULL << 52)
 #define ALIAS_MASK ((1ULL << ALIAS_SHIFT) - 1)
@@ -143,6 +148,7 @@ struct mte_ctx {
     hookintr_t intr_fallback;
     tags_changed_t tags_changed;
     uint64_t irg_state;                      /* IRG's generator (mte_random_tag) */
+    uint64_t syscall[9];                     /* the SVC being handled: SYS_NR ... SYS_SET */
     uint64_t dcz_block;                      /* DC ZVA/GVA block: DCZID_EL0.BS of Unicorn's core */
     int regs_x[31], reg_sp, reg_pc, reg_nzcv;
     int insns_enabled;                       /* off while tag storage is guarded, or when not configured */
@@ -884,8 +890,24 @@ void mte_on_intr(void *uc, uint32_t intno, void *user_data) {
         c->rv_loaded = c->rv_dirty = 0;      /* declined: nothing was changed */
         c->insns_declined++;
     }
+    if (intno == EXCP_SWI) {
+        /* A system call: its number and arguments read here, its return value written
+           back here (the kernel reads and sets them in `syscall` without a foreign call). */
+        c->syscall[SYS_NR] = 0;
+        c->reg_read(uc, c->regs_x[8], &c->syscall[SYS_NR]);
+        for (int i = 0; i < 6; i++)
+            c->reg_read(uc, c->regs_x[i], &c->syscall[SYS_ARG0 + i]);
+        c->syscall[SYS_SET] = 0;
+        c->intr_fallback(uc, intno, user_data);
+        if (c->syscall[SYS_SET])
+            c->reg_write(uc, c->regs_x[0], &c->syscall[SYS_RESULT]);
+        return;
+    }
     c->intr_fallback(uc, intno, user_data);
 }
+
+/* The system-call block: x8, x0-x5, then the result and whether it was set (cpu.py). */
+uint64_t *mte_syscall_block(struct mte_ctx *c) { return c->syscall; }
 
 /* ---- TLB refills ------------------------------------------------------------------------
    Unicorn's TLB holds 256 pages; a bigger working set (or sixteen tags of one page) refills
@@ -1021,7 +1043,10 @@ _Bool mte_on_fill(void *uc, uint64_t vaddr, int type, struct uc_tlb_entry_abi *r
     uint64_t vpage = vaddr & ~0xFFFULL & ((1ULL << 56) - 1), paddr;
     const struct page_entry *pe = page_slot(c, vpage, type);
     _Bool ok;
-    if (pe->gen == c->fill_generation && pe->vpage == vpage && pe->access == type && place(c, vaddr, pe, &paddr)) {
+    /* A tagged instruction fetch is a translation fault (TBI is for data only: Mm.fault),
+       never another tag's fill of the same page. */
+    if (!(type == UC_MEM_FETCH && vaddr >> 56) && pe->gen == c->fill_generation && pe->vpage == vpage
+        && pe->access == type && place(c, vaddr, pe, &paddr)) {
         result->paddr = paddr;
         result->perms = pe->perms;
         c->fill_hits++;          /* decided here: no Python */

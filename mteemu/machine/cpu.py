@@ -25,7 +25,7 @@ import ctypes
 import enum
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 from unicorn import (UC_ARCH_ARM64, UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH, UC_HOOK_INTR, UC_HOOK_MEM_READ,
                      UC_HOOK_MEM_WRITE, UC_HOOK_TLB_FILL, UC_MODE_ARM, UC_TLB_VIRTUAL, Uc, UcError)
@@ -59,6 +59,7 @@ REG_SP, REG_PC, REG_NZCV = A.UC_ARM64_REG_SP, A.UC_ARM64_REG_PC, A.UC_ARM64_REG_
 REG_TPIDR = A.UC_ARM64_REG_TPIDR_EL0
 REG_FPCR, REG_FPSR = A.UC_ARM64_REG_FPCR, A.UC_ARM64_REG_FPSR
 SYSCALL_ARG_REGS = [A.UC_ARM64_REG_X8] + X_REGS[:6]
+MASK64 = (1 << 64) - 1
 
 # System registers by (op0, op1, CRn, CRm, op2), and the bits of them mteemu sets.
 SCR_EL3, HCR_EL2, SCTLR_EL1 = (3, 6, 1, 1, 0), (3, 4, 1, 1, 0), (3, 0, 1, 0, 0)
@@ -165,6 +166,7 @@ class Cpu:
         self._arg_ptrs = (ctypes.c_void_p * len(SYSCALL_ARG_REGS))(
             *(ctypes.addressof(self._arg_values) + 8 * i for i in range(len(SYSCALL_ARG_REGS))))
         self._one = ctypes.c_uint64()
+        self._sys = self.native.syscall_block() if self.native is not None else None
         # Instructions _emulate() may run in one go: a debugger sees every instruction
         # through Unicorn (its breakpoints and single steps are Unicorn's code hooks).
         self.run_ahead = RUN_AHEAD
@@ -700,10 +702,38 @@ class Cpu:
         uclib.uc_reg_write(self.uc._uch, X_REGS[n], ctypes.byref(self._one))
 
     def syscall_args(self) -> tuple[int, ...]:
-        """(x8, x0..x5): the syscall number and its six arguments. One uc_reg_read_batch()
-        into buffers made once: the binding's generic batch read costs ~15 µs a call."""
+        """(x8, x0..x5): the syscall number and its six arguments. The native path read
+        them before calling the kernel (its syscall block); the reference reads them with
+        one uc_reg_read_batch() into buffers made once (the binding's own costs ~15 µs)."""
+        if self._sys is not None:
+            return tuple(self._sys[0:7])
         uclib.uc_reg_read_batch(self.uc._uch, self._arg_ids, self._arg_ptrs, len(SYSCALL_ARG_REGS))
         return tuple(self._arg_values)
+
+    def svc(self, nr: int, args: Sequence[int], kernel: Callable[[], object]) -> None:
+        """An SVC made from Python (the syscall fuzzer): the registers set, then the kernel
+        called and its result written back, as when C takes the exception."""
+        self.set_x(8, nr)
+        for i, value in enumerate(args):
+            self.set_x(i, value)
+        if self._sys is None:
+            kernel()
+            return
+        self._sys[0] = nr & MASK64
+        for i in range(6):
+            self._sys[1 + i] = self.x(i)
+        self._sys[8] = 0
+        kernel()
+        if self._sys[8]:
+            self.set_x(0, self._sys[7])
+
+    def syscall_return(self, value: int) -> None:
+        """X0 := a system call's result (written back by C when the call returns to it)."""
+        if self._sys is not None:
+            self._sys[7] = value & 0xFFFF_FFFF_FFFF_FFFF
+            self._sys[8] = 1
+        else:
+            self.set_x(0, value)
 
     def context_reg(self, ctx, reg: int) -> int:  # noqa: ANN001 - a UcContext
         """A register of a saved context, at its real width: a UcContext alone reads every

@@ -81,6 +81,9 @@ class Mm:
         self.owner_name = f"mm {self.id}"       # for reports: set to the process by the kernel
         # Called whenever a translation may have been cached that is now stale.
         self.flush: Callable[[], None] = lambda: None
+        # Bumped whenever a translation of this mm may change (the CPU's TLB is flushed
+        # then too): what uaccess.UserMemory caches is valid while it stays the same.
+        self.gen = 0
 
     # -- page-table entries (set_pte_at and friends) -----------------------------------
     def install(self, vpn: int, pte: Pte) -> None:
@@ -135,6 +138,11 @@ class Mm:
             pte = Pte(self.alloc.alloc(), False)
             self.install(vpn, pte)
         return pte
+
+    def changed(self) -> None:
+        """Translations may differ from now on: every cache of them is dropped."""
+        self.gen += 1
+        self.flush()
 
     # -- the fault handler ---------------------------------------------------------
     def fault(self, vaddr: int, access: int) -> Translation | Fault:
@@ -239,7 +247,7 @@ class Mm:
             self.alloc.add_mapper(new, self, vpn)
             self._backstop(vpn, pte)
             # Other tagged aliases of this page may still hold the old translation.
-            self.flush()
+            self.changed()
         pte.wp = False
 
     def _tag_storage_fault(self, vpn: int, pte: Pte) -> None:
@@ -288,7 +296,7 @@ class Mm:
             self._drop_ptes(piece.start, piece.end)
             if piece.obj is not None:
                 piece.obj.drop()
-        self.flush()
+        self.changed()
 
     def discard(self, start: int, end: int) -> None:
         """MADV_DONTNEED: drop the pages; private anonymous memory reads back as zero."""
@@ -297,7 +305,7 @@ class Mm:
             if vma.obj is not None and vma.shared:
                 vma.obj.writeback(vma.page_index(lo), vma.page_index(hi - 1))
             self._drop_ptes(lo, hi)
-        self.flush()
+        self.changed()
 
     def protect(self, start: int, end: int, prot: int) -> None:
         for piece in self.vmas.carve(start, end):
@@ -321,7 +329,7 @@ class Mm:
                     self._backstop(vpn, pte)
                 elif not (pte.pfn in self.alloc.mte_tagged and self.alloc.has_storage(pte.pfn)):
                     pte.md_none = True
-        self.flush()
+        self.changed()
 
     def move(self, old_start: int, old_end: int, new_start: int) -> None:
         """mremap: move the VMAs and their pages (data stays in the same physical pages)."""
@@ -340,7 +348,7 @@ class Mm:
             else:
                 self.alloc.remove_mapper(pte.pfn, self, vpn)
                 self.install(vpn + dv, pte)
-        self.flush()
+        self.changed()
 
     def get_unmapped_area(self, length: int, hint: int = 0) -> Optional[int]:
         """Top-down placement below mmap_base, as Linux's default layout; honour a free hint."""
@@ -367,9 +375,9 @@ class Mm:
             self._copy_ptes(child)
         except OutOfMemory:        # no memory for the child's page tables: fork fails
             child.destroy()
-            self.flush()
+            self.changed()
             raise
-        self.flush()
+        self.changed()
         return child
 
     def _copy_ptes(self, child: "Mm") -> None:

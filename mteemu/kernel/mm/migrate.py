@@ -65,6 +65,7 @@ def move_users(alloc: PageAllocator, src: int, dst: int) -> None:
         alloc.set_owner(dst, obj, idx)
     alloc.forget(src)
     alloc.events["pgmigrate_success"] += 1
+    alloc.remap_gen += 1
     alloc.on_remap()
 
 

@@ -86,6 +86,7 @@ class PageAllocator:
         self.swap: Optional["SwapDevice"] = None
         self.reclaiming = False
         self.on_remap: Callable[[], None] = lambda: None   # translations may be stale (CPU TLB flush)
+        self.remap_gen = 0          # bumped with each remap: uaccess caches translations while it holds
         self.mm_events = 0          # page allocations and frees (for invariants.Checker)
         self.total_pages = self.buddy.managed
         if limit_pages is not None:

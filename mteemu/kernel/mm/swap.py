@@ -126,6 +126,7 @@ def swap_out(alloc: PageAllocator, pfn: int) -> None:
     alloc.forget(pfn)
     alloc.free_to_buddy(pfn)
     alloc.events["pswpout"] += 1
+    alloc.remap_gen += 1
     alloc.on_remap()
 
 

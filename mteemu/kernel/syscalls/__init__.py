@@ -101,7 +101,7 @@ class SyscallTable:
         if isinstance(result, Wait):
             k.block(t, result)
             return
-        k.cpu.set_x(0, result)
+        k.cpu.syscall_return(result)
 
     def _trace(self, t: Thread, nr: int, h: "Handler | None", args: list[int],
                result: "int | Wait | _NoReturn") -> None:
