@@ -81,6 +81,7 @@ class Scheduler(KernelState):
         finally:
             if watchdog is not None:
                 watchdog.cancel()
+                watchdog.join()             # its thread holds the kernel until it has ended
 
     def _timer_deadline(self) -> Optional[float]:
         """The earliest armed interval timer of any process (time.monotonic())."""
