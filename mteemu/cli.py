@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--without", action="append", default=[], choices=FIXES, metavar="FIX",
                         help="switch off one of the RFC's race fixes (" + ", ".join(FIXES) + ") to watch "
                              "what it prevents; repeatable")
-        sp.add_argument("--stats", action="store_true", help="print the memory counters at exit")
+        sp.add_argument("--stats", action="store_true",
+                        help="print at exit the memory counters and who did the work (C or Python)")
         sp.add_argument("--kmsg", action="store_true", help="print the kernel log at exit")
         sp.add_argument("-g", dest="gdb", metavar="PORT|unix:PATH",
                         help="wait for GDB (target remote) on this loopback port or new socket file "

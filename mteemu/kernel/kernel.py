@@ -61,7 +61,7 @@ class RunOptions:
     swap_file: Optional[str] = None        # keep swap in this new file instead of host memory
     tag_storage_policy: str = "metadata"   # RFC v1 MIGRATE_METADATA, or "cma" (v2/v3)
     check_invariants: bool = False         # check the memory manager's invariants as it runs
-    stats: bool = False                    # print the memory counters at exit
+    stats: bool = False                    # print the memory counters and the hot path's at exit
     kmsg: bool = False                     # print the kernel log at exit
     fixes: tuple[str, ...] = FIXES         # the RFC's race fixes in force (all, unless --without)
     sysroot: Optional[str] = None          # -L: where a dynamic program's absolute paths are tried first

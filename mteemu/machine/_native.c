@@ -3,15 +3,18 @@
 
    Unicorn calls `mte_check_access` directly for every load and store that reaches an
    alias window (tagcheck.py: a page whose granules do not all carry the pointer's tag is
-   mapped at ALIAS_BASE + (tag << ALIAS_SHIFT) + PA). For the common case — the access
-   stays within one 16-byte granule of tagged RAM and the granule's allocation tag equals
-   the pointer's logical tag — the check is a nibble compare here, and a store's old bytes
-   go to the undo log that makes a later synchronous fault precise; an unaligned access
-   over two granules of one page is checked the same way. Everything else (a mismatch,
-   an access crossing pages, DC ZVA's byte stores, memory outside the spans this library
-   was told about) is handed to the Python hook, unchanged, through
-   the function pointer `fallback`: the Python path stays the reference, and this file
-   only ever answers "matches" for what it can decide.
+   mapped at ALIAS_BASE + (tag << ALIAS_SHIFT) + PA). When every granule the access
+   touches (one or two, in one page or across two) carries the pointer's logical tag, the
+   check is a nibble compare here, and a store's old bytes go to the undo log that makes a
+   later synchronous fault precise; DC ZVA's byte stores are told from STRB by the
+   instruction at PC and checked as one store of their block. Everything else (a mismatch,
+   memory outside the spans this library was told about, an instruction it cannot fetch)
+   is handed to the Python hook, unchanged, through the function pointer `fallback`: the
+   Python path stays the reference, and this file only ever answers "matches" for what it
+   can decide.
+
+   All state is one CPU's (struct mte_ctx, below): Unicorn hands it to every hook as its
+   user_data, and Python passes it to every call.
 
    Arm ARM: the check is CheckTag() (D10.7, "Allocation Tag checking"): the access is
    checked against the Allocation Tag of every granule it touches, the tag held for
@@ -29,6 +32,13 @@
    the kernel or the Python reference: SVC and every other exception, MSR/MRS TCO (they change the TLB policy), a translation the kernel refuses (a fault), an unaligned tag access
    (an alignment fault), and every tag write while the memory manager guards tag
    storage (a board whose tag storage is reused as memory).
+
+   TLB refills (end of the file) are answered here when they repeat one since the last
+   flush, or when the kernel already translated the page (another tag of it: only the
+   placement is decided, as tagcheck.py's place()); a retag forgets its page alone, also
+   in Unicorn's own TLB when QEMU's tlb_flush_page() was found (unicorn_tlb.py). And the
+   system-call exception: x8 and x0-x5 are read here before the Python kernel runs, x0
+   written after it.
 
    The library has no Python API: mteemu loads it with ctypes (machine/native.py) and
    Unicorn calls it through uc_hook_add(). It owns no memory of the guest: the RAM and
