@@ -113,7 +113,7 @@ class Kernel(Scheduler, Traps, SignalDelivery, Exits):
         self.sysroot_dir = namei.HostDir(options.sysroot) if options.sysroot else None
         from mteemu.kernel.syscalls import SyscallTable
         self.syscalls = SyscallTable(self)
-        self.syscall_count, self.syscall_seconds = 0, 0.0      # for --stats
+        self.syscall_count, self.syscall_seconds, self.wake_scans = 0, 0.0, 0    # for --stats
 
     # -- diagnostics ---------------------------------------------------------------------------
     def say(self, message: str) -> None:

@@ -152,6 +152,7 @@ class Scheduler(KernelState):
         may have blocked in the call being made); True if any woke."""
         if not self.blocked:
             return False                        # the common case: nobody waits
+        self.wake_scans += 1
         now = time.monotonic()
         woke = False
         for t in list(self.runq):

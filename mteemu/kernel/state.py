@@ -58,6 +58,7 @@ class KernelState:
     sysroot_dir: Optional[HostDir]      # -L, held
     syscall_count: int                  # system calls made, and the time the kernel spent on them
     syscall_seconds: float
+    wake_scans: int                     # polls of every blocked thread (sched._poll_waits)
     devshm: ShmDir                      # the guest's /dev/shm under --root (devfs.py)
     need_resched: bool = False          # leave the CPU at the next chance
     _on_cpu_mm: Optional[Mm]            # whose translations the CPU caches

@@ -70,7 +70,8 @@ class SyscallTable:
     # What the call being made did not model (unmodelled()): --strace says so.
     not_modelled: Optional[str] = None
 
-    def dispatch(self, t: Thread) -> None:
+    def dispatch(self, t: Thread) -> int:
+        """Make the call the thread's registers hold; its number."""
         k = self.kernel
         nr, *args = k.cpu.syscall_args()
         self.not_modelled = None
@@ -97,11 +98,12 @@ class SyscallTable:
         if k.options.strace:
             self._trace(t, nr, h, args, result)
         if result is NORETURN:
-            return
+            return nr
         if isinstance(result, Wait):
             k.block(t, result)
-            return
+            return nr
         k.cpu.syscall_return(result)
+        return nr
 
     def _trace(self, t: Thread, nr: int, h: "Handler | None", args: list[int],
                result: "int | Wait | _NoReturn") -> None:
@@ -129,6 +131,14 @@ class SyscallTable:
             res += f" (not modelled: {self.not_modelled})"
         k.diag.write(f"[{t.tid}] {name}({', '.join(shown)}) = {res}\n")
         k.diag.flush()
+
+
+# Calls that only report: nothing another thread waits for can change by them, so no
+# blocked thread is polled after one (sched._pick polls them all before every switch).
+QUERIES = frozenset(SYSCALL_NUMBERS[n] for n in (
+    "getpid", "getppid", "gettid", "getuid", "geteuid", "getgid", "getegid", "getpgid", "getsid",
+    "clock_gettime", "clock_getres", "gettimeofday", "uname", "getrandom", "getcwd", "sched_getaffinity",
+    "getrusage", "sysinfo", "times", "fstat", "newfstatat"))
 
 
 def unmodelled(k: "Kernel", what: str) -> None:
