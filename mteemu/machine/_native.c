@@ -600,7 +600,7 @@ static void set_tags(struct mte_ctx *c, uint64_t pa, uint64_t len, unsigned tag)
         tags[g >> 1] = (uint8_t)((tags[g >> 1] & ~(0xFu << shift)) | (tag << shift));
     }
     /* A TLB entry that skips checks may now be wrong: dropped here when Unicorn's
-       entries for the page are known, else by the Python side (a whole flush). */
+       entries for the page are known, else the Python side flushes everything. */
     if (is_direct(c, pa >> 12) && (c->direct_overflow || !mte_flush_page(c, pa >> 12)))
         c->tags_changed(pa >> 12);
 }

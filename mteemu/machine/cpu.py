@@ -245,7 +245,9 @@ class Cpu:
                   X_REGS, REG_SP, REG_PC, REG_NZCV,
                   lambda vpage, access: -1 if (r := translate(vpage, access)) is None else r[0] | int(r[2]),
                   self._guarded(lambda _uch, intno, _data: self._on_intr(uc, intno, None)),
-                  self._guarded(self._tags_changed), self.dcz_block)
+                  # C could not drop the page alone (more virtual pages map it unchecked
+                  # than it keeps, or no tlb_flush_page): everything goes.
+                  self._guarded(lambda _pfn: self.flush_tlb()), self.dcz_block)
         self.sync_native()
         found = unicorn_tlb.flush_page_entry(uc)
         if found is not None:
@@ -730,7 +732,7 @@ class Cpu:
     def syscall_return(self, value: int) -> None:
         """X0 := a system call's result (written back by C when the call returns to it)."""
         if self._sys is not None:
-            self._sys[7] = value & 0xFFFF_FFFF_FFFF_FFFF
+            self._sys[7] = value & MASK64
             self._sys[8] = 1
         else:
             self.set_x(0, value)

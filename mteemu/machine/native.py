@@ -138,7 +138,8 @@ class Native:
                 tags_changed: Callable[[int], None], dcz_block: int) -> None:
         """Registers (libunicorn's uc_reg_read/uc_reg_write and the ids), the kernel's
         translation for the software TLB, the Python interrupt hook, what to call when a
-        tag write lands in a page the TLB maps without checks, and the DC GVA block size."""
+        tag write lands in a page mapped unchecked that C cannot drop from the TLB alone
+        (a whole flush), and the DC GVA block size."""
         callbacks = (TRANSLATE(translate), HOOKINTR(intr_fallback), TAGS_CHANGED(tags_changed))
         self._keep["cpu"] = callbacks
         self.lib.mte_set_cpu(self.ctx, reg_read, reg_write, (ctypes.c_int * 31)(*x_ids), sp, pc, nzcv, *callbacks,
