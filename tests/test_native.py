@@ -300,3 +300,20 @@ def test_retags_without_qemus_page_flush(monkeypatch, guest, capfd, name: str) -
     finally:
         k.discard()
     assert capfd.readouterr().out == expected
+
+
+def test_qemus_page_flush_is_found_in_this_unicorn() -> None:
+    """unicorn_tlb finds tlb_flush_page_aarch64 and the engine's CPUState in the Unicorn the
+    README's commands install (2.1.x); with another, the native path flushes whole TLBs."""
+    import unicorn
+    from unicorn import UC_ARCH_ARM64, UC_MODE_ARM, Uc
+    from unicorn import arm64_const as A
+
+    from mteemu.machine import unicorn_tlb
+
+    uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
+    uc.ctl_set_cpu_model(A.UC_CPU_ARM64_MAX)
+    found = unicorn_tlb.flush_page_entry(uc)
+    if not unicorn.__version__.startswith("2.1."):
+        pytest.skip(f"Unicorn {unicorn.__version__}: the layout is only known for 2.1.x (found: {found})")
+    assert found is not None and all(found)

@@ -17,10 +17,11 @@ from __future__ import annotations
 import ctypes
 from typing import Any, Optional
 
-_SCAN_WORDS = 512                 # struct uc_struct is a few KiB; the field lies in its first part
+_SCAN_WORDS = 128                 # the field is word 46 of struct uc_struct in Unicorn 2.1.4
 _CPU_AFTER_FLUSH = 9              # tcg_flush_tlb, uc_invalidate_tb, uc_gen_tb, tb_flush, add/del_inline_hook,
                                   # context_size, context_save, context_restore, then cpu
-_BACKPOINTER_WORDS = 8192         # the `uc` field lies within ARMCPU's first 64 KiB (at ~33 KiB)
+_BACKPOINTER_WORDS = 8192         # the `uc` field lies within ARMCPU's first 64 KiB (at ~33 KiB;
+                                  # the search stops there)
 
 
 def flush_page_entry(uc: Any) -> Optional[tuple[int, int]]:
