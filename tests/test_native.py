@@ -313,6 +313,8 @@ def test_qemus_page_flush_is_found_in_this_unicorn() -> None:
 
     uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
     uc.ctl_set_cpu_model(A.UC_CPU_ARM64_MAX)
+    assert unicorn_tlb.flush_page_entry(uc) is None       # no CPUState before the engine starts
+    uc.ctl_get_page_size()                                 # any ctl read initialises it
     found = unicorn_tlb.flush_page_entry(uc)
     if not unicorn.__version__.startswith("2.1."):
         pytest.skip(f"Unicorn {unicorn.__version__}: the layout is only known for 2.1.x (found: {found})")
