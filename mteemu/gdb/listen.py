@@ -8,7 +8,9 @@ as root it refuses one unless asked explicitly (`--gdb-allow-tcp`); qemu-user's 
 listens on every interface and says nothing."""
 from __future__ import annotations
 
+import errno
 import os
+import secrets
 import select
 import socket
 import stat
@@ -19,6 +21,7 @@ from mteemu.errors import InputError
 from mteemu.gdb.rsp import Channel, Disconnected
 
 LOOPBACK = "127.0.0.1"
+_SUN_PATH_MAX = 107                  # sockaddr_un's sun_path, less its terminating NUL
 
 
 class Listener:
@@ -29,7 +32,7 @@ class Listener:
             sock = self._unix(spec, spec[len("unix:"):])
         else:
             sock = self._tcp(spec, allow_tcp)
-        sock.listen(1)
+            sock.listen(1)
         self.sock: Optional[socket.socket] = sock
 
     def _unix(self, spec: str, path: str) -> socket.socket:
@@ -39,13 +42,27 @@ class Listener:
             raise InputError(f"-g {spec}: {path} exists; mteemu only creates a new socket file")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         # bind() creates the file with 0777 & ~umask; a umask of 0177 makes it 0600 from the
-        # start (a chmod after bind would leave a window in which anyone may connect).
+        # start (a chmod after bind would leave a window in which anyone may connect). The
+        # socket is bound under a private name and linked to PATH once it listens, so that a
+        # debugger that sees PATH can connect (bind-then-listen under PATH itself refused the
+        # connections made in between), and link() never replaces a file that appeared.
+        staging = os.path.join(os.path.dirname(path), f".mteemu-gdb-{os.getpid()}-{secrets.token_hex(4)}")
+        if len(os.fsencode(staging)) > _SUN_PATH_MAX:
+            staging = path                 # no room for a longer name: bind PATH directly
         old = os.umask(0o177)
         try:
-            sock.bind(path)
+            sock.bind(staging)
+            sock.listen(1)
+            if staging != path:
+                try:
+                    os.link(staging, path)
+                finally:
+                    os.unlink(staging)
         except OSError as e:
             sock.close()
-            raise InputError(f"-g {spec}: cannot create the socket: {e.strerror}") from None
+            why = "exists; mteemu only creates a new socket file" if e.errno == errno.EEXIST else \
+                f"cannot create the socket: {e.strerror}"
+            raise InputError(f"-g {spec}: {why}") from None
         finally:
             os.umask(old)
         self.path = path
