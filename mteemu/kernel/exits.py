@@ -145,4 +145,5 @@ class Exits(KernelState):
             per_call = 1e6 * self.syscall_seconds / self.syscall_count if self.syscall_count else 0.0
             self.say(f"stats: {self.cpu.hot_path().line()}")
             self.say(f"stats: kernel syscalls={self.syscall_count} python-seconds={self.syscall_seconds:.3f} "
-                     f"per-call={per_call:.1f}us wake-scans={self.wake_scans}")
+                     f"per-call={per_call:.1f}us answered-in-C={self.cpu.ids_answered()} "
+                     f"wake-scans={self.wake_scans}")

@@ -189,6 +189,7 @@ class Scheduler(KernelState):
         return woke
 
     def _switch_to(self, t: Thread) -> None:
+        self.cpu.disarm_ids()                   # who runs, its signals and its faults may differ now
         if self.current is not t:
             if self.current is not None and self.current.state is not State.DEAD:
                 self.current.ctx = self.cpu.save()

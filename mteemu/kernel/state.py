@@ -73,6 +73,9 @@ class KernelState:
     def _write_diag(self, text: str) -> None:                              # kernel.py
         raise NotImplementedError
 
+    def ppid(self, proc: Process) -> int:                                  # kernel.py
+        raise NotImplementedError
+
     def send_signal(self, proc: Process, info: SigInfo, thread: Optional[Thread] = None) -> None:  # delivery.py
         raise NotImplementedError
 

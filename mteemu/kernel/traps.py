@@ -16,7 +16,7 @@ from mteemu.kernel import signals as S
 from mteemu.kernel.mm.addrspace import FAULT_ACCERR, FAULT_BUS, FAULT_OOM, FAULT_RETRY, TOP_BYTE_MASK, Fault
 from mteemu.kernel.mm.vma import PROT_MTE, Vma
 from mteemu.kernel.process import (State, Thread)
-from mteemu.kernel.syscalls import QUERIES
+from mteemu.kernel.syscalls import IDS, QUERIES
 from mteemu.kernel.uaccess import SyscallError
 from mteemu.machine import cpu as C
 from mteemu.machine.cpu import ExitKind
@@ -73,9 +73,15 @@ class Traps(KernelState):
         mem.tagged_addr_abi = bool(t.tagged_addr_ctrl & mte.PR_TAGGED_ADDR_ENABLE)
         mem.check_reads = t.mte.tcf_read is Tcf.SYNC
         mem.check_writes = t.mte.tcf_write is Tcf.SYNC
+        self.cpu.disarm_ids()
         nr = self.syscalls.dispatch(t)
         if self.checker is not None:
             self.checker.maybe("a system call")
+        if nr in IDS and t.state is State.RUNNABLE and t.tfsr is None and self.tracer is None \
+                and not self.options.strace and not self._signal_deliverable(t):
+            # Asked once, answered by C from now until anything could change the answers
+            # or make something due at a call's return (sched._switch_to, the next call).
+            self.cpu.answer_ids(t.proc.pid, self.ppid(t.proc), t.tid)
         if nr not in QUERIES and self._poll_waits(skip=t):
             # The call woke another thread (a pipe written, a child's signal...): as Linux's
             # wake-up makes it runnable at once, leave the CPU so the scheduler sees it. A

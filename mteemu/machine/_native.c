@@ -59,6 +59,14 @@
 #define SYS_ARG0 1
 #define SYS_RESULT 7
 #define SYS_SET 8
+#define NR_GETPID 172            /* asm-generic/unistd.h */
+#define NR_GETPPID 173
+#define NR_GETTID 178
+#define FAST_ARMED 0             /* struct mte_ctx's fast[]: see mte_on_intr */
+#define FAST_PID 1
+#define FAST_PPID 2
+#define FAST_TID 3
+#define FAST_CALLS 4
 #define ALIAS_SHIFT 46           /* tagcheck.py */
 #define ALIAS_BASE (1ULL << 52)
 #define ALIAS_MASK ((1ULL << ALIAS_SHIFT) - 1)
@@ -159,6 +167,7 @@ struct mte_ctx {
     tags_changed_t tags_changed;
     uint64_t irg_state;                      /* IRG's generator (mte_random_tag) */
     uint64_t syscall[9];                     /* the SVC being handled: SYS_NR ... SYS_SET */
+    uint64_t fast[5];                        /* calls answered here: FAST_ARMED ... FAST_CALLS */
     uint64_t dcz_block;                      /* DC ZVA/GVA block: DCZID_EL0.BS of Unicorn's core */
     int regs_x[31], reg_sp, reg_pc, reg_nzcv;
     int insns_enabled;                       /* off while tag storage is guarded, or when not configured */
@@ -905,6 +914,15 @@ void mte_on_intr(void *uc, uint32_t intno, void *user_data) {
            back here (the kernel reads and sets them in `syscall` without a foreign call). */
         c->syscall[SYS_NR] = 0;
         c->reg_read(uc, c->regs_x[8], &c->syscall[SYS_NR]);
+        /* getpid, getppid, gettid while the kernel says their answers hold (armed after
+           one was made, disarmed whenever anything could change them or make a signal
+           or an asynchronous tag fault due at this call's return): answered here. */
+        uint64_t nr = c->syscall[SYS_NR];
+        if (c->fast[FAST_ARMED] && (nr == NR_GETPID || nr == NR_GETPPID || nr == NR_GETTID)) {
+            c->reg_write(uc, c->regs_x[0], &c->fast[nr == NR_GETPID ? FAST_PID : nr == NR_GETPPID ? FAST_PPID : FAST_TID]);
+            c->fast[FAST_CALLS]++;
+            return;
+        }
         for (int i = 0; i < 6; i++)
             c->reg_read(uc, c->regs_x[i], &c->syscall[SYS_ARG0 + i]);
         c->syscall[SYS_SET] = 0;
@@ -918,6 +936,9 @@ void mte_on_intr(void *uc, uint32_t intno, void *user_data) {
 
 /* The system-call block: x8, x0-x5, then the result and whether it was set (cpu.py). */
 uint64_t *mte_syscall_block(struct mte_ctx *c) { return c->syscall; }
+
+/* The answers C may give itself: armed, pid, ppid, tid, and how many it gave (cpu.py). */
+uint64_t *mte_fast_block(struct mte_ctx *c) { return c->fast; }
 
 /* ---- TLB refills ------------------------------------------------------------------------
    Unicorn's TLB holds 256 pages; a bigger working set (or sixteen tags of one page) refills

@@ -167,6 +167,7 @@ class Cpu:
             *(ctypes.addressof(self._arg_values) + 8 * i for i in range(len(SYSCALL_ARG_REGS))))
         self._one = ctypes.c_uint64()
         self._sys = self.native.syscall_block() if self.native is not None else None
+        self._fast = self.native.fast_block() if self.native is not None else None
         # Instructions _emulate() may run in one go: a debugger sees every instruction
         # through Unicorn (its breakpoints and single steps are Unicorn's code hooks).
         self.run_ahead = RUN_AHEAD
@@ -728,6 +729,22 @@ class Cpu:
         kernel()
         if self._sys[8]:
             self.set_x(0, self._sys[7])
+
+    def answer_ids(self, pid: int, ppid: int, tid: int) -> None:
+        """Let C answer getpid, getppid and gettid itself until disarm_ids() (the native
+        path only: the reference makes every call in the kernel)."""
+        fast = self._fast
+        if fast is not None:
+            fast[1], fast[2], fast[3] = pid, ppid, tid
+            fast[0] = 1
+
+    def disarm_ids(self) -> None:
+        if self._fast is not None:
+            self._fast[0] = 0
+
+    def ids_answered(self) -> int:
+        """How many getpid/getppid/gettid C answered itself."""
+        return self._fast[4] if self._fast is not None else 0
 
     def syscall_return(self, value: int) -> None:
         """X0 := a system call's result (written back by C when the call returns to it)."""

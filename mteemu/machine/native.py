@@ -79,6 +79,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "mte_fill_stats": ([_CTX, _U64P], None),
         "mte_page_flush_count": ([_CTX, _U64P], None),
         "mte_syscall_block": ([_CTX], ctypes.c_void_p),
+        "mte_fast_block": ([_CTX], ctypes.c_void_p),
     }
     for name, (args, res) in sigs.items():
         fn = getattr(lib, name)
@@ -201,6 +202,11 @@ class Native:
         """The context's system-call block (x8, x0-x5, result, set), as a ctypes array
         living in the context: C fills it before calling the kernel and writes the result."""
         return (ctypes.c_uint64 * 9).from_address(self.lib.mte_syscall_block(self.ctx))
+
+    def fast_block(self) -> "ctypes.Array[ctypes.c_uint64]":
+        """The answers C gives to getpid, getppid and gettid itself: armed, pid, ppid, tid,
+        and how many calls it answered."""
+        return (ctypes.c_uint64 * 5).from_address(self.lib.mte_fast_block(self.ctx))
 
     def page_flushes(self) -> int:
         """Physical pages whose placement was forgotten one by one (mte_flush_page)."""

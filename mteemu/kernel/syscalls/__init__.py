@@ -141,6 +141,11 @@ QUERIES = frozenset(SYSCALL_NUMBERS[n] for n in (
     "getrusage", "sysinfo", "times", "fstat", "newfstatat"))
 
 
+# The calls C answers itself once armed (cpu.answer_ids): their answers change only when
+# the kernel runs.
+IDS = frozenset(SYSCALL_NUMBERS[n] for n in ("getpid", "getppid", "gettid"))
+
+
 def unmodelled(k: "Kernel", what: str) -> None:
     """The call succeeds without all of the effect Linux would give it (each such case is in
     the README's known differences); `--strace` shows `what` on the call's line."""
