@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 from functools import partial
 from typing import TYPE_CHECKING, Callable, Optional
 
@@ -87,6 +86,8 @@ class ShmDir:
             os.close(self.fd)
             self.fd = -1
         if self.path is not None:
+            import shutil                                   # only a run that used /dev/shm
+
             shutil.rmtree(self.path, ignore_errors=True)    # never follows a guest's symlinks
             self.path = None
 

@@ -8,7 +8,6 @@ are __GFP_ZERO without a memset.
 """
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from contextlib import contextmanager
 from types import MappingProxyType
@@ -332,6 +331,8 @@ class PageAllocator:
     # -- checks -------------------------------------------------------------------------------------
     def checksum(self, pfn: int) -> tuple[bytes, Optional[bytes]]:
         """The page's data and (if tagged, or parked) tags, hashed: migration must keep both."""
+        import hashlib                      # invariant checks only: not on every start
+
         return hashlib.blake2b(self.physmem.page(pfn), digest_size=16).digest(), self.saved_tags(pfn)
 
     def tag_write_guard(self, pfn: int) -> None:
