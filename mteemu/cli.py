@@ -84,9 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--stats", action="store_true",
                         help="print at exit the memory counters and who did the work (C or Python)")
         sp.add_argument("--kmsg", action="store_true", help="print the kernel log at exit")
-        sp.add_argument("-g", dest="gdb", metavar="PORT|unix:PATH",
-                        help="wait for GDB (target remote) on this loopback port or new socket file "
-                             "before the first instruction")
+        sp.add_argument("-g", dest="gdb", metavar="unix:PATH|PORT",
+                        help="wait for GDB (target remote) before the first instruction, on a new socket "
+                             "file only you can use, or on a loopback port any local user can reach")
         sp.add_argument("--gdb-allow-tcp", action="store_true",
                         help="as root, allow -g PORT (any local user could attach); a unix:PATH socket is private")
         sp.add_argument("--check-invariants", action="store_true",
