@@ -42,11 +42,11 @@ class UserMemory:
         # Tag-check uaccess reads / writes (set per syscall from the calling thread).
         self.check_reads = self.check_writes = False
         self._tag = 0
-        # (page, access) -> the fault handler's answer, while no translation of the mm
-        # changed (Mm.gen) and no page moved (PageAllocator.remap_gen): a system call's
-        # buffers cost a dict lookup a page, as the CPU's own accesses cost a TLB hit.
-        self._pages: dict[tuple[int, int], Translation] = {}
-        self._gen = (-1, -1)
+        # (page, access) -> the fault handler's answer and the page's RAM, while no
+        # translation of the mm changed (Mm.gen) and no page moved (PageAllocator.remap_gen):
+        # a system call's buffers cost a dict lookup a page, as the CPU's accesses a TLB hit.
+        self._pages: dict[tuple[int, int], tuple[Translation, memoryview]] = {}
+        self._mm_gen = self._remap_gen = -1
 
     def _untag(self, addr: int) -> int:
         if addr >> 56 and not self.tagged_addr_abi:
@@ -54,30 +54,41 @@ class UserMemory:
         self._tag = (addr >> 56) & 0xF
         return addr & TOP_BYTE_MASK
 
-    def _fault(self, addr: int, access: int) -> "Translation | Fault":
+    def _lookup(self, addr: int, access: int) -> "tuple[Translation, memoryview] | Fault":
         mm = self.mm
-        gen = (mm.gen, mm.alloc.remap_gen)
-        if gen != self._gen:
+        gen, remap = mm.gen, mm.alloc.remap_gen
+        if gen != self._mm_gen or remap != self._remap_gen:
             self._pages.clear()
-            self._gen = gen
+            self._mm_gen, self._remap_gen = gen, remap
         key = (addr >> PAGE_SHIFT, access)
         hit = self._pages.get(key)
         if hit is not None:
             return hit
-        res = mm.fault(addr, access)
-        if not isinstance(res, Fault) and (mm.gen, mm.alloc.remap_gen) == gen:
-            self._pages[key] = res
-        return res
+        res = self._resolve(addr, access)
+        if isinstance(res, Fault):
+            return res
+        hit = (res, mm.physmem.page(res[0] >> PAGE_SHIFT))
+        if mm.gen == gen and mm.alloc.remap_gen == remap:
+            self._pages[key] = hit
+        return hit
+
+    def _resolve(self, addr: int, access: int) -> "Translation | Fault":
+        """The fault handler's answer (a user access: no FOLL_FORCE)."""
+        return self.mm.fault(addr, access)
+
+    def _fault(self, addr: int, access: int) -> "Translation | Fault":
+        hit = self._lookup(addr, access)
+        return hit if isinstance(hit, Fault) else hit[0]
 
     def _page(self, addr: int, access: int, length: int = 0) -> memoryview:
-        res = self._fault(addr, access)
-        if isinstance(res, Fault):
+        hit = self._lookup(addr, access)
+        if isinstance(hit, Fault):
             raise efault()
-        pa, _perms, tagged = res
+        (pa, _perms, tagged), page = hit
         if tagged and length and (self.check_writes if access == ACCESS_WRITE else self.check_reads):
             if self.mm.alloc.tags.mismatch(pa | (addr & (PAGE_SIZE - 1)), length, self._tag) is not None:
                 raise efault()
-        return self.mm.physmem.page(pa >> PAGE_SHIFT)
+        return page
 
     def read(self, addr: int, length: int) -> bytes:
         if length <= 0:
@@ -193,5 +204,5 @@ class RemoteMemory(UserMemory):
         super().__init__(mm)
         self.tagged_addr_abi = True
 
-    def _fault(self, addr: int, access: int) -> "Translation | Fault":
+    def _resolve(self, addr: int, access: int) -> "Translation | Fault":
         return self.mm.fault_forced(addr, access)
