@@ -36,7 +36,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Optional, Self, Union
 
-from mteemu.kernel.files import host_fd
+from mteemu.kernel.files import host_dup, host_fd
 from mteemu.kernel.pseudofs import Dir, Link, MagicLink, Mount, Node
 from mteemu.kernel.uaccess import SyscallError
 
@@ -274,7 +274,7 @@ class _Walk:
         """Step from a generated directory into its child; a Mount continues on the host."""
         self.comps.append(c)
         if isinstance(child, Mount):
-            self._reset(host_dup_fd(child.hostdir()))
+            self._reset(host_dup(child.hostdir()))
             self.mount, self.node = len(self.comps), None
         else:
             self.node = child
@@ -347,13 +347,6 @@ class _Walk:
                 raise SyscallError(errno.ENOENT)
         finally:
             os.close(fd)
-
-
-def host_dup_fd(fd: int) -> int:
-    try:
-        return host_fd(os.dup(fd))
-    except OSError as e:
-        raise SyscallError(e.errno or errno.EMFILE) from None
 
 
 def _count(links: int) -> int:

@@ -26,12 +26,6 @@ class HotPath:
     flushes: int
     page_flushes: int
 
-    def python_share(self) -> float:
-        """Python's share of the checks, instructions and fills together."""
-        native = self.checks[0] + self.insns[0] + self.fills[0]
-        python = self.checks[1] + self.insns[1] + self.fills[1]
-        return python / (native + python) if native + python else 0.0
-
     def line(self) -> str:
         def pair(name: str, p: tuple[int, int]) -> str:
             total = p[0] + p[1]

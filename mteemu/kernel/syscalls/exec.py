@@ -60,7 +60,7 @@ def _program(k: "Kernel", t: Thread, dirfd: int, path: bytes, follow: bool) -> E
             try:
                 if not isinstance(f, HostFile):
                     raise SyscallError(errno.EACCES)    # a pipe or memfd here is no program file
-                return _checked(reopen(f.fd, os.O_RDONLY | os.O_NONBLOCK), f.path())
+                return _reopened(f)
             finally:
                 f.release()
         if not isinstance(r, HostEntry):
@@ -72,6 +72,15 @@ def _program(k: "Kernel", t: Thread, dirfd: int, path: bytes, follow: bool) -> E
             return _checked(r.open(os.O_RDONLY | os.O_NONBLOCK), r.gpath)
         except OSError as e:
             raise SyscallError(e.errno or errno.EIO) from None
+
+
+def _reopened(f: HostFile) -> ExeFile:
+    """The program an open host file is (fexecve, /proc/<pid>/fd/N): opened again through
+    mteemu's descriptor of it, never by a name."""
+    try:
+        return _checked(reopen(f.fd, os.O_RDONLY | os.O_NONBLOCK), f.path())
+    except OSError as e:
+        raise SyscallError(e.errno or errno.EIO) from None
 
 
 def _checked(fd: int, name: str) -> ExeFile:
@@ -141,10 +150,7 @@ def sys_execveat(k: "Kernel", t: Thread, dirfd: int, path: int, argv: int, envp:
         f = t.proc.fds.get(s32(dirfd))                   # fexecve(): the open file itself
         if not isinstance(f, HostFile):
             raise SyscallError(errno.EACCES)
-        try:
-            exe = _checked(reopen(f.fd, os.O_RDONLY | os.O_NONBLOCK), f.path())
-        except OSError as e:
-            raise SyscallError(e.errno or errno.EIO) from None
-        return do_execve(k, t, AT_FDCWD, os.fsencode(f.path()), _strings(t, argv), _strings(t, envp), exe=exe)
+        return do_execve(k, t, AT_FDCWD, os.fsencode(f.path()), _strings(t, argv), _strings(t, envp),
+                         exe=_reopened(f))
     return do_execve(k, t, dirfd, raw, _strings(t, argv), _strings(t, envp),
                      follow=not flags & AT_SYMLINK_NOFOLLOW)
