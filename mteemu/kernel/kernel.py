@@ -79,7 +79,8 @@ class Kernel(Scheduler, Traps, SignalDelivery, Exits):
         ms = boot_mm(board, options.tag_storage_policy, options.mem_limit // PAGE_SIZE if options.mem_limit else None,
                      fixes=options.fixes, swap_pages=options.swap // PAGE_SIZE, swap_file=options.swap_file)
         self.physmem, self.tags, self.alloc, self.kmsg = ms.physmem, ms.tags, ms.alloc, ms.kmsg
-        self.cpu = Cpu(self.physmem, self.tags, self._translate, self._on_syscall)
+        self.cpu = Cpu(self.physmem, self.tags, self._translate,
+                       self._on_syscall_timed if options.stats else self._on_syscall)
         self.cpu.seed_irg(options.seed)          # IRG's tags: reproducible per seed
         self._fresh_regs = self.cpu.save()     # every register zero: a new program's start (start_thread())
         self.alloc.on_remap = self.cpu.flush_tlb

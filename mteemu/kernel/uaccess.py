@@ -90,6 +90,29 @@ class UserMemory:
                 raise efault()
         return page
 
+    def span(self, addr: int, length: int, write: bool) -> "memoryview | None":
+        """[addr, addr+length) as the RAM it is in, when it lies in one page that the
+        access may use whole (mapped, and its tags match where they are checked): the
+        common small buffer, copied with one slice. None sends the caller to the general
+        path (read/write/accessible), which finds the short count or the EFAULT."""
+        if addr >> 56 and not self.tagged_addr_abi:
+            return None
+        off = addr & (PAGE_SIZE - 1)
+        if length <= 0 or off + length > PAGE_SIZE:
+            return None
+        self._tag = (addr >> 56) & 0xF
+        addr &= TOP_BYTE_MASK
+        access = ACCESS_WRITE if write else ACCESS_READ
+        mm = self.mm
+        hit = self._pages.get((addr >> PAGE_SHIFT, access)) \
+            if mm.gen == self._mm_gen and mm.alloc.remap_gen == self._remap_gen else None
+        if hit is None or hit[0][2]:
+            try:        # a miss, or tagged memory: the whole way (resolve, check the tags)
+                return self._page(addr, access, length)[off:off + length]
+            except SyscallError:
+                return None
+        return hit[1][off:off + length]
+
     def read(self, addr: int, length: int) -> bytes:
         if length <= 0:
             return b""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import enum
 import threading
+import struct
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
@@ -245,7 +246,7 @@ class Cpu:
         n.set_cpu(native.address_of(uclib.uc_reg_read), native.address_of(uclib.uc_reg_write),
                   X_REGS, REG_SP, REG_PC, REG_NZCV,
                   lambda vpage, access: -1 if (r := translate(vpage, access)) is None else r[0] | int(r[2]),
-                  self._guarded(lambda _uch, intno, _data: self._on_intr(uc, intno, None)),
+                  self._native_intr(),
                   # C could not drop the page alone (more virtual pages map it unchecked
                   # than it keeps, or no tlb_flush_page): everything goes.
                   self._guarded(lambda _pfn: self.flush_tlb()), self.dcz_block)
@@ -257,6 +258,24 @@ class Cpu:
                                           bool(self._on_fill(uc, vaddr, access, entry.contents, None))))
         self._c_hook(UC_HOOK_TLB_FILL, n.fill_hook)
         self._c_hook(UC_HOOK_INTR, n.intr_hook)
+
+    def _native_intr(self) -> Callable:
+        """What C calls for every exception it does not handle itself: `_on_intr`, with the
+        SVC's path flat (one Python frame before the kernel's: a ctypes callback and each
+        frame cost a good part of a cheap system call)."""
+        uc, syscall, on_intr, leave = self.uc, self._syscall, self._on_intr, self._leave
+
+        def intr(_uch, intno, _data):  # noqa: ANN001, ANN202
+            try:
+                if intno != EXCP_SWI:
+                    on_intr(uc, intno, None)
+                elif syscall():
+                    leave(Exit(ExitKind.STOPPED, uc.reg_read(REG_PC)))
+            except BaseException as e:  # noqa: BLE001 - as _guarded: stop, run() re-raises
+                if uc._hook_exception is None:
+                    uc._hook_exception = e
+                uc.emu_stop()
+        return intr
 
     def _c_hook(self, kind: int, fn: int, begin: int = 1, end: int = 0) -> int:
         """uc_hook_add() with a C function: Unicorn calls it without any Python frame."""
@@ -709,7 +728,7 @@ class Cpu:
         them before calling the kernel (its syscall block); the reference reads them with
         one uc_reg_read_batch() into buffers made once (the binding's own costs ~15 µs)."""
         if self._sys is not None:
-            return tuple(self._sys[0:7])
+            return struct.unpack_from("7Q", self._sys)
         uclib.uc_reg_read_batch(self.uc._uch, self._arg_ids, self._arg_ptrs, len(SYSCALL_ARG_REGS))
         return tuple(self._arg_values)
 

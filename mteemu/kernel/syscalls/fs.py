@@ -111,13 +111,18 @@ def _oserror(e: OSError) -> SyscallError:
     return SyscallError(e.errno or errno.EIO)
 
 
+def _sigpipe(k: "Kernel", t: Thread, e: SyscallError) -> SyscallError:
+    """A write's error; EPIPE also sends SIGPIPE to the writer (pipe_write())."""
+    if e.errno == errno.EPIPE:
+        k.send_signal(t.proc, SigInfo(SIGPIPE, SI_USER, pid=t.proc.pid), thread=t)
+    return e
+
+
 def _write_result(k: "Kernel", t: Thread, attempt, host: bool = False) -> "int | Wait":  # noqa: ANN001
     try:
         return blocking(attempt, Would, host=host)
     except SyscallError as e:
-        if e.errno == errno.EPIPE:
-            k.send_signal(t.proc, SigInfo(SIGPIPE, SI_USER, pid=t.proc.pid), thread=t)
-        raise
+        raise _sigpipe(k, t, e) from None
 
 
 CHUNK = 1 << 20           # data moves between the guest and a file at most this much at a time
@@ -174,6 +179,17 @@ def sys_read(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> "int | Wa
     if not f.readable():
         raise SyscallError(errno.EBADF)
     count = min(count, MAX_IO)
+    view = t.proc.mem.span(buf, count, write=True)
+    if view is not None:
+        # A buffer in one page that takes the whole count: one read, one copy (the
+        # general path below does the same in more steps, and waits if it would block).
+        try:
+            data = f.read(count)
+        except Would:
+            pass
+        else:
+            view[:len(data)] = data
+            return len(data)
     if count:
         # Never consume data that cannot be copied out (a short count, as Linux).
         count = t.proc.mem.accessible(buf, count, write=True)
@@ -186,6 +202,15 @@ def sys_write(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> "int | W
     f = t.proc.fds.get(s32(fd))
     if not f.writable():
         raise SyscallError(errno.EBADF)
+    view = t.proc.mem.span(buf, count, write=False)
+    if view is not None:
+        # As sys_read: a buffer in one page, written in one go unless it would block.
+        try:
+            return f.write(bytes(view))
+        except Would:
+            pass
+        except SyscallError as e:
+            raise _sigpipe(k, t, e) from None
     count = t.proc.mem.accessible(buf, min(count, MAX_IO), write=False) if count else 0
     if not count:
         return _write_result(k, t, lambda: f.write(b""))
