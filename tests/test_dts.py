@@ -258,3 +258,18 @@ def test_dts_and_dtb_get_the_same_verdict(tmp_path: Path, seed: int) -> None:
                 os.environ.pop("MTEEMU_NO_DTC", None)
             verdicts.append(sorted((f.rule, f.severity, f.node) for f in rules.validate(layout)))
         assert verdicts[0] == verdicts[1] == verdicts[2], text
+
+
+def test_each_dtb_has_only_its_own_memreserve_entries(tmp_path: Path) -> None:
+    """The fdt library keeps /memreserve/ entries in a list shared by every tree it parses
+    (a mutable default argument): a process reading many DTBs (a pytest worker, a board
+    corpus) saw each one reserve the memory of all those read before."""
+    blobs = []
+    for i, addr in enumerate((0xbe10_0000, 0xbe20_0000)):
+        src = tmp_path / f"r{i}.dts"
+        src.write_text(f"/dts-v1/;\n/memreserve/ {addr:#x} 0x1000;\n/ {{ #address-cells = <2>; #size-cells = <2>; }};\n")
+        dtb = tmp_path / f"r{i}.dtb"
+        subprocess.run(["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", str(dtb), str(src)], check=True)
+        blobs.append(dtb)
+    for _ in range(2):
+        assert [dt.load(str(b)).memreserve for b in blobs] == [[(0xbe10_0000, 0x1000)], [(0xbe20_0000, 0x1000)]]

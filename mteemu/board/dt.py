@@ -199,8 +199,14 @@ def _tool(args: list[str], stdin: bytes, path: str, name: str) -> bytes:
 def parse_dtb(data: bytes, source: str = "<dtb>") -> DeviceTree:
     import fdt
 
+    # fdt.FDT(entries=[]) makes every FDT share one list (a mutable default), and
+    # parse_dtb() appends each DTB's /memreserve/ entries to it: emptied around each parse,
+    # or every DTB read in one process would carry the entries of those read before it.
+    shared = fdt.FDT.__init__.__defaults__[1]
+    shared.clear()
     try:
         tree = fdt.parse_dtb(data)
+        tree.entries = list(tree.entries)
         return _wrap(tree, source)
     except BoardError:
         raise
@@ -208,6 +214,8 @@ def parse_dtb(data: bytes, source: str = "<dtb>") -> DeviceTree:
         raise BoardError(f"{source}: malformed DTB: nodes nested too deeply") from None
     except Exception as e:  # noqa: BLE001 - fdt raises anything on garbage
         raise BoardError(f"{source}: malformed DTB: {e.__class__.__name__}: {e}"[:300]) from None
+    finally:
+        shared.clear()
 
 
 def parse_dts(text: str, source: str = "<dts>") -> DeviceTree:
