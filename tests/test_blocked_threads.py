@@ -1,8 +1,8 @@
-"""Many blocked threads do not slow the one that runs (issue 24): 200 threads blocked on a
-pipe while the main thread makes 20,000 getppid() calls. A call that only reports can wake
-nobody, so no blocked thread is polled after it (the scheduler polls them all before each
-switch); before, every call polled all 200 (339 µs a call against 22 µs now). Counted with
---stats, not timed (on the native path, C answers most of these getppid calls itself)."""
+"""Many blocked threads do not slow the one that runs (issue 24): 100 threads blocked on a
+pipe and 100 on a futex while the main thread makes 42,000 system calls of three kinds.
+A blocked thread's call is re-tried only when the object it sleeps on (its wait queue) is
+woken, or a signal or its deadline comes (waitqueue.py); before, every call re-tried all
+200 (8 million re-tries here). Counted with --stats, not timed."""
 from __future__ import annotations
 
 import re
@@ -10,12 +10,14 @@ import re
 from conftest import build_test_program, run_mteemu
 
 
-def test_queries_do_not_scan_the_blocked(tmp_path_factory, tmp_path) -> None:
+def test_calls_do_not_retry_the_blocked(tmp_path_factory, tmp_path) -> None:
     prog = build_test_program(tmp_path_factory, "blocked.c")
     r = run_mteemu(["run", "--stats", prog], cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr.decode()[-2000:]
     assert r.stdout == b"calls 20000, threads released 200\n"
-    m = re.search(rb"syscalls=(\d+) .* answered-in-C=(\d+) wake-scans=(\d+)", r.stderr)
+    m = re.search(rb"syscalls=(\d+) .* answered-in-C=(\d+) wake-scans=\d+ wait-polls=(\d+)", r.stderr)
     assert m, r.stderr.decode()[-2000:]
-    calls, scans = int(m.group(1)) + int(m.group(2)), int(m.group(3))     # the kernel's and C's
-    assert calls > 20_000 and scans < 5_000, (calls, scans)
+    calls, polls = int(m.group(1)) + int(m.group(2)), int(m.group(3))     # the kernel's and C's
+    # Releasing the 200 re-tries each a few times (a pipe write wakes every reader: the
+    # first takes the byte, the rest sleep on, as Linux's non-exclusive pipe wait).
+    assert calls > 42_000 and polls < 25_000, (calls, polls)

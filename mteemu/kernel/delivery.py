@@ -49,6 +49,9 @@ class SignalDelivery(KernelState):
             thread.pending.add(info)
         else:
             proc.pending.add(info)
+        for t in targets:
+            if t.state is State.BLOCKED:
+                self.ready[t] = None        # signal_wake_up(): its wait may end in EINTR or a restart
         if self.current is not None and self.current.proc is proc:
             self.need_resched = True
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Optional
 from mteemu.errors import (EXIT_SIGNAL_BASE)
 from mteemu.kernel import signals as S
 from mteemu.kernel.futex import exit_robust_list
-from mteemu.kernel.process import (Process, State, Thread)
+from mteemu.kernel.process import (Process, State, Thread, release_vfork)
 from mteemu.kernel.uaccess import SyscallError
 from mteemu.kernel.state import KernelState
 
@@ -34,7 +34,7 @@ class Exits(KernelState):
             return
         if t.wait is not None:
             t.wait.cancel()
-            t.wait = None
+            self._unblock(t)
         t.state = State.DEAD
         exit_robust_list(self.futex, t)            # mm_release(): robust futexes first, then the TID
         if t.clear_child_tid and t.proc.wait_status is None:
@@ -73,7 +73,7 @@ class Exits(KernelState):
             self.tracer.exited(proc)
         proc.fds.close_all()
         if proc.vfork_parent is not None:
-            proc.vfork_parent = None       # the parent's mm was only borrowed: wake the parent
+            release_vfork(proc)            # the parent's mm was only borrowed: wake the parent
         else:
             proc.mm.destroy()
             if self._on_cpu_mm is proc.mm:
@@ -89,6 +89,7 @@ class Exits(KernelState):
         if parent is None or parent.wait_status is not None:
             self.procs.pop(proc.pid, None)
             return
+        parent.child_wq.wake()             # wait4() may reap it now
         status = proc.wait_status or 0
         sig = status & 0x7F
         code = S.CLD_KILLED if sig else S.CLD_EXITED
@@ -146,4 +147,4 @@ class Exits(KernelState):
             self.say(f"stats: {self.cpu.hot_path().line()}")
             self.say(f"stats: kernel syscalls={self.syscall_count} python-seconds={self.syscall_seconds:.3f} "
                      f"per-call={per_call:.1f}us answered-in-C={self.cpu.ids_answered()} "
-                     f"wake-scans={self.wake_scans}")
+                     f"wake-scans={self.wake_scans} wait-polls={self.wait_polls}")

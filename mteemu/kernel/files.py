@@ -12,11 +12,12 @@ import resource
 import select
 import stat as st
 import struct
-from typing import Optional
+from typing import Iterable, Optional
 
 from mteemu import host_signals
 from mteemu.kernel.mm.shared import SharedObject
 from mteemu.kernel.uaccess import SyscallError
+from mteemu.kernel.waitqueue import WaitQueue
 
 # arm64 open(2) flags that differ from x86-64 (the host): translate them.
 _GUEST_TO_HOST_FLAGS = (
@@ -185,11 +186,28 @@ class OpenFile:
     def poll_out(self) -> bool:
         return True
 
+    def wait_queue(self) -> Optional[WaitQueue]:
+        """What a call blocked on this file sleeps on (waitqueue.py); None: a change the
+        kernel does not see (a host file), so such a call is re-tried after every call."""
+        return None
+
     def path(self) -> str:
         return "anon_inode:[unknown]"
 
     def release(self) -> None:
         pass
+
+
+def wait_queues(files: "Iterable[OpenFile]") -> Optional[tuple[WaitQueue, ...]]:
+    """The queues a call blocked on these files sleeps on; None if one of them has none."""
+    queues: list[WaitQueue] = []
+    for f in files:
+        q = f.wait_queue()
+        if q is None:
+            return None
+        if q not in queues:
+            queues.append(q)
+    return tuple(queues)
 
 
 class HostFile(OpenFile):
@@ -377,6 +395,7 @@ class Pipe:
         self.writers = 0
         self.ino = Pipe._next_ino
         Pipe._next_ino += 1
+        self.wq = WaitQueue()       # pipe_wait(): readers and writers both (one queue, as wr_wait/rd_wait merged)
 
 
 class PipeEnd(OpenFile):
@@ -403,6 +422,7 @@ class PipeEnd(OpenFile):
             raise Would()
         data = bytes(p.buf[:n])
         del p.buf[:n]
+        p.wq.wake()                 # room for a writer
         return data
 
     def write(self, data: bytes) -> int:
@@ -417,6 +437,7 @@ class PipeEnd(OpenFile):
                 raise SyscallError(errno.EAGAIN)
             raise Would()
         p.buf += data[:room]
+        p.wq.wake()                 # data for a reader
         return min(room, len(data))
 
     def poll_in(self) -> bool:
@@ -444,6 +465,10 @@ class PipeEnd(OpenFile):
             self.pipe.writers -= 1
         else:
             self.pipe.readers -= 1
+        self.pipe.wq.wake()         # a reader sees EOF, a writer EPIPE
+
+    def wait_queue(self) -> Optional[WaitQueue]:
+        return self.pipe.wq
 
 
 class MemFd(OpenFile):

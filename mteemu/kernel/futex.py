@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import errno
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
 from mteemu.kernel.process import Process, Thread, Wait
 from mteemu.kernel.uaccess import SyscallError, UserMemory
+from mteemu.kernel.waitqueue import WaitQueue
 from mteemu.machine.physmem import PAGE_SHIFT
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ class Waiter:
     thread: Thread
     bitset: int
     woken: bool = False
+    wq: WaitQueue = field(default_factory=WaitQueue)     # its thread sleeps here until woken
 
 
 class FutexTable:
@@ -62,7 +64,7 @@ class FutexTable:
                     del self.queues[key]
 
         return Wait(poll=lambda: 0 if w.woken else None, deadline=deadline,
-                    on_timeout=lambda: -errno.ETIMEDOUT, cancel=cancel, restartable=False)
+                    on_timeout=lambda: -errno.ETIMEDOUT, cancel=cancel, restartable=False, queues=(w.wq,))
 
     def wake_key(self, key: tuple, n: int, bitset: int = FUTEX_BITSET_MATCH_ANY) -> int:
         q = self.queues.get(key, [])
@@ -72,6 +74,7 @@ class FutexTable:
                 break
             if w.bitset & bitset:
                 w.woken = True
+                w.wq.wake()
                 q.remove(w)
                 woken += 1
         if not q:

@@ -33,7 +33,7 @@ from mteemu.kernel.mm.fixes import FIXES
 from mteemu.kernel.mm.pagealloc import OutOfMemory
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_READ, Vma
 from mteemu.kernel.ptrace import Tracer
-from mteemu.kernel.process import (SS_DISABLE, THREAD_ORDER, Process, Thread)
+from mteemu.kernel.process import (SS_DISABLE, THREAD_ORDER, Process, Thread, release_vfork)
 from mteemu.kernel.uaccess import SyscallError, UserMemory
 from mteemu.machine import cpu as C
 from mteemu.machine.cpu import Cpu
@@ -94,7 +94,12 @@ class Kernel(Scheduler, Traps, SignalDelivery, Exits):
         self.procs: dict[int, Process] = {}
         self.threads: dict[int, Thread] = {}
         self.runq: deque[Thread] = deque()
-        self.blocked: dict[Thread, None] = {}     # threads that blocked, since the last wake scan
+        self.blocked: dict[Thread, None] = {}
+        self.ready: dict[Thread, None] = {}
+        self.unqueued: dict[Thread, None] = {}
+        self.timed: dict[Thread, None] = {}
+        self.next_deadline = float("inf")
+        self.wait_polls = 0
         self.current: Optional[Thread] = None
         self._on_cpu_mm: Optional[Mm] = None
         self._next_pid = FIRST_PID
@@ -257,7 +262,7 @@ class Kernel(Scheduler, Traps, SignalDelivery, Exits):
         proc.mm, proc.mem = mm, UserMemory(mm)
         mm.owner_name = f"pid {proc.pid} ({os.path.basename(exe.name)[:15]})"
         if proc.vfork_parent is not None:
-            proc.vfork_parent = None               # the parent's mm was only borrowed: wake it
+            release_vfork(proc)                    # the parent's mm was only borrowed: wake it
         else:
             old_mm.destroy()
         proc.exe, proc.load_bias = exe, prog.bias

@@ -9,6 +9,7 @@ from mteemu.kernel.files import FdTable
 from mteemu.kernel.mm.addrspace import Mm
 from mteemu.kernel.signals import Pending, SigAction
 from mteemu.kernel.uaccess import UserMemory
+from mteemu.kernel.waitqueue import WaitQueue
 from mteemu.machine.tagcheck import MteState
 
 if TYPE_CHECKING:
@@ -34,6 +35,9 @@ class Wait:
     restartable: bool = True              # SA_RESTART may re-issue the syscall
     interrupted: Callable[[], int] = lambda: -4  # result when a signal interrupts it (-EINTR)
     host: bool = False                    # a host object (a FIFO's other end) may finish it: never a deadlock
+    # The wait queues whose wake-up may finish it (waitqueue.py); () when only a signal or
+    # the deadline can; None: unknown, re-tried after every system call.
+    queues: Optional[tuple[WaitQueue, ...]] = None
 
 
 THREAD_ORDER = 2        # arm64 THREAD_SIZE: a 16 KiB kernel stack per thread, physically contiguous
@@ -99,6 +103,8 @@ class Process:
     dumpable: int = 1                     # PR_SET_DUMPABLE (SUID_DUMP_USER); inherited, reset by exec
     # setrlimit()/prlimit64(): resource -> (soft, hard), where set; inherited, kept by exec.
     rlimits: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # Woken when a child exits, is reaped, or gives back a vfork'd mm (wait4, vfork wait here).
+    child_wq: WaitQueue = field(default_factory=WaitQueue)
 
     def __post_init__(self) -> None:
         if self.mem is None:
@@ -110,3 +116,12 @@ class Process:
     @property
     def live_threads(self) -> list[Thread]:
         return [t for t in self.threads if t.state is not State.DEAD]
+
+
+def release_vfork(child: Process) -> None:
+    """mm_release(): a vfork child gave the parent's mm back (it exec'd or exited); the
+    parent's clone() returns."""
+    parent = child.vfork_parent
+    child.vfork_parent = None
+    if parent is not None:
+        parent.proc.child_wq.wake()

@@ -121,11 +121,13 @@ class Scheduler(KernelState):
                 host_signals.check()
                 self._check_deadline()
             self._poll_waits()
-            for _ in range(len(self.runq)):
-                t = self.runq[0]
-                self.runq.rotate(-1)
-                if t.state is State.RUNNABLE:
-                    return t
+            t = self._next_runnable()
+            if t is not None:
+                return t
+            # Nothing can run: re-try every blocked call before waiting for the world
+            # (a change no queue reported; cheap now that the CPU would be idle anyway).
+            if self._poll_waits(every=True):
+                continue
             if self._fire_timers():
                 continue                            # a signal may wake a waiting thread
             if self.tracer is not None:
@@ -147,23 +149,46 @@ class Scheduler(KernelState):
                     time.sleep(min(delay, 0.05))
             self._check_deadline()
 
-    def _poll_waits(self, skip: Optional[Thread] = None) -> bool:
-        """Wake the blocked threads whose wait is over (skip: the thread on the CPU, which
-        may have blocked in the call being made); True if any woke."""
+    def _next_runnable(self) -> Optional[Thread]:
+        for _ in range(len(self.runq)):
+            t = self.runq[0]
+            self.runq.rotate(-1)
+            if t.state is State.RUNNABLE:
+                return t
+        return None
+
+    def _poll_waits(self, skip: Optional[Thread] = None, every: bool = False) -> bool:
+        """Re-try the calls of the blocked threads that may be able to finish: those whose
+        wait queue was woken or that were sent a signal, those whose deadline has come, and
+        those waiting for what has no queue (waitqueue.py); every blocked thread when
+        `every` (before each switch). skip: the thread on the CPU, which may have blocked
+        in the call being made. True if any woke."""
         if not self.blocked:
             return False                        # the common case: nobody waits
         self.wake_scans += 1
         now = time.monotonic()
+        if every:
+            candidates = [t for t in self.runq if t in self.blocked]
+        else:
+            due = dict(self.ready)
+            due.update(self.unqueued)
+            if now >= self.next_deadline:
+                due.update(self.timed)
+            candidates = list(due)
+        self.ready.clear()
         woke = False
-        for t in list(self.runq):
-            if t.state is not State.BLOCKED or t is skip:
+        for t in candidates:
+            if t is skip:
+                self.ready[t] = None            # looked at once it is off the CPU
+                continue
+            if t.state is not State.BLOCKED:
                 continue
             w = t.wait
             assert w is not None                # a blocked thread waits for something
+            self.wait_polls += 1
             if self._signal_deliverable(t):
+                self._unblock(t)
                 w.cancel()
-                t.wait = None
-                t.state = State.RUNNABLE
                 sig = self._next_signal(t)
                 assert sig is not None          # deliverable
                 act = t.proc.action(sig)
@@ -181,11 +206,12 @@ class Scheduler(KernelState):
                 w.cancel()
                 result = w.on_timeout()
             if result is not None:
-                t.wait = None
-                t.state = State.RUNNABLE
+                self._unblock(t)
                 t.set_regs[C.X_REGS[0]] = result & ((1 << 64) - 1)
                 woke = True
-        self.blocked = {b: None for b in self.blocked if b.state is State.BLOCKED}
+        if now >= self.next_deadline:
+            self.next_deadline = min((t.wait.deadline for t in self.timed if t.wait and t.wait.deadline is not None),
+                                     default=float("inf"))
         return woke
 
     def _switch_to(self, t: Thread) -> None:
@@ -211,3 +237,24 @@ class Scheduler(KernelState):
         t.state = State.BLOCKED
         t.wait = wait
         self.blocked[t] = None
+        if wait.queues is None:
+            self.unqueued[t] = None             # re-tried after every call
+        else:
+            for q in wait.queues:
+                q.add(t, self.ready)
+        if wait.deadline is not None:
+            self.timed[t] = None
+            self.next_deadline = min(self.next_deadline, wait.deadline)
+
+    def _unblock(self, t: Thread) -> None:
+        """The thread's wait is over (finished, interrupted, or the thread is exiting): off
+        every queue, runnable again."""
+        w = t.wait
+        if w is not None and w.queues:
+            for q in w.queues:
+                q.remove(t)
+        for d in (self.blocked, self.unqueued, self.timed, self.ready):
+            d.pop(t, None)
+        t.wait = None
+        if t.state is State.BLOCKED:
+            t.state = State.RUNNABLE

@@ -43,6 +43,11 @@ class KernelState:
     threads: dict[int, Thread]
     runq: deque[Thread]
     blocked: dict[Thread, None]         # blocked threads (sched.py's wake scan is skipped without any)
+    ready: dict[Thread, None]           # blocked threads to re-try: their queue was woken, or a signal came
+    unqueued: dict[Thread, None]        # blocked threads whose wait has no queue: re-tried after every call
+    timed: dict[Thread, None]           # blocked threads whose wait has a deadline
+    next_deadline: float                # the earliest of those deadlines (time.monotonic())
+    wait_polls: int                     # calls of blocked threads re-tried (--stats)
     current: Optional[Thread]           # the thread on the CPU
     init: Optional[Process]             # the first process: its end is mteemu's exit
     start_time: float
@@ -77,6 +82,9 @@ class KernelState:
         raise NotImplementedError
 
     def send_signal(self, proc: Process, info: SigInfo, thread: Optional[Thread] = None) -> None:  # delivery.py
+        raise NotImplementedError
+
+    def _unblock(self, t: Thread) -> None:                                 # sched.py
         raise NotImplementedError
 
     def force_signal(self, t: Thread, info: SigInfo) -> None:              # delivery.py

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Callable, Optional
 from mteemu import host_signals
 from mteemu.kernel.files import (O_CLOEXEC, fd_path, O_DIRECTORY_GUEST, O_NOFOLLOW_GUEST, O_NONBLOCK, O_TMPFILE_GUEST,
                                  HostFile, MemFd, OpenFile,
-                                 Pipe, PipeEnd, Would, guest_status_flags, host_dup, host_open_flags, pack_stat)
+                                 Pipe, PipeEnd, Would, guest_status_flags, host_dup, host_open_flags, pack_stat,
+                                 wait_queues)
 from mteemu.kernel import namei
 from mteemu.kernel.namei import PSEUDO_TOPS, Generated, HostEntry, Magic, Resolved
 from mteemu.kernel.pseudofs import Dir, Link, open_node
@@ -118,9 +119,9 @@ def _sigpipe(k: "Kernel", t: Thread, e: SyscallError) -> SyscallError:
     return e
 
 
-def _write_result(k: "Kernel", t: Thread, attempt, host: bool = False) -> "int | Wait":  # noqa: ANN001
+def _write_result(k: "Kernel", t: Thread, attempt, f: Optional[OpenFile] = None) -> "int | Wait":  # noqa: ANN001
     try:
-        return blocking(attempt, Would, host=host)
+        return blocking(attempt, Would, host=isinstance(f, HostFile), queues=None if f is None else wait_queues([f]))
     except SyscallError as e:
         raise _sigpipe(k, t, e) from None
 
@@ -194,7 +195,7 @@ def sys_read(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> "int | Wa
         # Never consume data that cannot be copied out (a short count, as Linux).
         count = t.proc.mem.accessible(buf, count, write=True)
     return blocking(lambda: _read_into(t, f, [(buf, count)]) if count else len(f.read(0)), Would,
-                    host=isinstance(f, HostFile))
+                    host=isinstance(f, HostFile), queues=wait_queues([f]))
 
 
 @syscall("write")
@@ -213,8 +214,8 @@ def sys_write(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> "int | W
             raise _sigpipe(k, t, e) from None
     count = t.proc.mem.accessible(buf, min(count, MAX_IO), write=False) if count else 0
     if not count:
-        return _write_result(k, t, lambda: f.write(b""))
-    return _write_result(k, t, lambda: _write_from(t, f, [(buf, count)]), host=isinstance(f, HostFile))
+        return _write_result(k, t, lambda: f.write(b""), f)
+    return _write_result(k, t, lambda: _write_from(t, f, [(buf, count)]), f)
 
 
 def _iovecs(t: Thread, iov: int, cnt: int) -> list[tuple[int, int]]:
@@ -245,7 +246,7 @@ def sys_readv(k: "Kernel", t: Thread, fd: int, iov: int, cnt: int) -> "int | Wai
             break
     if any(n for _, n in vecs) and not any(n for _, n in segments):
         raise SyscallError(errno.EFAULT)
-    return blocking(lambda: _read_into(t, f, segments), Would, host=isinstance(f, HostFile))
+    return blocking(lambda: _read_into(t, f, segments), Would, host=isinstance(f, HostFile), queues=wait_queues([f]))
 
 
 @syscall("writev")
@@ -254,7 +255,7 @@ def sys_writev(k: "Kernel", t: Thread, fd: int, iov: int, cnt: int) -> "int | Wa
     if not f.writable():
         raise SyscallError(errno.EBADF)
     vecs = _iovecs(t, iov, cnt)
-    return _write_result(k, t, lambda: _write_from(t, f, vecs), host=isinstance(f, HostFile))
+    return _write_result(k, t, lambda: _write_from(t, f, vecs), f)
 
 
 @syscall("pread64")
@@ -970,7 +971,9 @@ def sys_ppoll(k: "Kernel", t: Thread, fds_addr: int, nfds: int, tmo: int, sigmas
         t.proc.mem.write(fds_addr, bytes(raw))
         return ready
     # -ERESTARTNOHAND: a handler that runs makes it EINTR, SA_RESTART or not (pause() too).
-    return blocking(attempt, Would, deadline=deadline, on_timeout=lambda: 0, restartable=False)
+    files = [f for i in range(nfds) if (f := t.proc.fds.files.get(struct.unpack_from("<i", raw, 8 * i)[0]))]
+    return blocking(attempt, Would, deadline=deadline, on_timeout=lambda: 0, restartable=False,
+                    queues=wait_queues(files))
 
 
 @syscall("sendfile")

@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING
 
 from mteemu.kernel import namei
-from mteemu.kernel.files import HostFile, Would
+from mteemu.kernel.files import HostFile, Would, wait_queues
 from mteemu.kernel.namei import PROC_SUPER_MAGIC, SYSFS_MAGIC, TMPFS_MAGIC, HostEntry
 from mteemu.kernel.process import Thread, Wait
 from mteemu.kernel.pseudofs import GeneratedDir, GeneratedFile
@@ -153,7 +153,8 @@ def sys_pselect6(k: "Kernel", t: Thread, nfds: int, rd: int, wr: int, ex: int, t
                 mem.write(addr, bytes(o))
         return ready
     return blocking(attempt, Would, deadline=deadline, on_timeout=lambda: _clear(mem, (rd, wr, ex), size),
-                    restartable=False)           # -ERESTARTNOHAND, as ppoll
+                    restartable=False,           # -ERESTARTNOHAND, as ppoll
+                    queues=wait_queues(t.proc.fds.files[fd] for fd, _ in wanted))
 
 
 def _clear(mem, addrs: tuple[int, ...], size: int) -> int:  # noqa: ANN001

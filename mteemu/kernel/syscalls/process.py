@@ -105,7 +105,7 @@ def _copy_process(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls
     if flags & CLONE_VFORK:
         proc.vfork_parent = t
         k.block(t, Wait(poll=lambda: tid if proc.vfork_parent is None else None, restartable=False,
-                        interrupted=lambda: tid))
+                        interrupted=lambda: tid, queues=(t.proc.child_wq,)))
         return NORETURN
     return tid
 
@@ -181,6 +181,7 @@ def sys_wait4(k: "Kernel", t: Thread, pid: int, wstatus: int, options: int, rusa
                     proc.mem.write(rusage, bytes(144))
                 proc.children.remove(c)
                 k.procs.pop(c.pid, None)
+                proc.child_wq.wake()            # another waiter may now find none (ECHILD)
                 return c.pid
         return None
 
@@ -191,7 +192,7 @@ def sys_wait4(k: "Kernel", t: Thread, pid: int, wstatus: int, options: int, rusa
         return r
     if options & WNOHANG:
         return 0
-    return Wait(poll=attempt)
+    return Wait(poll=attempt, queues=(proc.child_wq,))
 
 
 @syscall("set_tid_address")

@@ -87,7 +87,7 @@ def sys_rt_sigsuspend(k: "Kernel", t: Thread, set_: int, size: int) -> "int | Wa
     t.sigmask = t.proc.mem.u64(set_) & ~S.UNBLOCKABLE
     # The handler's frame must save the *old* mask (Linux: TIF_RESTORE_SIGMASK).
     t.saved_sigmask = saved
-    return Wait(poll=lambda: None, restartable=False)
+    return Wait(poll=lambda: None, restartable=False, queues=())    # only a signal ends it
 
 
 @syscall("rt_sigreturn")

@@ -76,7 +76,7 @@ def _sleep(t: Thread, wake_ns: int, clock_now, rem: int) -> Wait:  # noqa: ANN00
         return -errno.EINTR
 
     return Wait(poll=lambda: 0 if clock_now() >= wake_ns else None, deadline=deadline,
-                on_timeout=lambda: 0, restartable=False, interrupted=interrupted)
+                on_timeout=lambda: 0, restartable=False, interrupted=interrupted, queues=())
 
 
 @syscall("nanosleep")
