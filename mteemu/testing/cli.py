@@ -9,7 +9,7 @@ from pathlib import Path
 from mteemu.atomicfile import check_target, write_text
 from mteemu.errors import InputError
 from mteemu.testing import reports, shard
-from mteemu.testing.runner import ERROR, FAIL, PASS, Result, Settings, discover, run_case
+from mteemu.testing.runner import ERROR, FAIL, PASS, Result, Settings, close_servers, discover, run_case
 
 
 def _line(r: Result) -> str:
@@ -63,6 +63,7 @@ def run_tests(args: argparse.Namespace) -> int:
                 while shown < len(results) and (done_result := results[shown]) is not None:
                     print(_line(done_result), flush=True)
                     shown += 1
+    close_servers()
     final = [r for r in results if r is not None]
     if tty:
         sys.stdout.write("\r" + " " * 100 + "\r")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mteemu.testing import shard
-from mteemu.testing.runner import PASS, Case, Result, Settings, run_case
+from mteemu.testing.runner import PASS, Case, Result, Settings, close_servers, run_case
 from mteemu.testing.spec import ExpectationError, has_expectations, parse
 
 
@@ -95,3 +95,7 @@ class GuestItem(pytest.Item):
 
     def reportinfo(self):  # noqa: ANN201
         return self.path, None, f"guest test {self.name}"
+
+
+def pytest_sessionfinish(session) -> None:  # noqa: ANN001
+    close_servers()          # the fork servers the guest tests ran in (testing/forkserver.py)

@@ -1,6 +1,7 @@
-"""Discovering and running guest tests: each run is its own `mteemu run` process, in a
-fresh working directory, with exactly the environment the test asks for and a fixed
-seed, so a suite gives the same results whatever the parallelism."""
+"""Discovering and running guest tests: each run is its own `mteemu run` process (forked
+from a started server, forkserver.py, or else a new one), in a fresh working directory,
+with exactly the environment the test asks for and a fixed seed, so a suite gives the same
+results whatever the parallelism."""
 from __future__ import annotations
 
 import difflib
@@ -11,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Iterable, Optional
 
 from mteemu.errors import EXIT_MODEL_VIOLATION
 from mteemu.testing import build as B
+from mteemu.testing.forkserver import ForkServer, ServerGone
 from mteemu.testing.spec import ExpectationError, TestSpec, has_expectations, parse
 
 ELF_MAGIC = b"\x7fELF"
@@ -127,17 +130,66 @@ def _env_options(options: list[str]) -> list[str]:
     return [x for i, o in enumerate(options) if o in ("-E", "-U") for x in options[i:i + 2]]
 
 
+def _env() -> dict[str, str]:
+    """The emulator's own environment, minimal and fixed: the guest's comes from -E."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+    if "PYTHONPATH" in os.environ:
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]        # where this mteemu was imported from
+    return env
+
+
 def _run(cmd: list[str], timeout: float) -> tuple[Optional[subprocess.CompletedProcess], str]:
     with tempfile.TemporaryDirectory(prefix="mteemu-test-") as cwd:
         try:
-            # The emulator's own environment is minimal and fixed: the guest's comes from -E.
-            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
-                   "PYTHONDONTWRITEBYTECODE": "1"}
-            return subprocess.run(cmd, capture_output=True, cwd=cwd, timeout=timeout + 30, env=env), ""
+            return subprocess.run(cmd, capture_output=True, cwd=cwd, timeout=timeout + 30, env=_env()), ""
         except subprocess.TimeoutExpired:
             return None, f"did not finish within {timeout + 30:g} s"
         except OSError as e:
             return None, f"cannot start: {e}"
+
+
+class _Servers(threading.local):
+    """One fork server per runner thread (a request at a time each), all closed at the end."""
+
+    server: Optional[ForkServer] = None
+    broken = False
+    every: list[ForkServer] = []
+    lock = threading.Lock()
+
+
+_SERVERS = _Servers()
+
+
+def close_servers() -> None:
+    with _Servers.lock:
+        for s in _Servers.every:
+            s.close()
+        _Servers.every.clear()
+
+
+def _run_mteemu(cmd: list[str], timeout: float) -> tuple[Optional[subprocess.CompletedProcess], str]:
+    """cmd (`python -m mteemu ...`) run by this thread's fork server; by a new process where
+    no server can run (it could not start: no pidfd_open, say)."""
+    local = _SERVERS
+    if local.server is None and not local.broken:
+        try:
+            local.server = ForkServer(cmd[0], _env())
+        except ServerGone:
+            local.broken = True
+        else:
+            with _Servers.lock:
+                _Servers.every.append(local.server)
+    if local.server is None:
+        return _run(cmd, timeout)
+    with tempfile.TemporaryDirectory(prefix="mteemu-test-") as cwd:
+        try:
+            status, out, err = local.server.run(cmd[3:], cwd, timeout + 30)
+        except ServerGone:
+            local.server = None                     # started again for the next test
+            return _run(cmd, timeout)
+    if status is None:
+        return None, f"did not finish within {timeout + 30:g} s"
+    return subprocess.CompletedProcess(cmd, status, out, err), ""
 
 
 def mteemu_command(spec: TestSpec, binary: Path, python: str) -> list[str]:
@@ -150,7 +202,7 @@ def mteemu_command(spec: TestSpec, binary: Path, python: str) -> list[str]:
 
 
 def _check(spec: TestSpec, binary: Path, settings: Settings) -> Result:
-    proc, why = _run(mteemu_command(spec, binary, settings.python), spec.timeout)
+    proc, why = _run_mteemu(mteemu_command(spec, binary, settings.python), spec.timeout)
     if proc is None:
         return Result(spec.name, ERROR, message=why)
     report = _REPORT.search(proc.stderr)
