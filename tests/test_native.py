@@ -192,6 +192,23 @@ def test_tag_checked_accesses_native_equals_python(worlds, word: int, state: tup
 
 
 @needs_native
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tag_bytes=st.binary(min_size=128, max_size=128), start=st.integers(-32, 0x1000 + 32),
+       length=st.integers(0, 0x1000), tag=st.integers(0, 15))
+def test_buffer_tag_check_native_equals_python(worlds, tag_bytes: bytes, start: int, length: int, tag: int) -> None:
+    """A syscall buffer checked against its tags (uaccess): C's mte_first_mismatch() and
+    TagStore.mismatch(), the reference, agree on the first mismatching address, around
+    and beyond the edges of tagged RAM (the untagged page before it has tag 0)."""
+    native_world = worlds[0]
+    pa0 = native_world.map[DATA_VA][0]
+    native_world.tags.write_page(pa0 >> 12, tag_bytes)
+    pa = pa0 + start
+    length = min(length, 0x1000 - (pa & 0xFFF))          # one page, as uaccess asks
+    from mteemu.machine.tagstore import TagStore
+    assert native_world.tags.mismatch(pa, length, tag) == TagStore.mismatch(native_world.tags, pa, length, tag)
+
+
+@needs_native
 def test_the_native_path_did_the_work(worlds) -> None:
     """The differential tests above must exercise the C code, not only its fallbacks."""
     n = worlds[0].cpu.native
@@ -319,3 +336,32 @@ def test_qemus_page_flush_is_found_in_this_unicorn() -> None:
     if not unicorn.__version__.startswith("2.1."):
         pytest.skip(f"Unicorn {unicorn.__version__}: the layout is only known for 2.1.x (found: {found})")
     assert found is not None and all(found)
+
+
+def test_unicorns_per_access_exit_checks_are_off_until_a_hook_needs_them(guest, capfd) -> None:
+    """unicorn_exit_checks finds the engine's `no_exit_request` in this Unicorn (2.1.x), sets
+    it while no memory or code hook can ask for a stop inside a block, and clears it when
+    the tag check comes (on either path: it is Unicorn's, not the native library's)."""
+    import ctypes
+
+    import unicorn
+
+    from mteemu.board.model import default_board
+    from mteemu.kernel.kernel import Kernel, RunOptions
+
+    if not unicorn.__version__.startswith("2.1."):
+        pytest.skip(f"Unicorn {unicorn.__version__}: the layout is only known for 2.1.x")
+    states = []
+    for name in ("hello", "mte/sync_basic"):
+        k = Kernel(default_board(), RunOptions(timeout=120))
+        try:
+            flag = k.cpu._exit_checks_flag
+            assert flag is not None
+            prog = str(guest(name))
+            k.spawn(prog, [os.fsencode(prog)], [])
+            k.run()
+            states.append(ctypes.c_uint8.from_address(flag).value)
+        finally:
+            k.discard()
+    capfd.readouterr()
+    assert states == [1, 0]          # hello: no checks needed; tagged memory: the tag check's stops

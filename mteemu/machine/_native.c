@@ -50,6 +50,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define TLB_START_ENTRIES 256    /* QEMU's TLB: 1 << CPU_TLB_DYN_DEFAULT_BITS entries at first */
+#define TLB_MAX_ENTRIES 65536    /* grown up to this (256 MiB of pages; QEMU allows 1 << 20) */
 #define UC_MEM_READ 16           /* unicorn.h: uc_mem_type */
 #define UC_MEM_WRITE 17
 #define UC_MEM_FETCH 18
@@ -106,6 +108,7 @@ struct bank {
 #define DIRECT_SLOTS 65536       /* pages filled straight to RAM (tagcheck.TagChecker.direct) */
 #define DIRECT_VAS 4             /* tagged virtual pages remembered per such page */
 typedef void (*tlb_flush_page_t)(void *cpu, uint64_t addr);
+typedef void (*tlb_flush_all_t)(void *uc);      /* tcg_flush_softmmu_tlb(): tlb_flush(uc->cpu) */
 
 struct tlb_entry {
     uint64_t vpage;              /* untagged virtual page; ~0 when empty */
@@ -180,6 +183,8 @@ struct mte_ctx {
     int direct_overflow;
     tlb_flush_page_t unicorn_flush_page;     /* QEMU's tlb_flush_page(), when found (cpu.py) */
     void *unicorn_cpu;                       /* its CPUState */
+    tlb_flush_all_t unicorn_flush_all;       /* the whole-TLB flush that lets QEMU's TLB grow */
+    uint64_t fills_since_flush, tlb_guess, tlb_grows;
     uint64_t insns_native, insns_declined;
     uint64_t rv[33];                         /* the register file cache (reg_get) */
     uint64_t rv_loaded, rv_dirty;
@@ -282,6 +287,28 @@ static int granules_match(struct mte_ctx *c, uint64_t pa, uint64_t len, unsigned
     return 1;
 }
 
+/* The first address in [pa, pa + len) (one page) whose granule's tag is not `tag`, or
+   UINT64_MAX when all match: memory outside tagged RAM has tag 0. A system call's buffer
+   checked against its pointer's tag (copy_{to,from}_user under TCF=SYNC) in one call;
+   TagStore.mismatch() (tagstore.py) is the reference, and tests/test_native.py keeps
+   them equal. */
+uint64_t mte_first_mismatch(struct mte_ctx *c, uint64_t pa, uint64_t len, unsigned tag) {
+    const struct span *s = span_of(c, pa);
+    if (len == 0)
+        return UINT64_MAX;
+    if (s == NULL)
+        return tag == 0 ? UINT64_MAX : pa;
+    uint64_t last = (pa + len - 1 - s->base) >> 4, end_g = (s->end - s->base) >> 4;
+    if (last >= end_g)
+        last = end_g - 1;
+    for (uint64_t g = (pa - s->base) >> 4; g <= last; g++)
+        if (((s->tags[g >> 1] >> ((g & 1) << 2)) & 0xF) != tag) {
+            uint64_t a = s->base + (g << 4);
+            return a > pa ? a : pa;
+        }
+    return UINT64_MAX;
+}
+
 /* Whether the byte store being made is DC ZVA's: 1 yes, 0 no (an STRB), -1 when the
    instruction cannot be fetched (Python decides). Cached for the last PC until a flush. */
 static int store_is_dc_zva(struct mte_ctx *c, void *uc, uint64_t *pc) {
@@ -377,6 +404,7 @@ void mte_flush_tlb(struct mte_ctx *c) {
     c->generation++;                /* forgets every direct page at once */
     c->direct_overflow = 0;
     c->zva_pc = ~0ULL;               /* memory may have been written since: log again */
+    c->fills_since_flush = 0;        /* Unicorn's TLB was flushed whole too (Cpu.flush_tlb) */
 }
 
 /* The page `pfn` is filled straight to RAM for the tagged virtual page `va`. */
@@ -1063,6 +1091,17 @@ static int place(struct mte_ctx *c, uint64_t vaddr, const struct page_entry *pe,
 
 _Bool mte_on_fill(void *uc, uint64_t vaddr, int type, struct uc_tlb_entry_abi *result, void *user_data) {
     struct mte_ctx *c = user_data;
+    if (c->unicorn_flush_all != NULL && ++c->fills_since_flush > 4 * c->tlb_guess && c->tlb_guess < TLB_MAX_ENTRIES) {
+        /* Refills beyond what the TLB holds: QEMU sizes its TLB only when it is flushed
+           (tlb_mmu_resize_locked(): doubled when more than 70 % of it is in use), and
+           mteemu seldom flushes, so a working set of more than 256 pages refilled every
+           page it touched. Flushing now lets it double (QEMU's callers of tlb_fill()
+           look their entry up again: "TLB resize via tlb_fill may have moved the entry"). */
+        c->unicorn_flush_all(uc);
+        c->tlb_guess *= 2;
+        c->fills_since_flush = 0;
+        c->tlb_grows++;
+    }
     struct fill_entry *e = fill_slot(c, vaddr, type);
     if (e->gen == c->fill_generation && e->vaddr == vaddr && e->access == type
         && e->pgen == *page_gen_of(c, pfn_of_fill(e->paddr))) {
@@ -1099,5 +1138,10 @@ _Bool mte_on_fill(void *uc, uint64_t vaddr, int type, struct uc_tlb_entry_abi *r
 
 void mte_page_flush_count(struct mte_ctx *c, uint64_t *out) {
     out[0] = c->page_flushes;
-    out[1] = 0;
+    out[1] = c->tlb_grows;
+}
+
+void mte_set_unicorn_flush_all(struct mte_ctx *c, tlb_flush_all_t fn) {
+    c->unicorn_flush_all = fn;
+    c->tlb_guess = TLB_START_ENTRIES;
 }

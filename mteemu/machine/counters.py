@@ -25,6 +25,7 @@ class HotPath:
     fills: tuple[int, int]
     flushes: int
     page_flushes: int
+    tlb_grows: int                    # whole flushes made so that Unicorn's TLB could grow
 
     def line(self) -> str:
         def pair(name: str, p: tuple[int, int]) -> str:
@@ -32,4 +33,5 @@ class HotPath:
             share = f" ({100 * p[1] / total:.3g}% Python)" if total else ""
             return f"{name} C={p[0]} Python={p[1]}{share}"
         return (f"hot path {pair('checks', self.checks)}, {pair('mte-insns', self.insns)}, "
-                f"{pair('tlb-fills', self.fills)}, flushes={self.flushes} page-flushes={self.page_flushes}")
+                f"{pair('tlb-fills', self.fills)}, flushes={self.flushes} page-flushes={self.page_flushes} "
+                f"tlb-grows={self.tlb_grows}")

@@ -34,7 +34,7 @@ from unicorn import arm64_const as A
 from unicorn.unicorn_const import UC_ERR_EXCEPTION, UC_ERR_OK
 from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
 
-from mteemu.machine import debughooks, interp, mte_insns, native, unicorn_tlb
+from mteemu.machine import debughooks, interp, mte_insns, native, unicorn_exit_checks, unicorn_tlb
 from mteemu.machine.counters import Counters, HotPath
 from mteemu.machine.irg import Irg, NativeIrg
 from mteemu.machine import encodings as E
@@ -178,6 +178,10 @@ class Cpu:
         else:
             uc.hook_add(UC_HOOK_TLB_FILL, self._on_fill)
             uc.hook_add(UC_HOOK_INTR, self._on_intr)
+        # No memory or code hook asks for a stop inside a block yet: no check after each
+        # access (unicorn_exit_checks.py) until the tag check or a debugger comes.
+        self._exit_checks_flag = unicorn_exit_checks.flag_address(uc)
+        unicorn_exit_checks.set_checks(self._exit_checks_flag, False)
 
     def close(self) -> None:
         """Give the engine back now: uc_close() frees its translation buffer (about 1 GiB
@@ -191,6 +195,7 @@ class Cpu:
         if release is not None:
             release()                                       # closes once; the collector will not again
         self.uc = None
+        self._exit_checks_flag = None
         if self.native is not None:
             self.native.close()
         self._code_pages.clear()
@@ -254,6 +259,9 @@ class Cpu:
         found = unicorn_tlb.flush_page_entry(uc)
         if found is not None:
             n.set_unicorn_flush_page(*found)
+        flush_all = unicorn_tlb.flush_all_entry()
+        if flush_all is not None:
+            n.set_unicorn_flush_all(flush_all)
         n.set_fill_fallback(self._guarded(lambda _uch, vaddr, access, entry, _data:
                                           bool(self._on_fill(uc, vaddr, access, entry.contents, None))))
         self._c_hook(UC_HOOK_TLB_FILL, n.fill_hook)
@@ -595,6 +603,7 @@ class Cpu:
         else:
             self._check_hook = self.uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._on_checked_access,
                                                 begin=begin, end=end)
+        unicorn_exit_checks.set_checks(self._exit_checks_flag, True)   # its stops are precise
         self.uc.ctl_flush_tb()   # code translated before the hook existed would skip it
 
     def _tag_check_exit(self) -> Exit:
@@ -647,6 +656,7 @@ class Cpu:
             self.debug = debughooks.DebugHooks(self)
             self.run_ahead = 1
             self.sync_native()
+            unicorn_exit_checks.set_checks(self._exit_checks_flag, True)   # breakpoints, single steps
             self.invalidate_code()
         return self.debug
 
@@ -690,9 +700,10 @@ class Cpu:
         c = self.counters
         n = self.native
         if n is None:
-            return HotPath((0, c.python_checks), (0, c.python_insns), (0, c.python_fills), c.flushes, 0)
+            return HotPath((0, c.python_checks), (0, c.python_insns), (0, c.python_fills), c.flushes, 0, 0)
+        page_flushes, grows = n.page_flushes()
         return HotPath((n.stats()[0], c.python_checks), (n.insn_stats()[0], c.python_insns),
-                       (n.fill_stats()[0], c.python_fills), c.flushes, n.page_flushes())
+                       (n.fill_stats()[0], c.python_fills), c.flushes, page_flushes, grows)
 
     # -- registers: the kernel's (and a debugger's) way to them; Unicorn stays in here ---------
     def reg(self, reg: int) -> int:

@@ -46,6 +46,7 @@ def _library_path() -> Optional[Path]:
 
 
 _CTX = ctypes.c_void_p
+_NONE = (1 << 64) - 1         # mte_first_mismatch(): every granule matched
 
 
 def _declare(lib: ctypes.CDLL) -> None:
@@ -54,6 +55,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "mte_new": ([], _CTX), "mte_free": ([_CTX], None),
         "mte_set_spans": ([_CTX, ctypes.c_int, _U64P, _U64P, _U64P, _U64P], ctypes.c_int),
         "mte_set_fallback": ([_CTX, HOOKMEM], None),
+        "mte_first_mismatch": ([_CTX, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint], ctypes.c_uint64),
         "mte_log_append": ([_CTX, ctypes.c_uint64, ctypes.c_char_p, ctypes.c_uint32], None),
         "mte_log_count": ([_CTX], ctypes.c_uint),
         "mte_log_get": ([_CTX, ctypes.c_uint, _U64P, ctypes.c_char_p], ctypes.c_int),
@@ -74,6 +76,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "mte_flush_tlb": ([_CTX], None),
         "mte_mark_direct": ([_CTX, ctypes.c_uint64, ctypes.c_uint64], None),
         "mte_set_unicorn_flush_page": ([_CTX, ctypes.c_void_p, ctypes.c_void_p], None),
+        "mte_set_unicorn_flush_all": ([_CTX, ctypes.c_void_p], None),
         "mte_insn_stats": ([_CTX, _U64P], None),
         "mte_set_fill_fallback": ([_CTX, TLBFILL], None),
         "mte_fill_stats": ([_CTX, _U64P], None),
@@ -117,6 +120,11 @@ class Native:
         cols = [(ctypes.c_uint64 * max(1, len(spans)))(*(s[i] for s in spans)) for i in range(4)]
         if self.lib.mte_set_spans(self.ctx, len(spans), *cols) != 0:
             raise ValueError(f"too many tag spans for the native path: {len(spans)}")
+
+    def first_mismatch(self, pa: int, length: int, tag: int) -> Optional[int]:
+        """TagStore.mismatch() in C (mte_first_mismatch): one call per syscall buffer page."""
+        bad = self.lib.mte_first_mismatch(self.ctx, pa, length, tag)
+        return None if bad == _NONE else bad
 
     def set_fallback(self, fn: Callable[[int, int, int, int, int, int], None]) -> None:
         cb = HOOKMEM(fn)
@@ -190,6 +198,11 @@ class Native:
         """QEMU's tlb_flush_page() and the CPUState to call it with (cpu.py finds them)."""
         self.lib.mte_set_unicorn_flush_page(self.ctx, fn, cpu_state)
 
+    def set_unicorn_flush_all(self, fn: int) -> None:
+        """QEMU's whole-TLB flush (tcg_flush_softmmu_tlb): C flushes with it when refills
+        outgrow the TLB, so that QEMU resizes it (mte_on_fill)."""
+        self.lib.mte_set_unicorn_flush_all(self.ctx, fn)
+
     def fill_stats(self) -> tuple[int, int]:
         """(TLB refills answered natively, refills handed to the Python hook)."""
         return self._counter_pair(self.lib.mte_fill_stats)
@@ -208,9 +221,10 @@ class Native:
         and how many calls it answered."""
         return (ctypes.c_uint64 * 5).from_address(self.lib.mte_fast_block(self.ctx))
 
-    def page_flushes(self) -> int:
-        """Physical pages whose placement was forgotten one by one (mte_flush_page)."""
-        return self._counter_pair(self.lib.mte_page_flush_count)[0]
+    def page_flushes(self) -> tuple[int, int]:
+        """(Physical pages whose placement was forgotten one by one (mte_flush_page),
+        whole flushes made to let Unicorn's TLB grow (mte_on_fill))."""
+        return self._counter_pair(self.lib.mte_page_flush_count)
 
     def log_append(self, pa: int, old: bytes) -> None:
         self.lib.mte_log_append(self.ctx, pa, old, len(old))

@@ -94,6 +94,9 @@ class TagChecker:
             native.set_spans([(s.base, s.end, physmem.host_address(s.tags), physmem.host_address_of(s.base))
                               for s in tags.spans])
             native.log_clear()
+            # C knows the spans now: buffers are checked against their tags there (a
+            # syscall's uaccess, accesses Python checks), the method below its reference.
+            tags.mismatch = native.first_mismatch      # type: ignore[method-assign]
         self.state = MteState()
         self.direct: set[int] = set()            # tagged pfns filled straight to RAM
         self.alias_va: dict[int, int] = {}       # alias page -> tagged VA page that filled it

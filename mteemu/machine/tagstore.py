@@ -124,7 +124,9 @@ class TagStore:
 
     def mismatch(self, pa: int, length: int, tag: int) -> Optional[int]:
         """The first address in [pa, pa+length) (one page) whose granule's tag is not
-        `tag`, or None when all match."""
+        `tag`, or None when all match (an empty range matches)."""
+        if length <= 0:
+            return None
         s = self._span(pa)
         if s is None:
             return None if tag == 0 else pa

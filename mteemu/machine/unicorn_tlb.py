@@ -49,3 +49,13 @@ def flush_page_entry(uc: Any) -> Optional[tuple[int, int]]:
     if handle not in (ctypes.c_uint64 * _BACKPOINTER_WORDS).from_address(cpu):
         return None
     return flush_page, cpu
+
+
+def flush_all_entry() -> Optional[int]:
+    """The address of tcg_flush_softmmu_tlb_aarch64(struct uc_struct *): the whole TLB."""
+    from unicorn.unicorn_py3.unicorn import uclib
+
+    try:
+        return ctypes.cast(uclib.tcg_flush_softmmu_tlb_aarch64, ctypes.c_void_p).value
+    except AttributeError:
+        return None
