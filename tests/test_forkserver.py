@@ -60,7 +60,7 @@ def test_mteemu_test_starts_one_python_for_all_its_tests(forkee, tmp_path) -> No
     """Counted with strace: `mteemu test` of four tests on one thread executes Python twice
     (itself and its fork server), not once per test."""
     for i in range(4):
-        (tmp_path / f"t{i}.c").write_text(f'#include <stdio.h>\n// stdout: |test {i}\n'
+        (tmp_path / f"t{i}.c").write_text(f'// exit: 0\n// | test {i}\n#include <stdio.h>\n'
                                           f'int main(void) {{ puts("test {i}"); return 0; }}\n')
     trace = tmp_path / "trace"
     r = subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", str(trace), sys.executable, "-m",

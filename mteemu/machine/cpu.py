@@ -621,6 +621,13 @@ class Cpu:
         self.checker.settle(first_pa)
         self.checker.mismatch = None
         if not m.sync:
+            # Finish the faulting instruction alone. Unicorn counts instructions with a
+            # code hook that blocks translated during an uncounted run lack (adding it
+            # flushes nothing), and a block that starts at m.pc would run on to its end:
+            # through a system call that should see this fault pending (a store that
+            # begins a block, an SVC after it). Its blocks are dropped first, so the step
+            # translates a fresh one that counts.
+            uc.ctl_remove_cache(m.pc, m.pc + 4)
             self.checker.stepping = True
             try:
                 uc.emu_start(m.pc, _NO_UNTIL, count=1)

@@ -142,6 +142,10 @@ def serve() -> None:
     from mteemu.machine import native
 
     native.available()                       # the library loaded (ctypes) before forking
+    mteemu.cli.build_parser()                # made once (cached)
+    import gc
+
+    gc.freeze()                              # the children's collections leave these pages shared
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     for line in sys.stdin:
