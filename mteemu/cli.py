@@ -121,6 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--shard", metavar="K/N", help="run only slice K of N (disjoint slices covering the suite once, "
                                                   "the same on every machine)")
     t.add_argument("--durations", metavar="FILE", help="balance --shard by the test times of an earlier --json")
+    o = sub.add_parser("oracle", help="run a static arm64 program under Linux: Debian's arm64 kernel with MTE "
+                                      "in qemu-system-aarch64 (fetched and cached on first use)")
+    o.add_argument("--fetch", action="store_true", help="only fetch and cache what the oracle runs on")
+    o.add_argument("--qemu", metavar="PATH", help="a qemu-system-aarch64 (8.0 or later) to use instead")
+    o.add_argument("--timeout", type=_seconds, default=60.0, metavar="SECONDS",
+                   help="stop the program after SECONDS (exit 124; default 60)")
+    o.add_argument("-E", dest="set_env", action="append", default=[], type=_env_option, metavar="NAME=VALUE",
+                   help="set a variable in the program's environment (which starts empty)")
+    o.add_argument("--kernel-log", metavar="FILE", help="write the guest kernel's console log to FILE")
+    o.add_argument("program", nargs="?")
+    o.add_argument("args", nargs=argparse.REMAINDER)
     i = sub.add_parser("dtb-info", help="print a board's memory map (and draw it with --svg)")
     i.add_argument("file", metavar="FILE")
     i.add_argument("-i", "--include", dest="include_dirs", action="append", default=[], metavar="DIR",
@@ -391,6 +402,55 @@ def _dtb_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _oracle(args: argparse.Namespace) -> int:
+    """`mteemu oracle PROGRAM ARGS`: what Linux does with it, reported as `mteemu run` would:
+    its stdout and stderr, its exit status (128 + N when signal N killed it)."""
+    from mteemu.errors import EXIT_TIMEOUT
+    from mteemu.oracle import fetch, runner
+
+    machine = fetch.machine(args.qemu)
+    if args.fetch:
+        version = ".".join(map(str, fetch.qemu_version(machine.qemu, machine.qemu_env) or ()))
+        print(f"mteemu: oracle ready: {machine.qemu} (QEMU {version}), kernel {machine.kernel_version}")
+        return 0
+    if args.program is None:
+        raise InputError("oracle: a program to run is needed (or --fetch)")
+    from mteemu.atomicfile import write_text
+    from mteemu.kernel.loader import parse_elf
+    from mteemu.kernel.signals import name as signal_name
+
+    path = Path(args.program)
+    try:
+        parse_elf(args.program, path.read_bytes())       # a clear refusal before booting anything
+    except OSError as e:
+        raise InputError(f"{args.program}: {e.strerror}") from None
+    stdin = b"" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read()
+    prog = runner.Program(path, list(args.args), dict(e.split("=", 1) for e in args.set_env), stdin,
+                          uid=os.getuid(), gid=os.getgid(), timeout=max(1, math.ceil(args.timeout)),
+                          name=path.name)
+    outcomes, log = runner.run_batch([prog], machine)
+    if args.kernel_log:
+        write_text(args.kernel_log, log)
+    o = outcomes[0]
+    sys.stdout.flush()
+    sys.stdout.buffer.write(o.stdout)
+    sys.stdout.buffer.flush()
+    sys.stderr.flush()
+    os.write(2, o.stderr)
+    if o.kind == runner.NOT_RUN:
+        tail = "; ".join(log.strip().splitlines()[-3:])
+        raise fetch.OracleError(f"oracle: the guest ended before the program finished: {tail}")
+    if o.kind == runner.NOT_STARTED:
+        raise InputError(f"oracle: {args.program}: Linux cannot execute it: {os.strerror(o.value)}")
+    if o.kind == runner.TIMED_OUT:
+        sys.stderr.write(f"mteemu: oracle: {args.program} did not finish within {args.timeout:g} s (--timeout)\n")
+        return EXIT_TIMEOUT
+    if o.kind == runner.SIGNALED:
+        sys.stderr.write(f"mteemu: guest terminated by signal {o.value} ({signal_name(o.value)})\n")
+    assert o.status is not None
+    return o.status
+
+
 def _races(args: argparse.Namespace) -> int:
     import json
 
@@ -491,6 +551,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _dtb_info(args)
         if args.command == "races":
             return _races(args)
+        if args.command == "oracle":
+            return _oracle(args)
         raise MteEmuError(f"unknown command {args.command}")
     except MteEmuError as e:
         sys.stdout.flush()
