@@ -5,6 +5,7 @@
 // programs fail with Linux's errno and the caller goes on.
 // exit: 0
 // qemu: differs: qemu-user hands execve to the host kernel, where /proc/self/exe is qemu itself
+// linux: differs: mteemu numbers guest processes from 1000 (the first is the guest's pid 1000); under the oracle's init they start near 80
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>

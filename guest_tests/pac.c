@@ -4,6 +4,7 @@
 // inherited by fork and replaced by PR_PAC_RESET_KEYS, and PR_PAC_SET_ENABLED_KEYS.
 // exit: 0
 // qemu: differs: qemu-aarch64 7.2 has no PR_PAC_GET_ENABLED_KEYS / PR_PAC_SET_ENABLED_KEYS (EINVAL)
+// linux: differs: the oracle's CPU (QEMU -cpu max) has FEAT_FPAC: a failed AUTIA traps (SIGILL) instead of returning a poisoned pointer; mteemu's CPU model has no FEAT_FPAC
 // build: -mbranch-protection=pac-ret
 #include <setjmp.h>
 #include <signal.h>

@@ -7,6 +7,7 @@
 // | touching 8 MiB took at least 8 MiB: 1
 // | nr_free_pages matches MemFree: 1
 // qemu: differs: it shows the host's /proc/meminfo
+// linux: differs: MemTotal is the machine's: mteemu's default board has 1 GiB less its reservations, the oracle's VM 1 GiB less the kernel's
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

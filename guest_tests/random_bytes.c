@@ -2,6 +2,7 @@
    one --seed, different under another (not comparable with qemu-aarch64). */
 // exit: 0
 // qemu: differs: the bytes are mteemu's own seeded ones (fixed under --seed)
+// linux: differs: getrandom and /dev/urandom come from --seed 0 under mteemu; Linux's are random
 #include <stdio.h>
 #include <sys/auxv.h>
 #include <sys/random.h>

@@ -116,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="parallel runs (default: CPUs)")
     t.add_argument("--junit-xml", metavar="FILE", help="write JUnit XML results")
     t.add_argument("--json", metavar="FILE", help="write JSON results")
-    t.add_argument("--oracle", choices=("qemu",), help="also run each test under qemu-aarch64 and compare")
+    t.add_argument("--oracle", choices=("qemu", "linux"),
+                   help="also run each test under qemu-aarch64 (qemu) or under Linux (linux: mteemu oracle) "
+                        "and compare")
     t.add_argument("--cache", metavar="DIR", help="where built programs are kept (default ~/.cache/mteemu/guests)")
     t.add_argument("--shard", metavar="K/N", help="run only slice K of N (disjoint slices covering the suite once, "
                                                   "the same on every machine)")
@@ -425,9 +427,11 @@ def _oracle(args: argparse.Namespace) -> int:
     except OSError as e:
         raise InputError(f"{args.program}: {e.strerror}") from None
     stdin = b"" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read()
+    from mteemu.kernel.procpid import host_capabilities
+
     prog = runner.Program(path, list(args.args), dict(e.split("=", 1) for e in args.set_env), stdin,
                           uid=os.getuid(), gid=os.getgid(), timeout=max(1, math.ceil(args.timeout)),
-                          name=path.name)
+                          capabilities=int(dict(host_capabilities())["CapBnd"], 16), name=path.name)
     outcomes, log = runner.run_batch([prog], machine)
     if args.kernel_log:
         write_text(args.kernel_log, log)

@@ -106,3 +106,24 @@ def test_mteemu_oracle_reports_as_mteemu_run_does(machine, probe, tmp_path) -> N
     r = subprocess.run([sys.executable, "-m", "mteemu", "oracle", os.devnull], capture_output=True, cwd=tmp_path,
                        timeout=60)
     assert r.returncode == 2 and r.stderr.decode().count("\n") == 1
+
+
+def test_mteemu_test_judges_each_test_by_linux(machine, tmp_path) -> None:
+    """`mteemu test --oracle linux`: the same run agrees; a difference fails unless the test
+    says why mteemu differs on purpose; the JSON says which oracle spoke."""
+    import json
+
+    same = '// exit: 0\n// | 5\n#include <stdio.h>\nint main(void) { printf("%d\\n", 2 + 3); return 0; }\n'
+    pid = '#include <stdio.h>\n#include <unistd.h>\nint main(void) { printf("%d\\n", getpid()); return 0; }\n'
+    (tmp_path / "same.c").write_text(same)
+    (tmp_path / "pid.c").write_text("// exit: 0\n" + pid)
+    (tmp_path / "pid_known.c").write_text("// exit: 0\n// linux: differs: pids start at 1000\n" + pid)
+    r = subprocess.run([sys.executable, "-m", "mteemu", "test", "-j", "1", "--oracle", "linux", "--json",
+                        str(tmp_path / "r.json"), str(tmp_path)], capture_output=True, cwd=tmp_path, timeout=600)
+    out = r.stdout.decode()
+    assert r.returncode == 1, out + r.stderr.decode()
+    assert "FAIL  pid: Linux disagrees: stdout differs (mteemu: '1000')" in out, out
+    assert "PASS  pid_known  [linux: known difference: pids start at 1000]" in out, out
+    assert "PASS  same\n" in out, out
+    results = {x["name"]: x for x in json.loads((tmp_path / "r.json").read_text())}
+    assert results["same"]["oracle"] == "agrees" and results["same"]["oracle_name"] == "linux"

@@ -15,6 +15,7 @@
 #include "mte.h"
 // env: MTEEMU_PROBE=hello
 // qemu: differs: qemu-user shows the host's /proc and /sys, and qemu 7.2 has no mte_tcf_preferred
+// linux: differs: /proc shows only the guest's own processes, and KSM, THP and /proc/sys files mteemu does not model are absent (README: known differences)
 // variant prefsync: --mte-tcf-preferred sync
 
 static char text[16384];

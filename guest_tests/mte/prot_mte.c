@@ -3,13 +3,14 @@
    a disk file system gets EINVAL from mmap and mprotect. New tagged pages carry
    tag 0; adding PROT_MTE keeps the data and starts the tags at 0; PROT_MTE is
    sticky (an mprotect without it leaves tag checking on); unknown prot bits are
-   EINVAL. Run with the program's own path as argv[0] (a file on disk). */
+   EINVAL from mprotect and ignored by mmap (do_mmap() does not validate them). Run with the program's own path as argv[0] (a file on disk). */
 #define _GNU_SOURCE
 #include "mte.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 // qemu: differs: it accepts PROT_MTE on disk files, does not tag tmpfs files and drops MTE on mprotect
+// linux: differs: the oracle's files are on tmpfs (its initramfs), where PROT_MTE is allowed; mteemu runs the program from a disk file system
 
 static const char *res(void *p) { return p == MAP_FAILED ? (errno == EINVAL ? "EINVAL" : "other error") : "ok"; }
 static const char *rc(int r) { return r ? (errno == EINVAL ? "EINVAL" : "other error") : "ok"; }

@@ -8,6 +8,7 @@ nothing at the position can be reached.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat as st
 import struct
@@ -196,8 +197,7 @@ def status(k: "Kernel", proc: Process, t: Optional[Thread]) -> bytes:
             ("THP_enabled", 0), ("Threads", len(proc.live_threads)), ("SigQ", "0/63504"),
             ("SigPnd", _sigmask_hex(pend)), ("ShdPnd", _sigmask_hex(shd)),
             ("SigBlk", _sigmask_hex(lead.sigmask if lead else 0)), ("SigIgn", _sigmask_hex(ign)),
-            ("SigCgt", _sigmask_hex(cgt)), ("CapInh", "0000000000000000"), ("CapPrm", "0000000000000000"),
-            ("CapEff", "0000000000000000"), ("CapBnd", "000001ffffffffff"), ("CapAmb", "0000000000000000"),
+            ("SigCgt", _sigmask_hex(cgt)), *host_capabilities(),
             ("NoNewPrivs", 0), ("Seccomp", 0), ("Seccomp_filters", 0), ("Speculation_Store_Bypass", "not vulnerable"),
             ("Cpus_allowed", "1"), ("Cpus_allowed_list", "0"), ("Mems_allowed", "1"),
             ("Mems_allowed_list", "0"), ("voluntary_ctxt_switches", 0), ("nonvoluntary_ctxt_switches", 0)]
@@ -415,3 +415,19 @@ def process_dir(k: "Kernel", caller: Thread, proc: Process) -> Dir:
 
 def auxv_bytes(pairs: list[tuple[int, int]]) -> bytes:
     return b"".join(struct.pack("<QQ", a, v) for a, v in pairs)
+
+
+@functools.lru_cache(maxsize=1)
+def host_capabilities() -> tuple[tuple[str, str], ...]:
+    """The Cap* lines: mteemu's own (a guest has the host process's rights, no more; what
+    the kernel model allows by capability, such as raising a hard rlimit, follows them)."""
+    caps = {"CapInh": "0" * 16, "CapPrm": "0" * 16, "CapEff": "0" * 16, "CapBnd": "0" * 16, "CapAmb": "0" * 16}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in caps:
+                    caps[key] = value.strip()
+    except OSError:
+        pass
+    return tuple(caps.items())

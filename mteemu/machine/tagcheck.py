@@ -197,7 +197,9 @@ class TagChecker:
             return
         if bad_va is None:
             page_va = self.va_of_alias(address & ~0xFFF) or 0
-            bad_va = page_va | (bad_pa & 0xFFF)
+            # DC ZVA faults at its block, not at the granule that mismatched (the Linux
+            # oracle: FAR is the block-aligned address, as QEMU's mte_check_zva() reports).
+            bad_va = page_va | ((pa if zva_old is not None else bad_pa) & 0xFFF)
         undo = []
         if zva_old is not None:
             undo.append((pa, zva_old))

@@ -10,7 +10,8 @@
  * dies later. Then it powers the machine off.
  *
  * Manifest: a sequence of tests, each a list of NUL-terminated strings:
- *   "T", timeout seconds, uid, gid, cwd, stdin file, program, argc, argv..., envc, env...
+ *   "T", timeout seconds, uid, gid, capability bounding set (hex), cwd, stdin file, program,
+ *   argc, argv..., envc, env...
  * Record on the disk (little-endian, each padded to 512 bytes):
  *   "MTEO" u32 index, u32 kind (0 exited, 1 killed by a signal, 2 timed out,
  *   3 could not be started), i32 value (status, signal, errno), u64 stdout length,
@@ -25,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -182,15 +184,16 @@ static volatile sig_atomic_t alarmed;
 static void on_alarm(int sig) { (void)sig; alarmed = 1; }
 
 static void run_one(int disk, uint32_t index, char **f) {
-    /* f: timeout, uid, gid, cwd, stdin, program, argc, argv..., envc, env... */
+    /* f: timeout, uid, gid, capbnd, cwd, stdin, program, argc, argv..., envc, env... */
     unsigned timeout = (unsigned)strtoul(f[0], NULL, 10);
     uid_t uid = (uid_t)strtoul(f[1], NULL, 10);
     gid_t gid = (gid_t)strtoul(f[2], NULL, 10);
-    const char *cwd = f[3], *in = f[4], *prog = f[5];
-    int argc = atoi(f[6]);
-    char **argv = f + 7;
-    int envc = atoi(f[7 + argc]);
-    char **envp = f + 8 + argc;
+    unsigned long long capbnd = strtoull(f[3], NULL, 16);
+    const char *cwd = f[4], *in = f[5], *prog = f[6];
+    int argc = atoi(f[7]);
+    char **argv = f + 8;
+    int envc = atoi(f[8 + argc]);
+    char **envp = f + 9 + argc;
     char *saved_a = argv[argc], *saved_e = envp[envc];
     argv[argc] = NULL;                          /* the next field's pointer, restored below */
     envp[envc] = NULL;
@@ -214,6 +217,11 @@ static void run_one(int disk, uint32_t index, char **f) {
             close(fo);
         if (!e && fe > 2)
             close(fe);
+        /* The capabilities of the caller on the host: exec as root regains the bounding
+           set, so that is what is cut (CAP_SYS_RESOURCE, say, where the host lacks it). */
+        for (int cap = 0; !e && cap < 64; cap++)
+            if (!(capbnd >> cap & 1) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
+                e = errno;
         if (!e && (chdir(cwd) != 0 || setgid(gid) != 0 || setuid(uid) != 0))
             e = errno;
         if (!e) {
@@ -287,10 +295,10 @@ int main(void) {
         if (strcmp(fields[i], "T") != 0)
             die("malformed manifest");
         char **f = fields + i + 1;
-        int argc = atoi(f[6]);
-        int envc = atoi(f[7 + argc]);
+        int argc = atoi(f[7]);
+        int envc = atoi(f[8 + argc]);
         run_one(disk, index++, f);
-        i += 1 + 8 + (size_t)argc + (size_t)envc;
+        i += 1 + 9 + (size_t)argc + (size_t)envc;
     }
     say("mteemu-oracle: %s\n", "all tests ran");
     sync();

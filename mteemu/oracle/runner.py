@@ -42,7 +42,9 @@ class Program:
     uid: int = 0
     gid: int = 0
     timeout: int = 60
-    name: str = ""                # argv[0] (default: the file's name)
+    capabilities: int = (1 << 64) - 1    # the bounding set it runs with (the caller's on the host)
+    name: str = ""                # argv[0] (default: the file's name); an absolute path is also
+                                  # where the program is put, so /proc/self/exe names it as argv[0]
 
 
 @dataclass
@@ -78,12 +80,25 @@ def build_init(cache: Path) -> Path:
     return out
 
 
+def _where(p: Program, i: int) -> str:
+    """Where the program lives in the guest: at its argv[0] when that is an absolute path
+    outside the oracle's own directories (as `mteemu run` runs it, by its host path)."""
+    name = p.name or ""
+    if name.startswith("/") and ".." not in name.split("/") and not name.startswith(_RESERVED):
+        return name
+    return f"/oracle/bin/{i}"
+
+
+_RESERVED = ("/oracle/", "/proc/", "/sys/", "/dev/", "/tmp/", "/init")
+
+
 def _manifest(programs: list[Program]) -> bytes:
     fields: list[str] = []
     for i, p in enumerate(programs):
         argv = [p.name or p.path.name, *p.args]
         env = [f"{k}={v}" for k, v in p.env.items()]
-        fields += ["T", str(p.timeout), str(p.uid), str(p.gid), p.cwd, f"/oracle/in/{i}", f"/oracle/bin/{i}",
+        fields += ["T", str(p.timeout), str(p.uid), str(p.gid), f"{p.capabilities:x}", p.cwd, f"/oracle/in/{i}",
+                   _where(p, i),
                    str(len(argv)), *argv, str(len(env)), *env]
     return b"".join(f.encode() + b"\0" for f in fields)
 
@@ -99,8 +114,18 @@ def _initramfs(out: Path, init: Path, machine: fetch.Machine, programs: list[Pro
             c.file(f"oracle/modules.d/{m.name}", m.read_bytes())
             names.append(f"/oracle/modules.d/{m.name}")
         c.file("oracle/modules", ("\n".join(names) + "\n").encode())
+        made = {"dev", "proc", "sys", "tmp", "oracle", "oracle/bin", "oracle/in"}
         for i, p in enumerate(programs):
-            c.file(f"oracle/bin/{i}", p.path.read_bytes(), 0o755)
+            where = _where(p, i).lstrip("/")
+            parts = where.split("/")
+            for k in range(1, len(parts)):
+                d = "/".join(parts[:k])
+                if d not in made:
+                    c.directory(d)
+                    made.add(d)
+            if where not in made:
+                c.file(where, p.path.read_bytes(), 0o755)
+                made.add(where)
             c.file(f"oracle/in/{i}", p.stdin)
         c.file("oracle/manifest", _manifest(programs))
         c.close()

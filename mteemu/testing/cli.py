@@ -13,7 +13,7 @@ from mteemu.testing.runner import ERROR, FAIL, PASS, Result, Settings, close_ser
 
 
 def _line(r: Result) -> str:
-    oracle = f"  [qemu: {r.oracle}]" if r.oracle and r.oracle != "agrees" else ""
+    oracle = f"  [{r.oracle_name}: {r.oracle}]" if r.oracle and r.oracle != "agrees" else ""
     text = f"{r.status.upper():5} {r.name}"     # no timings: the same suite prints the same
     return text + (f": {r.message}" if r.message else "") + oracle
 
@@ -58,13 +58,20 @@ def run_tests(args: argparse.Namespace) -> int:
                 sys.stdout.write(f"\r[{'=' * fill}{' ' * (width - fill)}] {done}/{len(cases)} "
                                  f"{failed} failing  {cases[i].name[:40]:40}")
                 sys.stdout.flush()
-            else:
+            elif args.oracle != "linux":           # (Linux's verdicts come after every run)
                 # One line per result, in discovery order, whatever finished first.
                 while shown < len(results) and (done_result := results[shown]) is not None:
                     print(_line(done_result), flush=True)
                     shown += 1
     close_servers()
     final = [r for r in results if r is not None]
+    if args.oracle == "linux":
+        from mteemu.testing import linux
+
+        linux.compare(cases, final)
+        if not tty:
+            for r in final:
+                print(_line(r), flush=True)
     if tty:
         sys.stdout.write("\r" + " " * 100 + "\r")
     for r in final:
@@ -75,7 +82,8 @@ def run_tests(args: argparse.Namespace) -> int:
                 print("    " + r.details.rstrip().replace("\n", "\n    "))
     counts = {s: sum(r.status == s for r in final) for s in (PASS, FAIL, ERROR)}
     known = sum(1 for r in final if r.oracle and r.oracle.startswith("known"))
-    oracle = f", {known} known qemu-aarch64 difference(s)" if args.oracle else ""
+    oracle = f", {known} known {'Linux' if args.oracle == 'linux' else 'qemu-aarch64'} difference(s)" \
+        if args.oracle else ""
     print(f"{len(final)} tests: {counts[PASS]} passed, {counts[FAIL]} failed, {counts[ERROR]} errors{oracle}")
     try:
         if args.junit_xml:

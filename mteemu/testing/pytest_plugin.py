@@ -1,22 +1,30 @@
 """pytest plugin (entry point `pytest11`): `pytest guest_tests/` collects guest tests —
 C sources with an expectation block, and ELFs with a PROGRAM.test sidecar — as pytest
 items, so pytest-xdist (`-n auto`, or remote workers) spreads them over cores and
-machines. Options: --mteemu-oracle qemu, --mteemu-cache DIR."""
+machines. Options: --mteemu-oracle qemu|linux, --mteemu-cache DIR.
+
+With --mteemu-oracle linux, the first guest test a worker runs has every guest test of the
+session run under the Linux oracle (testing/linux.py: a boot per batch, results cached by
+what decides them, a lock so that pytest-xdist workers boot once between them), and each
+test is then judged against its Linux run."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import fcntl
+
 import pytest
 
-from mteemu.testing import shard
-from mteemu.testing.runner import PASS, Case, Result, Settings, close_servers, run_case
+from mteemu.testing import linux, shard
+from mteemu.testing import build as B
+from mteemu.testing.runner import PASS, Case, Result, Settings, _cache_name, close_servers, run_case
 from mteemu.testing.spec import ExpectationError, has_expectations, parse
 
 
 def pytest_addoption(parser) -> None:  # noqa: ANN001
     group = parser.getgroup("mteemu", "mteemu guest tests")
-    group.addoption("--mteemu-oracle", choices=("qemu",), default=None,
-                    help="also run guest tests under qemu-aarch64 and compare")
+    group.addoption("--mteemu-oracle", choices=("qemu", "linux"), default=None,
+                    help="also run guest tests under qemu-aarch64 (qemu) or Linux (linux) and compare")
     group.addoption("--mteemu-cache", default=None, help="where built guest programs are kept")
     group.addoption("--mteemu-shard", default=None, metavar="K/N",
                     help="collect only slice K of N of the guest tests (as mteemu test --shard)")
@@ -77,13 +85,23 @@ class GuestItem(pytest.Item):
 
     def runtest(self) -> None:
         cfg = self.config
-        settings = Settings(oracle=cfg.getoption("mteemu_oracle"))
+        oracle = cfg.getoption("mteemu_oracle")
+        settings = Settings(oracle=oracle)
         cache = cfg.getoption("mteemu_cache")
         if cache:
             settings.cache = Path(cache)
         result = run_case(self.case, settings)
+        if oracle == "linux" and self.case.spec is not None and result.binary is not None \
+                and result.exit_status is not None:
+            outcome = _linux_outcomes(self.session, settings).get(self.case.name)
+            if outcome is None:
+                program = linux.program_for(self.case.spec, result.binary)
+                result.oracle_name, result.oracle = "linux", program if isinstance(program, str) else None
+            else:
+                linux.judge(self.case.spec, result, outcome)
         if result.oracle:
-            self.user_properties.append(("qemu-aarch64", result.oracle))
+            self.user_properties.append(("qemu-aarch64" if result.oracle_name == "qemu" else "linux",
+                                         result.oracle))
         if result.status != PASS:
             raise GuestTestFailed(result)
 
@@ -99,3 +117,35 @@ class GuestItem(pytest.Item):
 
 def pytest_sessionfinish(session) -> None:  # noqa: ANN001
     close_servers()          # the fork servers the guest tests ran in (testing/forkserver.py)
+
+
+_LINUX: dict[str, object] = {}
+
+
+def _linux_outcomes(session, settings: Settings) -> dict:  # noqa: ANN001
+    """Every guest test of the session under Linux, by name (once per worker process)."""
+    if "outcomes" in _LINUX:
+        return _LINUX["outcomes"]  # type: ignore[return-value]
+    from mteemu.oracle import fetch
+
+    names, programs = [], []
+    for item in session.items:
+        spec = item.case.spec if isinstance(item, GuestItem) else None
+        if spec is None:
+            continue
+        try:
+            binary = B.build(spec.path, _cache_name(spec), spec.build_flags, settings.cache) if spec.is_source \
+                else spec.path
+        except (B.BuildError, OSError):
+            continue
+        program = linux.program_for(spec, binary)
+        if not isinstance(program, str):
+            names.append(spec.name)
+            programs.append(program)
+    lock_path = fetch.cache_dir() / "lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)        # one boot between the workers: the rest read the cache
+        outcomes = linux.linux_outcomes(programs, fetch.machine())
+    _LINUX["outcomes"] = dict(zip(names, outcomes))
+    return _LINUX["outcomes"]  # type: ignore[return-value]

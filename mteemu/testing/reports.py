@@ -42,11 +42,13 @@ def junit_xml(results: list[Result], suite: str = "mteemu",
             el = ET.SubElement(tc, "failure" if r.status == FAIL else "error", message=r.message)
             el.text = r.details
         if r.oracle:
-            ET.SubElement(tc, "system-out").text = f"oracle qemu-aarch64: {r.oracle}"
+            name = "qemu-aarch64" if r.oracle_name == "qemu" else r.oracle_name
+            ET.SubElement(tc, "system-out").text = f"oracle {name}: {r.oracle}"
     ET.indent(ts)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(ts, encoding="unicode") + "\n"
 
 
 def as_json(results: list[Result]) -> str:
     return json.dumps([{"name": r.name, "status": r.status, "seconds": round(r.seconds, 3), "message": r.message,
-                        "details": r.details, "oracle": r.oracle} for r in results], indent=2) + "\n"
+                        "details": r.details, "oracle": r.oracle, "oracle_name": r.oracle_name if r.oracle else None}
+                       for r in results], indent=2) + "\n"

@@ -38,6 +38,9 @@ class Result:
     details: str = ""                 # a diff, the fault report, the compiler's output...
     oracle: Optional[str] = None      # agrees / known difference: WHY / disagrees: WHAT
     stdout: bytes = b""
+    oracle_name: str = "qemu"         # which oracle `oracle` is about: qemu (qemu-aarch64) or linux
+    exit_status: Optional[int] = None  # mteemu's, when it ran to the end
+    binary: Optional[Path] = None     # the program run (built from the source, or the ELF)
 
 
 @dataclass
@@ -109,6 +112,7 @@ def run_case(case: Case, settings: Settings) -> Result:
     except OSError as e:
         return Result(case.name, ERROR, time.monotonic() - start, f"cannot build: {e}")
     result = _check(spec, binary, settings)
+    result.oracle_name = settings.oracle or "qemu"
     if result.status == PASS and settings.oracle == "qemu":
         _oracle(spec, binary, result)
     result.seconds = time.monotonic() - start
@@ -204,7 +208,13 @@ def mteemu_command(spec: TestSpec, binary: Path, python: str) -> list[str]:
 def _check(spec: TestSpec, binary: Path, settings: Settings) -> Result:
     proc, why = _run_mteemu(mteemu_command(spec, binary, settings.python), spec.timeout)
     if proc is None:
-        return Result(spec.name, ERROR, message=why)
+        return Result(spec.name, ERROR, message=why, binary=binary)
+    result = _judge(spec, proc)
+    result.exit_status, result.binary = proc.returncode, binary
+    return result
+
+
+def _judge(spec: TestSpec, proc: subprocess.CompletedProcess) -> Result:
     report = _REPORT.search(proc.stderr)
     details = report.group().decode(errors="replace") if report else ""
     if proc.returncode == 70 or b"Traceback" in proc.stderr:

@@ -19,6 +19,8 @@ without `//` in a sidecar file `PROGRAM.test`. Keys:
     variant V: OPTIONS...   also run with these options, as test NAME[V]
     variant-exit V: N       ...expecting this exit status
     qemu-variant: V         qemu-aarch64 agrees for variant V too
+    linux: differs: WHY     a known, justified difference of mteemu from Linux (the Linux
+                            oracle, `mteemu test --oracle linux`, says so instead of failing)
 
 Expected stdout: a sidecar `NAME.expected` (exact; `NAME.V.expected` for a variant), or
 header lines `// | text` (this exact line) and `// ~ regex` (a line matching this
@@ -36,7 +38,7 @@ from mteemu.kernel import signals as S
 
 DEFAULT_TIMEOUT = 60.0
 KEYS = {"exit", "signal", "si_code", "args", "env", "options", "board", "timeout", "build", "qemu",
-        "qemu-variant", "variant", "variant-exit"}
+        "qemu-variant", "variant", "variant-exit", "linux"}
 _SI_CODES = {
     "SEGV_MAPERR": 1, "SEGV_ACCERR": 2, "SEGV_MTEAERR": 8, "SEGV_MTESERR": 9,
     "BUS_ADRALN": 1, "BUS_ADRERR": 2, "ILL_ILLOPC": 1, "ILL_ILLOPN": 2, "TRAP_BRKPT": 1, "SI_KERNEL": 0x80,
@@ -66,6 +68,7 @@ class TestSpec:
     stdout_lines: Optional[list[tuple[str, str]]] = None   # ("|", text) or ("~", regex)
     qemu: Optional[str] = None       # "same", or the documented reason it differs
     qemu_variants: set[str] = field(default_factory=set)
+    linux: Optional[str] = None      # why mteemu differs from Linux here, where it does on purpose
     variant: Optional[str] = None
     variants: dict[str, list[str]] = field(default_factory=dict)
     variant_exit: dict[str, int] = field(default_factory=dict)
@@ -227,6 +230,10 @@ def _apply(spec: TestSpec, key: str, var: Optional[str], value: str, path: Path)
             raise ValueError("expected 'same' or 'differs: WHY'")
     elif key == "qemu-variant":
         spec.qemu_variants.add(value)
+    elif key == "linux":
+        if not value.startswith("differs:") or not value.partition(":")[2].strip():
+            raise ValueError("expected 'differs: WHY'")
+        spec.linux = value.partition(":")[2].strip()
     elif key == "variant" and var is not None:
         spec.variants[var] = shlex.split(value)
     elif key == "variant-exit" and var is not None:

@@ -22,6 +22,7 @@ from mteemu.kernel.process import Thread, Wait
 from mteemu.kernel.signals import SIGPIPE, SI_USER, SigInfo
 from mteemu.kernel.syscalls import blocking, s32, s64, syscall
 from mteemu.kernel.uaccess import SyscallError
+from mteemu.machine.physmem import PAGE_SIZE
 
 if TYPE_CHECKING:
     from mteemu.kernel.kernel import Kernel
@@ -193,9 +194,22 @@ def sys_read(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> "int | Wa
             return len(data)
     if count:
         # Never consume data that cannot be copied out (a short count, as Linux).
-        count = t.proc.mem.accessible(buf, count, write=True)
+        asked, count = count, t.proc.mem.accessible(buf, count, write=True)
+        if isinstance(f, PipeEnd) and count < asked:
+            return blocking(lambda: _pipe_read_short(t, f, buf, asked, count), Would, queues=wait_queues([f]))
     return blocking(lambda: _read_into(t, f, [(buf, count)]) if count else len(f.read(0)), Would,
                     host=isinstance(f, HostFile), queues=wait_queues([f]))
+
+
+def _pipe_read_short(t: Thread, f: PipeEnd, buf: int, asked: int, fits: int) -> int:
+    """pipe_read() into a buffer that faults `fits` bytes in: the pipe's data is copied
+    out a pipe buffer at a time, and a copy that comes up short is EFAULT with nothing
+    consumed (found with the Linux oracle; other files give the short count)."""
+    if not f.pipe.buf and f.pipe.writers:
+        f.read(asked)                        # empty: wait (or EAGAIN) as any read would
+    if fits < min(asked, len(f.pipe.buf), PAGE_SIZE):
+        raise SyscallError(errno.EFAULT)
+    return _read_into(t, f, [(buf, fits)])
 
 
 @syscall("write")
@@ -212,7 +226,14 @@ def sys_write(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> "int | W
             pass
         except SyscallError as e:
             raise _sigpipe(k, t, e) from None
-    count = t.proc.mem.accessible(buf, min(count, MAX_IO), write=False) if count else 0
+    asked = min(count, MAX_IO)
+    count = t.proc.mem.accessible(buf, asked, write=False) if count else 0
+    if isinstance(f, PipeEnd) and count < asked:
+        # pipe_write() copies a page at a time and a page that comes up short ends the
+        # call, EFAULT when nothing was written (found with the Linux oracle).
+        count -= count % PAGE_SIZE
+        if not count:
+            raise SyscallError(errno.EFAULT)
     if not count:
         return _write_result(k, t, lambda: f.write(b""), f)
     return _write_result(k, t, lambda: _write_from(t, f, [(buf, count)]), f)

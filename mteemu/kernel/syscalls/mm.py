@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from mteemu.kernel.kernel import Kernel
 
 PROT_SEM, PROT_BTI = 0x8, 0x10
-# arm64's arch_validate_prot(): anything else is EINVAL.
+# arm64's arch_validate_prot(): anything else is EINVAL from mprotect (mmap ignores it).
 PROT_KNOWN = PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM | PROT_BTI | PROT_MTE
 PROT_VMA = PROT_READ | PROT_WRITE | PROT_EXEC | PROT_MTE    # what a VMA remembers
 MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE = 0x1, 0x2, 0x3
@@ -68,9 +68,9 @@ def sys_brk(k: "Kernel", t: Thread, addr: int) -> int:
 def sys_mmap(k: "Kernel", t: Thread, addr: int, length: int, prot: int, flags: int, fd: int, off: int) -> int:
     mm = t.proc.mm
     flags &= 0xFFFF_FFFF
-    prot &= 0xFFFF_FFFF
-    if prot & ~PROT_KNOWN:
-        raise SyscallError(errno.EINVAL)
+    # Unknown prot bits are ignored here: do_mmap() never calls arch_validate_prot(), only
+    # mprotect() does (the Linux oracle: mmap(PROT_READ | 0x40) succeeds).
+    prot &= 0xFFFF_FFFF & PROT_KNOWN
     if not length:
         raise SyscallError(errno.EINVAL)
     length = page_up(length)

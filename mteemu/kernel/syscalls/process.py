@@ -10,6 +10,7 @@ from mteemu.kernel import futex as F
 from mteemu.kernel import mte, pauth
 from mteemu.kernel import signals as S
 from mteemu.kernel.mm.pagealloc import OutOfMemory
+from mteemu.kernel.procpid import host_capabilities
 from mteemu.kernel.process import THREAD_ORDER, Process, Thread, Wait
 from mteemu.kernel.syscalls import NORETURN, _NoReturn, s32, syscall, unmodelled
 from mteemu.kernel.uaccess import SyscallError
@@ -448,10 +449,20 @@ def sys_getcpu(k: "Kernel", t: Thread, cpu: int, node: int) -> int:
 
 RLIM_INFINITY = (1 << 64) - 1
 RLIMIT_NOFILE = 7
+NR_OPEN = 1 << 20                             # fs.nr_open
+CAP_SYS_RESOURCE = 24
 RLIMITS = {3: (8 << 20, RLIM_INFINITY),       # STACK
-           7: (1024, 1 << 20),                # NOFILE: enforced by FdTable, hard = fs.nr_open
+           7: (1024, 4096),                   # NOFILE: INR_OPEN_CUR/INR_OPEN_MAX, init's on Linux
            6: (MAX_THREADS, MAX_THREADS),     # NPROC
            4: (0, RLIM_INFINITY)}             # CORE
+
+
+def _capable(cap: int) -> bool:
+    """capable(): whether the guest holds the capability (the host process's effective set)."""
+    try:
+        return bool(int(dict(host_capabilities())["CapEff"], 16) >> cap & 1)
+    except ValueError:
+        return False
 
 
 @syscall("prlimit64")
@@ -466,8 +477,10 @@ def sys_prlimit64(k: "Kernel", t: Thread, pid: int, resource: int, new: int, old
         soft, hard = t.proc.mem.read_struct("<QQ", new)
         if soft > hard:
             raise SyscallError(errno.EINVAL)
-        if hard > cur[1]:
+        if hard > cur[1] and not _capable(CAP_SYS_RESOURCE):
             raise SyscallError(errno.EPERM)    # raising a hard limit needs CAP_SYS_RESOURCE
+        if resource == RLIMIT_NOFILE and hard > NR_OPEN:
+            raise SyscallError(errno.EPERM)    # do_prlimit(): never above fs.nr_open
     if old:
         t.proc.mem.write_struct("<QQ", old, *cur)
     if new:
