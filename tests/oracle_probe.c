@@ -6,6 +6,7 @@
  *   segv     - a null store
  *   spin     - forever
  *   poweroff - reboot(RB_POWER_OFF): the guest machine ends mid-batch
+ *   fds      - the descriptors it was started with (fstat of 0..63)
  *   granules - the granules of four PROT_MTE pages tagged 1 + (granule % 15), then each read
  *              back with LDG and loaded in sync mode with its own tag and with another: how
  *              many behave (QEMU before 8.0 gives even and odd granules one tag)
@@ -18,6 +19,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/reboot.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static sigjmp_buf jump;
@@ -61,6 +63,13 @@ int main(int argc, char **argv) {
     } else if (!strcmp(what, "spin")) {
         for (;;)
             ;
+    } else if (!strcmp(what, "fds")) {
+        struct stat st;
+        printf("open fds:");
+        for (int fd = 0; fd < 64; fd++)
+            if (fstat(fd, &st) == 0)
+                printf(" %d", fd);
+        printf("\n");
     } else if (!strcmp(what, "poweroff")) {
         sync();
         reboot(RB_POWER_OFF);

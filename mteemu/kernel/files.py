@@ -414,6 +414,8 @@ class PipeEnd(OpenFile):
         p = self.pipe
         if self.write_end:
             raise SyscallError(errno.EBADF)
+        if n == 0:
+            return b""                        # pipe_read(): nothing asked, nothing to wait for
         if not p.buf:
             if p.writers == 0:
                 return b""
@@ -429,6 +431,8 @@ class PipeEnd(OpenFile):
         p = self.pipe
         if not self.write_end:
             raise SyscallError(errno.EBADF)
+        if not data:
+            return 0                          # pipe_write(): nothing to write, before any reader check
         if p.readers == 0:
             raise SyscallError(errno.EPIPE)   # the caller also raises SIGPIPE
         room = Pipe.CAPACITY - len(p.buf)

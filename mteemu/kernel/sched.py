@@ -246,6 +246,12 @@ class Scheduler(KernelState):
             self.timed[t] = None
             self.next_deadline = min(self.next_deadline, wait.deadline)
 
+    def abandon_wait(self, t: Thread) -> None:
+        """End a blocked call without an answer (the syscall fuzzer, which never waits)."""
+        if t.wait is not None:
+            t.wait.cancel()
+        self._unblock(t)
+
     def _unblock(self, t: Thread) -> None:
         """The thread's wait is over (finished, interrupted, or the thread is exiting): off
         every queue, runnable again."""

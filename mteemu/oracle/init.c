@@ -36,7 +36,7 @@
 
 static void say(const char *fmt, const char *what) {
     /* Into the kernel log, so the host can tell which test its messages came from. */
-    int fd = open("/dev/kmsg", O_WRONLY);
+    int fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
     char line[512];
     int n = snprintf(line, sizeof line, fmt, what);
     if (fd >= 0) {
@@ -55,7 +55,7 @@ static void die(const char *why) {
 }
 
 static char *slurp(const char *path, size_t *len) {
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return NULL;
     struct stat st;
@@ -108,7 +108,8 @@ static void load_modules(void) {
 
 static int open_disk(void) {
     for (int i = 0; i < 500; i++) {             /* the block device appears asynchronously */
-        int fd = open("/dev/vda", O_WRONLY | O_SYNC);
+        /* Close-on-exec: a test must neither inherit it (its fd 3) nor write over the results. */
+        int fd = open("/dev/vda", O_WRONLY | O_SYNC | O_CLOEXEC);
         if (fd >= 0)
             return fd;
         usleep(10000);
@@ -157,11 +158,15 @@ static uint64_t size_of(const char *path) {
     return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
+#define MAX_OUTPUT (64ULL << 20)    /* of stdout and of stderr each (a sparse file can claim exabytes) */
+
 static void record(int disk, uint32_t index, uint32_t kind, int32_t value) {
     char out[64], err[64];
     snprintf(out, sizeof out, "/oracle/out/%u.stdout", index);
     snprintf(err, sizeof err, "/oracle/out/%u.stderr", index);
     uint64_t lo = size_of(out), le = size_of(err);
+    lo = lo < MAX_OUTPUT ? lo : MAX_OUTPUT;
+    le = le < MAX_OUTPUT ? le : MAX_OUTPUT;
     unsigned char head[32] = "MTEO";
     memcpy(head + 4, &index, 4);
     memcpy(head + 8, &kind, 4);

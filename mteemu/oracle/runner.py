@@ -27,7 +27,8 @@ INIT_SOURCE = Path(__file__).with_name("init.c")
 BOOT_SECONDS = 60             # allowance for the kernel's boot under TCG, on top of the tests' time
 EXITED, SIGNALED, TIMED_OUT, NOT_STARTED, NOT_RUN = "exited", "signaled", "timed out", "not started", "not run"
 _KINDS = {0: EXITED, 1: SIGNALED, 2: TIMED_OUT, 3: NOT_STARTED}
-DISK_BYTES = 1 << 30          # sparse: the results of one batch (outputs larger than this are cut)
+DISK_BYTES = 1 << 30          # sparse: the results of one batch
+MAX_OUTPUT = 64 << 20         # a program's stdout and stderr are each cut at this (init.c's MAX_OUTPUT)
 
 
 @dataclass
@@ -133,12 +134,15 @@ def _initramfs(out: Path, init: Path, machine: fetch.Machine, programs: list[Pro
 
 def _records(disk: Path, count: int) -> dict[int, Outcome]:
     found: dict[int, Outcome] = {}
+    size = disk.stat().st_size
     with open(disk, "rb") as f:
         while len(found) < count:
             head = f.read(32)
             if len(head) < 32 or head[:4] != b"MTEO":
                 break
             index, kind, value, lo, le = struct.unpack("<IIiQQ", head[4:])
+            if lo > MAX_OUTPUT or le > MAX_OUTPUT or f.tell() + lo + le > size:
+                break                     # a record cut short (the guest died writing it)
             out, err = f.read(lo), f.read(le)
             if len(out) < lo or len(err) < le or kind not in _KINDS:
                 break

@@ -131,9 +131,7 @@ class SyscallFuzzer:
                     continue
                 if t.state is State.BLOCKED:
                     stats.blocked += 1
-                    if t.wait is not None:
-                        t.wait.cancel()
-                    t.wait, t.state = None, State.RUNNABLE
+                    self.kernel.abandon_wait(t)   # never wait: the call ends unanswered
                     continue
                 # Signals the call raised (kill, tgkill...) are dropped, not delivered.
                 t.pending.queue.clear()

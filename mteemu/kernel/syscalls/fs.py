@@ -22,6 +22,7 @@ from mteemu.kernel.process import Thread, Wait
 from mteemu.kernel.signals import SIGPIPE, SI_USER, SigInfo
 from mteemu.kernel.syscalls import blocking, s32, s64, syscall
 from mteemu.kernel.uaccess import SyscallError
+from mteemu.kernel.mm.addrspace import TASK_SIZE, untag
 from mteemu.machine.physmem import PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -33,9 +34,19 @@ MAX_IO = 0x7FFF_F000      # Linux caps one read/write at MAX_RW_COUNT
 IOV_MAX = 1024
 
 
-def _path(t: Thread, addr: int) -> bytes:
-    if not addr:
+def _access_ok(t: Thread, buf: int, count: int) -> None:
+    """access_ok(): the whole range must lie in user space, whatever is mapped there; checked
+    by vfs_read()/vfs_write() before anything happens (a write of 2^64-1 bytes to a broken
+    pipe is EFAULT, not SIGPIPE; a tagged pointer without the tagged address ABI is EFAULT
+    even for 0 bytes: the Linux oracle)."""
+    addr = untag(buf) if t.proc.mem.tagged_addr_abi else buf
+    if addr + count > TASK_SIZE:
         raise SyscallError(errno.EFAULT)
+
+
+def _path(t: Thread, addr: int) -> bytes:
+    # getname(): a NULL pointer is read like any other (EFAULT unless page 0 is mapped,
+    # which root may do: then it names "", ENOENT; found by the Linux oracle).
     return t.proc.mem.read_cstr(addr, 4096)
 
 
@@ -180,7 +191,9 @@ def sys_read(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> "int | Wa
     f = t.proc.fds.get(s32(fd))
     if not f.readable():
         raise SyscallError(errno.EBADF)
-    count = min(count, MAX_IO)
+    _access_ok(t, buf, count)
+    if f.is_dir:
+        raise SyscallError(errno.EISDIR)     # the directory's read op, before any copy
     view = t.proc.mem.span(buf, count, write=True)
     if view is not None:
         # A buffer in one page that takes the whole count: one read, one copy (the
@@ -194,11 +207,30 @@ def sys_read(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> "int | Wa
             return len(data)
     if count:
         # Never consume data that cannot be copied out (a short count, as Linux).
-        asked, count = count, t.proc.mem.accessible(buf, count, write=True)
+        try:
+            asked, count = count, t.proc.mem.accessible(buf, count, write=True)
+        except SyscallError:
+            if _at_end(f):
+                return 0                     # nothing to copy, so no fault (the Linux oracle)
+            raise
         if isinstance(f, PipeEnd) and count < asked:
             return blocking(lambda: _pipe_read_short(t, f, buf, asked, count), Would, queues=wait_queues([f]))
     return blocking(lambda: _read_into(t, f, [(buf, count)]) if count else len(f.read(0)), Would,
                     host=isinstance(f, HostFile), queues=wait_queues([f]))
+
+
+def _at_end(f: OpenFile) -> bool:
+    """A read would return nothing now: a regular file at or past its end, a pipe that is
+    empty with no writer left."""
+    if isinstance(f, PipeEnd):
+        return not f.pipe.buf and f.pipe.writers == 0
+    if isinstance(f, HostFile) and not f.is_dir:
+        try:
+            st = os.fstat(f.fd)
+        except OSError:
+            return False
+        return stat_mod.S_ISREG(st.st_mode) and f.lseek(0, os.SEEK_CUR) >= st.st_size
+    return False
 
 
 def _pipe_read_short(t: Thread, f: PipeEnd, buf: int, asked: int, fits: int) -> int:
@@ -217,6 +249,7 @@ def sys_write(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> "int | W
     f = t.proc.fds.get(s32(fd))
     if not f.writable():
         raise SyscallError(errno.EBADF)
+    _access_ok(t, buf, count)
     view = t.proc.mem.span(buf, count, write=False)
     if view is not None:
         # As sys_read: a buffer in one page, written in one go unless it would block.
@@ -281,9 +314,14 @@ def sys_writev(k: "Kernel", t: Thread, fd: int, iov: int, cnt: int) -> "int | Wa
 
 @syscall("pread64")
 def sys_pread64(k: "Kernel", t: Thread, fd: int, buf: int, count: int, off: int) -> int:
-    f = t.proc.fds.get(s32(fd))
     if s64(off) < 0:
-        raise SyscallError(errno.EINVAL)
+        raise SyscallError(errno.EINVAL)     # ksys_pread64(): before the fd is looked up
+    f = t.proc.fds.get(s32(fd))
+    if type(f).pread is OpenFile.pread:
+        raise SyscallError(errno.ESPIPE)     # ksys_pread64(): no FMODE_PREAD (a pipe...), first
+    if not f.readable():
+        raise SyscallError(errno.EBADF)      # then vfs_read(): FMODE_READ, before the buffer
+    _access_ok(t, buf, count)
     count = min(count, MAX_IO)
     if count:
         count = t.proc.mem.accessible(buf, count, write=True)   # never read more than fits
@@ -292,9 +330,14 @@ def sys_pread64(k: "Kernel", t: Thread, fd: int, buf: int, count: int, off: int)
 
 @syscall("pwrite64")
 def sys_pwrite64(k: "Kernel", t: Thread, fd: int, buf: int, count: int, off: int) -> int:
-    f = t.proc.fds.get(s32(fd))
     if s64(off) < 0:
-        raise SyscallError(errno.EINVAL)
+        raise SyscallError(errno.EINVAL)     # ksys_pwrite64(): before the fd is looked up
+    f = t.proc.fds.get(s32(fd))
+    if type(f).pwrite is OpenFile.pwrite:
+        raise SyscallError(errno.ESPIPE)     # ksys_pwrite64(): no FMODE_PWRITE (a pipe...), first
+    if not f.writable():
+        raise SyscallError(errno.EBADF)      # then vfs_write(): FMODE_WRITE, before the buffer
+    _access_ok(t, buf, count)
     count = min(count, MAX_IO)
     return _write_from(t, f, [(buf, count)], pos=off) if count else f.pwrite(b"", off)
 
@@ -302,6 +345,11 @@ def sys_pwrite64(k: "Kernel", t: Thread, fd: int, buf: int, count: int, off: int
 @syscall("openat", strings=(1,))
 def sys_openat(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int, mode: int) -> "int | Wait":
     flags &= 0xFFFF_FFFF
+    if flags & os.O_PATH:
+        # build_open_how(): O_PATH keeps only O_DIRECTORY, O_NOFOLLOW and O_CLOEXEC.
+        flags &= os.O_PATH | O_DIRECTORY_GUEST | O_NOFOLLOW_GUEST | O_CLOEXEC
+    if flags & os.O_CREAT and flags & O_DIRECTORY_GUEST:
+        raise SyscallError(errno.EINVAL)     # build_open_flags(): never both (before the path or dirfd)
     raw = _path(t, path)
     reading = flags & 3 == os.O_RDONLY and not flags & (os.O_CREAT | os.O_TRUNC)
     try:
@@ -513,7 +561,8 @@ def sys_fcntl(k: "Kernel", t: Thread, fd: int, cmd: int, arg: int) -> int:
         if isinstance(f, HostFile):
             host = guest_status_flags(f.flags)
             return host | (f.flags & O_NONBLOCK)
-        return f.flags | 0o400000
+        # O_LARGEFILE comes from open() (force_o_largefile()); a pipe's description has none.
+        return f.flags if isinstance(f, PipeEnd) else f.flags | 0o400000
     if cmd == F_SETFL:
         settable = os.O_APPEND | O_NONBLOCK
         f.flags = (f.flags & ~settable) | (arg & settable)
@@ -546,15 +595,15 @@ def sys_dup(k: "Kernel", t: Thread, fd: int) -> int:
 @syscall("dup3")
 def sys_dup3(k: "Kernel", t: Thread, old: int, new: int, flags: int) -> int:
     old, new = s32(old), s32(new)
-    f = t.proc.fds.get(old)
     if old == new or flags & ~O_CLOEXEC:
-        raise SyscallError(errno.EINVAL)
+        raise SyscallError(errno.EINVAL)     # ksys_dup3(): before either descriptor is looked at
+    f = t.proc.fds.get(old)
     return t.proc.fds.install(f, cloexec=bool(flags & O_CLOEXEC), fd=new & 0xFFFFFFFF)
 
 
 @syscall("pipe2")
 def sys_pipe2(k: "Kernel", t: Thread, fds_addr: int, flags: int) -> int:
-    if flags & ~(O_CLOEXEC | O_NONBLOCK | 0o40000):
+    if flags & ~(O_CLOEXEC | O_NONBLOCK | 0o200000):    # O_DIRECT is 0o200000 on arm64 (0o40000: O_DIRECTORY)
         raise SyscallError(errno.EINVAL)
     t.proc.mem.check(fds_addr, 8, write=True)
     pipe = Pipe()
@@ -621,7 +670,15 @@ def sys_fchdir(k: "Kernel", t: Thread, fd: int) -> int:
 def sys_unlinkat(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int) -> int:
     if flags & ~AT_REMOVEDIR:
         raise SyscallError(errno.EINVAL)
-    with resolve(k, t, dirfd, _path(t, path), follow=False) as e:
+    raw = _path(t, path)
+    last = raw.rstrip(b"/").rsplit(b"/", 1)[-1]
+    if last in (b".", b"..") and raw.strip(b"/"):
+        # do_rmdir()/do_unlinkat() judge the last component by its name, before any lookup:
+        # rmdir "." is EINVAL and ".." ENOTEMPTY; unlink of either is EISDIR.
+        if not flags & AT_REMOVEDIR:
+            raise SyscallError(errno.EISDIR)
+        raise SyscallError(errno.EINVAL if last == b"." else errno.ENOTEMPTY)
+    with resolve(k, t, dirfd, raw, follow=False) as e:
         if e.is_root:
             raise SyscallError(errno.EBUSY)        # the guest's "/" is a mount point (do_rmdir)
         try:
@@ -670,6 +727,8 @@ def sys_renameat2(k: "Kernel", t: Thread, olddir: int, old: int, newdir: int, ne
 @syscall("symlinkat", strings=(0, 2))
 def sys_symlinkat(k: "Kernel", t: Thread, target: int, dirfd: int, path: int) -> int:
     text = os.fsdecode(_path(t, target))
+    if not text:
+        raise SyscallError(errno.ENOENT)     # getname(""): before the new name is read
     with resolve(k, t, dirfd, _path(t, path), follow=False, creating=True) as e:
         try:
             os.symlink(text, e.name, dir_fd=e.dirfd)
@@ -684,6 +743,10 @@ def sys_linkat(k: "Kernel", t: Thread, olddir: int, old: int, newdir: int, new: 
     with lookup(k, t, olddir, _path(t, old), follow=follow) as src:
         if not isinstance(src, HostEntry):
             raise SyscallError(errno.EXDEV)    # a generated file cannot be linked onto the host
+        try:                                   # do_linkat(): the old name is looked up before the new is read
+            os.stat(src.name, dir_fd=src.dirfd, follow_symlinks=follow)
+        except OSError as err:
+            raise _oserror(err) from None
         with resolve(k, t, newdir, _path(t, new), follow=False, creating=True) as dst:
             try:
                 os.link(src.name, dst.name, src_dir_fd=src.dirfd, dst_dir_fd=dst.dirfd, follow_symlinks=False)
@@ -817,6 +880,8 @@ def _with_reopened(r: "Generated | Magic", flags: int, action) -> int:  # noqa: 
 
 @syscall("ftruncate")
 def sys_ftruncate(k: "Kernel", t: Thread, fd: int, length: int) -> int:
+    if s64(length) < 0:
+        raise SyscallError(errno.EINVAL)     # do_sys_ftruncate(): before the fd is looked up
     return _truncate(t.proc.fds.get(s32(fd)), length)
 
 

@@ -71,13 +71,15 @@ def sys_mmap(k: "Kernel", t: Thread, addr: int, length: int, prot: int, flags: i
     # Unknown prot bits are ignored here: do_mmap() never calls arch_validate_prot(), only
     # mprotect() does (the Linux oracle: mmap(PROT_READ | 0x40) succeeds).
     prot &= 0xFFFF_FFFF & PROT_KNOWN
+    if off & (PAGE_SIZE - 1):
+        raise SyscallError(errno.EINVAL)      # arm64's sys_mmap(): the offset before anything else
+    if not flags & MAP_ANONYMOUS:
+        t.proc.fds.get(s32(fd))               # ksys_mmap_pgoff(): EBADF before the length is looked at
     if not length:
         raise SyscallError(errno.EINVAL)
     length = page_up(length)
     if length == 0 or length > TASK_SIZE:
         raise SyscallError(errno.ENOMEM)
-    if off & (PAGE_SIZE - 1):
-        raise SyscallError(errno.EINVAL)
     kind = flags & 0x3
     if kind not in (MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE):
         raise SyscallError(errno.EINVAL)
@@ -138,6 +140,19 @@ def sys_mmap(k: "Kernel", t: Thread, addr: int, length: int, prot: int, flags: i
     return addr
 
 
+def _range_mapped(addr: int, length: int, overflow: int) -> tuple[int, int]:
+    """The range of a call that works on what is mapped there (mprotect, madvise, msync):
+    past the end of the address space is only unmapped memory, ENOMEM when the call walks
+    it; a length whose page rounding wraps is `overflow` (each call says which)."""
+    start = untag(addr)
+    if start & (PAGE_SIZE - 1):
+        raise SyscallError(errno.EINVAL)
+    end = start + page_up(length)
+    if end >= 1 << 64 or (length and end == start):
+        raise SyscallError(overflow)
+    return start, end                 # the caller's own checks, then beyond TASK_SIZE: ENOMEM
+
+
 def _range(addr: int, length: int) -> tuple[int, int]:
     addr = untag(addr)
     if addr & (PAGE_SIZE - 1):
@@ -171,10 +186,14 @@ def _covered(mm, start: int, end: int) -> list[Vma]:  # noqa: ANN001
 
 @syscall("mprotect")
 def sys_mprotect(k: "Kernel", t: Thread, addr: int, length: int, prot: int) -> int:
-    start, end = _range(addr, length)
+    start, end = _range_mapped(addr, length, errno.ENOMEM)      # do_mprotect_pkey()
+    if start == end:
+        return 0                               # before the prot bits are validated
     prot &= 0xFFFF_FFFF
     if prot & ~(PROT_KNOWN | 0x0100_0000 | 0x0200_0000):   # GROWSDOWN/GROWSUP
         raise SyscallError(errno.EINVAL)
+    if end > TASK_SIZE:
+        raise SyscallError(errno.ENOMEM)
     if start == end:
         return 0
     mm = t.proc.mm
@@ -240,11 +259,25 @@ _MADV_ACCEPTED = {0, 1, 2, 3, 10, 11, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 10
 
 @syscall("madvise")
 def sys_madvise(k: "Kernel", t: Thread, addr: int, length: int, advice: int) -> int:
-    start, end = _range(addr, length)
     advice = s32(advice)
+    if advice not in (MADV_DONTNEED, MADV_FREE, MADV_REMOVE) and advice not in _MADV_ACCEPTED:
+        raise SyscallError(errno.EINVAL)                        # madvise_behavior_valid(): first
+    start, end = _range_mapped(addr, length, errno.EINVAL)      # do_madvise()
+    if end > TASK_SIZE:
+        # The walk reaches [vvar] (VM_PFNMAP) below the stack: DONTNEED/FREE/REMOVE refuse it
+        # there (EINVAL), other advice passes and the range's unmapped end is ENOMEM
+        # (do_madvise(); both seen with the Linux oracle).
+        raise SyscallError(errno.EINVAL if advice in (MADV_DONTNEED, MADV_FREE, MADV_REMOVE) else errno.ENOMEM)
     if advice in (MADV_DONTNEED, MADV_FREE, MADV_REMOVE):
         mm = t.proc.mm
-        _covered(mm, start, end)
+        vmas = _covered(mm, start, end)
+        if advice == MADV_REMOVE:
+            # madvise_remove(): a hole punched in the backing file, so only a shared,
+            # writable mapping of one (shmem included) may; anonymous memory: EINVAL.
+            if any(v.obj is None for v in vmas):
+                raise SyscallError(errno.EINVAL)
+            if not all(v.shared and v.prot & PROT_WRITE for v in vmas):
+                raise SyscallError(errno.EACCES)
         # MADV_FREE may drop the pages lazily; dropping them now is one valid outcome.
         mm.discard(start, end)
         return 0
@@ -256,9 +289,13 @@ def sys_madvise(k: "Kernel", t: Thread, addr: int, length: int, advice: int) -> 
 
 @syscall("msync")
 def sys_msync(k: "Kernel", t: Thread, addr: int, length: int, flags: int) -> int:
-    start, end = _range(addr, length)
     if flags & ~7 or (flags & 1 and flags & 4):
         raise SyscallError(errno.EINVAL)
+    start, end = _range_mapped(addr, length, errno.ENOMEM)      # ksys_msync()
+    if end > TASK_SIZE:
+        raise SyscallError(errno.ENOMEM)
+    if end == start:
+        return 0
     for v in _covered(t.proc.mm, start, end):
         if v.shared and v.obj is not None:
             v.obj.writeback(v.page_index(max(start, v.start)), v.page_index(min(end, v.end) - 1))
