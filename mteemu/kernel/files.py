@@ -29,6 +29,7 @@ _GUEST_TO_HOST_FLAGS = (
 _COMMON_FLAGS = (os.O_ACCMODE | os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_TRUNC | os.O_APPEND
                  | os.O_NONBLOCK | os.O_DSYNC | os.O_SYNC | os.O_CLOEXEC | getattr(os, "O_PATH", 0)
                  | getattr(os, "O_NOATIME", 0))
+_O_PATH = getattr(os, "O_PATH", 0o10000000)   # the same value on arm64 and x86-64
 O_DIRECTORY_GUEST = 0o40000
 O_NOFOLLOW_GUEST = 0o100000         # arm64's values differ from x86's
 O_CLOEXEC = 0o2000000
@@ -175,10 +176,11 @@ class OpenFile:
         raise SyscallError(errno.ENOTDIR)
 
     def readable(self) -> bool:
-        return (self.flags & os.O_ACCMODE) in (os.O_RDONLY, os.O_RDWR)
+        # An O_PATH description has neither FMODE_READ nor FMODE_WRITE.
+        return (self.flags & os.O_ACCMODE) in (os.O_RDONLY, os.O_RDWR) and not self.flags & _O_PATH
 
     def writable(self) -> bool:
-        return (self.flags & os.O_ACCMODE) in (os.O_WRONLY, os.O_RDWR)
+        return (self.flags & os.O_ACCMODE) in (os.O_WRONLY, os.O_RDWR) and not self.flags & _O_PATH
 
     def poll_in(self) -> bool:
         return True

@@ -184,6 +184,7 @@ struct mte_ctx {
     tlb_flush_page_t unicorn_flush_page;     /* QEMU's tlb_flush_page(), when found (cpu.py) */
     void *unicorn_cpu;                       /* its CPUState */
     tlb_flush_all_t unicorn_flush_all;       /* the whole-TLB flush that lets QEMU's TLB grow */
+    uint8_t *skip_sync;                      /* the engine's skip_sync_pc_on_exit (mte_set_skip_sync) */
     uint64_t fills_since_flush, tlb_guess, tlb_grows;
     uint64_t insns_native, insns_declined;
     uint64_t rv[33];                         /* the register file cache (reg_get) */
@@ -932,6 +933,8 @@ void mte_on_intr(void *uc, uint32_t intno, void *user_data) {
             }
             regs_write_back(c, uc);
             c->reg_write(uc, c->reg_pc, &pc);
+            if (c->skip_sync != NULL)
+                *c->skip_sync = 0;           /* see mte_set_skip_sync() */
             return;
         }
         c->rv_loaded = c->rv_dirty = 0;      /* declined: nothing was changed */
@@ -957,10 +960,21 @@ void mte_on_intr(void *uc, uint32_t intno, void *user_data) {
         c->intr_fallback(uc, intno, user_data);
         if (c->syscall[SYS_SET])
             c->reg_write(uc, c->regs_x[0], &c->syscall[SYS_RESULT]);
+        if (c->skip_sync != NULL)
+            *c->skip_sync = 0;
         return;
     }
     c->intr_fallback(uc, intno, user_data);
+    if (c->skip_sync != NULL)
+        *c->skip_sync = 0;
 }
+
+/* uc_reg_write(PC) sets the engine's skip_sync_pc_on_exit until the next uc_emu_start, and
+   while it is set no memory hook restores the PC of the access it reports: a tag check
+   fault after an emulated MTE instruction (or a system call that moved the PC) named the
+   previous block's PC. The flag is cleared after each hook that may have written the PC
+   (unicorn_exit_checks.py finds it). */
+void mte_set_skip_sync(struct mte_ctx *c, uint8_t *flag) { c->skip_sync = flag; }
 
 /* The system-call block: x8, x0-x5, then the result and whether it was set (cpu.py). */
 uint64_t *mte_syscall_block(struct mte_ctx *c) { return c->syscall; }

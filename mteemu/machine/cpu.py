@@ -177,11 +177,15 @@ class Cpu:
             self._install_native()
         else:
             uc.hook_add(UC_HOOK_TLB_FILL, self._on_fill)
-            uc.hook_add(UC_HOOK_INTR, self._on_intr)
+            uc.hook_add(UC_HOOK_INTR, self._on_intr_pure)
         # No memory or code hook asks for a stop inside a block yet: no check after each
         # access (unicorn_exit_checks.py) until the tag check or a debugger comes.
         self._exit_checks_flag = unicorn_exit_checks.flag_address(uc)
         unicorn_exit_checks.set_checks(self._exit_checks_flag, False)
+        # A PC written by a hook must not leave later hooks of the run with stale PCs.
+        self._skip_sync = unicorn_exit_checks.skip_sync_flag_address(uc, self._exit_checks_flag, REG_PC)
+        if self.native is not None and self._skip_sync is not None:
+            self.native.set_skip_sync(self._skip_sync)
 
     def close(self) -> None:
         """Give the engine back now: uc_close() frees its translation buffer (about 1 GiB
@@ -195,7 +199,7 @@ class Cpu:
         if release is not None:
             release()                                       # closes once; the collector will not again
         self.uc = None
-        self._exit_checks_flag = None
+        self._exit_checks_flag = self._skip_sync = None
         if self.native is not None:
             self.native.close()
         self._code_pages.clear()
@@ -387,6 +391,14 @@ class Cpu:
         assert self.native is not None
         if not self.native.flush_page(pfn):
             self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
+
+    def _on_intr_pure(self, uc: Uc, intno: int, data) -> None:  # noqa: ANN001
+        """The reference path's interrupt hook: `_on_intr`, then the engine's
+        skip_sync_pc_on_exit cleared (a PC it wrote must not stale later hooks' PCs)."""
+        try:
+            self._on_intr(uc, intno, data)
+        finally:
+            unicorn_exit_checks.clear(self._skip_sync)
 
     def _on_intr(self, uc: Uc, intno: int, _data) -> None:  # noqa: ANN001
         if intno == EXCP_SWI:
@@ -625,9 +637,11 @@ class Cpu:
             # code hook that blocks translated during an uncounted run lack (adding it
             # flushes nothing), and a block that starts at m.pc would run on to its end:
             # through a system call that should see this fault pending (a store that
-            # begins a block, an SVC after it). Its blocks are dropped first, so the step
-            # translates a fresh one that counts.
-            uc.ctl_remove_cache(m.pc, m.pc + 4)
+            # begins a block, an SVC after it). Translated code is dropped first, so the step
+            # translates a fresh block that counts. (All of it: ctl_remove_cache() looks the
+            # PC up through the TLB outside a run, and the run after the step then ended at
+            # once, reporting every asynchronous fault right after its store.)
+            uc.ctl_flush_tb()
             self.checker.stepping = True
             try:
                 uc.emu_start(m.pc, _NO_UNTIL, count=1)

@@ -77,6 +77,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "mte_mark_direct": ([_CTX, ctypes.c_uint64, ctypes.c_uint64], None),
         "mte_set_unicorn_flush_page": ([_CTX, ctypes.c_void_p, ctypes.c_void_p], None),
         "mte_set_unicorn_flush_all": ([_CTX, ctypes.c_void_p], None),
+        "mte_set_skip_sync": ([_CTX, ctypes.c_void_p], None),
         "mte_insn_stats": ([_CTX, _U64P], None),
         "mte_set_fill_fallback": ([_CTX, TLBFILL], None),
         "mte_fill_stats": ([_CTX, _U64P], None),
@@ -202,6 +203,10 @@ class Native:
         """QEMU's whole-TLB flush (tcg_flush_softmmu_tlb): C flushes with it when refills
         outgrow the TLB, so that QEMU resizes it (mte_on_fill)."""
         self.lib.mte_set_unicorn_flush_all(self.ctx, fn)
+
+    def set_skip_sync(self, address: int) -> None:
+        """The engine's skip_sync_pc_on_exit byte, cleared after each interrupt hook."""
+        self.lib.mte_set_skip_sync(self.ctx, address)
 
     def fill_stats(self) -> tuple[int, int]:
         """(TLB refills answered natively, refills handed to the Python hook)."""

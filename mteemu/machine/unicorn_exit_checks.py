@@ -47,3 +47,31 @@ def set_checks(address: Optional[int], on: bool) -> None:
     """Per-access exit checks in code translated from now on (flush what was translated)."""
     if address is not None:
         ctypes.c_uint8.from_address(address).value = 0 if on else 1
+
+
+_SKIP_WINDOW = 14 << 10           # bytes after no_exit_request: skip_sync_pc_on_exit is the struct's last field
+
+
+def skip_sync_flag_address(uc: Any, exit_flag: Optional[int], pc_reg: int) -> Optional[int]:
+    """The engine's `skip_sync_pc_on_exit` byte, or None. uc_reg_write(PC) sets it (and
+    `quit_request`) until the next uc_emu_start; while it is set, a memory hook sees the PC
+    of the last block boundary, not of its access (a sync tag fault reported one block
+    early: issue 25). Found by writing the PC once before any run and seeing which single
+    byte of the struct's tail turns from 0 to 1; cleared again at once."""
+    if exit_flag is None:
+        return None
+    window = (ctypes.c_uint8 * _SKIP_WINDOW).from_address(exit_flag)
+    before = bytes(window)
+    uc.reg_write(pc_reg, uc.reg_read(pc_reg))
+    after = bytes(window)
+    changed = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
+    if len(changed) != 1 or (before[changed[0]], after[changed[0]]) != (0, 1):
+        return None
+    address = exit_flag + changed[0]
+    ctypes.c_uint8.from_address(address).value = 0
+    return address
+
+
+def clear(address: Optional[int]) -> None:
+    if address is not None:
+        ctypes.c_uint8.from_address(address).value = 0

@@ -114,7 +114,9 @@ def play(player: str, seed: int, calls: int, machine, python: str) -> tuple[str,
     from mteemu.oracle import runner
 
     seq = Generator(seed).sequence(calls)
-    root = tempfile.mkdtemp(prefix="mteemu-oracle-fuzz-")
+    # The guest's files on tmpfs, as the oracle's are (its initramfs): file systems differ
+    # in what they allow (the largest offset, PROT_MTE on a file).
+    root = tempfile.mkdtemp(prefix="mteemu-oracle-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     try:
         io = Path(root, "io")
         io.mkdir()

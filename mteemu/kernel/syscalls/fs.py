@@ -207,11 +207,16 @@ def sys_read(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> "int | Wa
             return len(data)
     if count:
         # Never consume data that cannot be copied out (a short count, as Linux).
+        asked = count
         try:
-            asked, count = count, t.proc.mem.accessible(buf, count, write=True)
+            count = t.proc.mem.accessible(buf, count, write=True)
         except SyscallError:
+            # Nothing to copy, so no fault (the Linux oracle): a pipe with no data waits or
+            # says EAGAIN as any read would, a file at its end returns 0.
+            if isinstance(f, PipeEnd):
+                return blocking(lambda: _pipe_read_short(t, f, buf, asked, 0), Would, queues=wait_queues([f]))
             if _at_end(f):
-                return 0                     # nothing to copy, so no fault (the Linux oracle)
+                return 0
             raise
         if isinstance(f, PipeEnd) and count < asked:
             return blocking(lambda: _pipe_read_short(t, f, buf, asked, count), Would, queues=wait_queues([f]))
@@ -220,10 +225,7 @@ def sys_read(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> "int | Wa
 
 
 def _at_end(f: OpenFile) -> bool:
-    """A read would return nothing now: a regular file at or past its end, a pipe that is
-    empty with no writer left."""
-    if isinstance(f, PipeEnd):
-        return not f.pipe.buf and f.pipe.writers == 0
+    """A read would return nothing now: a regular file at or past its end."""
     if isinstance(f, HostFile) and not f.is_dir:
         try:
             st = os.fstat(f.fd)
@@ -339,6 +341,8 @@ def sys_pwrite64(k: "Kernel", t: Thread, fd: int, buf: int, count: int, off: int
         raise SyscallError(errno.EBADF)      # then vfs_write(): FMODE_WRITE, before the buffer
     _access_ok(t, buf, count)
     count = min(count, MAX_IO)
+    if count:
+        count = t.proc.mem.accessible(buf, count, write=False)   # what can be copied: a short write
     return _write_from(t, f, [(buf, count)], pos=off) if count else f.pwrite(b"", off)
 
 

@@ -268,23 +268,29 @@ def sys_madvise(k: "Kernel", t: Thread, addr: int, length: int, advice: int) -> 
         # there (EINVAL), other advice passes and the range's unmapped end is ENOMEM
         # (do_madvise(); both seen with the Linux oracle).
         raise SyscallError(errno.EINVAL if advice in (MADV_DONTNEED, MADV_FREE, MADV_REMOVE) else errno.ENOMEM)
-    if advice in (MADV_DONTNEED, MADV_FREE, MADV_REMOVE):
-        mm = t.proc.mm
-        vmas = _covered(mm, start, end)
+    if end == start:
+        return 0
+    # do_madvise() walks the range: gaps are skipped and reported as ENOMEM at the end, each
+    # mapping gets the advice (or refuses it, and that error ends the walk).
+    mm = t.proc.mm
+    vmas = mm.vmas.overlapping(start, end)
+    pos, gap = start, False
+    for v in vmas:
+        gap |= v.start > pos
+        pos = v.end
         if advice == MADV_REMOVE:
             # madvise_remove(): a hole punched in the backing file, so only a shared,
             # writable mapping of one (shmem included) may; anonymous memory: EINVAL.
-            if any(v.obj is None for v in vmas):
+            if v.obj is None:
                 raise SyscallError(errno.EINVAL)
-            if not all(v.shared and v.prot & PROT_WRITE for v in vmas):
+            if not (v.shared and v.prot & PROT_WRITE):
                 raise SyscallError(errno.EACCES)
-        # MADV_FREE may drop the pages lazily; dropping them now is one valid outcome.
-        mm.discard(start, end)
-        return 0
-    if advice in _MADV_ACCEPTED:
-        _covered(t.proc.mm, start, end)
-        return 0
-    raise SyscallError(errno.EINVAL)
+        if advice in (MADV_DONTNEED, MADV_FREE, MADV_REMOVE):
+            # MADV_FREE may drop the pages lazily; dropping them now is one valid outcome.
+            mm.discard(max(start, v.start), min(end, v.end))
+    if gap or pos < end:
+        raise SyscallError(errno.ENOMEM)
+    return 0
 
 
 @syscall("msync")
