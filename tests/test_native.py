@@ -357,6 +357,8 @@ def test_unicorns_per_access_exit_checks_are_off_until_a_hook_needs_them(guest, 
         try:
             flag = k.cpu._exit_checks_flag
             assert flag is not None
+            # ...and skip_sync_pc_on_exit, cleared after every interrupt hook (found: not set now)
+            assert k.cpu._skip_sync is not None and ctypes.c_uint8.from_address(k.cpu._skip_sync).value == 0
             prog = str(guest(name))
             k.spawn(prog, [os.fsencode(prog)], [])
             k.run()

@@ -49,7 +49,10 @@ def set_checks(address: Optional[int], on: bool) -> None:
         ctypes.c_uint8.from_address(address).value = 0 if on else 1
 
 
-_SKIP_WINDOW = 14 << 10           # bytes after no_exit_request: skip_sync_pc_on_exit is the struct's last field
+# skip_sync_pc_on_exit is the struct's last field, after jmp_bufs[64] (200 bytes each on
+# x86-64 glibc) and a few words: looked for in this window after no_exit_request, a byte
+# at a time (a bulk copy would read past the struct's end, which AddressSanitizer reports).
+_SKIP_FROM, _SKIP_WINDOW = 64 * 200 - 64, 320
 
 
 def skip_sync_flag_address(uc: Any, exit_flag: Optional[int], pc_reg: int) -> Optional[int]:
@@ -60,14 +63,14 @@ def skip_sync_flag_address(uc: Any, exit_flag: Optional[int], pc_reg: int) -> Op
     byte of the struct's tail turns from 0 to 1; cleared again at once."""
     if exit_flag is None:
         return None
-    window = (ctypes.c_uint8 * _SKIP_WINDOW).from_address(exit_flag)
-    before = bytes(window)
+    window = (ctypes.c_uint8 * _SKIP_WINDOW).from_address(exit_flag + _SKIP_FROM)
+    before = [window[i] for i in range(_SKIP_WINDOW)]
     uc.reg_write(pc_reg, uc.reg_read(pc_reg))
-    after = bytes(window)
+    after = [window[i] for i in range(_SKIP_WINDOW)]
     changed = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
     if len(changed) != 1 or (before[changed[0]], after[changed[0]]) != (0, 1):
         return None
-    address = exit_flag + changed[0]
+    address = exit_flag + _SKIP_FROM + changed[0]
     ctypes.c_uint8.from_address(address).value = 0
     return address
 

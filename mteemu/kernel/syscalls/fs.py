@@ -324,6 +324,8 @@ def sys_pread64(k: "Kernel", t: Thread, fd: int, buf: int, count: int, off: int)
     if not f.readable():
         raise SyscallError(errno.EBADF)      # then vfs_read(): FMODE_READ, before the buffer
     _access_ok(t, buf, count)
+    if f.is_dir:
+        raise SyscallError(errno.EISDIR)     # the directory's read op, before any copy
     count = min(count, MAX_IO)
     if count:
         count = t.proc.mem.accessible(buf, count, write=True)   # never read more than fits
