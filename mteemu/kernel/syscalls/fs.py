@@ -314,37 +314,35 @@ def sys_writev(k: "Kernel", t: Thread, fd: int, iov: int, cnt: int) -> "int | Wa
     return _write_result(k, t, lambda: _write_from(t, f, vecs), f)
 
 
+def _positional(t: Thread, fd: int, buf: int, count: int, off: int, write: bool) -> "tuple[OpenFile, int]":
+    """ksys_pread64()/ksys_pwrite64() then vfs_read()/vfs_write(), in their order (the Linux
+    oracle's fuzzer checked it): a negative offset, a file without positional I/O (a
+    pipe...), the wrong access mode, the range (access_ok), a directory; then how many
+    bytes of the buffer can be copied (a short count, EFAULT if none)."""
+    if s64(off) < 0:
+        raise SyscallError(errno.EINVAL)
+    f = t.proc.fds.get(s32(fd))
+    positional = type(f).pwrite is not OpenFile.pwrite if write else type(f).pread is not OpenFile.pread
+    if not positional:
+        raise SyscallError(errno.ESPIPE)
+    if not (f.writable() if write else f.readable()):
+        raise SyscallError(errno.EBADF)
+    _access_ok(t, buf, count)
+    if f.is_dir and not write:
+        raise SyscallError(errno.EISDIR)
+    count = min(count, MAX_IO)
+    return f, t.proc.mem.accessible(buf, count, write=not write) if count else 0
+
+
 @syscall("pread64")
 def sys_pread64(k: "Kernel", t: Thread, fd: int, buf: int, count: int, off: int) -> int:
-    if s64(off) < 0:
-        raise SyscallError(errno.EINVAL)     # ksys_pread64(): before the fd is looked up
-    f = t.proc.fds.get(s32(fd))
-    if type(f).pread is OpenFile.pread:
-        raise SyscallError(errno.ESPIPE)     # ksys_pread64(): no FMODE_PREAD (a pipe...), first
-    if not f.readable():
-        raise SyscallError(errno.EBADF)      # then vfs_read(): FMODE_READ, before the buffer
-    _access_ok(t, buf, count)
-    if f.is_dir:
-        raise SyscallError(errno.EISDIR)     # the directory's read op, before any copy
-    count = min(count, MAX_IO)
-    if count:
-        count = t.proc.mem.accessible(buf, count, write=True)   # never read more than fits
+    f, count = _positional(t, fd, buf, count, off, write=False)
     return _read_into(t, f, [(buf, count)], pos=off) if count else len(f.pread(0, off))
 
 
 @syscall("pwrite64")
 def sys_pwrite64(k: "Kernel", t: Thread, fd: int, buf: int, count: int, off: int) -> int:
-    if s64(off) < 0:
-        raise SyscallError(errno.EINVAL)     # ksys_pwrite64(): before the fd is looked up
-    f = t.proc.fds.get(s32(fd))
-    if type(f).pwrite is OpenFile.pwrite:
-        raise SyscallError(errno.ESPIPE)     # ksys_pwrite64(): no FMODE_PWRITE (a pipe...), first
-    if not f.writable():
-        raise SyscallError(errno.EBADF)      # then vfs_write(): FMODE_WRITE, before the buffer
-    _access_ok(t, buf, count)
-    count = min(count, MAX_IO)
-    if count:
-        count = t.proc.mem.accessible(buf, count, write=False)   # what can be copied: a short write
+    f, count = _positional(t, fd, buf, count, off, write=True)
     return _write_from(t, f, [(buf, count)], pos=off) if count else f.pwrite(b"", off)
 
 
