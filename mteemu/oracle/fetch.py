@@ -126,35 +126,43 @@ def _missing_libraries(binary: Path, env: dict[str, str]) -> list[str]:
     return re.findall(r"^\s*(\S+) => not found", r.stdout, re.M)
 
 
+def _installed(package: str) -> bool:
+    r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True)
+    return r.returncode == 0 and "install ok installed" in r.stdout
+
+
+def _depends(apt: PrivateApt, package: str) -> list[str]:
+    """The packages a package depends on (the first of each alternative)."""
+    try:
+        text = apt.field(package, "Depends")
+    except OracleError:
+        return []
+    return [re.split(r"[\s(:]", alt.split("|")[0].strip())[0] for alt in text.split(",") if alt.strip()]
+
+
 def _fetch_qemu(apt: PrivateApt, root: Path) -> tuple[Path, dict[str, str]]:
+    """bookworm-backports' qemu-system-arm and the shared libraries it needs that the host
+    has not installed (its Depends, followed through libraries), unpacked side by side and
+    found through LD_LIBRARY_PATH."""
     qroot = root / "qemu"
     binary = qroot / "usr" / "bin" / "qemu-system-aarch64"
     libdirs = [qroot / "usr" / "lib" / "x86_64-linux-gnu", qroot / "lib" / "x86_64-linux-gnu"]
     env = {"LD_LIBRARY_PATH": ":".join(str(d) for d in libdirs)}
-    if not binary.exists():
-        _unpack(apt.download("qemu-system-arm/bookworm-backports", root / "debs"), qroot)
-    # The libraries the host lacks, by soname: the package whose name the soname gives
-    # (libslirp.so.0 -> libslirp0), as Debian names shared-library packages.
-    for _ in range(3):
-        missing = _missing_libraries(binary, env)
-        if not missing:
-            break
-        for soname in missing:
-            m = re.match(r"lib(.+)\.so\.(\d+)$", soname)
-            if m is None:
-                raise OracleError(f"QEMU needs {soname}, which the oracle cannot name a package for")
-            base, ver = m.group(1), m.group(2)
-            candidates = [f"lib{base}{ver}", f"lib{base}-{ver}", f"lib{base}{ver}-{ver}"]
-            for name in candidates:
-                try:
-                    _unpack(apt.download(name, root / "debs"), qroot)
-                    break
-                except OracleError:
-                    continue
-            else:
-                raise OracleError(f"QEMU needs {soname}: none of {', '.join(candidates)} could be fetched")
-    if _missing_libraries(binary, env):
-        raise OracleError(f"QEMU still lacks {', '.join(_missing_libraries(binary, env))}")
+    if binary.exists() and not _missing_libraries(binary, env):
+        return binary, env
+    _unpack(apt.download("qemu-system-arm/bookworm-backports", root / "debs"), qroot)
+    seen: set[str] = set()
+    todo = _depends(apt, "qemu-system-arm/bookworm-backports")
+    while todo:
+        name = todo.pop()
+        if name in seen or not name.startswith("lib") or _installed(name):
+            continue
+        seen.add(name)
+        _unpack(apt.download(name, root / "debs"), qroot)
+        todo += _depends(apt, name)
+    missing = _missing_libraries(binary, env)
+    if missing:
+        raise OracleError(f"QEMU still lacks {', '.join(missing)}")
     return binary, env
 
 
