@@ -331,7 +331,13 @@ class HostFile(OpenFile):
 
     def lseek(self, off: int, whence: int) -> int:
         if self.is_dir:
-            if whence != os.SEEK_SET:
+            # dcache_dir_lseek(): SEEK_SET and SEEK_CUR over the entries, nothing else (the
+            # Linux oracle's fuzzer: SEEK_CUR on a tmpfs directory works).
+            if whence == os.SEEK_CUR:
+                off += self.pos
+            elif whence != os.SEEK_SET:
+                raise SyscallError(errno.EINVAL)
+            if off < 0:
                 raise SyscallError(errno.EINVAL)
             self.pos = off
             return off

@@ -34,6 +34,16 @@ MAX_IO = 0x7FFF_F000      # Linux caps one read/write at MAX_RW_COUNT
 IOV_MAX = 1024
 
 
+def _fdget(t: Thread, fd: int) -> OpenFile:
+    """fdget(): the open file, where an O_PATH descriptor does not count (EBADF) - calls that
+    act on the file itself (lseek, ftruncate, fsync, pread, getdents...), as opposed to
+    those that only name it (fstat, close, dup, *at)."""
+    f = t.proc.fds.get(s32(fd))
+    if f.flags & os.O_PATH:
+        raise SyscallError(errno.EBADF)
+    return f
+
+
 def _access_ok(t: Thread, buf: int, count: int) -> None:
     """access_ok(): the whole range must lie in user space, whatever is mapped there; checked
     by vfs_read()/vfs_write() before anything happens (a write of 2^64-1 bytes to a broken
@@ -321,7 +331,7 @@ def _positional(t: Thread, fd: int, buf: int, count: int, off: int, write: bool)
     bytes of the buffer can be copied (a short count, EFAULT if none)."""
     if s64(off) < 0:
         raise SyscallError(errno.EINVAL)
-    f = t.proc.fds.get(s32(fd))
+    f = _fdget(t, fd)
     positional = type(f).pwrite is not OpenFile.pwrite if write else type(f).pread is not OpenFile.pread
     if not positional:
         raise SyscallError(errno.ESPIPE)
@@ -474,7 +484,7 @@ def sys_close_range(k: "Kernel", t: Thread, first: int, last: int, flags: int) -
 
 @syscall("lseek")
 def sys_lseek(k: "Kernel", t: Thread, fd: int, off: int, whence: int) -> int:
-    f = t.proc.fds.get(s32(fd))
+    f = _fdget(t, fd)
     if whence > 4:
         raise SyscallError(errno.EINVAL)
     try:
@@ -556,6 +566,8 @@ def sys_fcntl(k: "Kernel", t: Thread, fd: int, cmd: int, arg: int) -> int:
         if s32(arg) < 0:
             raise SyscallError(errno.EINVAL)
         return fds.install(f, cloexec=cmd == F_DUPFD_CLOEXEC, lowest=s32(arg))
+    if f.flags & os.O_PATH and cmd not in (F_GETFD, F_SETFD, F_GETFL):
+        raise SyscallError(errno.EBADF)      # check_fcntl_cmd(): what an O_PATH descriptor allows
     if cmd == F_GETFD:
         return 1 if fd in fds.cloexec else 0
     if cmd == F_SETFD:
@@ -817,7 +829,7 @@ def sys_faccessat2(k: "Kernel", t: Thread, dirfd: int, path: int, mode: int, fla
 
 @syscall("getdents64")
 def sys_getdents64(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> int:
-    f = t.proc.fds.get(s32(fd))
+    f = _fdget(t, fd)
     entries = f.getdents()
     out = bytearray()
     while f.pos < len(entries):
@@ -886,7 +898,7 @@ def _with_reopened(r: "Generated | Magic", flags: int, action) -> int:  # noqa: 
 def sys_ftruncate(k: "Kernel", t: Thread, fd: int, length: int) -> int:
     if s64(length) < 0:
         raise SyscallError(errno.EINVAL)     # do_sys_ftruncate(): before the fd is looked up
-    return _truncate(t.proc.fds.get(s32(fd)), length)
+    return _truncate(_fdget(t, fd), length)
 
 
 @syscall("truncate", strings=(0,))
@@ -917,12 +929,12 @@ def sys_truncate(k: "Kernel", t: Thread, path: int, length: int) -> int:
 
 @syscall("fsync")
 def sys_fsync(k: "Kernel", t: Thread, fd: int) -> int:
-    return _sync(t.proc.fds.get(s32(fd)), os.fsync)
+    return _sync(_fdget(t, fd), os.fsync)
 
 
 @syscall("fdatasync")
 def sys_fdatasync(k: "Kernel", t: Thread, fd: int) -> int:
-    return _sync(t.proc.fds.get(s32(fd)), os.fdatasync)
+    return _sync(_fdget(t, fd), os.fdatasync)
 
 
 def _sync(f: OpenFile, flush: Callable[[int], None]) -> int:
