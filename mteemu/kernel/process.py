@@ -103,6 +103,7 @@ class Process:
     dumpable: int = 1                     # PR_SET_DUMPABLE (SUID_DUMP_USER); inherited, reset by exec
     # setrlimit()/prlimit64(): resource -> (soft, hard), where set; inherited, kept by exec.
     rlimits: dict[int, tuple[int, int]] = field(default_factory=dict)
+    nice: int = 0                         # setpriority(PRIO_PROCESS): inherited; the scheduler ignores it
     # Woken when a child exits, is reaped, or gives back a vfork'd mm (wait4, vfork wait here).
     child_wq: WaitQueue = field(default_factory=WaitQueue)
 

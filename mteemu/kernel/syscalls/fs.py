@@ -1151,3 +1151,15 @@ def sys_utimensat(k: "Kernel", t: Thread, dirfd: int, path: int, times: int, fla
                 return apply(f.fd)
             return _with_reopened(r, os.O_PATH, on_reopened)
         return apply(r.dirfd, r.name)
+
+
+@syscall("fadvise64")
+def sys_fadvise64(k: "Kernel", t: Thread, fd: int, offset: int, length: int, advice: int) -> int:
+    """ksys_fadvise64_64(): advice only (the page cache is the host's): EBADF, ESPIPE for a
+    pipe, EINVAL for a negative length or an unknown advice, else 0."""
+    f = _fdget(t, fd)
+    if isinstance(f, PipeEnd) or getattr(f, "is_fifo", False):
+        raise SyscallError(errno.ESPIPE)
+    if s64(length) < 0 or not 0 <= s32(advice) <= 5:
+        raise SyscallError(errno.EINVAL)
+    return 0

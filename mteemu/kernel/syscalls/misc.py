@@ -41,7 +41,11 @@ def sys_sysinfo(k: "Kernel", t: Thread, info: int) -> int:
     free = k.alloc.free_pages * 4096
     uptime = int(time.monotonic() - k.start_time)
     procs = sum(len(p.live_threads) for p in k.procs.values())
-    data = struct.pack("<q3QQQQQQQH2xQQI", uptime, 0, 0, 0, total, free, 0, 0, 0, 0, procs, 0, 0, 1)
+    # struct sysinfo (arm64): uptime, loads[3], totalram, freeram, sharedram, bufferram,
+    # totalswap, freeswap, procs (u16), pad (u16), 4 bytes of alignment, totalhigh, freehigh,
+    # mem_unit (u32) at 104. (The alignment was missing: mem_unit read 0 and glibc's
+    # sysconf(_SC_PHYS_PAGES) with it; GNU sort then sized its buffer to nothing.)
+    data = struct.pack("<q3Q6QHH4xQQI", uptime, 0, 0, 0, total, free, 0, 0, 0, 0, min(procs, 0xFFFF), 0, 0, 0, 1)
     t.proc.mem.write(info, data.ljust(112, b"\0"))
     return 0
 
@@ -54,7 +58,7 @@ def _eperm(*_args: object) -> int:
 for _name in ("settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "mount", "umount2", "reboot",
               "swapon", "swapoff", "sethostname", "setdomainname", "chroot", "init_module",
               "finit_module", "delete_module", "pivot_root", "kexec_load", "acct", "setns", "unshare",
-              "setgroups", "syslog", "quotactl", "vhangup", "setpriority"):
+              "setgroups", "syslog", "quotactl", "vhangup"):
     syscall(_name)(lambda k, t: _eperm())
 
 

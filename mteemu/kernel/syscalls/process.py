@@ -67,7 +67,7 @@ def _copy_process(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls
                        fds=parent.fds if flags & CLONE_FILES else parent.fds.fork(),
                        cwd=parent.cwd, exe=parent.exe, load_bias=parent.load_bias, root=parent.root,
                        actions=dict(parent.actions), umask=parent.umask, pgid=parent.pgid, sid=parent.sid,
-                       dumpable=parent.dumpable, rlimits=dict(parent.rlimits),
+                       dumpable=parent.dumpable, rlimits=dict(parent.rlimits), nice=parent.nice,
                        auxv=parent.auxv, arg_range=parent.arg_range,
                        env_range=parent.env_range)
         if flags & CLONE_FILES:
@@ -509,3 +509,41 @@ def sys_getrusage(k: "Kernel", t: Thread, who: int, usage: int) -> int:
     t.proc.mem.write(usage, bytes(144))
     return 0
 
+
+PRIO_PROCESS, PRIO_PGRP, PRIO_USER = 0, 1, 2
+CAP_SYS_NICE = 23
+
+
+def _prio_targets(k: "Kernel", t: Thread, which: int, who: int) -> list[Process]:
+    which, who = s32(which), s32(who)
+    if which == PRIO_PROCESS:
+        procs = [t.proc] if who == 0 else [p for p in k.procs.values() if p.pid == who]
+    elif which == PRIO_PGRP:
+        pgid = t.proc.pgid if who == 0 else who
+        procs = [p for p in k.procs.values() if p.pgid == pgid]
+    elif which == PRIO_USER:
+        procs = list(k.procs.values()) if who in (0, os.getuid()) else []   # every guest process is the user's
+    else:
+        raise SyscallError(errno.EINVAL)
+    procs = [p for p in procs if p.wait_status is None]
+    if not procs:
+        raise SyscallError(errno.ESRCH)
+    return procs
+
+
+@syscall("getpriority")
+def sys_getpriority(k: "Kernel", t: Thread, which: int, who: int) -> int:
+    """The best (lowest) nice value among the targets, as 20 - nice (glibc undoes it)."""
+    return 20 - min(p.nice for p in _prio_targets(k, t, which, who))
+
+
+@syscall("setpriority")
+def sys_setpriority(k: "Kernel", t: Thread, which: int, who: int, niceval: int) -> int:
+    """set_one_prio(): nice is clamped to -20..19; lowering it needs CAP_SYS_NICE (EACCES).
+    Kept and inherited; the emulated CPU has one queue and does not weigh it."""
+    nice = max(-20, min(19, s32(niceval)))
+    for p in _prio_targets(k, t, which, who):
+        if nice < p.nice and not _capable(CAP_SYS_NICE):
+            raise SyscallError(errno.EACCES)
+        p.nice = nice
+    return 0
