@@ -225,14 +225,31 @@ MAX_TIMEOUT = 365 * 86400.0     # a year: threading's timers overflow far beyond
 SEED = _count(0, (1 << 64) - 1)
 
 
+def _exec_environment() -> dict[bytes, bytes]:
+    """The environment mteemu was started with, byte for byte: /proc/self/environ keeps it as
+    exec'd. os.environ is not it: Python's locale coercion (PEP 538) adds LC_CTYPE=C.UTF-8
+    when the locale is C, and the guest then counted words in UTF-8 (issue 28)."""
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return {os.fsencode(k): os.fsencode(v) for k, v in os.environ.items()}
+    env: dict[bytes, bytes] = {}
+    for item in raw.split(b"\0"):
+        name, sep, value = item.partition(b"=")
+        if sep and name:
+            env.setdefault(name, value)
+    return env
+
+
 def guest_environment(set_env: Sequence[str], unset_env: Sequence[str], clear: bool = False) -> list[bytes]:
-    env = {} if clear else dict(os.environ)
+    env = {} if clear else _exec_environment()
     for name in unset_env:
-        env.pop(name, None)
+        env.pop(os.fsencode(name), None)
     for item in set_env:
         name, _, value = item.partition("=")
-        env[name] = value
-    return [os.fsencode(f"{k}={v}") for k, v in env.items()]
+        env[os.fsencode(name)] = os.fsencode(value)
+    return [k + b"=" + v for k, v in env.items()]
 
 
 def _run(args: argparse.Namespace, program: str, guest_args: list[str]) -> int:

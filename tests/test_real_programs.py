@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,16 @@ def test_dynamically_linked_sqlite(tmp_path, tagging) -> None:
     q = subprocess.run(["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu", "-E", f"LD_LIBRARY_PATH={libdir}", str(prog),
                         str(tmp_path / "q.db")], capture_output=True, timeout=60)
     assert r.stdout == q.stdout and r.stdout.startswith(b"item0|71|17892\n")
+
+
+@needs_debian
+def test_the_guest_gets_the_environment_mteemu_was_started_with(tmp_path) -> None:
+    """Exactly what mteemu was exec'd with, plus -E: Python's locale coercion adds
+    LC_CTYPE=C.UTF-8 to its own environment when the locale is C (issue 28), which the
+    guest must not see."""
+    env = {"LANG": "C", "PATH": "/usr/bin:/bin", "ONLY_THIS": "yes"}
+    r = subprocess.run([sys.executable, "-m", "mteemu", "run", "-E", "ADDED=1", str(DEBIAN / "busybox"), "env"],
+                       capture_output=True, cwd=tmp_path, timeout=120, env=env, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    got = dict(line.split("=", 1) for line in r.stdout.decode().splitlines())
+    assert got == {**env, "ADDED": "1"}, got
