@@ -23,17 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int has_cap(int cap) {           /* the effective set, as /proc/self/status shows it */
-    char line[256];
-    unsigned long long eff = 0;
-    FILE *f = fopen("/proc/self/status", "r");
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "CapEff: %llx", &eff) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return (int)(eff >> cap & 1);
-}
+#include "caps.h"
 
 int main(void) {
     struct rlimit r;
