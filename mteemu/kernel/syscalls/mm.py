@@ -194,8 +194,6 @@ def sys_mprotect(k: "Kernel", t: Thread, addr: int, length: int, prot: int) -> i
         raise SyscallError(errno.EINVAL)
     if end > TASK_SIZE:
         raise SyscallError(errno.ENOMEM)
-    if start == end:
-        return 0
     mm = t.proc.mm
     vmas = _covered(mm, start, end)
     if prot & PROT_MTE and not all(v.mte_allowed for v in vmas):
