@@ -33,8 +33,7 @@ class Exits(KernelState):
         if t.state is State.DEAD:
             return
         if t.wait is not None:
-            t.wait.cancel()
-            self._unblock(t)
+            self.abandon_wait(t)
         t.state = State.DEAD
         exit_robust_list(self.futex, t)            # mm_release(): robust futexes first, then the TID
         if t.clear_child_tid and t.proc.wait_status is None:

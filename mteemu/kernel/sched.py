@@ -247,7 +247,8 @@ class Scheduler(KernelState):
             self.next_deadline = min(self.next_deadline, wait.deadline)
 
     def abandon_wait(self, t: Thread) -> None:
-        """End a blocked call without an answer (the syscall fuzzer, which never waits)."""
+        """End a blocked call without an answer: the thread is exiting, or the syscall
+        fuzzer, which never waits."""
         if t.wait is not None:
             t.wait.cancel()
         self._unblock(t)

@@ -84,7 +84,7 @@ class KernelState:
     def send_signal(self, proc: Process, info: SigInfo, thread: Optional[Thread] = None) -> None:  # delivery.py
         raise NotImplementedError
 
-    def _unblock(self, t: Thread) -> None:                                 # sched.py
+    def abandon_wait(self, t: Thread) -> None:                             # sched.py
         raise NotImplementedError
 
     def force_signal(self, t: Thread, info: SigInfo) -> None:              # delivery.py
