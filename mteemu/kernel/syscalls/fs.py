@@ -222,12 +222,12 @@ def sys_read(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> "int | Wa
             count = t.proc.mem.accessible(buf, count, write=True)
         except SyscallError:
             # Nothing to copy, so no fault (the Linux oracle): a pipe with no data waits or
-            # says EAGAIN as any read would, a file at its end returns 0.
-            if isinstance(f, PipeEnd):
-                return blocking(lambda: _pipe_read_short(t, f, buf, asked, 0), Would, queues=wait_queues([f]))
-            if _at_end(f):
-                return 0
-            raise
+            # says EAGAIN as any read would (below), a file at its end returns 0.
+            if not isinstance(f, PipeEnd):
+                if _at_end(f):
+                    return 0
+                raise
+            count = 0
         if isinstance(f, PipeEnd) and count < asked:
             return blocking(lambda: _pipe_read_short(t, f, buf, asked, count), Would, queues=wait_queues([f]))
     return blocking(lambda: _read_into(t, f, [(buf, count)]) if count else len(f.read(0)), Would,
