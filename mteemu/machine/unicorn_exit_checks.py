@@ -59,20 +59,26 @@ def skip_sync_flag_address(uc: Any, exit_flag: Optional[int], pc_reg: int) -> Op
     """The engine's `skip_sync_pc_on_exit` byte, or None. uc_reg_write(PC) sets it (and
     `quit_request`) until the next uc_emu_start; while it is set, a memory hook sees the PC
     of the last block boundary, not of its access (a sync tag fault reported one block
-    early: issue 25). Found by writing the PC once before any run and seeing which single
-    byte of the struct's tail turns from 0 to 1; cleared again at once."""
+    early: issue 25). Found by writing the PC before any run and seeing which byte of the
+    struct's tail turns from 0 to 1: the first such byte, since nothing else in the tail
+    changes and the field is the struct's last (a byte past the struct's end may change
+    too: the binding lets go of the GIL in uc_reg_write, and another thread of ours may
+    write the heap there - once in a CI run); confirmed by a second write, cleared again."""
     if exit_flag is None:
         return None
     window = (ctypes.c_uint8 * _SKIP_WINDOW).from_address(exit_flag + _SKIP_FROM)
     before = [window[i] for i in range(_SKIP_WINDOW)]
     uc.reg_write(pc_reg, uc.reg_read(pc_reg))
-    after = [window[i] for i in range(_SKIP_WINDOW)]
-    changed = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
-    if len(changed) != 1 or (before[changed[0]], after[changed[0]]) != (0, 1):
+    set_now = [i for i in range(_SKIP_WINDOW) if (before[i], window[i]) == (0, 1)]
+    if not set_now:
         return None
-    address = exit_flag + _SKIP_FROM + changed[0]
-    ctypes.c_uint8.from_address(address).value = 0
-    return address
+    address = exit_flag + _SKIP_FROM + set_now[0]
+    flag = ctypes.c_uint8.from_address(address)
+    flag.value = 0
+    uc.reg_write(pc_reg, uc.reg_read(pc_reg))
+    confirmed = flag.value == 1
+    flag.value = 0
+    return address if confirmed else None
 
 
 def clear(address: Optional[int]) -> None:
