@@ -135,7 +135,7 @@ def allocator_bench(pages: int, policy: str) -> dict:
     host in memory (its untouched RAM must cost nothing)."""
     import time
 
-    from mteemu.board.model import GiB, Board, MemRegion, TagRegion
+    from mteemu.board.model import Board, GiB, MemRegion, TagRegion
     from mteemu.kernel.mm.boot import boot_mm
     from mteemu.machine.physmem import PAGE_SHIFT
 

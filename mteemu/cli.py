@@ -134,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--kernel-log", metavar="FILE", help="write the guest kernel's console log to FILE")
     o.add_argument("program", nargs="?")
     o.add_argument("args", nargs=argparse.REMAINDER)
+    sc = sub.add_parser("syscalls", help="list the system calls mteemu implements, how fully, and what differs "
+                                         "from Linux")
+    sc.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    sc.add_argument("--all", action="store_true", help="also list the arm64 calls not implemented (ENOSYS)")
     i = sub.add_parser("dtb-info", help="print a board's memory map (and draw it with --svg)")
     i.add_argument("file", metavar="FILE")
     i.add_argument("-i", "--include", dest="include_dirs", action="append", default=[], metavar="DIR",
@@ -169,7 +173,7 @@ class _Version(argparse.Action):
 
 
 def _rule_groups(text: str) -> tuple[str, ...]:
-    from mteemu.board.rules import GROUPS       # the board layer only when a board is read
+    from mteemu.board.rules import GROUPS  # the board layer only when a board is read
 
     groups = tuple(g.strip() for g in text.split(",") if g.strip())
     bad = [g for g in groups if g not in GROUPS]
@@ -279,7 +283,7 @@ def _run(args: argparse.Namespace, program: str, guest_args: list[str]) -> int:
                          closed_stdio=CLOSED_STDIO, sysroot=os.path.realpath(sysroot) if sysroot else None)
     argv = [os.fsencode(program)] + [os.fsencode(a) for a in guest_args]
     env = guest_environment(args.set_env, args.unset_env, args.clear_env)
-    from mteemu.kernel.files import raise_host_fd_limit
+    from mteemu.kernel.fs.file import raise_host_fd_limit
 
     raise_host_fd_limit()
     listener = None
@@ -367,7 +371,6 @@ def _validate(args: argparse.Namespace) -> int:
     import json
 
     from mteemu.board import info
-
     from mteemu.board.rules import GROUPS
 
     args.rules = args.rules or GROUPS
@@ -444,7 +447,7 @@ def _oracle(args: argparse.Namespace) -> int:
     except OSError as e:
         raise InputError(f"{args.program}: {e.strerror}") from None
     stdin = b"" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read()
-    from mteemu.kernel.procpid import host_capabilities
+    from mteemu.kernel.fs.procfs.pid import host_capabilities
 
     prog = runner.Program(path, list(args.args), dict(e.split("=", 1) for e in args.set_env), stdin,
                           uid=os.getuid(), gid=os.getgid(), timeout=max(1, math.ceil(args.timeout)),
@@ -574,6 +577,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _races(args)
         if args.command == "oracle":
             return _oracle(args)
+        if args.command == "syscalls":
+            from mteemu.report import syscalls
+
+            table = syscalls.rows(include_missing=args.all)
+            render = {"text": syscalls.text, "markdown": syscalls.markdown, "json": syscalls.as_json}[args.format]
+            sys.stdout.write(render(table))
+            return 0
         raise MteEmuError(f"unknown command {args.command}")
     except MteEmuError as e:
         sys.stdout.flush()

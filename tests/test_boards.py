@@ -12,8 +12,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, run_mteemu
+
 from mteemu.board import binding, dt, info, rules
 from mteemu.board.build import board_from_layout
 from mteemu.board.model import default_board

@@ -8,7 +8,6 @@ import os
 import sys
 
 import pytest
-
 from conftest import build_test_program, run_mteemu
 
 # Linux 6.1 (and qemu-aarch64 but where it differs, below) gives these answers.

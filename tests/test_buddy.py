@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mteemu.kernel.mm.buddy import (MAX_ORDER, PAGEBLOCK_ORDER, BuddyAllocator, MigrateType, OutOfMemory)
+from mteemu.kernel.mm.buddy import MAX_ORDER, PAGEBLOCK_ORDER, BuddyAllocator, MigrateType, OutOfMemory
 
 MB = 256                                   # pages per MiB
 

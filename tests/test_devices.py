@@ -7,7 +7,6 @@ import os
 import subprocess
 
 import pytest
-
 from conftest import build_test_program, run_mteemu
 
 # Linux 6.1 on arm64 (a Debian system: udev's /dev) with stdin not a terminal.

@@ -12,8 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import run_mteemu
+
 from mteemu.board import binding, dt, info, rules
 from mteemu.errors import BoardError
 

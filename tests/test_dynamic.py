@@ -8,9 +8,8 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
-
 import build_guests
+import pytest
 from conftest import run_mteemu
 
 GUESTS = Path(__file__).parents[1] / "guest_tests"

@@ -10,8 +10,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import build_test_program
+
 from mteemu.testing.forkserver import ForkServer
 from mteemu.testing.runner import _env
 

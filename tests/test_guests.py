@@ -10,7 +10,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from conftest import ROOT, build_guests, run_mteemu
 
 from mteemu.testing.spec import parse

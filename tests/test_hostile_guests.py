@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from conftest import compile_guest, run_mteemu
 from fuzzers.syscalls import SyscallFuzzer
 

@@ -10,8 +10,8 @@ import re
 import subprocess
 
 import pytest
-
 from conftest import run_mteemu
+
 from mteemu.bench import CC, WORKLOADS_DIR
 from mteemu.machine import native
 

@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import build_test_program, run_mteemu
-from mteemu.kernel import namei
-from mteemu.kernel.pseudofs import Dir, File, open_node, static
+
+from mteemu.kernel.fs import namei
+from mteemu.kernel.fs.pseudofs import Dir, File, open_node, static
 from mteemu.kernel.uaccess import SyscallError
 
 ROOT_USER = os.geteuid() == 0

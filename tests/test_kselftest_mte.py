@@ -12,7 +12,6 @@ from __future__ import annotations
 from importlib.machinery import SourceFileLoader
 
 import pytest
-
 from conftest import ROOT
 
 kselftest = SourceFileLoader("kselftest_mte", str(ROOT / "scripts" / "kselftest-mte")).load_module()

@@ -7,8 +7,8 @@ from __future__ import annotations
 import struct
 
 import pytest
-
 from machine_world import DATA_VA, World
+
 from mteemu.board.model import default_board
 from mteemu.kernel import sigframe
 from mteemu.kernel.kernel import Kernel, RunOptions
@@ -226,7 +226,7 @@ def test_unicorn_stays_in_the_machine_and_the_machine_knows_no_kernel() -> None:
 def test_proc_sys_vm_min_free_kbytes_reads() -> None:
     """It named an attribute the buddy allocator never had (found by mypy): reading it was
     an internal error. It is the zones' min watermarks in KiB."""
-    from mteemu.kernel import procfs
+    from mteemu.kernel.fs import procfs
 
     k = Kernel(default_board(), RunOptions())
     try:

@@ -10,10 +10,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, run_mteemu
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, run_mteemu
 from mteemu.errors import ModelViolation
 from mteemu.kernel.mm import invariants, migrate, swap
 from mteemu.kernel.mm.addrspace import Mm

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import build_test_program
+
 from mteemu.oracle import fetch, runner
 
 

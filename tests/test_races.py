@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import run_mteemu
+
 from mteemu.kernel.mm.fixes import FIXES
 from mteemu.races.explorer import explore, format_text, interleavings
 from mteemu.races.scenarios import SCENARIOS

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, run_mteemu
 
 DEBIAN = ROOT / "build" / "debian-arm64" / "bin"

@@ -12,10 +12,10 @@ import sys
 import xml.etree.ElementTree as ET
 
 import pytest
+from conftest import ROOT, run_mteemu
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, run_mteemu
 from mteemu.errors import InputError
 from mteemu.testing import shard
 

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
+from conftest import build_test_program, run_mteemu
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import build_test_program, run_mteemu
-from mteemu.kernel import namei
-from mteemu.kernel.files import fd_path
+from mteemu.kernel.fs import namei
+from mteemu.kernel.fs.file import fd_path
 from mteemu.kernel.uaccess import SyscallError
 
 SECRET = "SECRET"

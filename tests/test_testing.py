@@ -10,8 +10,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, run_mteemu
+
 from mteemu.testing import runner
 from mteemu.testing.spec import ExpectationError, parse
 

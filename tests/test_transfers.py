@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from mteemu import host_signals
-from mteemu.kernel.files import OpenFile
-from mteemu.kernel.syscalls import fs
+from mteemu.kernel.fs.file import OpenFile
+from mteemu.kernel.syscalls import read_write
 
 
 class _Memory:
@@ -48,11 +48,11 @@ class _Endless(OpenFile):
         return len(data)
 
 
-@pytest.mark.parametrize("copy", [fs._read_into, fs._write_from], ids=["read", "write"])
+@pytest.mark.parametrize("copy", [read_write.read_into, read_write.write_from], ids=["read", "write"])
 def test_a_stop_signal_ends_a_long_transfer(monkeypatch, copy) -> None:
     t = SimpleNamespace(proc=SimpleNamespace(mem=_Memory()))
     f = _Endless(monkeypatch)
-    done = copy(t, f, [(0x10000, 1024 * fs.CHUNK)])
-    assert done == 3 * fs.CHUNK and f.calls == 3 and t.proc.mem.moved == 3 * fs.CHUNK
+    done = copy(t, f, [(0x10000, 1024 * read_write.CHUNK)])
+    assert done == 3 * read_write.CHUNK and f.calls == 3 and t.proc.mem.moved == 3 * read_write.CHUNK
     monkeypatch.setattr(host_signals, "_pending", None)
-    assert copy(t, _Endless(monkeypatch), [(0, 2 * fs.CHUNK)]) == 2 * fs.CHUNK    # no signal: all of it
+    assert copy(t, _Endless(monkeypatch), [(0, 2 * read_write.CHUNK)]) == 2 * read_write.CHUNK    # no signal: all of it

@@ -7,6 +7,7 @@ import gc
 import os
 
 from conftest import ROOT
+
 from mteemu.board.model import default_board
 from mteemu.kernel.kernel import Kernel, RunOptions
 

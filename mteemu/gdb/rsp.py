@@ -9,8 +9,8 @@ packet is an interrupt request.
 from __future__ import annotations
 
 import select
-import time
 import socket
+import time
 from typing import Optional, Union
 
 from mteemu import host_signals

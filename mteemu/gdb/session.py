@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 from mteemu.gdb import rsp, tdesc
 from mteemu.kernel import ptrace
 from mteemu.kernel import signals as S
-from mteemu.kernel.files import OpenFile
+from mteemu.kernel.fs.file import OpenFile
 from mteemu.kernel.mm.addrspace import TOP_BYTE_MASK
 from mteemu.kernel.process import Process, State, Thread
 from mteemu.kernel.uaccess import SyscallError
@@ -557,7 +557,7 @@ class Session:
                 name, flags, _mode = args.split(",")
                 if int(flags, 16) & 3:
                     return _fileio_error(errno.EACCES)     # GDB only reads; the guest's files stay as they are
-                from mteemu.kernel.syscalls.fs import open_for_reading
+                from mteemu.kernel.fs.vfs import open_for_reading
 
                 opened = open_for_reading(self.k, self.proc.live_threads[0], bytes.fromhex(name))
                 fd, self._next_file = self._next_file, self._next_file + 1

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Optional
 
 from mteemu.kernel import sigframe
 from mteemu.kernel import signals as S
-from mteemu.kernel.process import (SS_AUTODISARM, SS_DISABLE, SS_ONSTACK, Process, State, Thread)
+from mteemu.kernel.process import SS_AUTODISARM, SS_DISABLE, SS_ONSTACK, Process, State, Thread
+from mteemu.kernel.state import KernelState
 from mteemu.kernel.uaccess import SyscallError
 from mteemu.machine import cpu as C
-from mteemu.kernel.state import KernelState
 
 if TYPE_CHECKING:
     pass

@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Optional
 
-from mteemu.errors import (EXIT_SIGNAL_BASE)
+from mteemu.errors import EXIT_SIGNAL_BASE
 from mteemu.kernel import signals as S
 from mteemu.kernel.futex import exit_robust_list
-from mteemu.kernel.process import (Process, State, Thread, release_vfork)
-from mteemu.kernel.uaccess import SyscallError
+from mteemu.kernel.process import Process, State, Thread, release_vfork
 from mteemu.kernel.state import KernelState
+from mteemu.kernel.uaccess import SyscallError
 
 
 class GuestExit(Exception):
@@ -138,7 +138,7 @@ class Exits(KernelState):
             for line in self.kmsg.lines:
                 self.say(f"kmsg: {line}")
         if self.options.stats:
-            from mteemu.kernel import procfs
+            from mteemu.kernel.fs import procfs
 
             for line in procfs.stats_lines(self):
                 self.say(f"stats: {line}")

@@ -20,29 +20,31 @@ from typing import Optional, TextIO
 from mteemu.board.model import Board
 from mteemu.errors import InputError, NoInterpreter
 from mteemu.inputs import open_regular
-from mteemu.kernel import loader, mte, namei, pauth
-from mteemu.kernel.devfs import ShmDir
-from mteemu.kernel.exefile import ExeFile
+from mteemu.kernel import loader, mte, pauth
 from mteemu.kernel import signals as S
-from mteemu.kernel.files import FdTable, HostFile, PageCache
+from mteemu.kernel.delivery import SignalDelivery
+from mteemu.kernel.exits import Exits
+from mteemu.kernel.fs import namei
+from mteemu.kernel.fs.devfs import ShmDir
+from mteemu.kernel.fs.exefile import ExeFile
+from mteemu.kernel.fs.fdtable import FdTable
+from mteemu.kernel.fs.hostfile import HostFile, PageCache
 from mteemu.kernel.futex import FutexTable, exit_robust_list
-from mteemu.kernel.mm.boot import boot_mm
-from mteemu.kernel.mm.addrspace import Mm
 from mteemu.kernel.mm import invariants
+from mteemu.kernel.mm.addrspace import Mm
+from mteemu.kernel.mm.boot import boot_mm
 from mteemu.kernel.mm.fixes import FIXES
 from mteemu.kernel.mm.pagealloc import OutOfMemory
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_READ, Vma
+from mteemu.kernel.process import SS_DISABLE, THREAD_ORDER, Process, Thread, release_vfork
 from mteemu.kernel.ptrace import Tracer
-from mteemu.kernel.process import (SS_DISABLE, THREAD_ORDER, Process, Thread, release_vfork)
+from mteemu.kernel.sched import Scheduler
+from mteemu.kernel.traps import Traps
 from mteemu.kernel.uaccess import SyscallError, UserMemory
 from mteemu.machine import cpu as C
 from mteemu.machine.cpu import Cpu
 from mteemu.machine.physmem import PAGE_SIZE
 from mteemu.machine.tagcheck import MteState
-from mteemu.kernel.delivery import SignalDelivery
-from mteemu.kernel.exits import Exits
-from mteemu.kernel.sched import Scheduler
-from mteemu.kernel.traps import Traps
 
 FIRST_PID = 1000
 SIGRETURN_TRAMPOLINE = bytes.fromhex("681180d2" "010000d4")   # mov x8, #139; svc #0
@@ -117,7 +119,7 @@ class Kernel(Scheduler, Traps, SignalDelivery, Exits):
         # these descriptors (namei.py), never re-joined into a host path.
         self.root_dir = namei.HostDir(options.root or "/")
         self.sysroot_dir = namei.HostDir(options.sysroot) if options.sysroot else None
-        from mteemu.kernel.syscalls import SyscallTable
+        from mteemu.kernel.syscalls.table import SyscallTable
         self.syscalls = SyscallTable(self)
         self.syscall_count, self.syscall_seconds, self.wake_scans = 0, 0.0, 0    # for --stats
 

@@ -18,7 +18,7 @@ from mteemu.kernel.sigframe import MINSIGSTKSZ
 from mteemu.machine.physmem import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:
-    from mteemu.kernel.exefile import ExeFile
+    from mteemu.kernel.fs.exefile import ExeFile
 
 EM_AARCH64 = 183
 ET_EXEC, ET_DYN = 2, 3

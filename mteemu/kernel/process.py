@@ -5,15 +5,15 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from mteemu.kernel.files import FdTable
+from mteemu.kernel.fs.fdtable import FdTable
 from mteemu.kernel.mm.addrspace import Mm
 from mteemu.kernel.signals import Pending, SigAction
-from mteemu.kernel.uaccess import UserMemory
+from mteemu.kernel.uaccess import SyscallError, UserMemory
 from mteemu.kernel.waitqueue import WaitQueue
 from mteemu.machine.tagcheck import MteState
 
 if TYPE_CHECKING:
-    from mteemu.kernel.exefile import ExeFile
+    from mteemu.kernel.fs.exefile import ExeFile
 
 SS_ONSTACK, SS_DISABLE, SS_AUTODISARM = 1, 2, 1 << 31
 
@@ -38,6 +38,25 @@ class Wait:
     # The wait queues whose wake-up may finish it (waitqueue.py); () when only a signal or
     # the deadline can; None: unknown, re-tried after every system call.
     queues: Optional[tuple[WaitQueue, ...]] = None
+
+
+def blocking(attempt: Callable[[], int], would: type[Exception], **wait_args: Any) -> "int | Wait":
+    """Run attempt(); if it would block, return a Wait that retries it until it can finish
+    (attempt raises `would` while it cannot; any other error ends the call)."""
+    try:
+        return attempt()
+    except would:
+        pass
+
+    def poll() -> "int | None":
+        try:
+            return attempt()
+        except would:
+            return None
+        except SyscallError as e:
+            return -e.errno
+
+    return Wait(poll=poll, **wait_args)
 
 
 THREAD_ORDER = 2        # arm64 THREAD_SIZE: a 16 KiB kernel stack per thread, physically contiguous

@@ -10,13 +10,12 @@ import time
 from typing import TYPE_CHECKING, Optional, Sequence
 
 from mteemu import host_signals
-from mteemu.errors import (Deadlock, GuestTimeout, HostSignal)
+from mteemu.errors import Deadlock, GuestTimeout, HostSignal
 from mteemu.kernel import signals as S
-from mteemu.kernel.process import (State, Thread,
-                                   Wait)
-from mteemu.machine import cpu as C
 from mteemu.kernel.exits import GuestExit
+from mteemu.kernel.process import State, Thread, Wait
 from mteemu.kernel.state import KernelState
+from mteemu.machine import cpu as C
 
 QUANTUM = 200_000           # instructions a thread may run while another one waits for the CPU
 # An asynchronous tag-check fault is reported at the next kernel entry; without a

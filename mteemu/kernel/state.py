@@ -8,19 +8,19 @@ from typing import TYPE_CHECKING, Optional, TextIO
 
 if TYPE_CHECKING:
     from mteemu.board.model import Board
-    from mteemu.kernel.devfs import ShmDir
-    from mteemu.kernel.files import PageCache
+    from mteemu.kernel.fs.devfs import ShmDir
+    from mteemu.kernel.fs.hostfile import PageCache
+    from mteemu.kernel.fs.namei import HostDir
     from mteemu.kernel.futex import FutexTable
     from mteemu.kernel.kernel import RunOptions
     from mteemu.kernel.kmsg import KernelLog
-    from mteemu.kernel.namei import HostDir
     from mteemu.kernel.mm import invariants
     from mteemu.kernel.mm.addrspace import Mm
     from mteemu.kernel.mm.pagealloc import PageAllocator
     from mteemu.kernel.process import Process, Thread
     from mteemu.kernel.ptrace import Tracer
     from mteemu.kernel.signals import SigInfo
-    from mteemu.kernel.syscalls import SyscallTable
+    from mteemu.kernel.syscalls.table import SyscallTable
     from mteemu.machine.cpu import Cpu, Exit
     from mteemu.machine.physmem import PhysMem
     from mteemu.machine.tagstore import TagStore

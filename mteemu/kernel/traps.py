@@ -9,21 +9,21 @@ import time
 from typing import TYPE_CHECKING, Optional
 
 from mteemu import host_signals
-from mteemu.errors import (MteEmuError)
+from mteemu.errors import MteEmuError
 from mteemu.kernel import mte
-from mteemu.kernel.files import fd_path
 from mteemu.kernel import signals as S
+from mteemu.kernel.fs.file import fd_path
 from mteemu.kernel.mm.addrspace import FAULT_ACCERR, FAULT_BUS, FAULT_OOM, FAULT_RETRY, TOP_BYTE_MASK, Fault
 from mteemu.kernel.mm.vma import PROT_MTE, Vma
-from mteemu.kernel.process import (State, Thread)
-from mteemu.kernel.syscalls import IDS, QUERIES
+from mteemu.kernel.process import State, Thread
+from mteemu.kernel.state import KernelState
+from mteemu.kernel.syscalls.table import IDS, QUERIES
 from mteemu.kernel.uaccess import SyscallError
 from mteemu.machine import cpu as C
 from mteemu.machine.cpu import ExitKind
 from mteemu.machine.decode import effective_address
 from mteemu.machine.physmem import PAGE_SIZE
 from mteemu.machine.tagcheck import Tcf
-from mteemu.kernel.state import KernelState
 
 ESR_EC_DABT_LOW, ESR_EC_IABT_LOW = 0x24, 0x20
 

@@ -23,22 +23,33 @@ from __future__ import annotations
 
 import ctypes
 import enum
-import threading
 import struct
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
-from unicorn import (UC_ARCH_ARM64, UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH, UC_HOOK_INTR, UC_HOOK_MEM_READ,
-                     UC_HOOK_MEM_WRITE, UC_HOOK_TLB_FILL, UC_MODE_ARM, UC_TLB_VIRTUAL, Uc, UcError)
+from unicorn import (
+    UC_ARCH_ARM64,
+    UC_CTL_IO_WRITE,
+    UC_CTL_TLB_FLUSH,
+    UC_HOOK_INTR,
+    UC_HOOK_MEM_READ,
+    UC_HOOK_MEM_WRITE,
+    UC_HOOK_TLB_FILL,
+    UC_MODE_ARM,
+    UC_TLB_VIRTUAL,
+    Uc,
+    UcError,
+)
 from unicorn import arm64_const as A
 from unicorn.unicorn_const import UC_ERR_EXCEPTION, UC_ERR_OK
 from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
 
 from mteemu.machine import debughooks, interp, mte_insns, native, unicorn_exit_checks, unicorn_tlb
-from mteemu.machine.counters import Counters, HotPath
-from mteemu.machine.irg import Irg, NativeIrg
 from mteemu.machine import encodings as E
+from mteemu.machine.counters import Counters, HotPath
 from mteemu.machine.decode import effective_address
+from mteemu.machine.irg import Irg, NativeIrg
 from mteemu.machine.physmem import PAGE_SHIFT, PAGE_SIZE, PhysMem
 from mteemu.machine.tagcheck import ALIAS_BASE, ALIAS_SHIFT, Mismatch, MteState, TagChecker
 from mteemu.machine.tagstore import TagStore

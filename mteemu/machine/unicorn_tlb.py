@@ -26,7 +26,7 @@ _BACKPOINTER_WORDS = 8192         # the `uc` field lies within ARMCPU's first 64
 
 def flush_page_entry(uc: Any) -> Optional[tuple[int, int]]:
     """(address of tlb_flush_page_aarch64, the engine's CPUState) or None."""
-    from unicorn.unicorn_py3.unicorn import uclib      # the binding's libunicorn
+    from unicorn.unicorn_py3.unicorn import uclib  # the binding's libunicorn
 
     try:
         flush_page = ctypes.cast(uclib.tlb_flush_page_aarch64, ctypes.c_void_p).value

@@ -9,8 +9,8 @@ from typing import Iterable, Optional
 
 from mteemu.board.model import Board, small_reuse_board
 from mteemu.kernel.mm.addrspace import Mm, Pte
-from mteemu.kernel.mm.fixes import FIXES
 from mteemu.kernel.mm.boot import boot_mm
+from mteemu.kernel.mm.fixes import FIXES
 from mteemu.kernel.mm.tag_storage import Region
 from mteemu.kernel.mm.vma import PROT_MTE, PROT_READ, PROT_WRITE, Vma
 from mteemu.machine.cpu import ACCESS_READ, ACCESS_WRITE, Translation

@@ -138,7 +138,7 @@ def serve() -> None:
     # What every run would import: loaded once, before the first fork.
     import mteemu.cli  # noqa: F401
     import mteemu.kernel.kernel  # noqa: F401
-    from mteemu.kernel.syscalls import exec, fs, fsinfo, misc, mm, process, shm, signal as _s, time  # noqa: F401
+    import mteemu.kernel.syscalls.table  # noqa: F401  (every handler module)
     from mteemu.machine import native
 
     native.available()                       # the library loaded (ctypes) before forking

@@ -20,7 +20,8 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from mteemu.oracle import fetch, runner as oracle
+from mteemu.oracle import fetch
+from mteemu.oracle import runner as oracle
 from mteemu.testing.runner import FAIL, PASS, Case, Result, _stdout_problem
 
 BATCH = 48                        # tests per boot (a boot costs ~5 s; a guest death loses at most a batch)
@@ -127,8 +128,8 @@ def program_for(spec, binary: Path) -> "oracle.Program | str":  # noqa: ANN001 -
 
 
 def _host_capabilities() -> int:
-    """The bounding set mteemu's guest has (the host process's: procpid.host_capabilities)."""
-    from mteemu.kernel.procpid import host_capabilities
+    """The bounding set mteemu's guest has (the host process's: procfs.pid.host_capabilities)."""
+    from mteemu.kernel.fs.procfs.pid import host_capabilities
 
     return int(dict(host_capabilities())["CapBnd"], 16)
 

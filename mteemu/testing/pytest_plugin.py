@@ -9,14 +9,13 @@ what decides them, a lock so that pytest-xdist workers boot once between them), 
 test is then judged against its Linux run."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import fcntl
+from pathlib import Path
 
 import pytest
 
-from mteemu.testing import linux, shard
 from mteemu.testing import build as B
+from mteemu.testing import linux, shard
 from mteemu.testing.runner import PASS, Case, Result, Settings, _cache_name, close_servers, run_case
 from mteemu.testing.spec import ExpectationError, has_expectations, parse
 

@@ -7,7 +7,6 @@ and permission checks happen — the same decisions as Linux's handle_mm_fault()
 from __future__ import annotations
 
 import enum
-
 from dataclasses import replace
 from typing import Callable, Optional
 

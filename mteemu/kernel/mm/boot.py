@@ -12,9 +12,9 @@ from typing import Optional
 
 from mteemu.board.model import Board
 from mteemu.kernel.kmsg import KernelLog
+from mteemu.kernel.mm import migrate, swap
 from mteemu.kernel.mm.fixes import FIXES
 from mteemu.kernel.mm.pagealloc import PageAllocator
-from mteemu.kernel.mm import migrate, swap
 from mteemu.kernel.mm.swap import SwapDevice
 from mteemu.kernel.mm.tag_storage import POLICIES
 from mteemu.machine.physmem import PhysMem

@@ -331,7 +331,7 @@ class PageAllocator:
     # -- checks -------------------------------------------------------------------------------------
     def checksum(self, pfn: int) -> tuple[bytes, Optional[bytes]]:
         """The page's data and (if tagged, or parked) tags, hashed: migration must keep both."""
-        import hashlib                      # invariant checks only: not on every start
+        import hashlib  # invariant checks only: not on every start
 
         return hashlib.blake2b(self.physmem.page(pfn), digest_size=16).digest(), self.saved_tags(pfn)
 

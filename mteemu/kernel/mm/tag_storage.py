@@ -22,7 +22,6 @@ from mteemu.kernel.mm.buddy import MigrateType
 from mteemu.machine.physmem import PAGE_SHIFT
 
 
-
 @dataclass(frozen=True)
 class Policy:
     """Where tag storage lives in the page allocator and how reservation behaves: the

@@ -17,12 +17,14 @@ import stat
 from typing import TYPE_CHECKING, Optional
 
 from mteemu.errors import MteEmuError, NoInterpreter
-from mteemu.kernel.files import HostFile, reopen
-from mteemu.kernel.exefile import ExeFile
-from mteemu.kernel.namei import HostEntry, Magic
+from mteemu.kernel.fs.exefile import ExeFile
+from mteemu.kernel.fs.file import reopen
+from mteemu.kernel.fs.hostfile import HostFile
+from mteemu.kernel.fs.namei import HostEntry, Magic
+from mteemu.kernel.fs.vfs import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, lookup
 from mteemu.kernel.process import Thread
-from mteemu.kernel.syscalls import NORETURN, s32, syscall
-from mteemu.kernel.syscalls.fs import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, _path, lookup
+from mteemu.kernel.syscalls.args import s32, user_path
+from mteemu.kernel.syscalls.registry import NORETURN, Support, syscall
 from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
@@ -134,12 +136,16 @@ def do_execve(k: "Kernel", t: Thread, dirfd: int, path: bytes, argv: list[bytes]
     return NORETURN
 
 
-@syscall("execve", strings=(0,))
+@syscall("execve", strings=(0,), support=Support.PARTIAL,
+         note=("arm64 ELF programs (static or dynamic) and #! scripts, four levels deep; a dynamic "
+               "program whose interpreter is in no sysroot is ENOEXEC; an exec from a thread other "
+               "than the leader keeps that thread's id"))
 def sys_execve(k: "Kernel", t: Thread, path: int, argv: int, envp: int) -> object:
-    return do_execve(k, t, AT_FDCWD, _path(t, path), _strings(t, argv), _strings(t, envp))
+    return do_execve(k, t, AT_FDCWD, user_path(t, path), _strings(t, argv), _strings(t, envp))
 
 
-@syscall("execveat", strings=(1,))
+@syscall("execveat", strings=(1,), support=Support.PARTIAL,
+         note="as execve")
 def sys_execveat(k: "Kernel", t: Thread, dirfd: int, path: int, argv: int, envp: int, flags: int) -> object:
     if flags & ~(AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW):
         raise SyscallError(errno.EINVAL)

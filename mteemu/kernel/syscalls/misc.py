@@ -7,13 +7,14 @@ import time
 from typing import TYPE_CHECKING
 
 from mteemu.kernel.process import Thread
-from mteemu.kernel.syscalls import s32, syscall
+from mteemu.kernel.syscalls.args import s32
+from mteemu.kernel.syscalls.registry import Support, refused, syscall
 from mteemu.kernel.uaccess import SyscallError
+from mteemu.kernel.uts import UTS
 
 if TYPE_CHECKING:
     from mteemu.kernel.kernel import Kernel
 
-UTS = (b"Linux", b"mteemu", b"6.8.0-mteemu", b"#1 SMP PREEMPT mteemu", b"aarch64", b"(none)")
 GRND_NONBLOCK, GRND_RANDOM, GRND_INSECURE = 1, 2, 4
 
 
@@ -35,7 +36,8 @@ def sys_getrandom(k: "Kernel", t: Thread, buf: int, count: int, flags: int) -> i
     return count
 
 
-@syscall("sysinfo")
+@syscall("sysinfo", support=Support.PARTIAL,
+         note="the load averages and shared, buffer and high memory are 0")
 def sys_sysinfo(k: "Kernel", t: Thread, info: int) -> int:
     total = k.alloc.total_pages * 4096
     free = k.alloc.free_pages * 4096
@@ -50,40 +52,53 @@ def sys_sysinfo(k: "Kernel", t: Thread, info: int) -> int:
     return 0
 
 
-def _eperm(*_args: object) -> int:
-    raise SyscallError(errno.EPERM)
-
-
 # Privileged operations never reach the host, even when mteemu runs as root.
-for _name in ("settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "mount", "umount2", "reboot",
-              "swapon", "swapoff", "sethostname", "setdomainname", "chroot", "init_module",
-              "finit_module", "delete_module", "pivot_root", "kexec_load", "acct", "setns", "unshare",
-              "setgroups", "syslog", "quotactl", "vhangup"):
-    syscall(_name)(lambda k, t: _eperm())
+sys_privileged = refused(errno.EPERM, (
+    "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "mount", "umount2", "reboot", "swapon",
+    "swapoff", "sethostname", "setdomainname", "chroot", "init_module", "finit_module", "delete_module",
+    "pivot_root", "kexec_load", "acct", "setns", "unshare", "setgroups", "syslog", "quotactl", "vhangup"),
+    "privileged: refused even when mteemu runs as root (EPERM)")
 
 
 # -- what never leaves the emulated world ---------------------------------------------------
 # Tracing or reading another process would reach a host process if passed through: refused
 # as an unprivileged task in a locked-down container is (EPERM).
-for _name in ("ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "perf_event_open", "bpf"):
-    syscall(_name)(lambda k, t: _eperm())
+sys_other_process = refused(errno.EPERM, (
+    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "perf_event_open", "bpf"),
+    "would reach host processes: refused as in a locked-down container (EPERM)")
+
+
+NO_SOCKETS = "no network, as under a seccomp policy: socket and socketpair are EACCES, the calls on a descriptor ENOTSOCK"
 
 
 # No network: socket() is refused as under a seccomp policy without network access; the
 # other socket calls can only be given descriptors that are no sockets.
-@syscall("socket")
+@syscall("socket", support=Support.REFUSED, note=NO_SOCKETS)
 def sys_socket(k: "Kernel", t: Thread, domain: int, kind: int, protocol: int) -> int:
     raise SyscallError(errno.EACCES)
 
 
-@syscall("socketpair")
+@syscall("socketpair", support=Support.REFUSED, note=NO_SOCKETS)
 def sys_socketpair(k: "Kernel", t: Thread, domain: int, kind: int, protocol: int, sv: int) -> int:
     raise SyscallError(errno.EACCES)
 
 
-for _name in ("bind", "connect", "listen", "accept", "accept4", "sendto", "recvfrom", "sendmsg", "recvmsg",
-              "sendmmsg", "recvmmsg", "shutdown", "getsockname", "getpeername", "setsockopt", "getsockopt"):
-    @syscall(_name)
-    def _not_a_socket(k: "Kernel", t: Thread, fd: int) -> int:
-        t.proc.fds.get(s32(fd))                 # EBADF for a closed descriptor
-        raise SyscallError(errno.ENOTSOCK)
+@syscall("bind", support=Support.REFUSED, note=NO_SOCKETS)
+@syscall("connect", support=Support.REFUSED, note=NO_SOCKETS)
+@syscall("listen", support=Support.REFUSED, note=NO_SOCKETS)
+@syscall("accept", support=Support.REFUSED, note=NO_SOCKETS)
+@syscall("accept4", support=Support.REFUSED, note=NO_SOCKETS)
+@syscall("sendto", support=Support.REFUSED, note=NO_SOCKETS)
+@syscall("recvfrom", support=Support.REFUSED, note=NO_SOCKETS)
+@syscall("sendmsg", support=Support.REFUSED, note=NO_SOCKETS)
+@syscall("recvmsg", support=Support.REFUSED, note=NO_SOCKETS)
+@syscall("sendmmsg", support=Support.REFUSED, note=NO_SOCKETS)
+@syscall("recvmmsg", support=Support.REFUSED, note=NO_SOCKETS)
+@syscall("shutdown", support=Support.REFUSED, note=NO_SOCKETS)
+@syscall("getsockname", support=Support.REFUSED, note=NO_SOCKETS)
+@syscall("getpeername", support=Support.REFUSED, note=NO_SOCKETS)
+@syscall("setsockopt", support=Support.REFUSED, note=NO_SOCKETS)
+@syscall("getsockopt", support=Support.REFUSED, note=NO_SOCKETS)
+def sys_socket_op(k: "Kernel", t: Thread, fd: int) -> int:
+    t.proc.fds.get(s32(fd))                 # EBADF for a closed descriptor
+    raise SyscallError(errno.ENOTSOCK)

@@ -6,14 +6,16 @@ import os
 import stat
 from typing import TYPE_CHECKING
 
-from mteemu.kernel.devfs import MemDevice
-from mteemu.kernel.files import HostFile, MemFd
+from mteemu.kernel.fs.devfs import MemDevice
+from mteemu.kernel.fs.hostfile import HostFile
+from mteemu.kernel.fs.memfd import MemFd
+from mteemu.kernel.fs.namei import on_tmpfs
 from mteemu.kernel.mm.addrspace import TASK_SIZE, untag
 from mteemu.kernel.mm.shared import SharedObject
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_MTE, PROT_READ, PROT_WRITE, Vma
-from mteemu.kernel.namei import on_tmpfs
 from mteemu.kernel.process import Thread
-from mteemu.kernel.syscalls import s32, syscall, unmodelled
+from mteemu.kernel.syscalls.args import s32
+from mteemu.kernel.syscalls.registry import Support, Unmodelled, syscall
 from mteemu.kernel.uaccess import SyscallError
 from mteemu.machine.physmem import PAGE_MASK, PAGE_SIZE
 
@@ -64,7 +66,9 @@ def sys_brk(k: "Kernel", t: Thread, addr: int) -> int:
     return mm.brk
 
 
-@syscall("mmap")
+@syscall("mmap", support=Support.PARTIAL,
+         note=("a private file mapping copies the file page on first touch: later writes to the file "
+               "by other means are not seen through it"))
 def sys_mmap(k: "Kernel", t: Thread, addr: int, length: int, prot: int, flags: int, fd: int, off: int) -> int:
     mm = t.proc.mm
     flags &= 0xFFFF_FFFF
@@ -312,16 +316,17 @@ def _ok_if_mapped(t: Thread, addr: int, length: int) -> int:
     return 0
 
 
-@syscall("mlock")
-def sys_mlock(k: "Kernel", t: Thread, addr: int, length: int) -> int:
-    unmodelled(k, "locked pages are not kept from swap")
-    return _ok_if_mapped(t, addr, length)
+NO_LOCKING = "locked pages are not kept from swap"
 
 
-@syscall("munlock")
-def sys_munlock(k: "Kernel", t: Thread, addr: int, length: int) -> int:
-    unmodelled(k, "locked pages are not kept from swap")
-    return _ok_if_mapped(t, addr, length)
+@syscall("mlock", support=Support.PARTIAL, note=NO_LOCKING)
+def sys_mlock(k: "Kernel", t: Thread, addr: int, length: int) -> Unmodelled:
+    return Unmodelled(_ok_if_mapped(t, addr, length), NO_LOCKING)
+
+
+@syscall("munlock", support=Support.PARTIAL, note=NO_LOCKING)
+def sys_munlock(k: "Kernel", t: Thread, addr: int, length: int) -> Unmodelled:
+    return Unmodelled(_ok_if_mapped(t, addr, length), NO_LOCKING)
 
 
 @syscall("mincore")

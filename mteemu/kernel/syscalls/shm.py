@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from mteemu.kernel.mm.shared import SharedObject
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_READ, PROT_WRITE, Vma
 from mteemu.kernel.process import Thread
-from mteemu.kernel.syscalls import s32, syscall
+from mteemu.kernel.syscalls.args import s32
+from mteemu.kernel.syscalls.registry import syscall
 from mteemu.kernel.uaccess import SyscallError
 from mteemu.machine.physmem import PAGE_SIZE
 

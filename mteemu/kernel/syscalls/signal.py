@@ -5,10 +5,11 @@ import errno
 import os
 from typing import TYPE_CHECKING
 
-from mteemu.kernel import signals as S
 from mteemu.kernel import sigframe
+from mteemu.kernel import signals as S
 from mteemu.kernel.process import SS_AUTODISARM, SS_DISABLE, SS_ONSTACK, Process, Thread, Wait
-from mteemu.kernel.syscalls import NORETURN, s32, syscall
+from mteemu.kernel.syscalls.args import s32
+from mteemu.kernel.syscalls.registry import NORETURN, Support, syscall
 from mteemu.kernel.uaccess import SyscallError
 from mteemu.machine.cpu import REG_SP
 
@@ -157,7 +158,8 @@ def _kill(k: "Kernel", t: Thread, targets: list[Process], sig: int) -> int:
     return 0
 
 
-@syscall("kill")
+@syscall("kill", support=Support.PARTIAL,
+         note="job-control stops (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU) are ignored")
 def sys_kill(k: "Kernel", t: Thread, pid: int, sig: int) -> int:
     pid, sig = s32(pid), s32(sig)
     if not 0 <= sig <= S.NSIG:
@@ -183,7 +185,8 @@ def _thread(k: "Kernel", tid: int, tgid: int | None) -> Thread:
     return th
 
 
-@syscall("tgkill")
+@syscall("tgkill", support=Support.PARTIAL,
+         note="job-control stops are ignored")
 def sys_tgkill(k: "Kernel", t: Thread, tgid: int, tid: int, sig: int) -> int:
     tgid, tid, sig = s32(tgid), s32(tid), s32(sig)
     if tgid <= 0 or tid <= 0 or not 0 <= sig <= S.NSIG:
@@ -193,7 +196,8 @@ def sys_tgkill(k: "Kernel", t: Thread, tgid: int, tid: int, sig: int) -> int:
     return 0
 
 
-@syscall("tkill")
+@syscall("tkill", support=Support.PARTIAL,
+         note="job-control stops are ignored")
 def sys_tkill(k: "Kernel", t: Thread, tid: int, sig: int) -> int:
     tid, sig = s32(tid), s32(sig)
     if tid <= 0 or not 0 <= sig <= S.NSIG:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 from mteemu.kernel import signals as S
 from mteemu.kernel.process import Thread, Wait
-from mteemu.kernel.syscalls import s32, syscall
+from mteemu.kernel.syscalls.args import s32
+from mteemu.kernel.syscalls.registry import Support, syscall
 from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
@@ -98,7 +99,8 @@ def sys_clock_nanosleep(k: "Kernel", t: Thread, clock: int, flags: int, req: int
     return _sleep(t, now() + ns, now, rem)
 
 
-@syscall("times")
+@syscall("times", support=Support.PARTIAL,
+         note="the children's times are 0; the process's user time is mteemu's CPU time")
 def sys_times(k: "Kernel", t: Thread, buf: int) -> int:
     ticks = int(time.process_time() * 100)
     if buf:
@@ -124,7 +126,8 @@ def _current(t: Thread, which: int) -> bytes:
     return struct.pack("<qqqq", us[0] // 1_000_000, us[0] % 1_000_000, us[1] // 1_000_000, us[1] % 1_000_000)
 
 
-@syscall("getitimer")
+@syscall("getitimer", support=Support.PARTIAL,
+         note="ITIMER_VIRTUAL and ITIMER_PROF count wall-clock time like ITIMER_REAL")
 def sys_getitimer(k: "Kernel", t: Thread, which: int, value: int) -> int:
     if s32(which) not in S.ITIMER_SIGNALS:
         raise SyscallError(errno.EINVAL)
@@ -132,7 +135,8 @@ def sys_getitimer(k: "Kernel", t: Thread, which: int, value: int) -> int:
     return 0
 
 
-@syscall("setitimer")
+@syscall("setitimer", support=Support.PARTIAL,
+         note="ITIMER_VIRTUAL and ITIMER_PROF count wall-clock time like ITIMER_REAL (no per-process CPU time)")
 def sys_setitimer(k: "Kernel", t: Thread, which: int, new: int, old: int) -> int:
     """setitimer(): ITIMER_REAL counts wall-clock time and sends SIGALRM (alarm() is this);
     ITIMER_VIRTUAL and ITIMER_PROF count the same clock here (see the README)."""

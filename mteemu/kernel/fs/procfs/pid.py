@@ -15,11 +15,14 @@ import struct
 from functools import partial
 from typing import TYPE_CHECKING, Callable, Optional
 
-from mteemu.kernel import devfs, namei
-from mteemu.kernel.files import HostFile, MemFd, OpenFile, PipeEnd, fake_stat
+from mteemu.kernel.fs import devfs, namei
+from mteemu.kernel.fs.file import OpenFile, fake_stat
+from mteemu.kernel.fs.hostfile import HostFile
+from mteemu.kernel.fs.memfd import MemFd
+from mteemu.kernel.fs.pipe import PipeEnd
+from mteemu.kernel.fs.pseudofs import PROC_DEV, Dir, File, Link, MagicLink, Node, ino_of
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_MTE, PROT_READ, PROT_WRITE, Vma
 from mteemu.kernel.process import Process, State, Thread
-from mteemu.kernel.pseudofs import PROC_DEV, Dir, File, Link, MagicLink, Node, ino_of
 from mteemu.kernel.signals import SIG_DFL, SIG_IGN
 from mteemu.kernel.uaccess import RemoteMemory, SyscallError
 from mteemu.machine.physmem import PAGE_SIZE

@@ -16,8 +16,9 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from mteemu.kernel import mte, procfs
-from mteemu.kernel.pseudofs import Dir, File, Node, static
+from mteemu.kernel import mte
+from mteemu.kernel.fs import procfs
+from mteemu.kernel.fs.pseudofs import Dir, File, Node, static
 from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from mteemu.kernel.files import fd_path, reopen
+from mteemu.kernel.fs.file import fd_path, reopen
 
 
 class ExeFile:

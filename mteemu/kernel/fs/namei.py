@@ -36,8 +36,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Optional, Self, Union
 
-from mteemu.kernel.files import host_dup, host_fd
-from mteemu.kernel.pseudofs import Dir, Link, MagicLink, Mount, Node
+from mteemu.kernel.fs.file import host_dup, host_fd
+from mteemu.kernel.fs.pseudofs import Dir, Link, MagicLink, Mount, Node
 from mteemu.kernel.uaccess import SyscallError
 
 MAX_SYMLINKS = 40          # Linux's MAXSYMLINKS

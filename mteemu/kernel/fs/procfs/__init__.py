@@ -12,16 +12,17 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Callable
 
-from mteemu.kernel import loader, procpid
+from mteemu.kernel import loader
+from mteemu.kernel.fs.procfs import pid as procpid
+from mteemu.kernel.fs.pseudofs import Dir, File, Link, Node, static
 from mteemu.kernel.mm.buddy import MigrateType
-from mteemu.kernel.pseudofs import Dir, File, Link, Node, static
-from mteemu.kernel.syscalls.misc import UTS
+from mteemu.kernel.uts import UTS
 from mteemu.machine.physmem import PAGE_SIZE
 
 if TYPE_CHECKING:
     from mteemu.kernel.kernel import Kernel
-    from mteemu.kernel.state import KernelState
     from mteemu.kernel.process import Thread
+    from mteemu.kernel.state import KernelState
 
 NR_CPUS = 1                # the emulated machine has one CPU (sched_getaffinity says so too)
 PID_MAX = 4194304          # PID_MAX_LIMIT on 64-bit

@@ -20,8 +20,9 @@ import os
 from functools import partial
 from typing import TYPE_CHECKING, Callable, Optional
 
-from mteemu.kernel.files import HostFile, OpenFile, host_fd, host_open_flags
-from mteemu.kernel.pseudofs import Device, Dir, Link, Mount, Node
+from mteemu.kernel.fs.file import OpenFile, host_fd, host_open_flags
+from mteemu.kernel.fs.hostfile import HostFile
+from mteemu.kernel.fs.pseudofs import Device, Dir, Link, Mount, Node
 from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ class ShmDir:
             os.close(self.fd)
             self.fd = -1
         if self.path is not None:
-            import shutil                                   # only a run that used /dev/shm
+            import shutil  # only a run that used /dev/shm
 
             shutil.rmtree(self.path, ignore_errors=True)    # never follows a guest's symlinks
             self.path = None

@@ -15,7 +15,8 @@ import stat as st
 import zlib
 from typing import Callable, Optional
 
-from mteemu.kernel.files import OpenFile, fake_stat, file_dtype
+from mteemu.kernel.fs.file import OpenFile, fake_stat
+from mteemu.kernel.fs.hostfile import file_dtype
 from mteemu.kernel.uaccess import SyscallError
 
 PROC_DEV = 0x16      # st_dev of every generated file (procfs's anonymous device)

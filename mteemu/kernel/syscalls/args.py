@@ -1,0 +1,50 @@
+"""Arguments as a handler reads them: raw 64-bit registers made into signed ints, descriptors,
+user-space ranges and path names, with the checks Linux makes when it takes them."""
+from __future__ import annotations
+
+import errno
+import os
+
+from mteemu.kernel.fs.file import OpenFile
+from mteemu.kernel.mm.addrspace import TASK_SIZE, untag
+from mteemu.kernel.process import Thread
+from mteemu.kernel.uaccess import SyscallError
+
+MASK64 = (1 << 64) - 1
+
+
+def s32(v: int) -> int:
+    """An `int` argument (the low 32 bits, signed)."""
+    v &= 0xFFFF_FFFF
+    return v - (1 << 32) if v & (1 << 31) else v
+
+
+def s64(v: int) -> int:
+    """A `long` or `loff_t` argument."""
+    return v - (1 << 64) if v & (1 << 63) else v
+
+
+def fdget(t: Thread, fd: int) -> OpenFile:
+    """fdget(): the open file, where an O_PATH descriptor does not count (EBADF) - calls that
+    act on the file itself (lseek, ftruncate, fsync, pread, getdents...), as opposed to
+    those that only name it (fstat, close, dup, *at)."""
+    f = t.proc.fds.get(s32(fd))
+    if f.flags & os.O_PATH:
+        raise SyscallError(errno.EBADF)
+    return f
+
+
+def access_ok(t: Thread, buf: int, count: int) -> None:
+    """access_ok(): the whole range must lie in user space, whatever is mapped there; checked
+    by vfs_read()/vfs_write() before anything happens (a write of 2^64-1 bytes to a broken
+    pipe is EFAULT, not SIGPIPE; a tagged pointer without the tagged address ABI is EFAULT
+    even for 0 bytes: the Linux oracle)."""
+    addr = untag(buf) if t.proc.mem.tagged_addr_abi else buf
+    if addr + count > TASK_SIZE:
+        raise SyscallError(errno.EFAULT)
+
+
+def user_path(t: Thread, addr: int) -> bytes:
+    """getname(): a NULL pointer is read like any other (EFAULT unless page 0 is mapped,
+    which root may do: then it names "", ENOENT; found by the Linux oracle)."""
+    return t.proc.mem.read_cstr(addr, 4096)

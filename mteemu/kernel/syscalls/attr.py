@@ -1,0 +1,227 @@
+"""Changing a file's attributes (fs/attr.c, fs/open.c, fs/utimes.c): size, mode, owner and
+times.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat as stat_mod
+import time
+from typing import TYPE_CHECKING, Optional
+
+from mteemu.kernel.fs.file import (
+    OpenFile,
+    fd_path,
+)
+from mteemu.kernel.fs.hostfile import HostFile
+from mteemu.kernel.fs.memfd import MemFd
+from mteemu.kernel.fs.namei import Generated, HostEntry, Magic
+from mteemu.kernel.fs.pipe import PipeEnd
+from mteemu.kernel.process import Thread
+from mteemu.kernel.syscalls.args import fdget, s32, s64, user_path
+from mteemu.kernel.syscalls.registry import syscall
+from mteemu.kernel.uaccess import SyscallError
+
+if TYPE_CHECKING:
+    from mteemu.kernel.kernel import Kernel
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mteemu.kernel.kernel import Kernel
+from mteemu.kernel.fs.vfs import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, lookup, oserror
+
+
+def _may_change_attrs(f: OpenFile) -> None:
+    """setattr on what the guest was handed, not given: a foreign host object (stdio, the
+    program) behaves as a file the caller does not own (chmod/chown: EPERM), and a
+    generated file refuses as procfs's proc_setattr() does (EPERM)."""
+    if not isinstance(f, HostFile) or f.foreign:
+        raise SyscallError(errno.EPERM)
+
+
+def _truncate(f: OpenFile, length: int) -> int:
+    """do_sys_ftruncate(): a regular file open for writing, else EINVAL."""
+    if s64(length) < 0:
+        raise SyscallError(errno.EINVAL)
+    if isinstance(f, MemFd):
+        f.obj.truncate(length)
+        return 0
+    if not isinstance(f, HostFile) or not f.writable() or f.is_dir or not stat_mod.S_ISREG(f.stat().st_mode):
+        raise SyscallError(errno.EINVAL)
+    try:
+        os.ftruncate(f.fd, length)
+    except OSError as e:
+        raise oserror(e) from None
+    return 0
+
+
+def _chmod(f: OpenFile, mode: int) -> int:
+    if isinstance(f, (PipeEnd, MemFd)):
+        return 0             # anonymous inodes: nothing outside the guest's world sees the mode
+    _may_change_attrs(f)
+    try:
+        os.fchmod(f.fd, mode & 0o7777)   # type: ignore[attr-defined]
+    except OSError as e:
+        raise oserror(e) from None
+    return 0
+
+
+def _with_reopened(r: "Generated | Magic", flags: int, action) -> int:  # noqa: ANN001
+    """Apply an fd operation to what a path names when it is a magic link's object
+    (`flags` O_PATH: a change of its metadata, which needs no access to its data)."""
+    if isinstance(r, Generated):
+        raise SyscallError(errno.EPERM if flags == os.O_PATH else errno.EACCES)
+    f = r.link.reopen(flags)
+    try:
+        return action(f)
+    finally:
+        f.release()
+
+
+@syscall("ftruncate")
+def sys_ftruncate(k: "Kernel", t: Thread, fd: int, length: int) -> int:
+    if s64(length) < 0:
+        raise SyscallError(errno.EINVAL)     # do_sys_ftruncate(): before the fd is looked up
+    return _truncate(fdget(t, fd), length)
+
+
+@syscall("truncate", strings=(0,))
+def sys_truncate(k: "Kernel", t: Thread, path: int, length: int) -> int:
+    with lookup(k, t, AT_FDCWD, user_path(t, path)) as r:
+        if not isinstance(r, HostEntry):
+            return _with_reopened(r, os.O_WRONLY, lambda f: _truncate(f, length))
+        if s64(length) < 0:
+            raise SyscallError(errno.EINVAL)
+        if r.st is None:
+            raise SyscallError(errno.ENOENT)
+        if stat_mod.S_ISDIR(r.st.st_mode):
+            raise SyscallError(errno.EISDIR)
+        if not stat_mod.S_ISREG(r.st.st_mode):
+            raise SyscallError(errno.EINVAL)      # do_sys_truncate(): only regular files
+        try:
+            fd = r.open(os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as e:
+            raise oserror(e) from None
+        try:
+            os.ftruncate(fd, s64(length))
+        except OSError as e:
+            raise oserror(e) from None
+        finally:
+            os.close(fd)
+    return 0
+
+
+@syscall("fchmod")
+def sys_fchmod(k: "Kernel", t: Thread, fd: int, mode: int) -> int:
+    return _chmod(t.proc.fds.get(s32(fd)), mode)
+
+
+@syscall("fchmodat", strings=(1,))
+def sys_fchmodat(k: "Kernel", t: Thread, dirfd: int, path: int, mode: int) -> int:
+    with lookup(k, t, dirfd, user_path(t, path)) as r:
+        if not isinstance(r, HostEntry):
+            return _with_reopened(r, os.O_PATH, lambda f: _chmod(f, mode))
+        try:
+            # No fchmodat(AT_SYMLINK_NOFOLLOW) on Linux: chmod the object through an O_PATH
+            # descriptor of it (a symlink there is refused by the host: EOPNOTSUPP).
+            fd = r.open_path()
+            try:
+                os.chmod(fd_path(fd), mode & 0o7777)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise oserror(e) from None
+    return 0
+
+
+def _chown_allowed(t: Thread) -> None:
+    """chown changes who owns a host file: only inside the guest's own root. Without --root
+    every host file is the host's, and the guest is refused as an unprivileged caller
+    changing another's file would be (EPERM), even when mteemu runs as root."""
+    if t.proc.root is None:
+        raise SyscallError(errno.EPERM)
+
+
+def _chown(t: Thread, f: OpenFile, uid: int, gid: int) -> int:
+    if isinstance(f, (PipeEnd, MemFd)):
+        return 0             # anonymous inodes, as for _chmod
+    _may_change_attrs(f)
+    _chown_allowed(t)
+    try:
+        os.fchown(f.fd, s32(uid), s32(gid))   # type: ignore[attr-defined]
+    except OSError as e:
+        raise oserror(e) from None
+    return 0
+
+
+@syscall("fchown")
+def sys_fchown(k: "Kernel", t: Thread, fd: int, uid: int, gid: int) -> int:
+    return _chown(t, t.proc.fds.get(s32(fd)), uid, gid)
+
+
+@syscall("fchownat", strings=(1,))
+def sys_fchownat(k: "Kernel", t: Thread, dirfd: int, path: int, uid: int, gid: int, flags: int) -> int:
+    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        raise SyscallError(errno.EINVAL)
+    raw = user_path(t, path)
+    if not raw and flags & AT_EMPTY_PATH and s32(dirfd) != AT_FDCWD:
+        return _chown(t, t.proc.fds.get(s32(dirfd)), uid, gid)
+    with lookup(k, t, dirfd, raw or b".", follow=not flags & AT_SYMLINK_NOFOLLOW) as r:
+        if not isinstance(r, HostEntry):
+            return _with_reopened(r, os.O_PATH, lambda f: _chown(t, f, uid, gid))
+        _chown_allowed(t)
+        try:
+            os.chown(r.name, s32(uid), s32(gid), dir_fd=r.dirfd, follow_symlinks=False)
+        except OSError as e:
+            raise oserror(e) from None
+    return 0
+
+
+UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
+
+
+@syscall("utimensat", strings=(1,))
+def sys_utimensat(k: "Kernel", t: Thread, dirfd: int, path: int, times: int, flags: int) -> int:
+    """utimensat()/futimens(): set the access and modification times (touch). Foreign and
+    generated files refuse as for a file the caller does not own (EPERM)."""
+    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        raise SyscallError(errno.EINVAL)
+    now = time.time_ns()
+    stamps: list[Optional[int]] = [now, now]
+    if times:
+        pair = (t.proc.mem.read_struct("<qq", times), t.proc.mem.read_struct("<qq", times + 16))
+        for i, (sec, nsec) in enumerate(pair):
+            if nsec == UTIME_OMIT:
+                stamps[i] = None
+            elif nsec != UTIME_NOW:
+                if not 0 <= nsec < 1_000_000_000:
+                    raise SyscallError(errno.EINVAL)
+                stamps[i] = sec * 1_000_000_000 + nsec
+
+    def apply(fd: int, name: Optional[str] = None) -> int:
+        """Set the times of `name` in the held directory fd, or of fd's own object."""
+        atime, mtime = stamps
+        try:
+            if atime is None or mtime is None:          # UTIME_OMIT: keep the file's own
+                st = os.fstat(fd) if name is None else os.stat(name, dir_fd=fd, follow_symlinks=False)
+                atime = st.st_atime_ns if atime is None else atime
+                mtime = st.st_mtime_ns if mtime is None else mtime
+            if name is None:
+                os.utime(fd, ns=(atime, mtime))
+            else:
+                os.utime(name, ns=(atime, mtime), dir_fd=fd, follow_symlinks=False)
+        except OSError as e:
+            raise oserror(e) from None
+        return 0
+
+    if not path:                                     # futimens(fd, times)
+        f = t.proc.fds.get(s32(dirfd))
+        _may_change_attrs(f)
+        return apply(f.fd)                           # type: ignore[attr-defined]
+    with lookup(k, t, dirfd, user_path(t, path), follow=not flags & AT_SYMLINK_NOFOLLOW) as r:
+        if not isinstance(r, HostEntry):
+            def on_reopened(f: "HostFile") -> int:
+                _may_change_attrs(f)
+                return apply(f.fd)
+            return _with_reopened(r, os.O_PATH, on_reopened)
+        return apply(r.dirfd, r.name)
