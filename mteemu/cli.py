@@ -257,7 +257,7 @@ def guest_environment(set_env: Sequence[str], unset_env: Sequence[str], clear: b
 
 
 def _run(args: argparse.Namespace, program: str, guest_args: list[str]) -> int:
-    from mteemu.kernel.kernel import RunOptions
+    from mteemu.kernel.run import RunOptions
 
     if args.report_json:
         check_target(args.report_json, "--report-json", (program, args.dtb))
@@ -275,7 +275,7 @@ def _run(args: argparse.Namespace, program: str, guest_args: list[str]) -> int:
     mem = parse_size(args.mem, "--mem") if args.mem else None
     board = _board(args)
     options = RunOptions(seed=args.seed, timeout=args.timeout, strace=args.strace, mem_limit=mem,
-                         mte_tcf_preferred=args.mte_tcf_preferred, report_json=args.report_json,
+                         mte_tcf_preferred=args.mte_tcf_preferred,
                          root=args.root, swap=swap, swap_file=args.swap_file,
                          tag_storage_policy=args.tag_storage_policy, stats=args.stats, kmsg=args.kmsg,
                          fixes=tuple(f for f in FIXES if f not in args.without),
@@ -296,12 +296,31 @@ def _run(args: argparse.Namespace, program: str, guest_args: list[str]) -> int:
         if listener is not None:
             from mteemu.gdb.session import Session
 
-            kernel.tracer = Session(kernel, kernel.init, listener.accept_with(kernel.say))
-        with host_signals.stopping(kernel.cpu.interrupt):
-            return kernel.run()
+            kernel.attach(Session(kernel, kernel.init, listener.accept_with(kernel.say)))
+        try:
+            with host_signals.stopping(kernel.cpu.interrupt):
+                return kernel.run().status
+        finally:
+            if args.report_json and kernel.fatal_report is not None:
+                _write_report_json(args.report_json, kernel.fatal_report)
     finally:
         if listener is not None:
             listener.close()
+
+
+def _write_report_json(path: str, report: dict) -> None:
+    """--report-json: the last tag-check fault that killed a process, as JSON (also when the
+    run then ended by a timeout or a deadlock); a failure to write is said, not fatal."""
+    import json
+
+    from mteemu.atomicfile import write_text
+
+    try:
+        write_text(path, json.dumps(report, indent=2) + "\n")
+    except OSError as e:
+        sys.stderr.write(f"mteemu: cannot write --report-json {path}: {e.strerror}\n")
+    except MteEmuError as e:
+        sys.stderr.write(f"mteemu: {e.message}\n")
 
 
 def _start(board, options, program: str, argv: list[bytes], env: list[bytes]):  # noqa: ANN001, ANN202

@@ -184,7 +184,8 @@ def test_dtb_info_never_overwrites_its_input(tmp_path) -> None:
 
 # -- running on a board ----------------------------------------------------------------------------
 def test_tags_live_in_the_boards_tag_storage(guest, capfd) -> None:
-    from mteemu.kernel.kernel import Kernel, RunOptions
+    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.run import RunOptions
 
     board = info.read(str(ROOT / "dts" / "fvp-v2.dts")).board()
     kernel = Kernel(board, RunOptions())
@@ -205,7 +206,7 @@ def test_tags_live_in_the_boards_tag_storage(guest, capfd) -> None:
             seen["bytes"] = bytes(kernel.physmem.view(tr.base + (first - tr.tagged.base) // 32, 3))
             seen["tags"] = [kernel.tags.get(first + 16 * i) for i in range(5)]
     kernel.tags.set_range = set_range_then_look
-    assert kernel.run() == 0
+    assert kernel.run().status == 0
     assert "after STG: granule 0 tag 3" in capfd.readouterr().out
     # sync_basic tags 64 bytes (4 granules) with tag 3: two bytes 0x33 in the tag storage
     # of the memory its page came from, and the next granule's nibble still 0.

@@ -11,8 +11,9 @@ from machine_world import DATA_VA, World
 
 from mteemu.board.model import default_board
 from mteemu.kernel import sigframe
-from mteemu.kernel.kernel import Kernel, RunOptions
+from mteemu.kernel.kernel import Kernel
 from mteemu.kernel.mm.vma import PROT_MTE, PROT_READ, PROT_WRITE, Vma
+from mteemu.kernel.run import RunOptions
 from mteemu.kernel.uaccess import SyscallError, UserMemory
 from mteemu.machine import cpu as C
 from mteemu.machine import native

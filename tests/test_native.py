@@ -304,7 +304,8 @@ def test_retags_without_qemus_page_flush(monkeypatch, guest, capfd, name: str) -
     mapped unchecked flushes the whole TLB: the same output as with it (in-process, so
     the lookup can be taken away)."""
     from mteemu.board.model import default_board
-    from mteemu.kernel.kernel import Kernel, RunOptions
+    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.run import RunOptions
     from mteemu.machine import unicorn_tlb
 
     expected = (SOURCE.parents[2] / "guest_tests" / f"{name}.expected").read_text()
@@ -313,7 +314,7 @@ def test_retags_without_qemus_page_flush(monkeypatch, guest, capfd, name: str) -
     try:
         prog = str(guest(name))
         k.spawn(prog, [os.fsencode(prog)], [])
-        assert k.run() == 0
+        assert k.run().status == 0
     finally:
         k.discard()
     assert capfd.readouterr().out == expected
@@ -347,7 +348,8 @@ def test_unicorns_per_access_exit_checks_are_off_until_a_hook_needs_them(guest, 
     import unicorn
 
     from mteemu.board.model import default_board
-    from mteemu.kernel.kernel import Kernel, RunOptions
+    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.run import RunOptions
 
     if not unicorn.__version__.startswith("2.1."):
         pytest.skip(f"Unicorn {unicorn.__version__}: the layout is only known for 2.1.x")

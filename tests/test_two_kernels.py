@@ -9,7 +9,8 @@ import os
 from conftest import ROOT
 
 from mteemu.board.model import default_board
-from mteemu.kernel.kernel import Kernel, RunOptions
+from mteemu.kernel.kernel import Kernel
+from mteemu.kernel.run import RunOptions
 
 
 def _vm_kib() -> int:
@@ -27,9 +28,9 @@ def test_two_kernels_run_side_by_side_and_give_their_memory_back(guest, capfd) -
         k.spawn(prog, [os.fsencode(prog)], [])
     # The second CPU was made last: before, its native state was the only one, and the
     # first kernel's MTE instructions ran against the second's TLB and RAM.
-    assert first.run() == 0
+    assert first.run().status == 0
     out_first = capfd.readouterr().out
-    assert second.run() == 0
+    assert second.run().status == 0
     out_second = capfd.readouterr().out
     assert out_first == out_second == expected
     for k in (first, second):

@@ -83,7 +83,7 @@ class Session:
         self.ch: Optional[rsp.Channel] = None
         self.attached = True
         self.hooks = k.cpu.attach_debugger()
-        self.hooks.wanted = lambda: self.attached and k.current is not None and k.current.proc is self.proc
+        self.hooks.wanted = lambda: self.attached and k.sched.current is not None and k.sched.current.proc is self.proc
         self.hooks.on_flush = self._resolve_watches
         self.breaks: dict[int, int] = {}                # address -> kind (0: software, 1: hardware)
         self.watches: dict[tuple[int, int, int], None] = {}    # (kind, addr, length)
@@ -148,7 +148,7 @@ class Session:
                 self._trap(t, "hwbreak:;" if self.breaks.get(exit_.pc) == 1 else "swbreak:;")
         elif self.stepping is t and traced and exit_.kind is not C.ExitKind.INTERRUPTED:
             self.stepping = None
-            if not self.k._signal_deliverable(t):        # else the signal's stop reports the step's end
+            if not self.k.signals.deliverable(t):        # else the signal's stop reports the step's end
                 self._trap(t, "")
         elif self._interrupt.is_set():
             self._stop_for_interrupt(t if traced else None)
@@ -401,7 +401,7 @@ class Session:
 
     def _kill(self) -> None:
         self.attached = False                  # no exit report: GDB knows
-        self.k.kill_process(self.proc, S.SIGKILL)
+        self.k.exits.kill_process(self.proc, S.SIGKILL)
 
     # -- registers -----------------------------------------------------------------------------
     def _regs(self) -> ptrace.ThreadRegs:
@@ -557,9 +557,8 @@ class Session:
                 name, flags, _mode = args.split(",")
                 if int(flags, 16) & 3:
                     return _fileio_error(errno.EACCES)     # GDB only reads; the guest's files stay as they are
-                from mteemu.kernel.fs.vfs import open_for_reading
 
-                opened = open_for_reading(self.k, self.proc.live_threads[0], bytes.fromhex(name))
+                opened = self.k.vfs.open_for_reading(self.proc.live_threads[0], bytes.fromhex(name))
                 fd, self._next_file = self._next_file, self._next_file + 1
                 self.files[fd] = opened
                 return f"F{fd:x}"

@@ -4,58 +4,63 @@ the rt_sigframe a handler runs on.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from mteemu.kernel import sigframe
 from mteemu.kernel import signals as S
 from mteemu.kernel.process import SS_AUTODISARM, SS_DISABLE, SS_ONSTACK, Process, State, Thread
-from mteemu.kernel.state import KernelState
 from mteemu.kernel.uaccess import SyscallError
 from mteemu.machine import cpu as C
 
 if TYPE_CHECKING:
-    pass
+    from mteemu.kernel.api import ExitsApi
+    from mteemu.kernel.ptrace import Tracer as Debugger
+    from mteemu.kernel.sched import Scheduler
+    from mteemu.machine.cpu import Cpu
 
 
-class SignalDelivery(KernelState):
-    """Kernel's room: signals, from generation to the handler's frame."""
+class SignalDelivery:
+    """Signals, from generation to the handler's frame."""
+
+    def __init__(self, cpu: "Cpu", sched: "Scheduler", on_fatal_report: Callable[[S.SigInfo], None]) -> None:
+        self.cpu = cpu
+        self.sched = sched
+        self.on_fatal_report = on_fatal_report      # a tag-check fault is killing a process: tell the person
+        self.exits: "ExitsApi"                      # set by the kernel: a fatal signal ends the process
+        self.tracer: "Optional[Debugger]" = None
 
     # -- signals -------------------------------------------------------------------------------------
-    def _next_signal(self, t: Thread) -> Optional[int]:
+    def next_signal(self, t: Thread) -> Optional[int]:
         a = t.pending.first(t.sigmask)
         b = t.proc.pending.first(t.sigmask)
         cands = [s for s in (a, b) if s is not None]
         return min(cands) if cands else None
 
-    def _signal_deliverable(self, t: Thread) -> bool:
-        return bool((t.pending.queue or t.proc.pending.queue) and self._next_signal(t) is not None)
+    def deliverable(self, t: Thread) -> bool:
+        return bool((t.pending.queue or t.proc.pending.queue) and self.next_signal(t) is not None)
 
-    def _ignored(self, proc: Process, sig: int) -> bool:
+    def ignored(self, proc: Process, sig: int) -> bool:
         act = proc.action(sig)
         return act.handler == S.SIG_IGN or (act.handler == S.SIG_DFL and not S.default_kills(sig))
 
-    def send_signal(self, proc: Process, info: S.SigInfo, thread: Optional[Thread] = None) -> None:
+    def send(self, proc: Process, info: S.SigInfo, thread: Optional[Thread] = None) -> None:
         """Generate a signal for a process (or one of its threads)."""
         if proc.wait_status is not None or info.signo == 0:
             return
         sig = info.signo
         if sig == S.SIGKILL:
-            self.kill_process(proc, S.SIGKILL)
+            self.exits.kill_process(proc, S.SIGKILL)
             return
         targets = [thread] if thread else proc.live_threads
-        if self._ignored(proc, sig) and all(not (t.sigmask & S.bit(sig)) for t in targets):
+        if self.ignored(proc, sig) and all(not (t.sigmask & S.bit(sig)) for t in targets):
             return   # discarded at generation, as Linux does for ignored, unblocked signals
         if thread is not None:
             thread.pending.add(info)
         else:
             proc.pending.add(info)
-        for t in targets:
-            if t.state is State.BLOCKED:
-                self.ready[t] = None        # signal_wake_up(): its wait may end in EINTR or a restart
-        if self.current is not None and self.current.proc is proc:
-            self.need_resched = True
+        self.sched.signal_wake(proc, targets)
 
-    def force_signal(self, t: Thread, info: S.SigInfo) -> None:
+    def force(self, t: Thread, info: S.SigInfo) -> None:
         """A synchronous fault: if blocked or ignored, Linux resets it to the default (fatal)."""
         sig = info.signo
         act = t.proc.action(sig)
@@ -64,10 +69,10 @@ class SignalDelivery(KernelState):
             t.sigmask &= ~S.bit(sig)
         t.pending.add(info)
 
-    def _deliver_signals(self, t: Thread) -> None:
+    def deliver(self, t: Thread) -> None:
         proc = t.proc
-        while t.state is State.RUNNABLE and self.current is t:
-            sig = self._next_signal(t)
+        while t.state is State.RUNNABLE and self.sched.current is t:
+            sig = self.next_signal(t)
             if sig is None:
                 return
             info = t.pending.take(sig) if sig in t.pending.queue else proc.pending.take(sig)
@@ -78,7 +83,7 @@ class SignalDelivery(KernelState):
                     continue
                 info, sig = delivered, delivered.signo
                 if sig == S.SIGKILL:
-                    self.kill_process(proc, S.SIGKILL)
+                    self.exits.kill_process(proc, S.SIGKILL)
                     return
             act = proc.action(sig)
             if act.handler == S.SIG_IGN:
@@ -86,13 +91,13 @@ class SignalDelivery(KernelState):
             if act.handler == S.SIG_DFL:
                 if S.default_kills(sig):
                     if info.report is not None:
-                        self._report_fatal(info)
+                        self.on_fatal_report(info)
                     fault = sig in S.FAULT_SIGNALS and 0 < info.code < 0x80
-                    self.kill_process(proc, sig, info.code if fault else None)
+                    self.exits.kill_process(proc, sig, info.code if fault else None)
                     return
                 continue
             if not self._setup_frame(t, info, act):
-                self.force_signal(t, S.SigInfo(S.SIGSEGV, S.SI_KERNEL))
+                self.force(t, S.SigInfo(S.SIGSEGV, S.SI_KERNEL))
                 proc.actions[S.SIGSEGV] = S.SigAction()
                 continue
             t.saved_sigmask = None

@@ -4,14 +4,20 @@ orphans reparented, and the first process's end becoming mteemu's exit status.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from mteemu.errors import EXIT_SIGNAL_BASE
 from mteemu.kernel import signals as S
-from mteemu.kernel.futex import exit_robust_list
+from mteemu.kernel.futex import FutexTable, exit_robust_list
 from mteemu.kernel.process import Process, State, Thread, release_vfork
-from mteemu.kernel.state import KernelState
+from mteemu.kernel.tasks import Tasks
 from mteemu.kernel.uaccess import SyscallError
+
+if TYPE_CHECKING:
+    from mteemu.kernel.api import SignalsApi
+    from mteemu.kernel.mm.pagealloc import PageAllocator
+    from mteemu.kernel.ptrace import Tracer as Debugger
+    from mteemu.kernel.sched import Scheduler
 
 
 class GuestExit(Exception):
@@ -21,19 +27,22 @@ class GuestExit(Exception):
         super().__init__(status)
         self.status = status
 
-if TYPE_CHECKING:
-    pass
 
+class Exits:
+    """Thread and process exit and what follows it: the parent told, orphans reparented."""
 
-class Exits(KernelState):
-    """Kernel's room: thread and process exit, reaping, shutdown."""
+    def __init__(self, tasks: Tasks, sched: "Scheduler", signals: "SignalsApi", futex: FutexTable,
+                 alloc: "PageAllocator", say: Callable[[str], None]) -> None:
+        self.tasks, self.sched, self.signals = tasks, sched, signals
+        self.futex, self.alloc, self.say = futex, alloc, say
+        self.tracer: "Optional[Debugger]" = None
 
     # -- process and thread exit -------------------------------------------------------------------
     def exit_thread(self, t: Thread) -> None:
         if t.state is State.DEAD:
             return
         if t.wait is not None:
-            self.abandon_wait(t)
+            self.sched.abandon_wait(t)
         t.state = State.DEAD
         exit_robust_list(self.futex, t)            # mm_release(): robust futexes first, then the TID
         if t.clear_child_tid and t.proc.wait_status is None:
@@ -42,14 +51,11 @@ class Exits(KernelState):
                 self.futex.wake_address(t.proc, t.clear_child_tid, 1)
             except SyscallError:
                 pass
-        if t in self.runq:
-            self.runq.remove(t)
-        self.threads.pop(t.tid, None)
+        self.sched.dequeue(t)
+        self.tasks.threads.pop(t.tid, None)
         if t.kernel_stack is not None:
             self.alloc.free_kernel(t.kernel_stack)
             t.kernel_stack = None
-        if self.current is t:
-            self.current = None
         if not t.proc.live_threads:
             self._process_exited(t.proc)
 
@@ -75,29 +81,28 @@ class Exits(KernelState):
             release_vfork(proc)            # the parent's mm was only borrowed: wake the parent
         else:
             proc.mm.destroy()
-            if self._on_cpu_mm is proc.mm:
-                self._on_cpu_mm = None
-        if proc is self.init:
+            self.sched.forget_mm(proc.mm)
+        if proc is self.tasks.init:
             self._init_exited(proc)
         for child in proc.children:
             child.parent = None
             if child.pdeath_signal and child.wait_status is None:
                 # forget_original_parent(): the orphan gets its parent-death signal.
-                self.send_signal(child, S.SigInfo(child.pdeath_signal, S.SI_USER, pid=proc.pid, uid=os.getuid()))
+                self.signals.send(child, S.SigInfo(child.pdeath_signal, S.SI_USER, pid=proc.pid, uid=os.getuid()))
         parent = proc.parent
         if parent is None or parent.wait_status is not None:
-            self.procs.pop(proc.pid, None)
+            self.tasks.procs.pop(proc.pid, None)
             return
         parent.child_wq.wake()             # wait4() may reap it now
         status = proc.wait_status or 0
         sig = status & 0x7F
         code = S.CLD_KILLED if sig else S.CLD_EXITED
         if proc.exit_signal:        # clone's exit signal (0: the parent is not told)
-            self.send_signal(parent, S.SigInfo(proc.exit_signal, code, pid=proc.pid, uid=os.getuid(),
+            self.signals.send(parent, S.SigInfo(proc.exit_signal, code, pid=proc.pid, uid=os.getuid(),
                                                status=sig if sig else status >> 8))
         if parent.action(S.SIGCHLD).handler == S.SIG_IGN or parent.action(S.SIGCHLD).flags & S.SA_NOCLDWAIT:
             parent.children.remove(proc)       # auto-reaped, as Linux does
-            self.procs.pop(proc.pid, None)
+            self.tasks.procs.pop(proc.pid, None)
 
     def _init_exited(self, proc: Process) -> None:
         status = proc.wait_status or 0
@@ -107,43 +112,3 @@ class Exits(KernelState):
             self.say(f"guest terminated by signal {sig} ({S.name(sig)}){code}")
             raise GuestExit(EXIT_SIGNAL_BASE + sig)
         raise GuestExit(status >> 8)
-
-    def close(self) -> None:
-        """Give back what the run holds on the host (the swap file, the held root and
-        sysroot, the guest's /dev/shm); safe to repeat."""
-        if self.alloc.swap is not None:
-            self.alloc.swap.close()
-        self.root_dir.close()
-        self.devshm.close()
-        if self.sysroot_dir is not None:
-            self.sysroot_dir.close()
-
-    def discard(self) -> None:
-        """Drop a kernel that will not run (a probe, a failed start): the world shut down
-        and the CPU's engine released at once, not when the collector gets to it."""
-        self.shutdown()
-        self.cpu.close()
-
-    def shutdown(self) -> None:
-        """End the world: every process killed, its files closed, its memory freed; the
-        host resources the run holds given back (also for a kernel dropped unfinished)."""
-        for proc in list(self.procs.values()):
-            if proc.wait_status is None:
-                proc.wait_status = S.SIGKILL
-                proc.fds.close_all()
-                if proc.vfork_parent is None:      # a vfork child borrows its parent's mm
-                    proc.mm.destroy()
-        self.close()
-        if self.options.kmsg:
-            for line in self.kmsg.lines:
-                self.say(f"kmsg: {line}")
-        if self.options.stats:
-            from mteemu.kernel.fs import procfs
-
-            for line in procfs.stats_lines(self):
-                self.say(f"stats: {line}")
-            per_call = 1e6 * self.syscall_seconds / self.syscall_count if self.syscall_count else 0.0
-            self.say(f"stats: {self.cpu.hot_path().line()}")
-            self.say(f"stats: kernel syscalls={self.syscall_count} python-seconds={self.syscall_seconds:.3f} "
-                     f"per-call={per_call:.1f}us answered-in-C={self.cpu.ids_answered()} "
-                     f"wake-scans={self.wake_scans} wait-polls={self.wait_polls}")

@@ -8,15 +8,12 @@ from __future__ import annotations
 import errno
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from mteemu.kernel.process import Process, Thread, Wait
 from mteemu.kernel.uaccess import SyscallError, UserMemory
 from mteemu.kernel.waitqueue import WaitQueue
 from mteemu.machine.physmem import PAGE_SHIFT
-
-if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
 
 FUTEX_WAIT, FUTEX_WAKE, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE = 0, 1, 3, 4
 FUTEX_WAKE_OP, FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET = 5, 9, 10
@@ -33,8 +30,7 @@ class Waiter:
 
 
 class FutexTable:
-    def __init__(self, kernel: "Kernel") -> None:
-        self.kernel = kernel
+    def __init__(self) -> None:
         self.queues: dict[tuple, list[Waiter]] = {}
 
     @staticmethod

@@ -12,33 +12,36 @@ import os
 import random
 import stat
 import sys
+import threading
 import time
-from collections import deque
-from dataclasses import dataclass, replace
-from typing import Optional, TextIO
+from dataclasses import replace
+from typing import Optional, Sequence, TextIO
 
 from mteemu.board.model import Board
-from mteemu.errors import InputError, NoInterpreter
+from mteemu.errors import HostSignal, InputError, NoInterpreter
 from mteemu.inputs import open_regular
 from mteemu.kernel import loader, mte, pauth
 from mteemu.kernel import signals as S
 from mteemu.kernel.delivery import SignalDelivery
-from mteemu.kernel.exits import Exits
+from mteemu.kernel.exits import Exits, GuestExit
 from mteemu.kernel.fs import namei
 from mteemu.kernel.fs.devfs import ShmDir
 from mteemu.kernel.fs.exefile import ExeFile
 from mteemu.kernel.fs.fdtable import FdTable
 from mteemu.kernel.fs.hostfile import HostFile, PageCache
+from mteemu.kernel.fs.vfs import Vfs
 from mteemu.kernel.futex import FutexTable, exit_robust_list
 from mteemu.kernel.mm import invariants
 from mteemu.kernel.mm.addrspace import Mm
 from mteemu.kernel.mm.boot import boot_mm
-from mteemu.kernel.mm.fixes import FIXES
 from mteemu.kernel.mm.pagealloc import OutOfMemory
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_READ, Vma
-from mteemu.kernel.process import SS_DISABLE, THREAD_ORDER, Process, Thread, release_vfork
+from mteemu.kernel.process import SS_DISABLE, THREAD_ORDER, Process, State, Thread, release_vfork
 from mteemu.kernel.ptrace import Tracer
+from mteemu.kernel.run import RunOptions, RunResult
 from mteemu.kernel.sched import Scheduler
+from mteemu.kernel.syscalls.table import SyscallTable
+from mteemu.kernel.tasks import Tasks
 from mteemu.kernel.traps import Traps
 from mteemu.kernel.uaccess import SyscallError, UserMemory
 from mteemu.machine import cpu as C
@@ -46,34 +49,14 @@ from mteemu.machine.cpu import Cpu
 from mteemu.machine.physmem import PAGE_SIZE
 from mteemu.machine.tagcheck import MteState
 
-FIRST_PID = 1000
 SIGRETURN_TRAMPOLINE = bytes.fromhex("681180d2" "010000d4")   # mov x8, #139; svc #0
 
 
-@dataclass
-class RunOptions:
-    seed: int = 0
-    timeout: Optional[float] = None
-    strace: bool = False
-    mem_limit: Optional[int] = None        # bytes of RAM the guest may use (default: the board's)
-    mte_tcf_preferred: str = "async"       # the CPU's preferred tag-check mode, as Linux's sysfs knob
-    report_json: Optional[str] = None      # where to write the tag-check fault report as JSON
-    root: Optional[str] = None             # confine the guest's paths to this host directory
-    swap: int = 0                          # bytes of swap (0: none)
-    swap_file: Optional[str] = None        # keep swap in this new file instead of host memory
-    tag_storage_policy: str = "metadata"   # RFC v1 MIGRATE_METADATA, or "cma" (v2/v3)
-    check_invariants: bool = False         # check the memory manager's invariants as it runs
-    stats: bool = False                    # print the memory counters and the hot path's at exit
-    kmsg: bool = False                     # print the kernel log at exit
-    fixes: tuple[str, ...] = FIXES         # the RFC's race fixes in force (all, unless --without)
-    sysroot: Optional[str] = None          # -L: where a dynamic program's absolute paths are tried first
-    diag: Optional[TextIO] = None          # where "mteemu:" lines go (default stderr)
-    closed_stdio: tuple[int, ...] = ()     # of fds 0-2, those mteemu was started without
-
-
-class Kernel(Scheduler, Traps, SignalDelivery, Exits):
-    """The emulated world's kernel: boot and processes here; its other rooms are
-    sched.py, traps.py, delivery.py and exits.py."""
+class Kernel:
+    """The emulated world's kernel, composed of its services: the task list (tasks.py), the
+    scheduler (sched.py), signals (delivery.py), exits (exits.py), the CPU's traps
+    (traps.py), the namespace (fs/vfs.py) and the system call table (syscalls/table.py).
+    Here: boot, the run loop, and programs started and executed."""
 
     def __init__(self, board: Board, options: RunOptions) -> None:
         self.board = board
@@ -81,53 +64,164 @@ class Kernel(Scheduler, Traps, SignalDelivery, Exits):
         ms = boot_mm(board, options.tag_storage_policy, options.mem_limit // PAGE_SIZE if options.mem_limit else None,
                      fixes=options.fixes, swap_pages=options.swap // PAGE_SIZE, swap_file=options.swap_file)
         self.physmem, self.tags, self.alloc, self.kmsg = ms.physmem, ms.tags, ms.alloc, ms.kmsg
-        self.cpu = Cpu(self.physmem, self.tags, self._translate,
-                       self._on_syscall_timed if options.stats else self._on_syscall)
+        self.diag: TextIO = options.diag or sys.stderr
+        self.checker = invariants.Checker(self.alloc) if options.check_invariants else None
+        self.rng = random.Random(options.seed)
+        self.pac_rng = random.Random(f"pac-{options.seed}")    # pointer-authentication keys, likewise
+        self.start_time = time.monotonic()
+        self.boot_wall = time.time()
+        self.pagecache = PageCache(self.alloc)
+        self.devshm = ShmDir()             # the guest's /dev/shm under --root, made when first used
+        self.futex = FutexTable()
+        self.shm_segments: dict = {}       # System V shared memory: shmid -> syscalls.shm.Segment
+        self.tracer: Optional[Tracer] = None      # a debugger's session (ptrace.py), if any: attach()
+        # The services, each given what it uses. Some name each other (the CPU and its traps;
+        # a fatal signal exits a process and an exit signals the parent; the scheduler polls
+        # for signals): those links are set once all are built.
+        self.tasks = Tasks()
+        self.traps = Traps(self.physmem, self.tags, options, self.tasks, self.checker, self.write_diag)
+        self.cpu = Cpu(self.physmem, self.tags, self.traps.translate,
+                       self.traps.on_syscall_timed if options.stats else self.traps.on_syscall)
+        self.sched = Scheduler(self.cpu, self.tasks, options.timeout, self.start_time)
+        self.signals = SignalDelivery(self.cpu, self.sched, self.traps.report_fatal)
+        self.exits = Exits(self.tasks, self.sched, self.signals, self.futex, self.alloc, self.say)
+        self.sched.signals = self.signals
+        self.signals.exits = self.exits
+        self.syscalls = SyscallTable(self)
+        self.traps.connect(self.cpu, self.sched, self.signals, self.exits, self.syscalls)
+        # The guest's "/" and the sysroot, held for the run: every guest path is walked from
+        # these descriptors (namei.py), never re-joined into a host path.
+        self.vfs = Vfs(namei.HostDir(options.root or "/"), namei.HostDir(options.sysroot) if options.sysroot else None,
+                       self._generated_trees, self.pagecache)
         self.cpu.seed_irg(options.seed)          # IRG's tags: reproducible per seed
         self._fresh_regs = self.cpu.save()     # every register zero: a new program's start (start_thread())
         self.alloc.on_remap = self.cpu.flush_tlb
         self.cpu.sync_native()         # guarded tag writes (boot_mm) are the Python path's
-        self.checker = invariants.Checker(self.alloc) if options.check_invariants else None
-        self.rng = random.Random(options.seed)
-        self.pac_rng = random.Random(f"pac-{options.seed}")    # pointer-authentication keys, likewise
-        self.pagecache = PageCache(self.alloc)
-        self.devshm = ShmDir()             # the guest's /dev/shm under --root, made when first used
-        self.futex = FutexTable(self)
-        self.procs: dict[int, Process] = {}
-        self.threads: dict[int, Thread] = {}
-        self.runq: deque[Thread] = deque()
-        self.blocked: dict[Thread, None] = {}
-        self.ready: dict[Thread, None] = {}
-        self.unqueued: dict[Thread, None] = {}
-        self.timed: dict[Thread, None] = {}
-        self.next_deadline = float("inf")
-        self.wait_polls = 0
-        self.current: Optional[Thread] = None
-        self._on_cpu_mm: Optional[Mm] = None
-        self._next_pid = FIRST_PID
-        self._fault_code = 0
-        self.init: Optional[Process] = None
-        self.start_time = time.monotonic()
-        self.boot_wall = time.time()
-        self.switches = 0          # context switches (/proc/stat ctxt)
-        self.shm_segments: dict = {}   # System V shared memory: shmid -> syscalls.shm.Segment
-        self.forks = 0             # processes created (/proc/stat processes)
-        self.deadline = self.start_time + options.timeout if options.timeout else None
-        self.diag: TextIO = options.diag or sys.stderr
-        self.tracer: Optional[Tracer] = None      # a debugger's session (ptrace.py), if any
-        # The guest's "/" and the sysroot, held for the run: every guest path is walked from
-        # these descriptors (namei.py), never re-joined into a host path.
-        self.root_dir = namei.HostDir(options.root or "/")
-        self.sysroot_dir = namei.HostDir(options.sysroot) if options.sysroot else None
-        from mteemu.kernel.syscalls.table import SyscallTable
-        self.syscalls = SyscallTable(self)
-        self.syscall_count, self.syscall_seconds, self.wake_scans = 0, 0.0, 0    # for --stats
+
+    def _generated_trees(self, t: Thread) -> dict:
+        """What is mounted over the root, as t sees it: /proc, /sys, and /dev under --root
+        (without it, the host's /dev). Loaded when first walked."""
+        from mteemu.kernel.fs import devfs, procfs, sysfs
+
+        tops = {"proc": procfs.root(self, t), "sys": sysfs.root(self)}
+        if self.options.root:
+            tops["dev"] = devfs.root(self)
+        return tops
+
+    def attach(self, tracer: Tracer) -> None:
+        """A debugger's session: every service that stops or reports for it is told."""
+        self.tracer = self.sched.tracer = self.signals.tracer = self.exits.tracer = self.traps.tracer = tracer
+
+    @property
+    def init(self) -> Optional[Process]:
+        return self.tasks.init
+
+    @property
+    def current(self) -> Optional[Thread]:
+        return self.sched.current
+
+    def syscall(self, t: Thread, nr: int, args: Sequence[int]) -> int:
+        """Make system call nr with args as thread t, exactly as its SVC would (the entry
+        point of the syscall fuzzer and of the in-process kernel tests); x0 after it."""
+        self.sched.switch_to(t)
+        self.cpu.svc(nr, args[:6], self.traps.on_syscall)
+        return self.cpu.x(0)
+
+    # -- running ---------------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        """Run until the first process exits: its status, and the report of the last tag-check
+        fault that killed a process (the CLI writes --report-json from it)."""
+        sched, cpu, traps, tracer = self.sched, self.cpu, self.traps, self.tracer
+        watchdog = None
+        if self.options.timeout:
+            watchdog = threading.Timer(self.options.timeout, cpu.interrupt)
+            watchdog.daemon = True
+            watchdog.start()
+        try:
+            if tracer is not None and self.tasks.init is not None:
+                tracer.start(self.tasks.init.threads[0])
+            while True:
+                sched.fire_timers()
+                t = sched.pick()
+                sched.switch_to(t)
+                self.signals.deliver(t)
+                if t.state is not State.RUNNABLE or sched.current is not t:
+                    continue
+                budget = sched.budget(t)
+                if tracer is not None:
+                    budget = tracer.budget(t, budget)
+                timer = sched.timer_deadline()
+                exit_ = cpu.run(budget, None if timer is None else max(timer - time.monotonic(), 1e-4))
+                traps.handle_exit(t, exit_)
+                if tracer is not None:
+                    tracer.after_run(t, exit_)
+        except GuestExit as e:
+            if self.checker is not None:
+                self.checker.now("the run")
+            self.shutdown()
+            return RunResult(e.status, traps.fatal_report)
+        except HostSignal:
+            self.close()      # the model may be mid-operation: release only what the host holds
+            raise
+        except BaseException:
+            self.shutdown()
+            raise
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+                watchdog.join()             # its thread holds the kernel until it has ended
+
+    @property
+    def fatal_report(self) -> Optional[dict]:
+        """The report of the last tag-check fault that killed a process, also when the run
+        ended otherwise (a timeout, a deadlock)."""
+        return self.traps.fatal_report
+
+    # -- the end -----------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Give back what the run holds on the host (the swap file, the held root and
+        sysroot, the guest's /dev/shm); safe to repeat."""
+        if self.alloc.swap is not None:
+            self.alloc.swap.close()
+        self.vfs.close()
+        self.devshm.close()
+
+    def discard(self) -> None:
+        """Drop a kernel that will not run (a probe, a failed start): the world shut down
+        and the CPU's engine released at once, not when the collector gets to it."""
+        self.shutdown()
+        self.cpu.close()
+
+    def shutdown(self) -> None:
+        """End the world: every process killed, its files closed, its memory freed; the
+        host resources the run holds given back (also for a kernel dropped unfinished)."""
+        for proc in list(self.tasks.procs.values()):
+            if proc.wait_status is None:
+                proc.wait_status = S.SIGKILL
+                proc.fds.close_all()
+                if proc.vfork_parent is None:      # a vfork child borrows its parent's mm
+                    proc.mm.destroy()
+        self.close()
+        if self.options.kmsg:
+            for line in self.kmsg.lines:
+                self.say(f"kmsg: {line}")
+        if self.options.stats:
+            from mteemu.kernel.fs import procfs
+
+            for line in procfs.stats_lines(self):
+                self.say(f"stats: {line}")
+            traps, sched = self.traps, self.sched
+            per_call = 1e6 * traps.syscall_seconds / traps.syscall_count if traps.syscall_count else 0.0
+            self.say(f"stats: {self.cpu.hot_path().line()}")
+            self.say(f"stats: kernel syscalls={traps.syscall_count} python-seconds={traps.syscall_seconds:.3f} "
+                     f"per-call={per_call:.1f}us answered-in-C={self.cpu.ids_answered()} "
+                     f"wake-scans={sched.wake_scans} wait-polls={sched.wait_polls}")
 
     # -- diagnostics ---------------------------------------------------------------------------
     def say(self, message: str) -> None:
-        self._write_diag(f"mteemu: {message}\n")
+        self.write_diag(f"mteemu: {message}\n")
 
-    def _write_diag(self, text: str) -> None:
+    def write_diag(self, text: str) -> None:
         try:
             self.diag.write(text)
             self.diag.flush()
@@ -135,30 +229,14 @@ class Kernel(Scheduler, Traps, SignalDelivery, Exits):
             pass          # an unwritable stderr never changes how the run ends
 
     # -- processes ---------------------------------------------------------------------------
-    def new_pid(self) -> int:
-        pid = self._next_pid
-        self._next_pid += 1
-        return pid
-
-    def ppid(self, proc: Process) -> int:
-        """getppid(): the first process's parent is outside the emulated world (shown as the
-        pid before it); an orphan's is init's reaper (1)."""
-        if proc.parent is not None:
-            return proc.parent.pid
-        return proc.pid - 1 if proc is self.init else 1
-
-    @property
-    def last_pid(self) -> int:
-        return self._next_pid - 1
-
     def set_mte_tcf_preferred(self, mode: str) -> None:
         """Writing sysfs mte_tcf_preferred: every thread's tag-check mode is resolved again
         (Linux does it at the next context switch, mte_update_sctlr_user())."""
         self.options.mte_tcf_preferred = mode
-        for t in self.threads.values():
+        for t in self.tasks.threads.values():
             t.mte = mte.state_for(t.tagged_addr_ctrl, mode, t.mte)
-        if self.current is not None:
-            self.cpu.set_mte(self.current.mte)
+        if self.sched.current is not None:
+            self.cpu.set_mte(self.sched.current.mte)
 
     def open_exe(self, proc: Process, flags: int) -> HostFile:
         """Opening /proc/<pid>/exe: a read-only view of the program, reopened through the
@@ -185,7 +263,7 @@ class Kernel(Scheduler, Traps, SignalDelivery, Exits):
         if image.interp is None:
             return image, None
         interp = image.interp if image.interp.startswith("/") else "/" + image.interp
-        for base in (self.sysroot_dir, self.root_dir):
+        for base in (self.vfs.sysroot_dir, self.vfs.root_dir):
             if base is None:
                 continue
             try:
@@ -207,13 +285,13 @@ class Kernel(Scheduler, Traps, SignalDelivery, Exits):
     def spawn(self, path: str, argv: list[bytes], envp: list[bytes]) -> Process:
         """The first process runs the program mteemu's user named (a host path, opened once
         here); the guest sees it by its place under the root, or by its host path."""
-        root = self.root_dir.path if self.options.root else None
+        root = self.vfs.root_dir.path if self.options.root else None
         name = namei.guest_view(root or "/", os.path.abspath(path))
         exe = ExeFile(open_regular(path, "a program"), name)
         image, interp = self.read_images(exe)
         mm = self.new_mm()
         cwd = "/" if root else os.getcwd()
-        proc = Process(pid=self.new_pid(), parent=None, mm=mm, fds=self._stdio_fds(root), cwd=cwd,
+        proc = Process(pid=self.tasks.new_pid(), parent=None, mm=mm, fds=self._stdio_fds(root), cwd=cwd,
                        exe=exe, root=root)
         proc.pgid = proc.sid = proc.pid
         mm.owner_name = f"pid {proc.pid} ({os.path.basename(path)[:15]})"
@@ -229,10 +307,9 @@ class Kernel(Scheduler, Traps, SignalDelivery, Exits):
         self.cpu.restore(self.cpu.save())
         t.ctx = self.cpu.save()
         proc.threads.append(t)
-        self.procs[proc.pid] = proc
-        self.threads[t.tid] = t
-        self.runq.append(t)
-        self.init = self.init or proc
+        self.tasks.add_process(proc)
+        self.tasks.add_thread(t)
+        self.sched.enqueue(t)
         return proc
 
     def exec_image(self, t: Thread, image: loader.ElfImage, exe: ExeFile, argv: list[bytes],
@@ -251,7 +328,7 @@ class Kernel(Scheduler, Traps, SignalDelivery, Exits):
         # -- the point of no return --
         for other in list(proc.live_threads):      # de_thread(): the other threads die
             if other is not t:
-                self.exit_thread(other)
+                self.exits.exit_thread(other)
         exit_robust_list(self.futex, t)            # exec_mm_release(): the old mm is told, then forgotten
         if t.clear_child_tid:
             try:
@@ -300,8 +377,8 @@ class Kernel(Scheduler, Traps, SignalDelivery, Exits):
         self.cpu.set_mte(t.mte)
         self.cpu.flush_tlb()                       # another address space on the CPU
         self.cpu.invalidate_code()
-        self._on_cpu_mm = mm
-        self.need_resched = True                   # leave the CPU: resume in the new program
+        self.sched.on_cpu_mm = mm
+        self.sched.need_resched = True                   # leave the CPU: resume in the new program
 
     def _stdio_fds(self, root: Optional[str]) -> FdTable:
         fds = FdTable()

@@ -22,7 +22,7 @@ from mteemu.machine import cpu as C
 from mteemu.machine.physmem import PAGE_SIZE
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 
 MTE_GRANULE = 16
 PSTATE_TCO = 1 << 25
@@ -65,9 +65,9 @@ class ThreadRegs:
     """A thread's registers, wherever they are: in the CPU while the thread is on it,
     else in its saved context, with writes the kernel has queued (set_regs) on top."""
 
-    def __init__(self, k: "Kernel", t: Thread) -> None:
+    def __init__(self, k: "KernelApi", t: Thread) -> None:
         self.k, self.t = k, t
-        self._live = k.current is t and t.ctx is None
+        self._live = k.sched.current is t and t.ctx is None
 
     def read(self, reg: "int | str") -> int:
         t = self.t
@@ -135,7 +135,7 @@ def read_memory(proc: Process, addr: int, length: int) -> bytes:
     return bytes(out)
 
 
-def write_memory(k: "Kernel", proc: Process, addr: int, data: bytes) -> None:
+def write_memory(k: "KernelApi", proc: Process, addr: int, data: bytes) -> None:
     """PTRACE_POKEDATA: into a private read-only mapping too, as a debugger writes code."""
     try:
         RemoteMemory(proc.mm).write(addr, data)
@@ -178,12 +178,12 @@ def _granule_addresses(proc: Process, addr: int, length: int, write: bool) -> It
         g += MTE_GRANULE
 
 
-def read_tags(k: "Kernel", proc: Process, addr: int, length: int) -> bytes:
+def read_tags(k: "KernelApi", proc: Process, addr: int, length: int) -> bytes:
     """PTRACE_PEEKMTETAGS: one byte per granule of [addr, addr+length)."""
     return bytes(k.tags.get(pa) for pa in _granule_addresses(proc, addr, length, write=False))
 
 
-def write_tags(k: "Kernel", proc: Process, addr: int, length: int, tags: bytes) -> None:
+def write_tags(k: "KernelApi", proc: Process, addr: int, length: int, tags: bytes) -> None:
     """PTRACE_POKEMTETAGS for a range: fewer tags than granules repeat as a pattern (GDB's
     QMemTags and lldb's memory tag write both ask for that)."""
     if not tags:

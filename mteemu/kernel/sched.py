@@ -1,21 +1,26 @@
-"""The scheduler: which guest thread runs on the one CPU, for how long, and waiting for the
-world when none can (timers, blocked threads, a debugger's stops). Deterministic: the
-running thread keeps the CPU until it blocks, exits, wakes another, or — only while
-another thread is runnable — spends its instruction budget.
+"""The scheduler: which guest thread runs on the one CPU, and waiting for the world when none
+can (timers, blocked threads, a debugger's stops). Deterministic: the running thread keeps
+the CPU until it blocks, exits, wakes another, or — only while another thread is runnable —
+spends its instruction budget (the kernel's run loop, kernel.py, asks for that budget).
 """
 from __future__ import annotations
 
-import threading
 import time
-from typing import TYPE_CHECKING, Optional, Sequence
+from collections import deque
+from typing import TYPE_CHECKING, Optional
 
 from mteemu import host_signals
-from mteemu.errors import Deadlock, GuestTimeout, HostSignal
+from mteemu.errors import Deadlock, GuestTimeout
 from mteemu.kernel import signals as S
-from mteemu.kernel.exits import GuestExit
-from mteemu.kernel.process import State, Thread, Wait
-from mteemu.kernel.state import KernelState
+from mteemu.kernel.process import Process, State, Thread, Wait
+from mteemu.kernel.tasks import Tasks
 from mteemu.machine import cpu as C
+
+if TYPE_CHECKING:
+    from mteemu.kernel.api import SignalsApi
+    from mteemu.kernel.mm.addrspace import Mm
+    from mteemu.kernel.ptrace import Tracer as Debugger
+    from mteemu.machine.cpu import Cpu
 
 QUANTUM = 200_000           # instructions a thread may run while another one waits for the CPU
 # An asynchronous tag-check fault is reported at the next kernel entry; without a
@@ -23,76 +28,73 @@ QUANTUM = 200_000           # instructions a thread may run while another one wa
 ASYNC_WINDOW = 100_000
 
 
-if TYPE_CHECKING:
-    pass
+class Scheduler:
+    """Runnable and blocked threads, picking and switching, blocking and waking."""
 
+    def __init__(self, cpu: "Cpu", tasks: Tasks, timeout: Optional[float], start_time: float) -> None:
+        self.cpu = cpu
+        self.tasks = tasks
+        self.timeout = timeout                       # --timeout, and when it ends (time.monotonic())
+        self.deadline = start_time + timeout if timeout else None
+        self.signals: "SignalsApi"                   # set by the kernel: signals and threads name each other
+        self.tracer: "Optional[Debugger]" = None
+        self.runq: deque[Thread] = deque()
+        self.blocked: dict[Thread, None] = {}       # blocked threads (the wake scan is skipped without any)
+        self.ready: dict[Thread, None] = {}         # blocked threads to re-try: their queue was woken, or a signal came
+        self.unqueued: dict[Thread, None] = {}      # blocked threads whose wait has no queue: re-tried after every call
+        self.timed: dict[Thread, None] = {}         # blocked threads whose wait has a deadline
+        self.next_deadline = float("inf")           # the earliest of those deadlines (time.monotonic())
+        self.wait_polls = 0                         # calls of blocked threads re-tried (--stats)
+        self.wake_scans = 0                         # polls of the blocked threads (poll_waits)
+        self.current: Optional[Thread] = None       # the thread on the CPU
+        self.need_resched = False                   # leave the CPU at the next chance
+        self.switches = 0                           # context switches (/proc/stat ctxt)
+        self.on_cpu_mm: "Optional[Mm]" = None       # whose translations the CPU caches
 
-class Scheduler(KernelState):
-    """Kernel's room: run(), picking and switching threads, blocking and waking."""
+    def budget(self, t: Thread) -> int:
+        """How many instructions t may run now (0: until it leaves the CPU by itself)."""
+        others = any(o.state is State.RUNNABLE for o in self.runq if o is not t)
+        self.need_resched = False
+        budget = QUANTUM if others else 0
+        if t.tfsr is not None:
+            budget = min(budget or ASYNC_WINDOW, ASYNC_WINDOW)
+        return budget
 
-    def syscall(self, t: Thread, nr: int, args: Sequence[int]) -> int:
-        """Make system call nr with args as thread t, exactly as its SVC would (the entry
-        point of the syscall fuzzer); x0 after it."""
-        self._switch_to(t)
-        self.cpu.svc(nr, args[:6], self._on_syscall)
-        return self.cpu.x(0)
+    def signal_wake(self, proc: "Process", threads: "list[Thread]") -> None:
+        """signal_wake_up(): a blocked thread's wait may end in EINTR or a restart; a signal
+        for the process on the CPU makes it leave the CPU to take it."""
+        for t in threads:
+            if t.state is State.BLOCKED:
+                self.ready[t] = None
+        if self.current is not None and self.current.proc is proc:
+            self.need_resched = True
 
-    # -- running ---------------------------------------------------------------------------------
-    def run(self) -> int:
-        watchdog = None
-        if self.options.timeout:
-            watchdog = threading.Timer(self.options.timeout, self._expire)
-            watchdog.daemon = True
-            watchdog.start()
-        try:
-            if self.tracer is not None and self.init is not None:
-                self.tracer.start(self.init.threads[0])
-            while True:
-                self._fire_timers()
-                t = self._pick()
-                self._switch_to(t)
-                self._deliver_signals(t)
-                if t.state is not State.RUNNABLE or self.current is not t:
-                    continue
-                others = any(o.state is State.RUNNABLE for o in self.runq if o is not t)
-                self.need_resched = False
-                budget = QUANTUM if others else 0
-                if t.tfsr is not None:
-                    budget = min(budget or ASYNC_WINDOW, ASYNC_WINDOW)
-                if self.tracer is not None:
-                    budget = self.tracer.budget(t, budget)
-                timer = self._timer_deadline()
-                exit_ = self.cpu.run(budget, None if timer is None else max(timer - time.monotonic(), 1e-4))
-                self._handle_exit(t, exit_)
-                if self.tracer is not None:
-                    self.tracer.after_run(t, exit_)
-        except GuestExit as e:
-            if self.checker is not None:
-                self.checker.now("the run")
-            self.shutdown()
-            return e.status
-        except HostSignal:
-            self.close()      # the model may be mid-operation: release only what the host holds
-            raise
-        except BaseException:
-            self.shutdown()
-            raise
-        finally:
-            if watchdog is not None:
-                watchdog.cancel()
-                watchdog.join()             # its thread holds the kernel until it has ended
+    def enqueue(self, t: Thread) -> None:
+        """A new thread: runnable, last in the round."""
+        self.runq.append(t)
 
-    def _timer_deadline(self) -> Optional[float]:
+    def dequeue(self, t: Thread) -> None:
+        """t is exiting: off the run queue and the CPU."""
+        if t in self.runq:
+            self.runq.remove(t)
+        if self.current is t:
+            self.current = None
+
+    def forget_mm(self, mm: "Mm") -> None:
+        if self.on_cpu_mm is mm:
+            self.on_cpu_mm = None
+
+    def timer_deadline(self) -> Optional[float]:
         """The earliest armed interval timer of any process (time.monotonic())."""
-        expiries = [e for p in self.procs.values() if p.wait_status is None for e, _ in p.itimers.values()]
+        expiries = [e for p in self.tasks.procs.values() if p.wait_status is None for e, _ in p.itimers.values()]
         return min(expiries) if expiries else None
 
-    def _fire_timers(self) -> bool:
+    def fire_timers(self) -> bool:
         """it_real_fn(): each expired timer sends its signal and re-arms by its interval;
         True if any fired."""
         fired = False
         now = time.monotonic()
-        for proc in list(self.procs.values()):
+        for proc in list(self.tasks.procs.values()):
             if proc.wait_status is not None:
                 continue
             for which, (expiry, interval) in list(proc.itimers.items()):
@@ -102,38 +104,35 @@ class Scheduler(KernelState):
                     proc.itimers[which] = (max(expiry + interval, now), interval)
                 else:
                     del proc.itimers[which]
-                self.send_signal(proc, S.SigInfo(S.ITIMER_SIGNALS[which], S.SI_KERNEL))
+                self.signals.send(proc, S.SigInfo(S.ITIMER_SIGNALS[which], S.SI_KERNEL))
                 fired = True
         return fired
 
-    def _expire(self) -> None:
-        self.cpu.interrupt()
-
-    def _check_deadline(self) -> None:
+    def check_deadline(self) -> None:
         if self.deadline is not None and time.monotonic() >= self.deadline:
-            raise GuestTimeout(f"guest did not finish within {self.options.timeout:g} s (--timeout)")
+            raise GuestTimeout(f"guest did not finish within {self.timeout:g} s (--timeout)")
 
-    def _pick(self) -> Thread:
+    def pick(self) -> Thread:
         """Round-robin over runnable threads; wait (really) when all are blocked."""
         while True:
             if self.cpu.interrupted:
                 host_signals.check()
-                self._check_deadline()
-            self._poll_waits()
+                self.check_deadline()
+            self.poll_waits()
             t = self._next_runnable()
             if t is not None:
                 return t
             # Nothing can run: re-try every blocked call before waiting for the world
             # (a change no queue reported; cheap now that the CPU would be idle anyway).
-            if self._poll_waits(every=True):
+            if self.poll_waits(every=True):
                 continue
-            if self._fire_timers():
+            if self.fire_timers():
                 continue                            # a signal may wake a waiting thread
             if self.tracer is not None:
                 self.tracer.idle()                  # a debugger's interrupt stops a blocked process too
             deadlines = [t.wait.deadline for t in self.runq if t.state is State.BLOCKED
                          and t.wait and t.wait.deadline is not None]
-            timer = self._timer_deadline()
+            timer = self.timer_deadline()
             if timer is not None:
                 deadlines.append(timer)             # an interval timer will wake someone
             if any(t.wait.host for t in self.runq if t.state is State.BLOCKED and t.wait):
@@ -146,7 +145,7 @@ class Scheduler(KernelState):
             if delay > 0:
                 with host_signals.interruptible():
                     time.sleep(min(delay, 0.05))
-            self._check_deadline()
+            self.check_deadline()
 
     def _next_runnable(self) -> Optional[Thread]:
         for _ in range(len(self.runq)):
@@ -156,7 +155,7 @@ class Scheduler(KernelState):
                 return t
         return None
 
-    def _poll_waits(self, skip: Optional[Thread] = None, every: bool = False) -> bool:
+    def poll_waits(self, skip: Optional[Thread] = None, every: bool = False) -> bool:
         """Re-try the calls of the blocked threads that may be able to finish: those whose
         wait queue was woken or that were sent a signal, those whose deadline has come, and
         those waiting for what has no queue (waitqueue.py); every blocked thread when
@@ -185,10 +184,10 @@ class Scheduler(KernelState):
             w = t.wait
             assert w is not None                # a blocked thread waits for something
             self.wait_polls += 1
-            if self._signal_deliverable(t):
-                self._unblock(t)
+            if self.signals.deliverable(t):
+                self.unblock(t)
                 w.cancel()
-                sig = self._next_signal(t)
+                sig = self.signals.next_signal(t)
                 assert sig is not None          # deliverable
                 act = t.proc.action(sig)
                 if w.restartable and act.handler not in (S.SIG_DFL, S.SIG_IGN) and act.flags & S.SA_RESTART:
@@ -205,7 +204,7 @@ class Scheduler(KernelState):
                 w.cancel()
                 result = w.on_timeout()
             if result is not None:
-                self._unblock(t)
+                self.unblock(t)
                 t.set_regs[C.X_REGS[0]] = result & ((1 << 64) - 1)
                 woke = True
         if now >= self.next_deadline:
@@ -213,7 +212,7 @@ class Scheduler(KernelState):
                                      default=float("inf"))
         return woke
 
-    def _switch_to(self, t: Thread) -> None:
+    def switch_to(self, t: Thread) -> None:
         self.cpu.disarm_ids()                   # who runs, its signals and its faults may differ now
         if self.current is not t:
             if self.current is not None and self.current.state is not State.DEAD:
@@ -224,8 +223,8 @@ class Scheduler(KernelState):
             self.switches += 1
             self.cpu.set_mte(t.mte)
             self.cpu.set_pac(t.pac_keys, t.pac_enabled)
-            if self._on_cpu_mm is not t.proc.mm:
-                self._on_cpu_mm = t.proc.mm
+            if self.on_cpu_mm is not t.proc.mm:
+                self.on_cpu_mm = t.proc.mm
                 self.cpu.flush_tlb()
         if t.set_regs:
             for reg, value in t.set_regs.items():
@@ -250,9 +249,9 @@ class Scheduler(KernelState):
         fuzzer, which never waits."""
         if t.wait is not None:
             t.wait.cancel()
-        self._unblock(t)
+        self.unblock(t)
 
-    def _unblock(self, t: Thread) -> None:
+    def unblock(self, t: Thread) -> None:
         """The thread's wait is over (finished, interrupted, or the thread is exiting): off
         every queue, runnable again."""
         w = t.wait

@@ -6,18 +6,17 @@ traps.c would send.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from mteemu import host_signals
-from mteemu.errors import MteEmuError
 from mteemu.kernel import mte
 from mteemu.kernel import signals as S
 from mteemu.kernel.fs.file import fd_path
 from mteemu.kernel.mm.addrspace import FAULT_ACCERR, FAULT_BUS, FAULT_OOM, FAULT_RETRY, TOP_BYTE_MASK, Fault
 from mteemu.kernel.mm.vma import PROT_MTE, Vma
 from mteemu.kernel.process import State, Thread
-from mteemu.kernel.state import KernelState
 from mteemu.kernel.syscalls.table import IDS, QUERIES
+from mteemu.kernel.tasks import Tasks
 from mteemu.kernel.uaccess import SyscallError
 from mteemu.machine import cpu as C
 from mteemu.machine.cpu import ExitKind
@@ -25,44 +24,71 @@ from mteemu.machine.decode import effective_address
 from mteemu.machine.physmem import PAGE_SIZE
 from mteemu.machine.tagcheck import Tcf
 
+if TYPE_CHECKING:
+    from mteemu.kernel.api import ExitsApi, SignalsApi
+    from mteemu.kernel.mm import invariants
+    from mteemu.kernel.ptrace import Tracer as Debugger
+    from mteemu.kernel.run import RunOptions
+    from mteemu.kernel.sched import Scheduler
+    from mteemu.kernel.syscalls.table import SyscallTable
+    from mteemu.machine.cpu import Cpu
+    from mteemu.machine.physmem import PhysMem
+    from mteemu.machine.tagstore import TagStore
+
 ESR_EC_DABT_LOW, ESR_EC_IABT_LOW = 0x24, 0x20
 
 
-if TYPE_CHECKING:
-    pass
+class Traps:
+    """The CPU's callbacks and exits, as signals."""
 
+    def __init__(self, physmem: "PhysMem", tags: "TagStore", options: "RunOptions", tasks: Tasks,
+                 checker: "Optional[invariants.Checker]", write_diag: Callable[[str], None]) -> None:
+        self.physmem, self.tags, self.options, self.tasks = physmem, tags, options, tasks
+        self.checker = checker
+        self.write_diag = write_diag
+        self.tracer: "Optional[Debugger]" = None
+        self.fault_code = 0                         # why the last translation was refused (a Fault)
+        self.syscall_count = 0                      # system calls made, and the time the kernel spent on them
+        self.syscall_seconds = 0.0
+        self.fatal_report: Optional[dict] = None    # the last tag-check fault that killed a process
 
-class Traps(KernelState):
-    """Kernel's room: the CPU's callbacks and exits, as signals."""
+    def connect(self, cpu: "Cpu", sched: "Scheduler", signals: "SignalsApi", exits: "ExitsApi",
+                syscalls: "SyscallTable") -> None:
+        """The CPU calls this service's translate() and on_syscall(), which act through the
+        CPU and the other services: those are given once all are built."""
+        self.cpu, self.sched, self.signals, self.exits, self.syscalls = cpu, sched, signals, exits, syscalls
+
+    def say(self, message: str) -> None:
+        self.write_diag(f"mteemu: {message}\n")
 
     # -- the CPU's callbacks -----------------------------------------------------------------
-    def _translate(self, vaddr: int, access: int) -> Optional[C.Translation]:
-        t = self.current
+    def translate(self, vaddr: int, access: int) -> Optional[C.Translation]:
+        t = self.sched.current
         if t is None or t.state is not State.RUNNABLE:
             return None    # the thread left the CPU (exit, block); Unicorn is winding down
         res = t.proc.mm.fault(vaddr, access)
         if self.checker is not None:
             self.checker.maybe(f"a page fault at {vaddr:#x}")
         if isinstance(res, Fault):
-            self._fault_code = res
+            self.fault_code = res
             return None
         return res
 
-    def _on_syscall_timed(self) -> bool:
+    def on_syscall_timed(self) -> bool:
         """_on_syscall, also timing the Python kernel for --stats (the host's clock costs
         ~0.1 µs a read on these VMs: only when asked)."""
         start = time.perf_counter()
         try:
-            return self._on_syscall()
+            return self.on_syscall()
         finally:
             self.syscall_seconds += time.perf_counter() - start
 
-    def _on_syscall(self) -> bool:
+    def on_syscall(self) -> bool:
         """Called from inside the CPU for every SVC; True to leave the CPU. The path of
         every system call: each step here costs on all of them (getppid's Python round
         trip is ~3 µs, the C callback into it ~0.4)."""
         self.syscall_count += 1
-        t = self.current
+        t = self.sched.current
         assert t is not None                    # an SVC runs on some thread
         if t.tfsr is not None:
             # el0_svc_common(): with an asynchronous tag-check fault pending (seen by
@@ -81,20 +107,19 @@ class Traps(KernelState):
         if self.checker is not None:
             self.checker.maybe("a system call")
         if nr in IDS and t.state is State.RUNNABLE and t.tfsr is None and self.tracer is None \
-                and not self.options.strace and not self._signal_deliverable(t):
+                and not self.options.strace and not self.signals.deliverable(t):
             # Asked once, answered by C from now until anything could change the answers
             # or make something due at a call's return (sched._switch_to, the next call).
-            self.cpu.answer_ids(t.proc.pid, self.ppid(t.proc), t.tid)
-        if nr not in QUERIES and self._poll_waits(skip=t):
+            self.cpu.answer_ids(t.proc.pid, self.tasks.ppid(t.proc), t.tid)
+        if nr not in QUERIES and self.sched.poll_waits(skip=t):
             # The call woke another thread (a pipe written, a child's signal...): as Linux's
             # wake-up makes it runnable at once, leave the CPU so the scheduler sees it. A
             # thread spinning in system calls no longer starves the threads it unblocked,
             # and when that happens depends on the calls made, not on time.
-            self.need_resched = True
-        return t.state is not State.RUNNABLE or self._signal_deliverable(t) or self.need_resched
+            self.sched.need_resched = True
+        return t.state is not State.RUNNABLE or self.signals.deliverable(t) or self.sched.need_resched
 
-
-    def _handle_exit(self, t: Thread, ex: C.Exit) -> None:
+    def handle_exit(self, t: Thread, ex: C.Exit) -> None:
         kind = ex.kind
         # An asynchronous mismatch is no exception on the hardware (TFSR is set again and the
         # program runs on): only a real kernel entry (a tick, a fault, a system call)
@@ -108,13 +133,13 @@ class Traps(KernelState):
             return          # DEBUG: a debugger's stop (the tracer reports it), nothing executed
         if kind is ExitKind.INTERRUPTED:
             host_signals.check()
-            self._check_deadline()
+            self.sched.check_deadline()
             return
         if ex.pc & 3 and kind is not ExitKind.TAG_CHECK:
             # A PC alignment fault (Arm ARM: PC alignment checking, EC 0x22). Unicorn's
             # QEMU 5.0 does not check it, so what ran at the misaligned PC ends here:
             # Linux's do_sp_pc_abort() sends SIGBUS/BUS_ADRALN with si_addr = PC.
-            self.force_signal(t, S.SigInfo(S.SIGBUS, S.BUS_ADRALN, addr=ex.pc, esr=(0x22 << 26) | (1 << 25)))
+            self.signals.force(t, S.SigInfo(S.SIGBUS, S.BUS_ADRALN, addr=ex.pc, esr=(0x22 << 26) | (1 << 25)))
         elif kind is ExitKind.FAULT:
             self._memory_fault(t, ex)
         elif kind is ExitKind.TAG_CHECK:
@@ -125,22 +150,22 @@ class Traps(KernelState):
                 word = t.proc.mem.read(ex.pc, 4)
                 addr = effective_address(word, ex.pc, self.cpu.reg_by_name) or 0
             esr = (ESR_EC_DABT_LOW << 26) | (1 << 25) | 0x21
-            self.force_signal(t, S.SigInfo(S.SIGBUS, S.BUS_ADRALN, addr=addr, esr=esr))
+            self.signals.force(t, S.SigInfo(S.SIGBUS, S.BUS_ADRALN, addr=addr, esr=esr))
         elif kind is ExitKind.UNDEFINED:
-            self.force_signal(t, S.SigInfo(S.SIGILL, S.ILL_ILLOPC, addr=ex.pc, esr=0x0200_0000))
+            self.signals.force(t, S.SigInfo(S.SIGILL, S.ILL_ILLOPC, addr=ex.pc, esr=0x0200_0000))
         elif kind is ExitKind.BREAKPOINT:
-            self.force_signal(t, S.SigInfo(S.SIGTRAP, S.TRAP_BRKPT, addr=ex.pc))
+            self.signals.force(t, S.SigInfo(S.SIGTRAP, S.TRAP_BRKPT, addr=ex.pc))
         else:
             self.say(f"unexpected CPU exception {ex.intno} at pc {ex.pc:#x}; sending SIGILL")
-            self.force_signal(t, S.SigInfo(S.SIGILL, S.ILL_ILLOPC, addr=ex.pc))
+            self.signals.force(t, S.SigInfo(S.SIGILL, S.ILL_ILLOPC, addr=ex.pc))
 
     def _memory_fault(self, t: Thread, ex: C.Exit) -> None:
-        code = self._fault_code
+        code = self.fault_code
         if code == FAULT_RETRY:
             return     # replay the access (a pending fatal signal ends the thread first)
         if code == FAULT_OOM:
             self.say(f"out of memory: killed process {t.proc.pid}")
-            self.kill_process(t.proc, S.SIGKILL)
+            self.exits.kill_process(t.proc, S.SIGKILL)
             return
         addr = self.fault_address(t, ex)
         wnr = 1 << 6 if ex.access == C.ACCESS_WRITE else 0
@@ -152,7 +177,7 @@ class Traps(KernelState):
         else:
             info = S.SigInfo(S.SIGSEGV, S.SEGV_ACCERR if code == FAULT_ACCERR else S.SEGV_MAPERR,
                              addr=addr, esr=esr)
-        self.force_signal(t, info)
+        self.signals.force(t, info)
 
     def _tag_check_fault(self, t: Thread, ex: C.Exit) -> None:
         """do_tag_check_fault() for sync (a forced SIGSEGV/SEGV_MTESERR, FAR = the address);
@@ -162,7 +187,7 @@ class Traps(KernelState):
         assert m is not None                    # a TAG_CHECK exit carries its mismatch
         if m.sync:
             esr = (ESR_EC_DABT_LOW << 26) | (1 << 25) | (1 << 6 if m.write else 0) | 0x11
-            self.force_signal(t, S.SigInfo(S.SIGSEGV, S.SEGV_MTESERR, addr=m.va, esr=esr,
+            self.signals.force(t, S.SigInfo(S.SIGSEGV, S.SEGV_MTESERR, addr=m.va, esr=esr,
                                            report=self._capture_report(t, m)))
         elif t.tfsr is None:
             # TFSRE0_EL1.TF0 is one sticky bit: the first fault is the one reported.
@@ -170,7 +195,7 @@ class Traps(KernelState):
 
     def _report_async(self, t: Thread) -> None:
         report, t.tfsr = t.tfsr, None
-        self.send_signal(t.proc, S.SigInfo(S.SIGSEGV, S.SEGV_MTEAERR, addr=0, report=report), thread=t)
+        self.signals.send(t.proc, S.SigInfo(S.SIGSEGV, S.SEGV_MTEAERR, addr=0, report=report), thread=t)
 
     def _capture_report(self, t: Thread, m) -> dict:  # noqa: ANN001 - a tagcheck.Mismatch
         from mteemu.machine.decode import access_size, disassemble
@@ -210,23 +235,14 @@ class Traps(KernelState):
         return tagfault.capture(view, va=m.va, write=m.write, size=size, ptr_tag=m.ptr_tag,
                                 mem_tag=m.mem_tag, sync=m.sync)
 
-    def _report_fatal(self, info: S.SigInfo) -> None:
-        """A tag-check fault is killing the process: tell the person why."""
+    def report_fatal(self, info: S.SigInfo) -> None:
+        """A tag-check fault is killing the process: tell the person why, as it dies (the
+        JSON form is the run's result: RunResult.tag_fault)."""
         from mteemu.report import tagfault
 
         assert info.report is not None
-        self._write_diag(tagfault.format_text(info.report))
-        if self.options.report_json:
-            import json
-
-            from mteemu.atomicfile import write_text
-
-            try:
-                write_text(self.options.report_json, json.dumps(info.report, indent=2) + "\n")
-            except OSError as e:
-                self.say(f"cannot write --report-json {self.options.report_json}: {e.strerror}")
-            except MteEmuError as e:
-                self.say(e.message)
+        self.write_diag(tagfault.format_text(info.report))
+        self.fatal_report = info.report
 
     def fault_address(self, t: Thread, ex: C.Exit) -> int:
         """The exact faulting address (FAR): the first byte of the access in the refused page."""

@@ -19,6 +19,17 @@ from mteemu.machine.cpu import ACCESS_READ, ACCESS_WRITE, Translation
 from mteemu.machine.physmem import PAGE_SHIFT, PAGE_SIZE
 
 
+def s32(v: int) -> int:
+    """An `int` argument (the low 32 bits of its register, signed)."""
+    v &= 0xFFFF_FFFF
+    return v - (1 << 32) if v & (1 << 31) else v
+
+
+def s64(v: int) -> int:
+    """A `long` or `loff_t` argument."""
+    return v - (1 << 64) if v & (1 << 63) else v
+
+
 class SyscallError(Exception):
     """A syscall fails with -errno."""
 

@@ -22,7 +22,7 @@ from typing import Optional
 
 from mteemu.oracle import fetch
 from mteemu.oracle import runner as oracle
-from mteemu.testing.runner import FAIL, PASS, Case, Result, _stdout_problem
+from mteemu.testing.runner import FAIL, PASS, Case, Result, stdout_problem
 
 BATCH = 48                        # tests per boot (a boot costs ~5 s; a guest death loses at most a batch)
 _ENV_OPTIONS = ("-E", "-U")
@@ -94,7 +94,7 @@ def _linux_problem(spec, o: oracle.Outcome) -> str:  # noqa: ANN001
     problems = []
     if o.status != spec.status:
         problems.append(f"Linux's exit status {o.status}, the test expects {spec.status}")
-    diff = _stdout_problem(spec, o.stdout.decode(errors="replace"))
+    diff = stdout_problem(spec, o.stdout.decode(errors="replace"))
     if diff:
         problems.append("Linux's stdout differs from the expected")
     return "; ".join(problems)

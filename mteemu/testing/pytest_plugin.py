@@ -16,7 +16,7 @@ import pytest
 
 from mteemu.testing import build as B
 from mteemu.testing import linux, shard
-from mteemu.testing.runner import PASS, Case, Result, Settings, _cache_name, close_servers, run_case
+from mteemu.testing.runner import PASS, Case, Result, Settings, cache_name, close_servers, run_case
 from mteemu.testing.spec import ExpectationError, has_expectations, parse
 
 
@@ -133,7 +133,7 @@ def _linux_outcomes(session, settings: Settings) -> dict:  # noqa: ANN001
         if spec is None:
             continue
         try:
-            binary = B.build(spec.path, _cache_name(spec), spec.build_flags, settings.cache) if spec.is_source \
+            binary = B.build(spec.path, cache_name(spec), spec.build_flags, settings.cache) if spec.is_source \
                 else spec.path
         except (B.BuildError, OSError):
             continue

@@ -105,7 +105,7 @@ def run_case(case: Case, settings: Settings) -> Result:
         return Result(case.name, ERROR, message=case.error or "unreadable test")
     spec = case.spec
     try:
-        binary = B.build(spec.path, _cache_name(spec), spec.build_flags, settings.cache) if spec.is_source \
+        binary = B.build(spec.path, cache_name(spec), spec.build_flags, settings.cache) if spec.is_source \
             else spec.path
     except B.BuildError as e:
         return Result(case.name, ERROR, time.monotonic() - start, "does not build", str(e))
@@ -119,7 +119,7 @@ def run_case(case: Case, settings: Settings) -> Result:
     return result
 
 
-def _cache_name(spec: TestSpec) -> str:
+def cache_name(spec: TestSpec) -> str:
     # One cache entry per source file (whatever its test name), unique across suites.
     digest = hashlib.sha256(str(spec.path.resolve()).encode()).hexdigest()[:10]
     return f"{spec.path.stem}-{digest}"
@@ -234,7 +234,7 @@ def _judge(spec: TestSpec, proc: subprocess.CompletedProcess) -> Result:
         if got != spec.si_code:
             problems.append(f"si_code {got}, expected {spec.si_code}")
     out = proc.stdout.decode(errors="replace")
-    diff = _stdout_problem(spec, out)
+    diff = stdout_problem(spec, out)
     if diff:
         problems.append("stdout differs")
         details = diff + ("\n" + details if details else "")
@@ -245,7 +245,7 @@ def _judge(spec: TestSpec, proc: subprocess.CompletedProcess) -> Result:
     return Result(spec.name, PASS, stdout=proc.stdout)
 
 
-def _stdout_problem(spec: TestSpec, out: str) -> str:
+def stdout_problem(spec: TestSpec, out: str) -> str:
     if spec.stdout_exact is not None:
         if out == spec.stdout_exact:
             return ""

@@ -10,7 +10,8 @@ import struct
 from mteemu.board.model import default_board
 from mteemu.errors import MteEmuError
 from mteemu.kernel import loader
-from mteemu.kernel.kernel import Kernel, RunOptions
+from mteemu.kernel.kernel import Kernel
+from mteemu.kernel.run import RunOptions
 
 # Offsets of interesting ELF64 header fields: type, machine, entry, phoff, phentsize, phnum.
 _HEADER_FIELDS = [(16, 2), (18, 2), (24, 8), (32, 8), (54, 2), (56, 2)]

@@ -16,8 +16,9 @@ from typing import Optional, TextIO
 
 from mteemu.board.model import default_board, small_reuse_board
 from mteemu.kernel.exits import GuestExit
-from mteemu.kernel.kernel import Kernel, RunOptions
+from mteemu.kernel.kernel import Kernel
 from mteemu.kernel.process import State, Thread
+from mteemu.kernel.run import RunOptions
 
 MAX_NR = 460
 # exit, exit_group: they end the fuzzing process (tested elsewhere); execve(at): replace it.
@@ -85,7 +86,7 @@ class SyscallFuzzer:
                     os.dup2(s, fd)
                     os.close(s)
                 os.close(private)
-            self.thread = k.runq[0]
+            self.thread = k.sched.runq[0]
             self.kernel = k
             self.scratch = self._call(222, 0, 1 << 16, 3, 0x22, -1 & (2**64 - 1), 0)   # mmap rw, 64 KiB
         finally:
@@ -125,13 +126,13 @@ class SyscallFuzzer:
                 except GuestExit:
                     self._drop()                  # the fuzzed process killed itself (a signal)
                     continue
-                t = self.kernel.current
+                t = self.kernel.sched.current
                 if t is None or t.state is State.DEAD:
                     self._drop()
                     continue
                 if t.state is State.BLOCKED:
                     stats.blocked += 1
-                    self.kernel.abandon_wait(t)   # never wait: the call ends unanswered
+                    self.kernel.sched.abandon_wait(t)   # never wait: the call ends unanswered
                     continue
                 # Signals the call raised (kill, tgkill...) are dropped, not delivered.
                 t.pending.queue.clear()

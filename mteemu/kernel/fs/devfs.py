@@ -26,7 +26,7 @@ from mteemu.kernel.fs.pseudofs import Device, Dir, Link, Mount, Node
 from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 
 DEVTMPFS_DEV = 0x5            # st_dev of devtmpfs (the first anonymous device after proc's)
 MOUNTS = (("devtmpfs", "/dev", "devtmpfs", "rw,nosuid,relatime,mode=755"),
@@ -93,7 +93,7 @@ class ShmDir:
             self.path = None
 
 
-def _tty(k: "Kernel") -> Callable[[str, int], OpenFile]:
+def _tty(k: "KernelApi") -> Callable[[str, int], OpenFile]:
     def open_tty(gpath: str, flags: int) -> OpenFile:
         if not os.isatty(0):
             raise SyscallError(errno.ENXIO)
@@ -106,7 +106,7 @@ def _tty(k: "Kernel") -> Callable[[str, int], OpenFile]:
     return open_tty
 
 
-def root(k: "Kernel") -> Dir:
+def root(k: "KernelApi") -> Dir:
     def mem(minor: int, fill: Callable[[int], Optional[bytes]], sink: int = 0) -> Device:
         def opener(gpath: str, flags: int) -> OpenFile:
             return MemDevice(node, gpath, flags, fill, sink)

@@ -22,14 +22,14 @@ from mteemu.kernel.fs.pseudofs import Dir, File, Node, static
 from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 
 
 def _cpu_list() -> bytes:
     return b"0\n" if procfs.NR_CPUS == 1 else f"0-{procfs.NR_CPUS - 1}\n".encode()
 
 
-def _cpu(k: "Kernel") -> dict[str, Node]:
+def _cpu(k: "KernelApi") -> dict[str, Node]:
     def set_preferred(data: bytes) -> None:
         # mte_tcf_preferred_store(): "async", "sync" or "asymm" (this CPU has FEAT_MTE3).
         mode = data.strip().decode("ascii", errors="replace")
@@ -48,7 +48,7 @@ def _hugepages() -> dict[str, Node]:
     return {f"hugepages-{procfs.HUGEPAGE_KB}kB": Dir(lambda: size)}
 
 
-def root(k: "Kernel") -> Dir:
+def root(k: "KernelApi") -> Dir:
     cpus = {f"cpu{i}": Dir(lambda: _cpu(k)) for i in range(procfs.NR_CPUS)}
     cpu = Dir(lambda: {"online": File(_cpu_list), "possible": File(_cpu_list), "present": File(_cpu_list),
                        "kernel_max": File(static(f"{procfs.NR_CPUS - 1}\n")), **cpus})

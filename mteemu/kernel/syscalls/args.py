@@ -9,19 +9,10 @@ from mteemu.kernel.fs.file import OpenFile
 from mteemu.kernel.mm.addrspace import TASK_SIZE, untag
 from mteemu.kernel.process import Thread
 from mteemu.kernel.uaccess import SyscallError
+from mteemu.kernel.uaccess import s32 as s32  # re-exported: handlers read their arguments here
+from mteemu.kernel.uaccess import s64 as s64
 
 MASK64 = (1 << 64) - 1
-
-
-def s32(v: int) -> int:
-    """An `int` argument (the low 32 bits, signed)."""
-    v &= 0xFFFF_FFFF
-    return v - (1 << 32) if v & (1 << 31) else v
-
-
-def s64(v: int) -> int:
-    """A `long` or `loff_t` argument."""
-    return v - (1 << 64) if v & (1 << 63) else v
 
 
 def fdget(t: Thread, fd: int) -> OpenFile:

@@ -23,12 +23,12 @@ from mteemu.kernel.syscalls.registry import syscall
 from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
-from mteemu.kernel.fs.vfs import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, lookup, oserror
+    from mteemu.kernel.api import KernelApi
+from mteemu.kernel.fs.vfs import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, oserror
 
 
 def _may_change_attrs(f: OpenFile) -> None:
@@ -79,15 +79,15 @@ def _with_reopened(r: "Generated | Magic", flags: int, action) -> int:  # noqa: 
 
 
 @syscall("ftruncate")
-def sys_ftruncate(k: "Kernel", t: Thread, fd: int, length: int) -> int:
+def sys_ftruncate(k: "KernelApi", t: Thread, fd: int, length: int) -> int:
     if s64(length) < 0:
         raise SyscallError(errno.EINVAL)     # do_sys_ftruncate(): before the fd is looked up
     return _truncate(fdget(t, fd), length)
 
 
 @syscall("truncate", strings=(0,))
-def sys_truncate(k: "Kernel", t: Thread, path: int, length: int) -> int:
-    with lookup(k, t, AT_FDCWD, user_path(t, path)) as r:
+def sys_truncate(k: "KernelApi", t: Thread, path: int, length: int) -> int:
+    with k.vfs.lookup(t, AT_FDCWD, user_path(t, path)) as r:
         if not isinstance(r, HostEntry):
             return _with_reopened(r, os.O_WRONLY, lambda f: _truncate(f, length))
         if s64(length) < 0:
@@ -112,13 +112,13 @@ def sys_truncate(k: "Kernel", t: Thread, path: int, length: int) -> int:
 
 
 @syscall("fchmod")
-def sys_fchmod(k: "Kernel", t: Thread, fd: int, mode: int) -> int:
+def sys_fchmod(k: "KernelApi", t: Thread, fd: int, mode: int) -> int:
     return _chmod(t.proc.fds.get(s32(fd)), mode)
 
 
 @syscall("fchmodat", strings=(1,))
-def sys_fchmodat(k: "Kernel", t: Thread, dirfd: int, path: int, mode: int) -> int:
-    with lookup(k, t, dirfd, user_path(t, path)) as r:
+def sys_fchmodat(k: "KernelApi", t: Thread, dirfd: int, path: int, mode: int) -> int:
+    with k.vfs.lookup(t, dirfd, user_path(t, path)) as r:
         if not isinstance(r, HostEntry):
             return _with_reopened(r, os.O_PATH, lambda f: _chmod(f, mode))
         try:
@@ -155,18 +155,18 @@ def _chown(t: Thread, f: OpenFile, uid: int, gid: int) -> int:
 
 
 @syscall("fchown")
-def sys_fchown(k: "Kernel", t: Thread, fd: int, uid: int, gid: int) -> int:
+def sys_fchown(k: "KernelApi", t: Thread, fd: int, uid: int, gid: int) -> int:
     return _chown(t, t.proc.fds.get(s32(fd)), uid, gid)
 
 
 @syscall("fchownat", strings=(1,))
-def sys_fchownat(k: "Kernel", t: Thread, dirfd: int, path: int, uid: int, gid: int, flags: int) -> int:
+def sys_fchownat(k: "KernelApi", t: Thread, dirfd: int, path: int, uid: int, gid: int, flags: int) -> int:
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         raise SyscallError(errno.EINVAL)
     raw = user_path(t, path)
     if not raw and flags & AT_EMPTY_PATH and s32(dirfd) != AT_FDCWD:
         return _chown(t, t.proc.fds.get(s32(dirfd)), uid, gid)
-    with lookup(k, t, dirfd, raw or b".", follow=not flags & AT_SYMLINK_NOFOLLOW) as r:
+    with k.vfs.lookup(t, dirfd, raw or b".", follow=not flags & AT_SYMLINK_NOFOLLOW) as r:
         if not isinstance(r, HostEntry):
             return _with_reopened(r, os.O_PATH, lambda f: _chown(t, f, uid, gid))
         _chown_allowed(t)
@@ -181,7 +181,7 @@ UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
 
 
 @syscall("utimensat", strings=(1,))
-def sys_utimensat(k: "Kernel", t: Thread, dirfd: int, path: int, times: int, flags: int) -> int:
+def sys_utimensat(k: "KernelApi", t: Thread, dirfd: int, path: int, times: int, flags: int) -> int:
     """utimensat()/futimens(): set the access and modification times (touch). Foreign and
     generated files refuse as for a file the caller does not own (EPERM)."""
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
@@ -218,7 +218,7 @@ def sys_utimensat(k: "Kernel", t: Thread, dirfd: int, path: int, times: int, fla
         f = t.proc.fds.get(s32(dirfd))
         _may_change_attrs(f)
         return apply(f.fd)                           # type: ignore[attr-defined]
-    with lookup(k, t, dirfd, user_path(t, path), follow=not flags & AT_SYMLINK_NOFOLLOW) as r:
+    with k.vfs.lookup(t, dirfd, user_path(t, path), follow=not flags & AT_SYMLINK_NOFOLLOW) as r:
         if not isinstance(r, HostEntry):
             def on_reopened(f: "HostFile") -> int:
                 _may_change_attrs(f)

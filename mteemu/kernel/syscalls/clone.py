@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 
 from mteemu.kernel.mm.pagealloc import OutOfMemory
 from mteemu.kernel.process import THREAD_ORDER, Process, Thread, Wait
-from mteemu.kernel.syscalls.registry import NORETURN, Support, _NoReturn, syscall
+from mteemu.kernel.syscalls.registry import NORETURN, NoReturnResult, Support, syscall
 from mteemu.kernel.uaccess import SyscallError
 from mteemu.machine import cpu as C
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 
 
 CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND = 0x100, 0x200, 0x400, 0x800
@@ -35,14 +35,14 @@ CLONE_NEW_ANY = 0x7E020000 & ~CLONE_SETTLS & ~CLONE_PARENT_SETTID & ~CLONE_SYSVS
 MAX_THREADS = 4096      # a bound on guest tasks, like RLIMIT_NPROC: fork bombs get EAGAIN
 
 
-def _clone(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls: int, ctid: int) -> "int | _NoReturn":
+def _clone(k: "KernelApi", t: Thread, flags: int, stack: int, ptid: int, tls: int, ctid: int) -> "int | NoReturnResult":
     if flags & CLONE_NEW_ANY & ~CLONE_SYSVSEM:
         raise SyscallError(errno.EPERM)        # namespaces: not in the emulated world
     if flags & CLONE_THREAD and not (flags & CLONE_SIGHAND and flags & CLONE_VM):
         raise SyscallError(errno.EINVAL)
     if flags & CLONE_SIGHAND and not flags & CLONE_VM:
         raise SyscallError(errno.EINVAL)
-    if len(k.threads) >= MAX_THREADS:
+    if len(k.tasks.threads) >= MAX_THREADS:
         raise SyscallError(errno.EAGAIN)
     try:
         kernel_stack = k.alloc.alloc_kernel(THREAD_ORDER)     # dup_task_struct(): the stack first
@@ -51,24 +51,24 @@ def _clone(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls: int, 
     try:
         return _copy_process(k, t, flags, stack, ptid, tls, ctid, kernel_stack)
     except (OutOfMemory, SyscallError) as e:
-        if not any(th.kernel_stack == kernel_stack for th in k.threads.values()):
+        if not any(th.kernel_stack == kernel_stack for th in k.tasks.threads.values()):
             k.alloc.free_kernel(kernel_stack)        # no thread got it: the clone failed early
         if isinstance(e, OutOfMemory):
             raise SyscallError(errno.ENOMEM) from None
         raise
 
 
-def _copy_process(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls: int, ctid: int,
-                  kernel_stack: int) -> "int | _NoReturn":
+def _copy_process(k: "KernelApi", t: Thread, flags: int, stack: int, ptid: int, tls: int, ctid: int,
+                  kernel_stack: int) -> "int | NoReturnResult":
     parent = t.proc
     ctx = k.cpu.save()
     if flags & CLONE_THREAD:
         proc = parent
-        tid = k.new_pid()
+        tid = k.tasks.new_pid()
     else:
         if flags & CLONE_VM and not flags & CLONE_VFORK:
             raise SyscallError(errno.EINVAL)   # shared-VM processes without vfork: not modelled
-        tid = k.new_pid()
+        tid = k.tasks.new_pid()
         shares_vm = bool(flags & CLONE_VM)
         mm = parent.mm if shares_vm else parent.mm.fork()
         proc = Process(pid=tid, parent=parent, mm=mm,
@@ -85,8 +85,8 @@ def _copy_process(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls
         if not shares_vm:
             mm.owner_name = f"pid {tid} ({t.name.decode(errors='replace')})"
         parent.children.append(proc)
-        k.procs[proc.pid] = proc
-        k.forks += 1
+        k.tasks.procs[proc.pid] = proc
+        k.tasks.forks += 1
     # copy_thread(): the tagged-address control and the tag-check state are inherited.
     child = Thread(tid=tid, proc=proc, ctx=ctx, sigmask=t.sigmask, name=t.name,
                    tagged_addr_ctrl=t.tagged_addr_ctrl, mte=replace(t.mte),
@@ -109,11 +109,11 @@ def _copy_process(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls
         child.clear_child_tid = ctid
     child.kernel_stack = kernel_stack
     proc.threads.append(child)
-    k.threads[tid] = child
-    k.runq.append(child)
+    k.tasks.threads[tid] = child
+    k.sched.enqueue(child)
     if flags & CLONE_VFORK:
         proc.vfork_parent = t
-        k.block(t, Wait(poll=lambda: tid if proc.vfork_parent is None else None, restartable=False,
+        k.sched.block(t, Wait(poll=lambda: tid if proc.vfork_parent is None else None, restartable=False,
                         interrupted=lambda: tid, queues=(t.proc.child_wq,)))
         return NORETURN
     return tid
@@ -121,13 +121,13 @@ def _copy_process(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls
 
 @syscall("clone", support=Support.PARTIAL,
          note="namespaces are refused (EPERM); a process sharing the address space without CLONE_VFORK is EINVAL")
-def sys_clone(k: "Kernel", t: Thread, flags: int, stack: int, ptid: int, tls: int, ctid: int) -> "int | _NoReturn":
+def sys_clone(k: "KernelApi", t: Thread, flags: int, stack: int, ptid: int, tls: int, ctid: int) -> "int | NoReturnResult":
     return _clone(k, t, flags, stack, ptid, tls, ctid)
 
 
 @syscall("clone3", support=Support.PARTIAL,
          note="as clone; set_tid and cgroup are EINVAL")
-def sys_clone3(k: "Kernel", t: Thread, args: int, size: int) -> "int | _NoReturn":
+def sys_clone3(k: "KernelApi", t: Thread, args: int, size: int) -> "int | NoReturnResult":
     if size < 64 or size > 4096:
         raise SyscallError(errno.EINVAL)
     flags, pidfd, ctid, ptid, exit_signal, stack, stack_size, tls = t.proc.mem.read_struct("<8Q", args)

@@ -21,14 +21,14 @@ from mteemu.kernel.fs.exefile import ExeFile
 from mteemu.kernel.fs.file import reopen
 from mteemu.kernel.fs.hostfile import HostFile
 from mteemu.kernel.fs.namei import HostEntry, Magic
-from mteemu.kernel.fs.vfs import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, lookup
+from mteemu.kernel.fs.vfs import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW
 from mteemu.kernel.process import Thread
 from mteemu.kernel.syscalls.args import s32, user_path
 from mteemu.kernel.syscalls.registry import NORETURN, Support, syscall
 from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 
 MAX_ARG_STRLEN = 32 * 4096        # one argument or environment string
 ARG_MAX = 512 * 1024              # all of them (a quarter of the 8 MiB stack, less room for auxv)
@@ -52,11 +52,11 @@ def _strings(t: Thread, addr: int) -> list[bytes]:
     return out
 
 
-def _program(k: "Kernel", t: Thread, dirfd: int, path: bytes, follow: bool) -> ExeFile:
+def _program(k: "KernelApi", t: Thread, dirfd: int, path: bytes, follow: bool) -> ExeFile:
     """The executable regular file a path names, opened once (do_open_execat()), or the
     errno Linux gives: a final symlink that must not be followed is ELOOP, a directory or
     other non-regular file or one without execute permission EACCES."""
-    with lookup(k, t, dirfd, path, follow=follow, reading=True) as r:
+    with k.vfs.lookup(t, dirfd, path, follow=follow, reading=True) as r:
         if isinstance(r, Magic):                        # /proc/<pid>/exe, /proc/<pid>/fd/N
             f = r.link.reopen(os.O_RDONLY)
             try:
@@ -110,7 +110,7 @@ def _script_interpreter(exe: ExeFile) -> tuple[bytes, bytes] | None:
     return interp, arg.strip(b" ")
 
 
-def do_execve(k: "Kernel", t: Thread, dirfd: int, path: bytes, argv: list[bytes], envp: list[bytes],
+def do_execve(k: "KernelApi", t: Thread, dirfd: int, path: bytes, argv: list[bytes], envp: list[bytes],
               follow: bool = True, exe: Optional[ExeFile] = None) -> object:
     """`exe`: the program already open (fexecve); else `path` is walked."""
     execfn = path
@@ -140,13 +140,13 @@ def do_execve(k: "Kernel", t: Thread, dirfd: int, path: bytes, argv: list[bytes]
          note=("arm64 ELF programs (static or dynamic) and #! scripts, four levels deep; a dynamic "
                "program whose interpreter is in no sysroot is ENOEXEC; an exec from a thread other "
                "than the leader keeps that thread's id"))
-def sys_execve(k: "Kernel", t: Thread, path: int, argv: int, envp: int) -> object:
+def sys_execve(k: "KernelApi", t: Thread, path: int, argv: int, envp: int) -> object:
     return do_execve(k, t, AT_FDCWD, user_path(t, path), _strings(t, argv), _strings(t, envp))
 
 
 @syscall("execveat", strings=(1,), support=Support.PARTIAL,
          note="as execve")
-def sys_execveat(k: "Kernel", t: Thread, dirfd: int, path: int, argv: int, envp: int, flags: int) -> object:
+def sys_execveat(k: "KernelApi", t: Thread, dirfd: int, path: int, argv: int, envp: int, flags: int) -> object:
     if flags & ~(AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW):
         raise SyscallError(errno.EINVAL)
     raw = t.proc.mem.read_cstr(path, 4096) if path else b""

@@ -8,19 +8,19 @@ from mteemu.kernel.process import Thread
 from mteemu.kernel.syscalls.registry import NORETURN, syscall
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 
 
 @syscall("exit")
-def sys_exit(k: "Kernel", t: Thread, code: int) -> object:
+def sys_exit(k: "KernelApi", t: Thread, code: int) -> object:
     proc = t.proc
     if len(proc.live_threads) == 1:
         proc.wait_status = (code & 0xFF) << 8
-    k.exit_thread(t)
+    k.exits.exit_thread(t)
     return NORETURN
 
 
 @syscall("exit_group")
-def sys_exit_group(k: "Kernel", t: Thread, code: int) -> object:
-    k.exit_process(t.proc, code)
+def sys_exit_group(k: "KernelApi", t: Thread, code: int) -> object:
+    k.exits.exit_process(t.proc, code)
     return NORETURN

@@ -29,18 +29,18 @@ from mteemu.kernel.syscalls.registry import Support, syscall
 from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
-from mteemu.kernel.fs.vfs import FifoOpen, in_generated_dir, lookup, open_generated, open_host, oserror
+    from mteemu.kernel.api import KernelApi
+from mteemu.kernel.fs.vfs import FifoOpen, open_generated, oserror
 
 
 @syscall("openat", strings=(1,), support=Support.PARTIAL,
          note=("/proc/<pid>/fd/N of a pipe, FIFO or foreign stdio shares the open file description; a"
                " blocking FIFO reader is let go when the writer writes or closes, not when it opens"))
-def sys_openat(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int, mode: int) -> "int | Wait":
+def sys_openat(k: "KernelApi", t: Thread, dirfd: int, path: int, flags: int, mode: int) -> "int | Wait":
     flags &= 0xFFFF_FFFF
     if flags & os.O_PATH:
         # build_open_how(): O_PATH keeps only O_DIRECTORY, O_NOFOLLOW and O_CLOEXEC.
@@ -50,9 +50,9 @@ def sys_openat(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int, mode: 
     raw = user_path(t, path)
     reading = flags & 3 == os.O_RDONLY and not flags & (os.O_CREAT | os.O_TRUNC)
     try:
-        r = lookup(k, t, dirfd, raw, follow=not flags & O_NOFOLLOW_GUEST, reading=reading)
+        r = k.vfs.lookup(t, dirfd, raw, follow=not flags & O_NOFOLLOW_GUEST, reading=reading)
     except SyscallError as e:
-        if e.errno == errno.ENOENT and flags & os.O_CREAT and in_generated_dir(k, t, dirfd, raw):
+        if e.errno == errno.ENOENT and flags & os.O_CREAT and k.vfs.in_generated_dir(t, dirfd, raw):
             raise SyscallError(errno.EACCES) from None    # procfs has no create(): may_o_create
         raise
     with r:
@@ -64,8 +64,8 @@ def sys_openat(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int, mode: 
             if flags & O_TMPFILE_GUEST == O_TMPFILE_GUEST:
                 raise SyscallError(errno.EOPNOTSUPP)
             if r.st is not None and stat_mod.S_ISFIFO(r.st.st_mode) and not flags & (O_NONBLOCK | os.O_PATH):
-                return FifoOpen(k, t, r, flags).wait()
-            f = open_host(k, r, flags, (mode & 0o7777) & ~t.proc.umask)
+                return FifoOpen(k.vfs, t, r, flags).wait()
+            f = k.vfs.open_host(r, flags, (mode & 0o7777) & ~t.proc.umask)
     if flags & O_DIRECTORY_GUEST and not f.is_dir:
         f.release()
         raise SyscallError(errno.ENOTDIR)
@@ -73,13 +73,13 @@ def sys_openat(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int, mode: 
 
 
 @syscall("close")
-def sys_close(k: "Kernel", t: Thread, fd: int) -> int:
+def sys_close(k: "KernelApi", t: Thread, fd: int) -> int:
     t.proc.fds.close(s32(fd))
     return 0
 
 
 @syscall("close_range")
-def sys_close_range(k: "Kernel", t: Thread, first: int, last: int, flags: int) -> int:
+def sys_close_range(k: "KernelApi", t: Thread, first: int, last: int, flags: int) -> int:
     first, last = first & 0xFFFF_FFFF, last & 0xFFFF_FFFF
     if first > last or flags & ~0x6:
         raise SyscallError(errno.EINVAL)
@@ -92,7 +92,7 @@ def sys_close_range(k: "Kernel", t: Thread, first: int, last: int, flags: int) -
 
 
 @syscall("ioctl")
-def sys_ioctl(k: "Kernel", t: Thread, fd: int, req: int, arg: int) -> int:
+def sys_ioctl(k: "KernelApi", t: Thread, fd: int, req: int, arg: int) -> int:
     f = t.proc.fds.get(s32(fd))
     req &= 0xFFFF_FFFF
     if req == 0x5421:        # FIONBIO
@@ -109,7 +109,7 @@ F_DUPFD_CLOEXEC, F_SETPIPE_SZ, F_GETPIPE_SZ, F_ADD_SEALS, F_GET_SEALS = 1030, 10
 
 
 @syscall("fcntl")
-def sys_fcntl(k: "Kernel", t: Thread, fd: int, cmd: int, arg: int) -> int:
+def sys_fcntl(k: "KernelApi", t: Thread, fd: int, cmd: int, arg: int) -> int:
     fds = t.proc.fds
     fd = s32(fd)
     f = fds.get(fd)
@@ -155,12 +155,12 @@ def sys_fcntl(k: "Kernel", t: Thread, fd: int, cmd: int, arg: int) -> int:
 
 
 @syscall("dup")
-def sys_dup(k: "Kernel", t: Thread, fd: int) -> int:
+def sys_dup(k: "KernelApi", t: Thread, fd: int) -> int:
     return t.proc.fds.install(t.proc.fds.get(s32(fd)))
 
 
 @syscall("dup3")
-def sys_dup3(k: "Kernel", t: Thread, old: int, new: int, flags: int) -> int:
+def sys_dup3(k: "KernelApi", t: Thread, old: int, new: int, flags: int) -> int:
     old, new = s32(old), s32(new)
     if old == new or flags & ~O_CLOEXEC:
         raise SyscallError(errno.EINVAL)     # ksys_dup3(): before either descriptor is looked at
@@ -169,7 +169,7 @@ def sys_dup3(k: "Kernel", t: Thread, old: int, new: int, flags: int) -> int:
 
 
 @syscall("pipe2")
-def sys_pipe2(k: "Kernel", t: Thread, fds_addr: int, flags: int) -> int:
+def sys_pipe2(k: "KernelApi", t: Thread, fds_addr: int, flags: int) -> int:
     if flags & ~(O_CLOEXEC | O_NONBLOCK | 0o200000):    # O_DIRECT is 0o200000 on arm64 (0o40000: O_DIRECTORY)
         raise SyscallError(errno.EINVAL)
     t.proc.mem.check(fds_addr, 8, write=True)
@@ -182,7 +182,7 @@ def sys_pipe2(k: "Kernel", t: Thread, fds_addr: int, flags: int) -> int:
 
 
 @syscall("getdents64")
-def sys_getdents64(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> int:
+def sys_getdents64(k: "KernelApi", t: Thread, fd: int, buf: int, count: int) -> int:
     f = fdget(t, fd)
     entries = f.getdents()
     out = bytearray()
@@ -202,12 +202,12 @@ def sys_getdents64(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> int
 
 
 @syscall("fsync")
-def sys_fsync(k: "Kernel", t: Thread, fd: int) -> int:
+def sys_fsync(k: "KernelApi", t: Thread, fd: int) -> int:
     return _sync(fdget(t, fd), os.fsync)
 
 
 @syscall("fdatasync")
-def sys_fdatasync(k: "Kernel", t: Thread, fd: int) -> int:
+def sys_fdatasync(k: "KernelApi", t: Thread, fd: int) -> int:
     return _sync(fdget(t, fd), os.fdatasync)
 
 
@@ -228,7 +228,7 @@ MFD_CLOEXEC, MFD_ALLOW_SEALING, MFD_HUGETLB = 1, 2, 4
 
 
 @syscall("memfd_create", strings=(0,))
-def sys_memfd_create(k: "Kernel", t: Thread, name: int, flags: int) -> int:
+def sys_memfd_create(k: "KernelApi", t: Thread, name: int, flags: int) -> int:
     label = t.proc.mem.read_cstr(name, 250)
     if flags & ~(MFD_CLOEXEC | MFD_ALLOW_SEALING | 0x8 | 0x10):
         raise SyscallError(errno.EINVAL)
@@ -237,7 +237,7 @@ def sys_memfd_create(k: "Kernel", t: Thread, name: int, flags: int) -> int:
 
 
 @syscall("fadvise64")
-def sys_fadvise64(k: "Kernel", t: Thread, fd: int, offset: int, length: int, advice: int) -> int:
+def sys_fadvise64(k: "KernelApi", t: Thread, fd: int, offset: int, length: int, advice: int) -> int:
     """ksys_fadvise64_64(): advice only (the page cache is the host's): EBADF, ESPIPE for a
     pipe, EINVAL for a negative length or an unknown advice, else 0."""
     f = fdget(t, fd)
@@ -249,13 +249,13 @@ def sys_fadvise64(k: "Kernel", t: Thread, fd: int, offset: int, length: int, adv
 
 
 @syscall("sync")
-def sys_sync(k: "Kernel", t: Thread) -> int:
+def sys_sync(k: "KernelApi", t: Thread) -> int:
     os.sync()                             # the guest's files are the host's: flush them
     return 0
 
 
 @syscall("syncfs")
-def sys_syncfs(k: "Kernel", t: Thread, fd: int) -> int:
+def sys_syncfs(k: "KernelApi", t: Thread, fd: int) -> int:
     f = t.proc.fds.get(s32(fd))
     if isinstance(f, HostFile) and not f.is_dir:
         try:

@@ -12,12 +12,12 @@ from mteemu.kernel.syscalls.registry import Support, syscall
 from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 
 
 @syscall("futex", support=Support.PARTIAL,
          note="WAIT, WAKE, their bitset forms and (CMP_)REQUEUE; the PI and WAKE_OP operations are ENOSYS")
-def sys_futex(k: "Kernel", t: Thread, addr: int, op: int, val: int, tmo: int, addr2: int,
+def sys_futex(k: "KernelApi", t: Thread, addr: int, op: int, val: int, tmo: int, addr2: int,
               val3: int) -> "int | Wait":
     cmd = op & ~(F.FUTEX_PRIVATE_FLAG | F.FUTEX_CLOCK_REALTIME)
     realtime = bool(op & F.FUTEX_CLOCK_REALTIME)

@@ -13,53 +13,53 @@ from mteemu.kernel.syscalls.registry import Support, syscall
 from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 
 
 @syscall("getpid")
-def sys_getpid(k: "Kernel", t: Thread) -> int:
+def sys_getpid(k: "KernelApi", t: Thread) -> int:
     return t.proc.pid
 
 
 @syscall("getppid")
-def sys_getppid(k: "Kernel", t: Thread) -> int:
-    return k.ppid(t.proc)
+def sys_getppid(k: "KernelApi", t: Thread) -> int:
+    return k.tasks.ppid(t.proc)
 
 
 @syscall("gettid")
-def sys_gettid(k: "Kernel", t: Thread) -> int:
+def sys_gettid(k: "KernelApi", t: Thread) -> int:
     return t.tid
 
 
 @syscall("getuid")
-def sys_getuid(k: "Kernel", t: Thread) -> int:
+def sys_getuid(k: "KernelApi", t: Thread) -> int:
     return os.getuid()
 
 
 @syscall("geteuid")
-def sys_geteuid(k: "Kernel", t: Thread) -> int:
+def sys_geteuid(k: "KernelApi", t: Thread) -> int:
     return os.geteuid()
 
 
 @syscall("getgid")
-def sys_getgid(k: "Kernel", t: Thread) -> int:
+def sys_getgid(k: "KernelApi", t: Thread) -> int:
     return os.getgid()
 
 
 @syscall("getegid")
-def sys_getegid(k: "Kernel", t: Thread) -> int:
+def sys_getegid(k: "KernelApi", t: Thread) -> int:
     return os.getegid()
 
 
 @syscall("getresuid")
-def sys_getresuid(k: "Kernel", t: Thread, r: int, e: int, s: int) -> int:
+def sys_getresuid(k: "KernelApi", t: Thread, r: int, e: int, s: int) -> int:
     for a in (r, e, s):
         t.proc.mem.put_u32(a, os.getuid())
     return 0
 
 
 @syscall("getresgid")
-def sys_getresgid(k: "Kernel", t: Thread, r: int, e: int, s: int) -> int:
+def sys_getresgid(k: "KernelApi", t: Thread, r: int, e: int, s: int) -> int:
     for a in (r, e, s):
         t.proc.mem.put_u32(a, os.getgid())
     return 0
@@ -67,7 +67,7 @@ def sys_getresgid(k: "Kernel", t: Thread, r: int, e: int, s: int) -> int:
 
 @syscall("getgroups", support=Support.PARTIAL,
          note="no supplementary groups")
-def sys_getgroups(k: "Kernel", t: Thread, size: int, lst: int) -> int:
+def sys_getgroups(k: "KernelApi", t: Thread, size: int, lst: int) -> int:
     return 0
 
 
@@ -84,35 +84,35 @@ def _same_id(*ids: int) -> int:
 @syscall("setgid")
 @syscall("setfsuid")
 @syscall("setfsgid")
-def sys_setuid(k: "Kernel", t: Thread, a: int) -> int:
+def sys_setuid(k: "KernelApi", t: Thread, a: int) -> int:
     return _same_id(a)
 
 
 @syscall("setreuid", support=Support.PARTIAL,
          note="only a change to the current ids succeeds")
 @syscall("setregid")
-def sys_setreuid(k: "Kernel", t: Thread, a: int, b: int) -> int:
+def sys_setreuid(k: "KernelApi", t: Thread, a: int, b: int) -> int:
     return _same_id(a, b)
 
 
 @syscall("setresuid", support=Support.PARTIAL,
          note="only a change to the current ids succeeds")
 @syscall("setresgid")
-def sys_setresuid(k: "Kernel", t: Thread, a: int, b: int, c: int) -> int:
+def sys_setresuid(k: "KernelApi", t: Thread, a: int, b: int, c: int) -> int:
     return _same_id(a, b, c)
 
 
 @syscall("getpgid")
-def sys_getpgid(k: "Kernel", t: Thread, pid: int) -> int:
-    p = t.proc if s32(pid) == 0 else k.procs.get(s32(pid))
+def sys_getpgid(k: "KernelApi", t: Thread, pid: int) -> int:
+    p = t.proc if s32(pid) == 0 else k.tasks.procs.get(s32(pid))
     if p is None:
         raise SyscallError(errno.ESRCH)
     return p.pgid
 
 
 @syscall("setpgid")
-def sys_setpgid(k: "Kernel", t: Thread, pid: int, pgid: int) -> int:
-    p = t.proc if s32(pid) == 0 else k.procs.get(s32(pid))
+def sys_setpgid(k: "KernelApi", t: Thread, pid: int, pgid: int) -> int:
+    p = t.proc if s32(pid) == 0 else k.tasks.procs.get(s32(pid))
     if p is None:
         raise SyscallError(errno.ESRCH)
     if s32(pgid) < 0:
@@ -122,15 +122,15 @@ def sys_setpgid(k: "Kernel", t: Thread, pid: int, pgid: int) -> int:
 
 
 @syscall("getsid")
-def sys_getsid(k: "Kernel", t: Thread, pid: int) -> int:
-    p = t.proc if s32(pid) == 0 else k.procs.get(s32(pid))
+def sys_getsid(k: "KernelApi", t: Thread, pid: int) -> int:
+    p = t.proc if s32(pid) == 0 else k.tasks.procs.get(s32(pid))
     if p is None:
         raise SyscallError(errno.ESRCH)
     return p.sid
 
 
 @syscall("setsid")
-def sys_setsid(k: "Kernel", t: Thread) -> int:
+def sys_setsid(k: "KernelApi", t: Thread) -> int:
     p = t.proc
     if p.pgid == p.pid:
         raise SyscallError(errno.EPERM)

@@ -13,19 +13,19 @@ from mteemu.kernel.uaccess import SyscallError
 from mteemu.kernel.uts import UTS
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 
 GRND_NONBLOCK, GRND_RANDOM, GRND_INSECURE = 1, 2, 4
 
 
 @syscall("uname")
-def sys_uname(k: "Kernel", t: Thread, buf: int) -> int:
+def sys_uname(k: "KernelApi", t: Thread, buf: int) -> int:
     t.proc.mem.write(buf, b"".join(f.ljust(65, b"\0") for f in UTS))
     return 0
 
 
 @syscall("getrandom")
-def sys_getrandom(k: "Kernel", t: Thread, buf: int, count: int, flags: int) -> int:
+def sys_getrandom(k: "KernelApi", t: Thread, buf: int, count: int, flags: int) -> int:
     if flags & ~(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE) or (flags & GRND_RANDOM and flags & GRND_INSECURE):
         raise SyscallError(errno.EINVAL)
     count = min(count, 0x1FF_FFFF)
@@ -38,11 +38,11 @@ def sys_getrandom(k: "Kernel", t: Thread, buf: int, count: int, flags: int) -> i
 
 @syscall("sysinfo", support=Support.PARTIAL,
          note="the load averages and shared, buffer and high memory are 0")
-def sys_sysinfo(k: "Kernel", t: Thread, info: int) -> int:
+def sys_sysinfo(k: "KernelApi", t: Thread, info: int) -> int:
     total = k.alloc.total_pages * 4096
     free = k.alloc.free_pages * 4096
     uptime = int(time.monotonic() - k.start_time)
-    procs = sum(len(p.live_threads) for p in k.procs.values())
+    procs = sum(len(p.live_threads) for p in k.tasks.procs.values())
     # struct sysinfo (arm64): uptime, loads[3], totalram, freeram, sharedram, bufferram,
     # totalswap, freeswap, procs (u16), pad (u16), 4 bytes of alignment, totalhigh, freehigh,
     # mem_unit (u32) at 104. (The alignment was missing: mem_unit read 0 and glibc's
@@ -68,18 +68,19 @@ sys_other_process = refused(errno.EPERM, (
     "would reach host processes: refused as in a locked-down container (EPERM)")
 
 
-NO_SOCKETS = "no network, as under a seccomp policy: socket and socketpair are EACCES, the calls on a descriptor ENOTSOCK"
+NO_SOCKETS = ("no network, as under a seccomp policy: socket and socketpair are EACCES, the calls on a "
+              "descriptor ENOTSOCK")
 
 
 # No network: socket() is refused as under a seccomp policy without network access; the
 # other socket calls can only be given descriptors that are no sockets.
 @syscall("socket", support=Support.REFUSED, note=NO_SOCKETS)
-def sys_socket(k: "Kernel", t: Thread, domain: int, kind: int, protocol: int) -> int:
+def sys_socket(k: "KernelApi", t: Thread, domain: int, kind: int, protocol: int) -> int:
     raise SyscallError(errno.EACCES)
 
 
 @syscall("socketpair", support=Support.REFUSED, note=NO_SOCKETS)
-def sys_socketpair(k: "Kernel", t: Thread, domain: int, kind: int, protocol: int, sv: int) -> int:
+def sys_socketpair(k: "KernelApi", t: Thread, domain: int, kind: int, protocol: int, sv: int) -> int:
     raise SyscallError(errno.EACCES)
 
 
@@ -99,6 +100,6 @@ def sys_socketpair(k: "Kernel", t: Thread, domain: int, kind: int, protocol: int
 @syscall("getpeername", support=Support.REFUSED, note=NO_SOCKETS)
 @syscall("setsockopt", support=Support.REFUSED, note=NO_SOCKETS)
 @syscall("getsockopt", support=Support.REFUSED, note=NO_SOCKETS)
-def sys_socket_op(k: "Kernel", t: Thread, fd: int) -> int:
+def sys_socket_op(k: "KernelApi", t: Thread, fd: int) -> int:
     t.proc.fds.get(s32(fd))                 # EBADF for a closed descriptor
     raise SyscallError(errno.ENOTSOCK)

@@ -22,7 +22,7 @@ from mteemu.machine.physmem import PAGE_MASK, PAGE_SIZE
 DEV_ZERO = os.makedev(1, 5)      # the memory devices' /dev/zero (drivers/char/mem.c)
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 
 PROT_SEM, PROT_BTI = 0x8, 0x10
 # arm64's arch_validate_prot(): anything else is EINVAL from mprotect (mmap ignores it).
@@ -38,7 +38,7 @@ def page_up(n: int) -> int:
     return (n + PAGE_SIZE - 1) & PAGE_MASK
 
 
-def _overcommit_check(k: "Kernel", length: int) -> None:
+def _overcommit_check(k: "KernelApi", length: int) -> None:
     # Heuristic overcommit (vm.overcommit_memory=0): one mapping larger than all of
     # RAM can never be backed, so Linux refuses it with ENOMEM up front.
     if length > k.alloc.total_pages * PAGE_SIZE:
@@ -46,7 +46,7 @@ def _overcommit_check(k: "Kernel", length: int) -> None:
 
 
 @syscall("brk")
-def sys_brk(k: "Kernel", t: Thread, addr: int) -> int:
+def sys_brk(k: "KernelApi", t: Thread, addr: int) -> int:
     mm = t.proc.mm
     new = addr
     if new < mm.brk_start:
@@ -69,7 +69,7 @@ def sys_brk(k: "Kernel", t: Thread, addr: int) -> int:
 @syscall("mmap", support=Support.PARTIAL,
          note=("a private file mapping copies the file page on first touch: later writes to the file "
                "by other means are not seen through it"))
-def sys_mmap(k: "Kernel", t: Thread, addr: int, length: int, prot: int, flags: int, fd: int, off: int) -> int:
+def sys_mmap(k: "KernelApi", t: Thread, addr: int, length: int, prot: int, flags: int, fd: int, off: int) -> int:
     mm = t.proc.mm
     flags &= 0xFFFF_FFFF
     # Unknown prot bits are ignored here: do_mmap() never calls arch_validate_prot(), only
@@ -168,7 +168,7 @@ def _range(addr: int, length: int) -> tuple[int, int]:
 
 
 @syscall("munmap")
-def sys_munmap(k: "Kernel", t: Thread, addr: int, length: int) -> int:
+def sys_munmap(k: "KernelApi", t: Thread, addr: int, length: int) -> int:
     if not length:
         raise SyscallError(errno.EINVAL)
     start, end = _range(addr, length)
@@ -189,7 +189,7 @@ def _covered(mm, start: int, end: int) -> list[Vma]:  # noqa: ANN001
 
 
 @syscall("mprotect")
-def sys_mprotect(k: "Kernel", t: Thread, addr: int, length: int, prot: int) -> int:
+def sys_mprotect(k: "KernelApi", t: Thread, addr: int, length: int, prot: int) -> int:
     start, end = _range_mapped(addr, length, errno.ENOMEM)      # do_mprotect_pkey()
     if start == end:
         return 0                               # before the prot bits are validated
@@ -207,7 +207,7 @@ def sys_mprotect(k: "Kernel", t: Thread, addr: int, length: int, prot: int) -> i
 
 
 @syscall("mremap")
-def sys_mremap(k: "Kernel", t: Thread, old: int, old_len: int, new_len: int, flags: int, new_addr: int) -> int:
+def sys_mremap(k: "KernelApi", t: Thread, old: int, old_len: int, new_len: int, flags: int, new_addr: int) -> int:
     mm = t.proc.mm
     old = untag(old)
     if old & (PAGE_SIZE - 1) or flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP):
@@ -260,7 +260,7 @@ _MADV_ACCEPTED = {0, 1, 2, 3, 10, 11, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 10
 
 
 @syscall("madvise")
-def sys_madvise(k: "Kernel", t: Thread, addr: int, length: int, advice: int) -> int:
+def sys_madvise(k: "KernelApi", t: Thread, addr: int, length: int, advice: int) -> int:
     advice = s32(advice)
     if advice not in (MADV_DONTNEED, MADV_FREE, MADV_REMOVE) and advice not in _MADV_ACCEPTED:
         raise SyscallError(errno.EINVAL)                        # madvise_behavior_valid(): first
@@ -296,7 +296,7 @@ def sys_madvise(k: "Kernel", t: Thread, addr: int, length: int, advice: int) -> 
 
 
 @syscall("msync")
-def sys_msync(k: "Kernel", t: Thread, addr: int, length: int, flags: int) -> int:
+def sys_msync(k: "KernelApi", t: Thread, addr: int, length: int, flags: int) -> int:
     if flags & ~7 or (flags & 1 and flags & 4):
         raise SyscallError(errno.EINVAL)
     start, end = _range_mapped(addr, length, errno.ENOMEM)      # ksys_msync()
@@ -320,17 +320,17 @@ NO_LOCKING = "locked pages are not kept from swap"
 
 
 @syscall("mlock", support=Support.PARTIAL, note=NO_LOCKING)
-def sys_mlock(k: "Kernel", t: Thread, addr: int, length: int) -> Unmodelled:
+def sys_mlock(k: "KernelApi", t: Thread, addr: int, length: int) -> Unmodelled:
     return Unmodelled(_ok_if_mapped(t, addr, length), NO_LOCKING)
 
 
 @syscall("munlock", support=Support.PARTIAL, note=NO_LOCKING)
-def sys_munlock(k: "Kernel", t: Thread, addr: int, length: int) -> Unmodelled:
+def sys_munlock(k: "KernelApi", t: Thread, addr: int, length: int) -> Unmodelled:
     return Unmodelled(_ok_if_mapped(t, addr, length), NO_LOCKING)
 
 
 @syscall("mincore")
-def sys_mincore(k: "Kernel", t: Thread, addr: int, length: int, vec: int) -> int:
+def sys_mincore(k: "KernelApi", t: Thread, addr: int, length: int, vec: int) -> int:
     start, end = _range(addr, length)
     mm = t.proc.mm
     _covered(mm, start, end)

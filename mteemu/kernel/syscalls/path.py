@@ -17,17 +17,17 @@ from mteemu.kernel.syscalls.registry import Support, syscall
 from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 import stat as st
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
-from mteemu.kernel.fs.vfs import AT_FDCWD, AT_REMOVEDIR, lookup, oserror, resolve
+    from mteemu.kernel.api import KernelApi
+from mteemu.kernel.fs.vfs import AT_FDCWD, AT_REMOVEDIR, oserror
 
 
 @syscall("getcwd")
-def sys_getcwd(k: "Kernel", t: Thread, buf: int, size: int) -> int:
+def sys_getcwd(k: "KernelApi", t: Thread, buf: int, size: int) -> int:
     data = os.fsencode(t.proc.cwd) + b"\0"
     if len(data) > size:
         raise SyscallError(errno.ERANGE)
@@ -56,14 +56,14 @@ def _enter(t: Thread, r: Resolved) -> None:
 
 @syscall("chdir", strings=(0,), support=Support.PARTIAL,
          note="the cwd is kept as the path the guest knows: a directory renamed since is followed by name")
-def sys_chdir(k: "Kernel", t: Thread, path: int) -> int:
+def sys_chdir(k: "KernelApi", t: Thread, path: int) -> int:
     raw = user_path(t, path)
-    with lookup(k, t, AT_FDCWD, raw) as r:
+    with k.vfs.lookup(t, AT_FDCWD, raw) as r:
         if isinstance(r, Magic):                   # chdir("/proc/self/fd/3"): where that directory is
             target = r.link.dir_path()
             if target is None:
                 raise SyscallError(errno.ENOTDIR)
-            with lookup(k, t, AT_FDCWD, os.fsencode(target)) as there:
+            with k.vfs.lookup(t, AT_FDCWD, os.fsencode(target)) as there:
                 _enter(t, there)
         else:
             _enter(t, r)
@@ -72,7 +72,7 @@ def sys_chdir(k: "Kernel", t: Thread, path: int) -> int:
 
 @syscall("fchdir", support=Support.PARTIAL,
          note="as chdir")
-def sys_fchdir(k: "Kernel", t: Thread, fd: int) -> int:
+def sys_fchdir(k: "KernelApi", t: Thread, fd: int) -> int:
     f = t.proc.fds.get(s32(fd))
     if not f.is_dir:
         raise SyscallError(errno.ENOTDIR)
@@ -81,7 +81,7 @@ def sys_fchdir(k: "Kernel", t: Thread, fd: int) -> int:
 
 
 @syscall("unlinkat", strings=(1,))
-def sys_unlinkat(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int) -> int:
+def sys_unlinkat(k: "KernelApi", t: Thread, dirfd: int, path: int, flags: int) -> int:
     if flags & ~AT_REMOVEDIR:
         raise SyscallError(errno.EINVAL)
     raw = user_path(t, path)
@@ -92,7 +92,7 @@ def sys_unlinkat(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int) -> i
         if not flags & AT_REMOVEDIR:
             raise SyscallError(errno.EISDIR)
         raise SyscallError(errno.EINVAL if last == b"." else errno.ENOTEMPTY)
-    with resolve(k, t, dirfd, raw, follow=False) as e:
+    with k.vfs.resolve(t, dirfd, raw, follow=False) as e:
         if e.is_root:
             raise SyscallError(errno.EBUSY)        # the guest's "/" is a mount point (do_rmdir)
         try:
@@ -103,8 +103,8 @@ def sys_unlinkat(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int) -> i
 
 
 @syscall("mkdirat", strings=(1,))
-def sys_mkdirat(k: "Kernel", t: Thread, dirfd: int, path: int, mode: int) -> int:
-    with resolve(k, t, dirfd, user_path(t, path), follow=False, creating=True) as e:
+def sys_mkdirat(k: "KernelApi", t: Thread, dirfd: int, path: int, mode: int) -> int:
+    with k.vfs.resolve(t, dirfd, user_path(t, path), follow=False, creating=True) as e:
         try:
             os.mkdir(e.name, (mode & 0o7777) & ~t.proc.umask, dir_fd=e.dirfd)
         except OSError as err:
@@ -118,11 +118,11 @@ RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
 _libc = ctypes.CDLL(None, use_errno=True)      # renameat2(): Python's os.rename takes no flags
 
 
-def _rename(k: "Kernel", t: Thread, olddir: int, old: int, newdir: int, new: int, flags: int) -> int:
+def _rename(k: "KernelApi", t: Thread, olddir: int, old: int, newdir: int, new: int, flags: int) -> int:
     if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) or flags == RENAME_NOREPLACE | RENAME_EXCHANGE:
         raise SyscallError(errno.EINVAL)
-    with resolve(k, t, olddir, user_path(t, old), follow=False) as src, \
-            resolve(k, t, newdir, user_path(t, new), follow=False) as dst:
+    with k.vfs.resolve(t, olddir, user_path(t, old), follow=False) as src, \
+            k.vfs.resolve(t, newdir, user_path(t, new), follow=False) as dst:
         if src.is_root or dst.is_root:
             raise SyscallError(errno.EBUSY)
         if _libc.renameat2(src.dirfd, os.fsencode(src.name), dst.dirfd, os.fsencode(dst.name), flags) != 0:
@@ -131,21 +131,21 @@ def _rename(k: "Kernel", t: Thread, olddir: int, old: int, newdir: int, new: int
 
 
 @syscall("renameat", strings=(1, 3))
-def sys_renameat(k: "Kernel", t: Thread, olddir: int, old: int, newdir: int, new: int) -> int:
+def sys_renameat(k: "KernelApi", t: Thread, olddir: int, old: int, newdir: int, new: int) -> int:
     return _rename(k, t, olddir, old, newdir, new, 0)
 
 
 @syscall("renameat2", strings=(1, 3))
-def sys_renameat2(k: "Kernel", t: Thread, olddir: int, old: int, newdir: int, new: int, flags: int) -> int:
+def sys_renameat2(k: "KernelApi", t: Thread, olddir: int, old: int, newdir: int, new: int, flags: int) -> int:
     return _rename(k, t, olddir, old, newdir, new, flags)
 
 
 @syscall("symlinkat", strings=(0, 2))
-def sys_symlinkat(k: "Kernel", t: Thread, target: int, dirfd: int, path: int) -> int:
+def sys_symlinkat(k: "KernelApi", t: Thread, target: int, dirfd: int, path: int) -> int:
     text = os.fsdecode(user_path(t, target))
     if not text:
         raise SyscallError(errno.ENOENT)     # getname(""): before the new name is read
-    with resolve(k, t, dirfd, user_path(t, path), follow=False, creating=True) as e:
+    with k.vfs.resolve(t, dirfd, user_path(t, path), follow=False, creating=True) as e:
         try:
             os.symlink(text, e.name, dir_fd=e.dirfd)
         except OSError as err:
@@ -154,16 +154,16 @@ def sys_symlinkat(k: "Kernel", t: Thread, target: int, dirfd: int, path: int) ->
 
 
 @syscall("linkat", strings=(1, 3))
-def sys_linkat(k: "Kernel", t: Thread, olddir: int, old: int, newdir: int, new: int, flags: int) -> int:
+def sys_linkat(k: "KernelApi", t: Thread, olddir: int, old: int, newdir: int, new: int, flags: int) -> int:
     follow = bool(flags & 0x400)           # AT_SYMLINK_FOLLOW
-    with lookup(k, t, olddir, user_path(t, old), follow=follow) as src:
+    with k.vfs.lookup(t, olddir, user_path(t, old), follow=follow) as src:
         if not isinstance(src, HostEntry):
             raise SyscallError(errno.EXDEV)    # a generated file cannot be linked onto the host
         try:                                   # do_linkat(): the old name is looked up before the new is read
             os.stat(src.name, dir_fd=src.dirfd, follow_symlinks=follow)
         except OSError as err:
             raise oserror(err) from None
-        with resolve(k, t, newdir, user_path(t, new), follow=False, creating=True) as dst:
+        with k.vfs.resolve(t, newdir, user_path(t, new), follow=False, creating=True) as dst:
             try:
                 os.link(src.name, dst.name, src_dir_fd=src.dirfd, dst_dir_fd=dst.dirfd, follow_symlinks=False)
             except OSError as err:
@@ -172,10 +172,10 @@ def sys_linkat(k: "Kernel", t: Thread, olddir: int, old: int, newdir: int, new: 
 
 
 @syscall("readlinkat", strings=(1,))
-def sys_readlinkat(k: "Kernel", t: Thread, dirfd: int, path: int, buf: int, size: int) -> int:
+def sys_readlinkat(k: "KernelApi", t: Thread, dirfd: int, path: int, buf: int, size: int) -> int:
     if s32(size) <= 0:
         raise SyscallError(errno.EINVAL)
-    with lookup(k, t, dirfd, user_path(t, path), follow=False, reading=True) as r:
+    with k.vfs.lookup(t, dirfd, user_path(t, path), follow=False, reading=True) as r:
         if isinstance(r, Generated):
             if not isinstance(r.node, Link):
                 raise SyscallError(errno.EINVAL)
@@ -193,7 +193,7 @@ def sys_readlinkat(k: "Kernel", t: Thread, dirfd: int, path: int, buf: int, size
 
 
 @syscall("umask")
-def sys_umask(k: "Kernel", t: Thread, mask: int) -> int:
+def sys_umask(k: "KernelApi", t: Thread, mask: int) -> int:
     old = t.proc.umask
     t.proc.umask = mask & 0o777
     return old
@@ -201,13 +201,13 @@ def sys_umask(k: "Kernel", t: Thread, mask: int) -> int:
 
 @syscall("mknodat", strings=(1,), support=Support.PARTIAL,
          note="under --root, names cannot be made in /dev except under /dev/shm (EPERM)")
-def sys_mknodat(k: "Kernel", t: Thread, dirfd: int, path: int, mode: int, dev: int) -> int:
+def sys_mknodat(k: "KernelApi", t: Thread, dirfd: int, path: int, mode: int, dev: int) -> int:
     """Regular files and FIFOs as Linux makes them; device nodes need CAP_MKNOD, which the
     emulated world never grants (EPERM, as for every privileged call); no sockets exist."""
     mode &= 0xFFFF_FFFF                   # umode_t: a wider value is the guest's garbage
     kind = st.S_IFMT(mode) or st.S_IFREG
     perm = (mode & 0o7777) & ~t.proc.umask
-    with resolve(k, t, dirfd, user_path(t, path), follow=False, creating=True) as e:
+    with k.vfs.resolve(t, dirfd, user_path(t, path), follow=False, creating=True) as e:
         try:
             if kind == st.S_IFREG:
                 os.close(e.open(os.O_WRONLY | os.O_CREAT | os.O_EXCL, perm))

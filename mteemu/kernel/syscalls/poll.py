@@ -18,11 +18,11 @@ from mteemu.kernel.syscalls.registry import syscall
 from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 
 
 def poll_ready(f, events: int) -> int:  # noqa: ANN001
@@ -38,7 +38,7 @@ def poll_ready(f, events: int) -> int:  # noqa: ANN001
 
 
 @syscall("ppoll")
-def sys_ppoll(k: "Kernel", t: Thread, fds_addr: int, nfds: int, tmo: int, sigmask: int,
+def sys_ppoll(k: "KernelApi", t: Thread, fds_addr: int, nfds: int, tmo: int, sigmask: int,
               size: int) -> "int | Wait":
     if nfds > 1024:
         raise SyscallError(errno.EINVAL)
@@ -72,7 +72,7 @@ FD_SETSIZE = 1024
 
 
 @syscall("pselect6")
-def sys_pselect6(k: "Kernel", t: Thread, nfds: int, rd: int, wr: int, ex: int, tmo: int,
+def sys_pselect6(k: "KernelApi", t: Thread, nfds: int, rd: int, wr: int, ex: int, tmo: int,
                  sigmask: int) -> "int | Wait":
     """pselect6(): the fd_set bitmaps polled like ppoll (exceptional conditions never occur
     here); the sets are rewritten with what is ready."""

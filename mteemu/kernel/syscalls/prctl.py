@@ -14,7 +14,7 @@ from mteemu.kernel.syscalls.registry import Support, syscall
 from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 
 
 PR_SET_PDEATHSIG, PR_GET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE = 1, 2, 3, 4
@@ -26,7 +26,7 @@ PR_SET_NAME, PR_GET_NAME = 15, 16
 @syscall("prctl", support=Support.PARTIAL,
          note=("PR_SET_PDEATHSIG's signal comes when the parent process exits (Linux: when the "
                "creating thread does); options real programs do not use are EINVAL"))
-def sys_prctl(k: "Kernel", t: Thread, option: int, a2: int, a3: int, a4: int, a5: int) -> int:
+def sys_prctl(k: "KernelApi", t: Thread, option: int, a2: int, a3: int, a4: int, a5: int) -> int:
     option = s32(option)
     if option == PR_SET_NAME:
         t.name = t.proc.mem.read(a2, 16).split(b"\0")[0][:15]

@@ -25,11 +25,11 @@ from mteemu.kernel.uaccess import SyscallError
 from mteemu.machine.physmem import PAGE_SIZE
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 from mteemu.kernel.fs.vfs import oserror
 
 MAX_IO = 0x7FFF_F000      # Linux caps one read/write at MAX_RW_COUNT
@@ -38,14 +38,14 @@ MAX_IO = 0x7FFF_F000      # Linux caps one read/write at MAX_RW_COUNT
 IOV_MAX = 1024
 
 
-def _sigpipe(k: "Kernel", t: Thread, e: SyscallError) -> SyscallError:
+def _sigpipe(k: "KernelApi", t: Thread, e: SyscallError) -> SyscallError:
     """A write's error; EPIPE also sends SIGPIPE to the writer (pipe_write())."""
     if e.errno == errno.EPIPE:
-        k.send_signal(t.proc, SigInfo(SIGPIPE, SI_USER, pid=t.proc.pid), thread=t)
+        k.signals.send(t.proc, SigInfo(SIGPIPE, SI_USER, pid=t.proc.pid), thread=t)
     return e
 
 
-def _write_result(k: "Kernel", t: Thread, attempt, f: Optional[OpenFile] = None) -> "int | Wait":  # noqa: ANN001
+def _write_result(k: "KernelApi", t: Thread, attempt, f: Optional[OpenFile] = None) -> "int | Wait":  # noqa: ANN001
     try:
         return blocking(attempt, Would, host=isinstance(f, HostFile), queues=None if f is None else wait_queues([f]))
     except SyscallError as e:
@@ -103,7 +103,7 @@ def write_from(t: Thread, f: OpenFile, segments: list[tuple[int, int]], pos: Opt
 @syscall("read", support=Support.PARTIAL,
          note=("a read from a host terminal blocks every guest thread; a transfer that meets an error"
                " or a wait after its first MiB returns the short count"))
-def sys_read(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> "int | Wait":
+def sys_read(k: "KernelApi", t: Thread, fd: int, buf: int, count: int) -> "int | Wait":
     f = t.proc.fds.get(s32(fd))
     if not f.readable():
         raise SyscallError(errno.EBADF)
@@ -163,7 +163,7 @@ def _pipe_read_short(t: Thread, f: PipeEnd, buf: int, asked: int, fits: int) -> 
 
 
 @syscall("write")
-def sys_write(k: "Kernel", t: Thread, fd: int, buf: int, count: int) -> "int | Wait":
+def sys_write(k: "KernelApi", t: Thread, fd: int, buf: int, count: int) -> "int | Wait":
     f = t.proc.fds.get(s32(fd))
     if not f.writable():
         raise SyscallError(errno.EBADF)
@@ -207,7 +207,7 @@ def _iovecs(t: Thread, iov: int, cnt: int) -> list[tuple[int, int]]:
 
 
 @syscall("readv")
-def sys_readv(k: "Kernel", t: Thread, fd: int, iov: int, cnt: int) -> "int | Wait":
+def sys_readv(k: "KernelApi", t: Thread, fd: int, iov: int, cnt: int) -> "int | Wait":
     f = t.proc.fds.get(s32(fd))
     vecs = _iovecs(t, iov, cnt)
     segments = []
@@ -222,7 +222,7 @@ def sys_readv(k: "Kernel", t: Thread, fd: int, iov: int, cnt: int) -> "int | Wai
 
 
 @syscall("writev")
-def sys_writev(k: "Kernel", t: Thread, fd: int, iov: int, cnt: int) -> "int | Wait":
+def sys_writev(k: "KernelApi", t: Thread, fd: int, iov: int, cnt: int) -> "int | Wait":
     f = t.proc.fds.get(s32(fd))
     if not f.writable():
         raise SyscallError(errno.EBADF)
@@ -251,19 +251,19 @@ def _positional(t: Thread, fd: int, buf: int, count: int, off: int, write: bool)
 
 
 @syscall("pread64")
-def sys_pread64(k: "Kernel", t: Thread, fd: int, buf: int, count: int, off: int) -> int:
+def sys_pread64(k: "KernelApi", t: Thread, fd: int, buf: int, count: int, off: int) -> int:
     f, count = _positional(t, fd, buf, count, off, write=False)
     return read_into(t, f, [(buf, count)], pos=off) if count else len(f.pread(0, off))
 
 
 @syscall("pwrite64")
-def sys_pwrite64(k: "Kernel", t: Thread, fd: int, buf: int, count: int, off: int) -> int:
+def sys_pwrite64(k: "KernelApi", t: Thread, fd: int, buf: int, count: int, off: int) -> int:
     f, count = _positional(t, fd, buf, count, off, write=True)
     return write_from(t, f, [(buf, count)], pos=off) if count else f.pwrite(b"", off)
 
 
 @syscall("lseek")
-def sys_lseek(k: "Kernel", t: Thread, fd: int, off: int, whence: int) -> int:
+def sys_lseek(k: "KernelApi", t: Thread, fd: int, off: int, whence: int) -> int:
     f = fdget(t, fd)
     if whence > 4:
         raise SyscallError(errno.EINVAL)
@@ -274,7 +274,7 @@ def sys_lseek(k: "Kernel", t: Thread, fd: int, off: int, whence: int) -> int:
 
 
 @syscall("sendfile")
-def sys_sendfile(k: "Kernel", t: Thread, out_fd: int, in_fd: int, offset: int, count: int) -> "int | Wait":
+def sys_sendfile(k: "KernelApi", t: Thread, out_fd: int, in_fd: int, offset: int, count: int) -> "int | Wait":
     """sendfile(): copy between descriptors without user memory (cat, cp use it). With an
     offset pointer the input's file position is left alone and the pointer advanced."""
     fin, fout = t.proc.fds.get(s32(in_fd)), t.proc.fds.get(s32(out_fd))

@@ -33,11 +33,11 @@ class Unmodelled(NamedTuple):
     what: str
 
 
-class _NoReturn:
+class NoReturnResult:
     """The result of a call that set the registers itself (rt_sigreturn, execve)."""
 
 
-NORETURN = _NoReturn()
+NORETURN = NoReturnResult()
 
 F = TypeVar("F", bound=Callable)
 

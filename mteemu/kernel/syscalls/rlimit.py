@@ -12,7 +12,7 @@ from mteemu.kernel.syscalls.registry import Support, Unmodelled, syscall
 from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 from mteemu.kernel.syscalls.clone import MAX_THREADS
 
 RLIM_INFINITY = (1 << 64) - 1
@@ -45,12 +45,12 @@ NOT_ENFORCED = "the limit is kept and reported, not enforced"
 
 
 @syscall("prlimit64", support=Support.PARTIAL, note="only RLIMIT_NOFILE is enforced; the others are kept and reported")
-def sys_prlimit64(k: "Kernel", t: Thread, pid: int, resource: int, new: int, old: int) -> "int | Unmodelled":
-    if s32(pid) not in (0, t.proc.pid) and s32(pid) not in k.procs:
+def sys_prlimit64(k: "KernelApi", t: Thread, pid: int, resource: int, new: int, old: int) -> "int | Unmodelled":
+    if s32(pid) not in (0, t.proc.pid) and s32(pid) not in k.tasks.procs:
         raise SyscallError(errno.ESRCH)
     if resource >= 16:
         raise SyscallError(errno.EINVAL)
-    proc = t.proc if s32(pid) in (0, t.proc.pid) else k.procs[s32(pid)]
+    proc = t.proc if s32(pid) in (0, t.proc.pid) else k.tasks.procs[s32(pid)]
     cur = proc.rlimits.get(resource) or RLIMITS.get(resource, (RLIM_INFINITY, RLIM_INFINITY))
     if new:
         soft, hard = t.proc.mem.read_struct("<QQ", new)
@@ -72,18 +72,18 @@ def sys_prlimit64(k: "Kernel", t: Thread, pid: int, resource: int, new: int, old
 
 
 @syscall("getrlimit")
-def sys_getrlimit(k: "Kernel", t: Thread, resource: int, old: int) -> "int | Unmodelled":
+def sys_getrlimit(k: "KernelApi", t: Thread, resource: int, old: int) -> "int | Unmodelled":
     return sys_prlimit64(k, t, 0, resource, 0, old)
 
 
 @syscall("setrlimit", support=Support.PARTIAL, note="only RLIMIT_NOFILE is enforced; the others are kept and reported")
-def sys_setrlimit(k: "Kernel", t: Thread, resource: int, new: int) -> "int | Unmodelled":
+def sys_setrlimit(k: "KernelApi", t: Thread, resource: int, new: int) -> "int | Unmodelled":
     return sys_prlimit64(k, t, 0, resource, new, 0)
 
 
 @syscall("getrusage", support=Support.PARTIAL,
          note="every usage count is 0 (no per-process accounting)")
-def sys_getrusage(k: "Kernel", t: Thread, who: int, usage: int) -> int:
+def sys_getrusage(k: "KernelApi", t: Thread, who: int, usage: int) -> int:
     if s32(who) not in (0, -1, 1):
         raise SyscallError(errno.EINVAL)
     t.proc.mem.write(usage, bytes(144))

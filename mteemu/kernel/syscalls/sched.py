@@ -13,18 +13,18 @@ from mteemu.kernel.syscalls.registry import syscall
 from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 from mteemu.kernel.syscalls.rlimit import capable
 
 
 @syscall("sched_yield")
-def sys_sched_yield(k: "Kernel", t: Thread) -> int:
-    k.need_resched = True
+def sys_sched_yield(k: "KernelApi", t: Thread) -> int:
+    k.sched.need_resched = True
     return 0
 
 
 @syscall("sched_getaffinity")
-def sys_sched_getaffinity(k: "Kernel", t: Thread, pid: int, size: int, mask: int) -> int:
+def sys_sched_getaffinity(k: "KernelApi", t: Thread, pid: int, size: int, mask: int) -> int:
     if size < 8 or size & 7:
         raise SyscallError(errno.EINVAL)
     t.proc.mem.write(mask, (1).to_bytes(8, "little"))   # one emulated CPU
@@ -32,14 +32,14 @@ def sys_sched_getaffinity(k: "Kernel", t: Thread, pid: int, size: int, mask: int
 
 
 @syscall("sched_setaffinity")
-def sys_sched_setaffinity(k: "Kernel", t: Thread, pid: int, size: int, mask: int) -> int:
+def sys_sched_setaffinity(k: "KernelApi", t: Thread, pid: int, size: int, mask: int) -> int:
     if not any(t.proc.mem.read(mask, min(size, 128))):
         raise SyscallError(errno.EINVAL)
     return 0
 
 
 @syscall("getcpu")
-def sys_getcpu(k: "Kernel", t: Thread, cpu: int, node: int) -> int:
+def sys_getcpu(k: "KernelApi", t: Thread, cpu: int, node: int) -> int:
     if cpu:
         t.proc.mem.put_u32(cpu, 0)
     if node:
@@ -53,15 +53,15 @@ PRIO_PROCESS, PRIO_PGRP, PRIO_USER = 0, 1, 2
 CAP_SYS_NICE = 23
 
 
-def _prio_targets(k: "Kernel", t: Thread, which: int, who: int) -> list[Process]:
+def _prio_targets(k: "KernelApi", t: Thread, which: int, who: int) -> list[Process]:
     which, who = s32(which), s32(who)
     if which == PRIO_PROCESS:
-        procs = [t.proc] if who == 0 else [p for p in k.procs.values() if p.pid == who]
+        procs = [t.proc] if who == 0 else [p for p in k.tasks.procs.values() if p.pid == who]
     elif which == PRIO_PGRP:
         pgid = t.proc.pgid if who == 0 else who
-        procs = [p for p in k.procs.values() if p.pgid == pgid]
+        procs = [p for p in k.tasks.procs.values() if p.pgid == pgid]
     elif which == PRIO_USER:
-        procs = list(k.procs.values()) if who in (0, os.getuid()) else []   # every guest process is the user's
+        procs = list(k.tasks.procs.values()) if who in (0, os.getuid()) else []   # every guest process is the user's
     else:
         raise SyscallError(errno.EINVAL)
     procs = [p for p in procs if p.wait_status is None]
@@ -71,13 +71,13 @@ def _prio_targets(k: "Kernel", t: Thread, which: int, who: int) -> list[Process]
 
 
 @syscall("getpriority")
-def sys_getpriority(k: "Kernel", t: Thread, which: int, who: int) -> int:
+def sys_getpriority(k: "KernelApi", t: Thread, which: int, who: int) -> int:
     """The best (lowest) nice value among the targets, as 20 - nice (glibc undoes it)."""
     return 20 - min(p.nice for p in _prio_targets(k, t, which, who))
 
 
 @syscall("setpriority")
-def sys_setpriority(k: "Kernel", t: Thread, which: int, who: int, niceval: int) -> int:
+def sys_setpriority(k: "KernelApi", t: Thread, which: int, who: int, niceval: int) -> int:
     """set_one_prio(): nice is clamped to -20..19; lowering it needs CAP_SYS_NICE (EACCES).
     Kept and inherited; the emulated CPU has one queue and does not weigh it."""
     nice = max(-20, min(19, s32(niceval)))

@@ -22,7 +22,7 @@ from mteemu.kernel.uaccess import SyscallError
 from mteemu.machine.physmem import PAGE_SIZE
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 
 IPC_PRIVATE, IPC_CREAT, IPC_EXCL = 0, 0o1000, 0o2000
 IPC_RMID, IPC_SET, IPC_STAT, IPC_INFO = 0, 1, 2, 3
@@ -45,7 +45,7 @@ class Segment:
     ctime: int = field(default_factory=lambda: int(time.time()))
 
 
-def _segment(k: "Kernel", shmid: int) -> Segment:
+def _segment(k: "KernelApi", shmid: int) -> Segment:
     seg = k.shm_segments.get(s32(shmid))
     if seg is None:
         raise SyscallError(errno.EINVAL)
@@ -53,7 +53,7 @@ def _segment(k: "Kernel", shmid: int) -> Segment:
 
 
 @syscall("shmget")
-def sys_shmget(k: "Kernel", t: Thread, key: int, size: int, flags: int) -> int:
+def sys_shmget(k: "KernelApi", t: Thread, key: int, size: int, flags: int) -> int:
     key, flags = s32(key), s32(flags)
     table = k.shm_segments
     if key != IPC_PRIVATE:
@@ -78,7 +78,7 @@ def sys_shmget(k: "Kernel", t: Thread, key: int, size: int, flags: int) -> int:
 
 
 @syscall("shmat")
-def sys_shmat(k: "Kernel", t: Thread, shmid: int, addr: int, flags: int) -> int:
+def sys_shmat(k: "KernelApi", t: Thread, shmid: int, addr: int, flags: int) -> int:
     seg = _segment(k, shmid)
     flags = s32(flags)
     mm = t.proc.mm
@@ -102,7 +102,7 @@ def sys_shmat(k: "Kernel", t: Thread, shmid: int, addr: int, flags: int) -> int:
 
 
 @syscall("shmdt")
-def sys_shmdt(k: "Kernel", t: Thread, addr: int) -> int:
+def sys_shmdt(k: "KernelApi", t: Thread, addr: int) -> int:
     mm = t.proc.mm
     vma = mm.vmas.find(addr)
     seg = next((s for s in k.shm_segments.values() if vma is not None and vma.obj is s.obj), None)
@@ -114,7 +114,7 @@ def sys_shmdt(k: "Kernel", t: Thread, addr: int) -> int:
     return 0
 
 
-def _reap(k: "Kernel") -> None:
+def _reap(k: "KernelApi") -> None:
     """A removed segment goes when nothing maps it any more (shm_destroy())."""
     for shmid, seg in list(k.shm_segments.items()):
         if seg.removed and seg.obj.users <= 1:
@@ -123,7 +123,7 @@ def _reap(k: "Kernel") -> None:
 
 
 @syscall("shmctl")
-def sys_shmctl(k: "Kernel", t: Thread, shmid: int, cmd: int, buf: int) -> int:
+def sys_shmctl(k: "KernelApi", t: Thread, shmid: int, cmd: int, buf: int) -> int:
     seg = _segment(k, shmid)
     cmd = s32(cmd) & 0xFF                   # IPC_64 is implied on arm64
     if cmd == IPC_RMID:

@@ -14,7 +14,7 @@ from mteemu.kernel.uaccess import SyscallError
 from mteemu.machine.cpu import REG_SP
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 
 SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK = 0, 1, 2
 MINSIGSTKSZ = sigframe.MINSIGSTKSZ
@@ -28,7 +28,7 @@ def _check_sig(sig: int) -> int:
 
 
 @syscall("rt_sigaction")
-def sys_rt_sigaction(k: "Kernel", t: Thread, sig: int, act: int, oact: int, size: int) -> int:
+def sys_rt_sigaction(k: "KernelApi", t: Thread, sig: int, act: int, oact: int, size: int) -> int:
     if size != 8:
         raise SyscallError(errno.EINVAL)
     sig = _check_sig(sig)
@@ -44,7 +44,7 @@ def sys_rt_sigaction(k: "Kernel", t: Thread, sig: int, act: int, oact: int, size
         proc.mem.write(oact, proc.action(sig).pack())
     if new is not None:
         proc.actions[sig] = new
-        if k._ignored(proc, sig):   # setting SIG_IGN discards pending instances
+        if k.signals.ignored(proc, sig):   # setting SIG_IGN discards pending instances
             proc.pending.discard(sig)
             for th in proc.threads:
                 th.pending.discard(sig)
@@ -52,7 +52,7 @@ def sys_rt_sigaction(k: "Kernel", t: Thread, sig: int, act: int, oact: int, size
 
 
 @syscall("rt_sigprocmask")
-def sys_rt_sigprocmask(k: "Kernel", t: Thread, how: int, set_: int, oset: int, size: int) -> int:
+def sys_rt_sigprocmask(k: "KernelApi", t: Thread, how: int, set_: int, oset: int, size: int) -> int:
     if size != 8:
         raise SyscallError(errno.EINVAL)
     old = t.sigmask
@@ -73,7 +73,7 @@ def sys_rt_sigprocmask(k: "Kernel", t: Thread, how: int, set_: int, oset: int, s
 
 
 @syscall("rt_sigpending")
-def sys_rt_sigpending(k: "Kernel", t: Thread, set_: int, size: int) -> int:
+def sys_rt_sigpending(k: "KernelApi", t: Thread, set_: int, size: int) -> int:
     if size > 8:
         raise SyscallError(errno.EINVAL)
     t.proc.mem.put_u64(set_, (t.pending.mask | t.proc.pending.mask) & t.sigmask)
@@ -81,7 +81,7 @@ def sys_rt_sigpending(k: "Kernel", t: Thread, set_: int, size: int) -> int:
 
 
 @syscall("rt_sigsuspend")
-def sys_rt_sigsuspend(k: "Kernel", t: Thread, set_: int, size: int) -> "int | Wait":
+def sys_rt_sigsuspend(k: "KernelApi", t: Thread, set_: int, size: int) -> "int | Wait":
     if size != 8:
         raise SyscallError(errno.EINVAL)
     saved = t.sigmask
@@ -92,7 +92,7 @@ def sys_rt_sigsuspend(k: "Kernel", t: Thread, set_: int, size: int) -> "int | Wa
 
 
 @syscall("rt_sigreturn")
-def sys_rt_sigreturn(k: "Kernel", t: Thread) -> object:
+def sys_rt_sigreturn(k: "KernelApi", t: Thread) -> object:
     sp = k.cpu.reg(REG_SP)
     try:
         if sp & 15:
@@ -100,17 +100,17 @@ def sys_rt_sigreturn(k: "Kernel", t: Thread) -> object:
         frame = t.proc.mem.read(sp, sigframe.FRAME_SIZE)
         state, mask = sigframe.parse(frame)
     except (SyscallError, sigframe.BadFrame):
-        k.force_signal(t, S.SigInfo(S.SIGSEGV, S.SI_KERNEL))
-        k.need_resched = True
+        k.signals.force(t, S.SigInfo(S.SIGSEGV, S.SI_KERNEL))
+        k.sched.need_resched = True
         return NORETURN
-    k.set_cpu_state(state)
+    k.signals.set_cpu_state(state)
     t.sigmask = mask & ~S.UNBLOCKABLE
     ss_sp, ss_flags, ss_size = sigframe.altstack_of(frame)
     try:
         _set_altstack(t, ss_sp, ss_flags & ~SS_ONSTACK, ss_size, state.sp)
     except SyscallError:
         pass
-    k.need_resched = True    # the restored mask may unblock something pending
+    k.sched.need_resched = True    # the restored mask may unblock something pending
     return NORETURN
 
 
@@ -134,7 +134,7 @@ def k_on_altstack(t: Thread, sp: int) -> bool:
 
 
 @syscall("sigaltstack")
-def sys_sigaltstack(k: "Kernel", t: Thread, ss: int, old: int) -> int:
+def sys_sigaltstack(k: "KernelApi", t: Thread, ss: int, old: int) -> int:
     sp = k.cpu.reg(REG_SP)
     if old:
         ss_sp, flags, size = t.altstack
@@ -150,21 +150,21 @@ def _info(t: Thread, sig: int, code: int) -> S.SigInfo:
     return S.SigInfo(sig, code, pid=t.proc.pid, uid=os.getuid())
 
 
-def _kill(k: "Kernel", t: Thread, targets: list[Process], sig: int) -> int:
+def _kill(k: "KernelApi", t: Thread, targets: list[Process], sig: int) -> int:
     if not targets:
         raise SyscallError(errno.ESRCH)
     for p in targets:
-        k.send_signal(p, _info(t, sig, S.SI_USER))
+        k.signals.send(p, _info(t, sig, S.SI_USER))
     return 0
 
 
 @syscall("kill", support=Support.PARTIAL,
          note="job-control stops (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU) are ignored")
-def sys_kill(k: "Kernel", t: Thread, pid: int, sig: int) -> int:
+def sys_kill(k: "KernelApi", t: Thread, pid: int, sig: int) -> int:
     pid, sig = s32(pid), s32(sig)
     if not 0 <= sig <= S.NSIG:
         raise SyscallError(errno.EINVAL)
-    live = [p for p in k.procs.values() if p.wait_status is None]
+    live = [p for p in k.tasks.procs.values() if p.wait_status is None]
     if pid > 0:
         targets = [p for p in live if p.pid == pid]
     elif pid == 0:
@@ -178,8 +178,8 @@ def sys_kill(k: "Kernel", t: Thread, pid: int, sig: int) -> int:
     return _kill(k, t, targets, sig)
 
 
-def _thread(k: "Kernel", tid: int, tgid: int | None) -> Thread:
-    th = k.threads.get(tid)
+def _thread(k: "KernelApi", tid: int, tgid: int | None) -> Thread:
+    th = k.tasks.threads.get(tid)
     if th is None or (tgid is not None and th.proc.pid != tgid):
         raise SyscallError(errno.ESRCH)
     return th
@@ -187,30 +187,30 @@ def _thread(k: "Kernel", tid: int, tgid: int | None) -> Thread:
 
 @syscall("tgkill", support=Support.PARTIAL,
          note="job-control stops are ignored")
-def sys_tgkill(k: "Kernel", t: Thread, tgid: int, tid: int, sig: int) -> int:
+def sys_tgkill(k: "KernelApi", t: Thread, tgid: int, tid: int, sig: int) -> int:
     tgid, tid, sig = s32(tgid), s32(tid), s32(sig)
     if tgid <= 0 or tid <= 0 or not 0 <= sig <= S.NSIG:
         raise SyscallError(errno.EINVAL)
     th = _thread(k, tid, tgid)
-    k.send_signal(th.proc, _info(t, sig, S.SI_TKILL), thread=th)
+    k.signals.send(th.proc, _info(t, sig, S.SI_TKILL), thread=th)
     return 0
 
 
 @syscall("tkill", support=Support.PARTIAL,
          note="job-control stops are ignored")
-def sys_tkill(k: "Kernel", t: Thread, tid: int, sig: int) -> int:
+def sys_tkill(k: "KernelApi", t: Thread, tid: int, sig: int) -> int:
     tid, sig = s32(tid), s32(sig)
     if tid <= 0 or not 0 <= sig <= S.NSIG:
         raise SyscallError(errno.EINVAL)
     th = _thread(k, tid, None)
-    k.send_signal(th.proc, _info(t, sig, S.SI_TKILL), thread=th)
+    k.signals.send(th.proc, _info(t, sig, S.SI_TKILL), thread=th)
     return 0
 
 
 @syscall("rt_sigqueueinfo")
-def sys_rt_sigqueueinfo(k: "Kernel", t: Thread, pid: int, sig: int, uinfo: int) -> int:
+def sys_rt_sigqueueinfo(k: "KernelApi", t: Thread, pid: int, sig: int, uinfo: int) -> int:
     sig = _check_sig(sig)
-    procs = [p for p in k.procs.values() if p.pid == s32(pid) and p.wait_status is None]
+    procs = [p for p in k.tasks.procs.values() if p.pid == s32(pid) and p.wait_status is None]
     if not procs:
         raise SyscallError(errno.ESRCH)
     raw = t.proc.mem.read(uinfo, 128)
@@ -218,5 +218,5 @@ def sys_rt_sigqueueinfo(k: "Kernel", t: Thread, pid: int, sig: int, uinfo: int) 
     if code >= 0 or code == S.SI_TKILL:
         raise SyscallError(errno.EPERM)
     info = S.SigInfo(sig, code, pid=t.proc.pid, uid=os.getuid(), value=int.from_bytes(raw[24:32], "little"))
-    k.send_signal(procs[0], info)
+    k.signals.send(procs[0], info)
     return 0

@@ -20,25 +20,25 @@ from mteemu.kernel.syscalls.registry import syscall
 from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 from typing import TYPE_CHECKING
 
 from mteemu.kernel.fs.namei import PROC_SUPER_MAGIC, SYSFS_MAGIC, TMPFS_MAGIC
 from mteemu.kernel.fs.pseudofs import GeneratedDir, GeneratedFile
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
-from mteemu.kernel.fs.vfs import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, lookup, oserror
+    from mteemu.kernel.api import KernelApi
+from mteemu.kernel.fs.vfs import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, oserror
 
 
-def _stat_of(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int) -> os.stat_result:
+def _stat_of(k: "KernelApi", t: Thread, dirfd: int, path: int, flags: int) -> os.stat_result:
     p = user_path(t, path)
     if not p and flags & AT_EMPTY_PATH:
         if s32(dirfd) == AT_FDCWD:
             p = b"."
         else:
             return t.proc.fds.get(s32(dirfd)).stat()
-    with lookup(k, t, dirfd, p, follow=not flags & AT_SYMLINK_NOFOLLOW, reading=True) as r:
+    with k.vfs.lookup(t, dirfd, p, follow=not flags & AT_SYMLINK_NOFOLLOW, reading=True) as r:
         if isinstance(r, Magic):
             return r.link.target_stat()
         if isinstance(r, Generated):
@@ -49,13 +49,13 @@ def _stat_of(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int) -> os.st
 
 
 @syscall("fstat")
-def sys_fstat(k: "Kernel", t: Thread, fd: int, buf: int) -> int:
+def sys_fstat(k: "KernelApi", t: Thread, fd: int, buf: int) -> int:
     t.proc.mem.write(buf, pack_stat(t.proc.fds.get(s32(fd)).stat()))
     return 0
 
 
 @syscall("newfstatat", strings=(1,))
-def sys_newfstatat(k: "Kernel", t: Thread, dirfd: int, path: int, buf: int, flags: int) -> int:
+def sys_newfstatat(k: "KernelApi", t: Thread, dirfd: int, path: int, buf: int, flags: int) -> int:
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | 0x800):
         raise SyscallError(errno.EINVAL)
     t.proc.mem.write(buf, pack_stat(_stat_of(k, t, dirfd, path, flags)))
@@ -63,7 +63,7 @@ def sys_newfstatat(k: "Kernel", t: Thread, dirfd: int, path: int, buf: int, flag
 
 
 @syscall("statx", strings=(1,))
-def sys_statx(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int, mask: int, buf: int) -> int:
+def sys_statx(k: "KernelApi", t: Thread, dirfd: int, path: int, flags: int, mask: int, buf: int) -> int:
     s = _stat_of(k, t, dirfd, path, flags)
     out = bytearray(256)
 
@@ -80,11 +80,11 @@ def sys_statx(k: "Kernel", t: Thread, dirfd: int, path: int, flags: int, mask: i
     return 0
 
 
-def _access(k: "Kernel", t: Thread, dirfd: int, path: int, mode: int, flags: int) -> int:
+def _access(k: "KernelApi", t: Thread, dirfd: int, path: int, mode: int, flags: int) -> int:
     if mode & ~7 or flags & ~(0x200 | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         raise SyscallError(errno.EINVAL)
     follow = not flags & AT_SYMLINK_NOFOLLOW
-    with lookup(k, t, dirfd, user_path(t, path), follow=follow, reading=not mode & 2) as r:
+    with k.vfs.lookup(t, dirfd, user_path(t, path), follow=follow, reading=not mode & 2) as r:
         if isinstance(r, Generated):
             if not r.node.may(os.geteuid(), mode):
                 raise SyscallError(errno.EACCES)
@@ -106,12 +106,12 @@ def _access(k: "Kernel", t: Thread, dirfd: int, path: int, mode: int, flags: int
 
 
 @syscall("faccessat", strings=(1,))
-def sys_faccessat(k: "Kernel", t: Thread, dirfd: int, path: int, mode: int) -> int:
+def sys_faccessat(k: "KernelApi", t: Thread, dirfd: int, path: int, mode: int) -> int:
     return _access(k, t, dirfd, path, mode, 0)
 
 
 @syscall("faccessat2", strings=(1,))
-def sys_faccessat2(k: "Kernel", t: Thread, dirfd: int, path: int, mode: int, flags: int) -> int:
+def sys_faccessat2(k: "KernelApi", t: Thread, dirfd: int, path: int, mode: int, flags: int) -> int:
     return _access(k, t, dirfd, path, mode, flags)
 
 
@@ -138,8 +138,8 @@ def _pack_generated(gpath: str) -> bytes:
 
 
 @syscall("statfs", strings=(0,))
-def sys_statfs(k: "Kernel", t: Thread, path: int, buf: int) -> int:
-    with lookup(k, t, AT_FDCWD, user_path(t, path), reading=True) as r:
+def sys_statfs(k: "KernelApi", t: Thread, path: int, buf: int) -> int:
+    with k.vfs.lookup(t, AT_FDCWD, user_path(t, path), reading=True) as r:
         if isinstance(r, HostEntry):
             try:
                 fd = r.open_path()
@@ -156,7 +156,7 @@ def sys_statfs(k: "Kernel", t: Thread, path: int, buf: int) -> int:
 
 
 @syscall("fstatfs")
-def sys_fstatfs(k: "Kernel", t: Thread, fd: int, buf: int) -> int:
+def sys_fstatfs(k: "KernelApi", t: Thread, fd: int, buf: int) -> int:
     f = t.proc.fds.get(s32(fd))
     if isinstance(f, HostFile):
         data = _pack_host(f.fd)

@@ -40,11 +40,11 @@ from mteemu.kernel.syscalls import (
 )
 from mteemu.kernel.syscalls.args import MASK64, s64
 from mteemu.kernel.syscalls.numbers import SYSCALL_NAMES, SYSCALL_NUMBERS
-from mteemu.kernel.syscalls.registry import NORETURN, Spec, Support, Unmodelled, _NoReturn
+from mteemu.kernel.syscalls.registry import NORETURN, NoReturnResult, Spec, Support, Unmodelled
 from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 
 # The handler modules, by family as gVisor's sentry keeps them (one per file of Linux's).
 MODULES: tuple[ModuleType, ...] = (
@@ -82,7 +82,7 @@ HANDLERS = collect()
 
 
 class SyscallTable:
-    def __init__(self, kernel: "Kernel") -> None:
+    def __init__(self, kernel: "KernelApi") -> None:
         self.kernel = kernel
         self.handlers = HANDLERS
         self.warned: set[int] = set()
@@ -118,13 +118,13 @@ class SyscallTable:
         if result is NORETURN:
             return nr
         if isinstance(result, Wait):
-            k.block(t, result)
+            k.sched.block(t, result)
             return nr
         k.cpu.syscall_return(result)
         return nr
 
     def _trace(self, t: Thread, nr: int, h: "Handler | None", args: list[int],
-               result: "int | Wait | _NoReturn | Unmodelled") -> None:
+               result: "int | Wait | NoReturnResult | Unmodelled") -> None:
         name = h.name if h else SYSCALL_NAMES.get(nr, f"syscall_{nr}")
         shown = []
         for i, a in enumerate(args[:h.nargs if h else 6]):
@@ -139,7 +139,7 @@ class SyscallTable:
         not_modelled = None
         if isinstance(result, Unmodelled):
             result, not_modelled = result
-        if isinstance(result, _NoReturn):
+        if isinstance(result, NoReturnResult):
             res = "?"
         elif isinstance(result, Wait):
             res = "? <blocked>"
@@ -150,8 +150,7 @@ class SyscallTable:
         k = self.kernel
         if not_modelled:
             res += f" (not modelled: {not_modelled})"
-        k.diag.write(f"[{t.tid}] {name}({', '.join(shown)}) = {res}\n")
-        k.diag.flush()
+        k.write_diag(f"[{t.tid}] {name}({', '.join(shown)}) = {res}\n")
 
 
 # Calls that only report: nothing another thread waits for can change by them, so no

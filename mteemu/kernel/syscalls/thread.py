@@ -12,17 +12,17 @@ from mteemu.kernel.syscalls.registry import syscall
 from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 
 
 @syscall("set_tid_address")
-def sys_set_tid_address(k: "Kernel", t: Thread, addr: int) -> int:
+def sys_set_tid_address(k: "KernelApi", t: Thread, addr: int) -> int:
     t.clear_child_tid = addr
     return t.tid
 
 
 @syscall("set_robust_list")
-def sys_set_robust_list(k: "Kernel", t: Thread, head: int, length: int) -> int:
+def sys_set_robust_list(k: "KernelApi", t: Thread, head: int, length: int) -> int:
     if length != 24:
         raise SyscallError(errno.EINVAL)
     t.robust_list = (head, length)
@@ -30,8 +30,8 @@ def sys_set_robust_list(k: "Kernel", t: Thread, head: int, length: int) -> int:
 
 
 @syscall("get_robust_list")
-def sys_get_robust_list(k: "Kernel", t: Thread, pid: int, head_ptr: int, len_ptr: int) -> int:
-    th = t if s32(pid) == 0 else k.threads.get(s32(pid))
+def sys_get_robust_list(k: "KernelApi", t: Thread, pid: int, head_ptr: int, len_ptr: int) -> int:
+    th = t if s32(pid) == 0 else k.tasks.threads.get(s32(pid))
     if th is None:
         raise SyscallError(errno.ESRCH)
     t.proc.mem.put_u64(head_ptr, th.robust_list[0])
@@ -43,7 +43,7 @@ RSEQ_SIG_FLAGS_UNREGISTER = 1
 
 
 @syscall("rseq")
-def sys_rseq(k: "Kernel", t: Thread, addr: int, length: int, flags: int, sig: int) -> int:
+def sys_rseq(k: "KernelApi", t: Thread, addr: int, length: int, flags: int, sig: int) -> int:
     if flags & RSEQ_SIG_FLAGS_UNREGISTER:
         if t.rseq != addr:
             raise SyscallError(errno.EINVAL)

@@ -13,7 +13,7 @@ from mteemu.kernel.syscalls.registry import Support, syscall
 from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 
 CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID = 0, 1, 2, 3
 CLOCK_MONOTONIC_RAW, CLOCK_REALTIME_COARSE, CLOCK_MONOTONIC_COARSE, CLOCK_BOOTTIME = 4, 5, 6, 7
@@ -39,14 +39,14 @@ def _read_timespec(t: Thread, addr: int) -> int:
 
 
 @syscall("clock_gettime")
-def sys_clock_gettime(k: "Kernel", t: Thread, clock: int, tp: int) -> int:
+def sys_clock_gettime(k: "KernelApi", t: Thread, clock: int, tp: int) -> int:
     ns = _clock_ns(clock)
     t.proc.mem.write_struct("<qq", tp, ns // 1_000_000_000, ns % 1_000_000_000)
     return 0
 
 
 @syscall("clock_getres")
-def sys_clock_getres(k: "Kernel", t: Thread, clock: int, tp: int) -> int:
+def sys_clock_getres(k: "KernelApi", t: Thread, clock: int, tp: int) -> int:
     _clock_ns(clock)
     if tp:
         t.proc.mem.write_struct("<qq", tp, 0, 1)
@@ -54,7 +54,7 @@ def sys_clock_getres(k: "Kernel", t: Thread, clock: int, tp: int) -> int:
 
 
 @syscall("gettimeofday")
-def sys_gettimeofday(k: "Kernel", t: Thread, tv: int, tz: int) -> int:
+def sys_gettimeofday(k: "KernelApi", t: Thread, tv: int, tz: int) -> int:
     ns = time.time_ns()
     if tv:
         t.proc.mem.write_struct("<qq", tv, ns // 1_000_000_000, (ns // 1000) % 1_000_000)
@@ -81,13 +81,13 @@ def _sleep(t: Thread, wake_ns: int, clock_now, rem: int) -> Wait:  # noqa: ANN00
 
 
 @syscall("nanosleep")
-def sys_nanosleep(k: "Kernel", t: Thread, req: int, rem: int) -> Wait:
+def sys_nanosleep(k: "KernelApi", t: Thread, req: int, rem: int) -> Wait:
     ns = _read_timespec(t, req)
     return _sleep(t, time.monotonic_ns() + ns, time.monotonic_ns, rem)
 
 
 @syscall("clock_nanosleep")
-def sys_clock_nanosleep(k: "Kernel", t: Thread, clock: int, flags: int, req: int, rem: int) -> Wait:
+def sys_clock_nanosleep(k: "KernelApi", t: Thread, clock: int, flags: int, req: int, rem: int) -> Wait:
     if s32(clock) in (CLOCK_THREAD_CPUTIME_ID,):
         raise SyscallError(errno.EINVAL)
     _clock_ns(clock)
@@ -101,7 +101,7 @@ def sys_clock_nanosleep(k: "Kernel", t: Thread, clock: int, flags: int, req: int
 
 @syscall("times", support=Support.PARTIAL,
          note="the children's times are 0; the process's user time is mteemu's CPU time")
-def sys_times(k: "Kernel", t: Thread, buf: int) -> int:
+def sys_times(k: "KernelApi", t: Thread, buf: int) -> int:
     ticks = int(time.process_time() * 100)
     if buf:
         t.proc.mem.write_struct("<qqqq", buf, ticks, 0, 0, 0)
@@ -128,7 +128,7 @@ def _current(t: Thread, which: int) -> bytes:
 
 @syscall("getitimer", support=Support.PARTIAL,
          note="ITIMER_VIRTUAL and ITIMER_PROF count wall-clock time like ITIMER_REAL")
-def sys_getitimer(k: "Kernel", t: Thread, which: int, value: int) -> int:
+def sys_getitimer(k: "KernelApi", t: Thread, which: int, value: int) -> int:
     if s32(which) not in S.ITIMER_SIGNALS:
         raise SyscallError(errno.EINVAL)
     t.proc.mem.write(value, _current(t, s32(which)))
@@ -137,7 +137,7 @@ def sys_getitimer(k: "Kernel", t: Thread, which: int, value: int) -> int:
 
 @syscall("setitimer", support=Support.PARTIAL,
          note="ITIMER_VIRTUAL and ITIMER_PROF count wall-clock time like ITIMER_REAL (no per-process CPU time)")
-def sys_setitimer(k: "Kernel", t: Thread, which: int, new: int, old: int) -> int:
+def sys_setitimer(k: "KernelApi", t: Thread, which: int, new: int, old: int) -> int:
     """setitimer(): ITIMER_REAL counts wall-clock time and sends SIGALRM (alarm() is this);
     ITIMER_VIRTUAL and ITIMER_PROF count the same clock here (see the README)."""
     which = s32(which)
@@ -148,7 +148,7 @@ def sys_setitimer(k: "Kernel", t: Thread, which: int, new: int, old: int) -> int
         t.proc.mem.write(old, _current(t, which))
     if value:
         t.proc.itimers[which] = (time.monotonic() + value, interval)
-        k.need_resched = True      # leave the CPU: the next run is bounded by the timer
+        k.sched.need_resched = True      # leave the CPU: the next run is bounded by the timer
     else:
         t.proc.itimers.pop(which, None)
     return 0

@@ -11,14 +11,14 @@ from mteemu.kernel.syscalls.registry import syscall
 from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 
 
 WNOHANG, WUNTRACED, WCONTINUED, WALL, WCLONE = 1, 2, 8, 0x40000000, 0x80000000
 
 
 @syscall("wait4")
-def sys_wait4(k: "Kernel", t: Thread, pid: int, wstatus: int, options: int, rusage: int) -> "int | Wait":
+def sys_wait4(k: "KernelApi", t: Thread, pid: int, wstatus: int, options: int, rusage: int) -> "int | Wait":
     pid = s32(pid)
     if options & ~(WNOHANG | WUNTRACED | WCONTINUED | WALL | WCLONE | 0x20000000):
         raise SyscallError(errno.EINVAL)
@@ -48,7 +48,7 @@ def sys_wait4(k: "Kernel", t: Thread, pid: int, wstatus: int, options: int, rusa
                 if rusage:
                     proc.mem.write(rusage, bytes(144))
                 proc.children.remove(c)
-                k.procs.pop(c.pid, None)
+                k.tasks.procs.pop(c.pid, None)
                 proc.child_wq.wake()            # another waiter may now find none (ECHILD)
                 return c.pid
         return None

@@ -20,9 +20,8 @@ from mteemu.kernel.uts import UTS
 from mteemu.machine.physmem import PAGE_SIZE
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
     from mteemu.kernel.process import Thread
-    from mteemu.kernel.state import KernelState
 
 NR_CPUS = 1                # the emulated machine has one CPU (sched_getaffinity says so too)
 PID_MAX = 4194304          # PID_MAX_LIMIT on 64-bit
@@ -43,7 +42,7 @@ def cpu_features() -> str:
     return " ".join(names)
 
 
-def _tag_storage(k: "KernelState", mt: MigrateType) -> tuple[int, int]:
+def _tag_storage(k: "KernelApi", mt: MigrateType) -> tuple[int, int]:
     """(total, free) pages of tag storage onlined as `mt` pageblocks."""
     b = k.alloc.buddy
     if k.alloc.storage is None or b.tag_type is not mt:
@@ -51,7 +50,7 @@ def _tag_storage(k: "KernelState", mt: MigrateType) -> tuple[int, int]:
     return b.tag_storage_total, b.nr_free_tag_storage
 
 
-def meminfo_fields(k: "KernelState") -> list[tuple[str, int]]:
+def meminfo_fields(k: "KernelApi") -> list[tuple[str, int]]:
     """Values in kB, as /proc/meminfo shows them (RFC v1 adds Metadata*, v2/v3 use Cma*)."""
     a, kb = k.alloc, PAGE_SIZE // 1024
     meta, cma = _tag_storage(k, MigrateType.METADATA), _tag_storage(k, MigrateType.CMA)
@@ -60,12 +59,12 @@ def meminfo_fields(k: "KernelState") -> list[tuple[str, int]]:
     pages = [("MemTotal", a.total_pages), ("MemFree", a.free_pages), ("MemAvailable", a.free_pages),
              ("Buffers", 0), ("Cached", 0),
              ("SwapTotal", swap_total), ("SwapFree", swap_free),
-             ("PageTables", sum(len(p.mm.pt_pages) for p in k.procs.values() if p.wait_status is None)),
+             ("PageTables", sum(len(p.mm.pt_pages) for p in k.tasks.procs.values() if p.wait_status is None)),
              ("CmaTotal", cma[0]), ("CmaFree", cma[1]), ("MetadataTotal", meta[0]), ("MetadataFree", meta[1])]
     return [(name, n * kb) for name, n in pages]
 
 
-def vmstat_fields(k: "KernelState") -> list[tuple[str, int]]:
+def vmstat_fields(k: "KernelApi") -> list[tuple[str, int]]:
     a = k.alloc
     ev = a.events
     meta, cma = _tag_storage(k, MigrateType.METADATA), _tag_storage(k, MigrateType.CMA)
@@ -77,7 +76,7 @@ def vmstat_fields(k: "KernelState") -> list[tuple[str, int]]:
         [(n, ev[n]) for n in names]
 
 
-def meminfo(k: "Kernel") -> bytes:
+def meminfo(k: "KernelApi") -> bytes:
     lines = [f"{name + ':':<16}{value:>8} kB\n" for name, value in meminfo_fields(k)]
     # hugetlb_report_meminfo(): the model has no huge page pool (see sys/vm/nr_hugepages).
     lines += [f"{name + ':':<16}{0:>8}\n" for name in ("HugePages_Total", "HugePages_Free", "HugePages_Rsvd",
@@ -86,18 +85,18 @@ def meminfo(k: "Kernel") -> bytes:
     return "".join(lines).encode()
 
 
-def vmstat(k: "Kernel") -> bytes:
+def vmstat(k: "KernelApi") -> bytes:
     return "".join(f"{name} {value}\n" for name, value in vmstat_fields(k)).encode()
 
 
-def stats_lines(k: "KernelState") -> list[str]:
+def stats_lines(k: "KernelApi") -> list[str]:
     """`mteemu run --stats`: the memory counters at exit, in two lines."""
     mem = " ".join(f"{n}={v}kB" for n, v in meminfo_fields(k) if v or n in ("MemTotal", "MemFree"))
     ev = " ".join(f"{n}={v}" for n, v in vmstat_fields(k) if v)
     return [f"meminfo {mem}", f"vmstat {ev}"]
 
 
-def cpuinfo(k: "Kernel") -> bytes:
+def cpuinfo(k: "KernelApi") -> bytes:
     """arm64's c_show(): one block per CPU (Unicorn's "max" core reports Arm's implementer)."""
     out = []
     for cpu in range(NR_CPUS):
@@ -107,31 +106,31 @@ def cpuinfo(k: "Kernel") -> bytes:
     return "".join(out).encode()
 
 
-def uptime_s(k: "Kernel") -> float:
+def uptime_s(k: "KernelApi") -> float:
     return time.monotonic() - k.start_time
 
 
-def _threads_in(k: "Kernel", state: str) -> int:
+def _threads_in(k: "KernelApi", state: str) -> int:
     """How many threads are in a scheduler state (process.State's value)."""
-    return sum(1 for t in k.threads.values() if t.state.value == state)
+    return sum(1 for t in k.tasks.threads.values() if t.state.value == state)
 
 
-def stat(k: "Kernel") -> bytes:
+def stat(k: "KernelApi") -> bytes:
     ticks = int(uptime_s(k) * USER_HZ)
     cpu = f"{ticks} 0 0 0 0 0 0 0 0 0"
     running, blocked = _threads_in(k, "runnable"), _threads_in(k, "blocked")
     return (f"cpu  {cpu}\n" + "".join(f"cpu{i} {cpu}\n" for i in range(NR_CPUS)) +
-            f"intr 0\nctxt {k.switches}\nbtime {int(k.boot_wall)}\nprocesses {k.forks}\n"
+            f"intr 0\nctxt {k.sched.switches}\nbtime {int(k.boot_wall)}\nprocesses {k.tasks.forks}\n"
             f"procs_running {running}\nprocs_blocked {blocked}\nsoftirq 0 0 0 0 0 0 0 0 0 0 0\n").encode()
 
 
-def loadavg(k: "Kernel") -> bytes:
+def loadavg(k: "KernelApi") -> bytes:
     running = _threads_in(k, "runnable")
-    return f"0.00 0.00 0.00 {running}/{len(k.threads)} {k.last_pid}\n".encode()
+    return f"0.00 0.00 0.00 {running}/{len(k.tasks.threads)} {k.tasks.last_pid}\n".encode()
 
 
 # /proc/sys: the knobs programs commonly read. Values are the emulated kernel's defaults.
-def _sys_kernel(k: "Kernel") -> dict[str, Node]:
+def _sys_kernel(k: "KernelApi") -> dict[str, Node]:
     uts = [u.decode() for u in UTS]
     return {
         "ostype": File(static(uts[0] + "\n")), "hostname": File(static(uts[1] + "\n"), mode=0o644),
@@ -161,7 +160,7 @@ def set_hugepage_pool(data: bytes) -> None:
     procpid.parse_uint(data)
 
 
-def _sys_vm(k: "Kernel") -> dict[str, Node]:
+def _sys_vm(k: "KernelApi") -> dict[str, Node]:
     hp = File(static("0\n"), set_hugepage_pool, mode=0o644)
     return {
         "overcommit_memory": File(static("0\n"), mode=0o644), "overcommit_ratio": File(static("50\n"), mode=0o644),
@@ -180,12 +179,12 @@ def _sys_fs() -> dict[str, Node]:
             "pipe-max-size": File(static("1048576\n"), mode=0o644)}
 
 
-def root(k: "Kernel", t: "Thread") -> Dir:
+def root(k: "KernelApi", t: "Thread") -> Dir:
     """/proc as the calling thread sees it (self and thread-self are its own)."""
     me = t.proc
 
     def children() -> dict[str, Node]:
-        gen: dict[str, Callable[["Kernel"], bytes]] = {
+        gen: dict[str, Callable[["KernelApi"], bytes]] = {
             "meminfo": meminfo, "vmstat": vmstat, "cpuinfo": cpuinfo, "stat": stat, "loadavg": loadavg,
             "uptime": lambda k: f"{uptime_s(k):.2f} {uptime_s(k):.2f}\n".encode(),
             "version": lambda k: " ".join(u.decode() for u in (UTS[0], b"version", UTS[2], UTS[3])).encode() + b"\n",
@@ -197,7 +196,7 @@ def root(k: "Kernel", t: "Thread") -> Dir:
         out["thread-self"] = Link(lambda: f"{me.pid}/task/{t.tid}")
         out["sys"] = Dir(lambda: {"kernel": Dir(lambda: _sys_kernel(k)), "vm": Dir(lambda: _sys_vm(k)),
                                   "fs": Dir(_sys_fs)})
-        for pid, proc in k.procs.items():
+        for pid, proc in k.tasks.procs.items():
             out[str(pid)] = procpid.process_dir(k, t, proc)
         return out
     return Dir(children)

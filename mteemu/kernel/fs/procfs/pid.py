@@ -28,7 +28,7 @@ from mteemu.kernel.uaccess import RemoteMemory, SyscallError
 from mteemu.machine.physmem import PAGE_SIZE
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 
 MAPS_PAD = 73        # show_map_vma(): the name starts in column 74 (seq_pad to 25 + 6 * sizeof(long) - 1)
 
@@ -49,11 +49,11 @@ def parse_uint(data: bytes) -> int:
     return value
 
 
-def _state(proc: Process, t: Optional[Thread], k: "Kernel") -> str:
+def _state(proc: Process, t: Optional[Thread], k: "KernelApi") -> str:
     if proc.wait_status is not None:
         return "Z (zombie)"
     threads = [t] if t is not None else proc.live_threads
-    if any(th is k.current or th.state is State.RUNNABLE for th in threads):
+    if any(th is k.sched.current or th.state is State.RUNNABLE for th in threads):
         return "R (running)"
     return "S (sleeping)"
 
@@ -173,7 +173,7 @@ def _sigmask_hex(mask: int) -> str:
     return f"{mask & ((1 << 64) - 1):016x}"
 
 
-def status(k: "Kernel", proc: Process, t: Optional[Thread]) -> bytes:
+def status(k: "KernelApi", proc: Process, t: Optional[Thread]) -> bytes:
     lead = t or (proc.threads[0] if proc.threads else None)
     name = (lead.name if lead else b"").decode(errors="replace")
     uid, gid = os.getuid(), os.getgid()
@@ -183,7 +183,7 @@ def status(k: "Kernel", proc: Process, t: Optional[Thread]) -> bytes:
     cgt = sum(1 << (s - 1) for s, a in proc.actions.items() if a.handler not in (SIG_DFL, SIG_IGN))
     pend = sum(1 << (s - 1) for s in (lead.pending.queue if lead else {}))
     shd = sum(1 << (s - 1) for s in proc.pending.queue)
-    ppid = k.ppid(proc)
+    ppid = k.tasks.ppid(proc)
     tid = lead.tid if lead else proc.pid
     rows = [("Name", name), ("Umask", f"{proc.umask:04o}"), ("State", _state(proc, t, k)),
             ("Tgid", proc.pid), ("Ngid", 0), ("Pid", tid), ("PPid", ppid), ("TracerPid", 0),
@@ -207,13 +207,13 @@ def status(k: "Kernel", proc: Process, t: Optional[Thread]) -> bytes:
     return "".join(f"{key}:\t{value}\n" for key, value in rows).encode()
 
 
-def stat_line(k: "Kernel", proc: Process, t: Optional[Thread]) -> bytes:
+def stat_line(k: "KernelApi", proc: Process, t: Optional[Thread]) -> bytes:
     """do_task_stat(): 52 fields."""
     lead = t or (proc.threads[0] if proc.threads else None)
     name = (lead.name if lead else b"").decode(errors="replace")
     state = _state(proc, t, k)[0]
     v = _vm_sizes(proc)
-    ppid = k.ppid(proc)
+    ppid = k.tasks.ppid(proc)
     mm = proc.mm
     alive = proc.wait_status is None
     sp = pc = 0
@@ -360,10 +360,10 @@ _FS_NAMES = {0xEF53: "ext4", 0x01021994: "tmpfs", 0x794C7630: "overlay", 0x91236
              0x58465342: "xfs", 0x6969: "nfs", 0x65735546: "fuse"}
 
 
-def mounts(k: "Kernel") -> bytes:
+def mounts(k: "KernelApi") -> bytes:
     """/proc/<pid>/mounts (show_vfsmnt()): the guest's root, then what the model mounts on
     it: /proc and /sys always, /dev and /dev/shm under --root (devfs.py)."""
-    kind = _FS_NAMES.get(namei.fs_type(k.root_dir.fd) or 0, "rootfs")
+    kind = _FS_NAMES.get(namei.fs_type(k.vfs.root_dir.fd) or 0, "rootfs")
     lines = [("/dev/root", "/", kind, "rw,relatime"),
              ("proc", "/proc", "proc", "rw,nosuid,nodev,noexec,relatime"),
              ("sysfs", "/sys", "sysfs", "rw,nosuid,nodev,noexec,relatime")]
@@ -380,7 +380,7 @@ def _comm_writer(proc: Process, t: Optional[Thread]):  # noqa: ANN202
     return write
 
 
-def _common(k: "Kernel", proc: Process, t: Optional[Thread]) -> dict[str, Node]:
+def _common(k: "KernelApi", proc: Process, t: Optional[Thread]) -> dict[str, Node]:
     """The files a process directory and its task directories share."""
     uid = os.getuid()
     lead = t or (proc.threads[0] if proc.threads else None)
@@ -407,7 +407,7 @@ def _common(k: "Kernel", proc: Process, t: Optional[Thread]) -> dict[str, Node]:
     }
 
 
-def process_dir(k: "Kernel", caller: Thread, proc: Process) -> Dir:
+def process_dir(k: "KernelApi", caller: Thread, proc: Process) -> Dir:
     def children() -> dict[str, Node]:
         out = _common(k, proc, None)
         out["task"] = Dir(lambda: {str(th.tid): Dir(partial(_common, k, proc, th), uid=os.getuid())
