@@ -64,25 +64,28 @@ def guest():
 
 
 # -- the fast layer ---------------------------------------------------------------------------
-# A test is `slow` when it runs a program: it builds or runs a guest (the guest, target or
-# root fixtures, or a guest_tests/ item), or starts mteemu, qemu, gdb or a compiler in a
-# subprocess. `pytest -m "not slow"` runs the rest — the in-process tests of the machine,
-# the memory manager, the boards and the protocol — in seconds; CI runs everything.
-_RUNS_A_PROGRAM = ("run_mteemu", "subprocess", "Popen", "compile_guest", "start(", "_validate(", "_svg(")
+# A test that runs a program (builds or runs a guest, or starts mteemu, qemu, gdb or a
+# compiler) is marked `slow` where it is defined (`@pytest.mark.slow`, or `pytestmark` for a
+# whole module; guest_tests/ items by the plugin). `pytest -m "not slow"` runs the rest — the
+# in-process tests of the kernel, the machine, the memory manager, the boards and the
+# protocols. A test not marked that starts a process fails, so the layer stays fast.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):  # noqa: ANN001, ANN201
+    """Around a fast test's setup (its module and session fixtures too), call and teardown,
+    starting a process fails the test."""
+    if item.get_closest_marker("slow") is not None:
+        yield
+        return
+    real = subprocess.Popen.__init__
 
+    def refuse(*args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        raise AssertionError(f"{item.nodeid} starts a process: mark it @pytest.mark.slow")
 
-def pytest_collection_modifyitems(items: list) -> None:
-    import inspect
-
-    for item in items:
-        fn = getattr(item, "function", None)
-        try:
-            source = inspect.getsource(fn) if fn is not None else ""
-        except (OSError, TypeError):
-            source = ""
-        if (fn is None or {"guest", "target", "root"} & set(getattr(item, "fixturenames", ()))
-                or any(word in source for word in _RUNS_A_PROGRAM)):
-            item.add_marker(pytest.mark.slow)
+    subprocess.Popen.__init__ = refuse  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        subprocess.Popen.__init__ = real  # type: ignore[method-assign]
 
 
 # -- the host is left as it was ---------------------------------------------------------------
@@ -137,3 +140,15 @@ def pytest_sessionfinish(session, exitstatus) -> None:  # noqa: ANN001
         for k, (was, now) in changed.items():
             sys.stderr.write(f"\nthe test run changed the host: {k}: {was!r} -> {now!r}\n")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def world(tmp_path: Path):  # noqa: ANN201
+    """An in-process kernel (tests/kernel_world.py) confined to a scratch root."""
+    from kernel_world import KernelWorld
+
+    root = tmp_path / "root"
+    root.mkdir()
+    w = KernelWorld(root)
+    yield w
+    w.close()

@@ -4,6 +4,7 @@ checker still means no part can be read, built or tested alone)."""
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "mteemu"
@@ -31,6 +32,7 @@ def _imports(path: Path, modules: set[str]) -> set[str]:
     return out
 
 
+@functools.lru_cache(maxsize=1)
 def import_graph() -> dict[str, set[str]]:
     files = {_module_name(p): p for p in PKG.rglob("*.py")}
     modules = set(files)

@@ -7,6 +7,9 @@ import shutil
 import pytest
 from conftest import compile_guest, run_mteemu
 
+# Every test here runs a program.
+pytestmark = pytest.mark.slow
+
 
 def _one_line(stderr: bytes) -> str:
     text = stderr.decode()

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from conftest import build_test_program, run_mteemu
+
+# Every test here runs a program.
+pytestmark = pytest.mark.slow
 
 
 def test_calls_do_not_retry_the_blocked(tmp_path_factory, tmp_path) -> None:

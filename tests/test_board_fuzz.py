@@ -10,6 +10,9 @@ import pytest
 from conftest import ROOT
 from fuzzers import boards as fuzz
 
+# Every test here runs a program.
+pytestmark = pytest.mark.slow
+
 CASES = 4000
 
 

@@ -38,6 +38,7 @@ def _dtc(src: Path, out: Path) -> Path:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", DTS, ids=[p.name for p in DTS])
 def test_dts_verdict(path: Path, tmp_path) -> None:
     want = _header(path)
@@ -62,6 +63,7 @@ def test_dts_verdict(path: Path, tmp_path) -> None:
     assert json.loads(r3.stdout)[0]["findings"] == result["findings"] and r3.returncode == r.returncode
 
 
+@pytest.mark.slow
 def test_seed_layout_explains_the_arm_rules() -> None:
     r = run_mteemu(["validate-dtb", "--rules", "kernel", str(ROOT / "dts" / "fvp-v1-seed.dts")])
     assert r.returncode == 0 and b"valid (0 error(s)" in r.stdout
@@ -72,6 +74,7 @@ def test_seed_layout_explains_the_arm_rules() -> None:
     assert "lies above tag storage starting at 0xfc000000" in out
 
 
+@pytest.mark.slow
 def test_default_dts_is_the_built_in_board() -> None:
     bf = info.read(str(ROOT / "dts" / "default.dts"))
     b, d = bf.board(), default_board()
@@ -145,6 +148,7 @@ def test_rule_overlap_and_straddle_outside_windows() -> None:
     assert "arm.straddle" in errs and "sanity.overlap" in errs
 
 
+@pytest.mark.slow
 def test_rule_groups_filter(tmp_path) -> None:
     r = run_mteemu(["validate-dtb", "--format", "json", "--rules", "sanity", str(ROOT / "dts" / "fvp-v1-seed.dts")])
     assert r.returncode == 0 and json.loads(r.stdout)[0]["findings"] == []
@@ -160,6 +164,7 @@ def test_block_size_pages_is_the_lcm() -> None:
 
 
 # -- the picture ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_dtb_info_draws_every_region(tmp_path) -> None:
     out = tmp_path / "map.svg"
     r = run_mteemu(["dtb-info", "--svg", str(out), str(ROOT / "dts" / "fvp-v3.dts")])
@@ -175,6 +180,7 @@ def test_dtb_info_draws_every_region(tmp_path) -> None:
     assert len(arrows) == 2
 
 
+@pytest.mark.slow
 def test_dtb_info_never_overwrites_its_input(tmp_path) -> None:
     src = tmp_path / "b.dts"
     src.write_text((ROOT / "dts" / "fvp-v2.dts").read_text())
@@ -183,6 +189,7 @@ def test_dtb_info_never_overwrites_its_input(tmp_path) -> None:
 
 
 # -- running on a board ----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_tags_live_in_the_boards_tag_storage(guest, capfd) -> None:
     from mteemu.kernel.kernel import Kernel
     from mteemu.kernel.run import RunOptions
@@ -214,6 +221,7 @@ def test_tags_live_in_the_boards_tag_storage(guest, capfd) -> None:
     assert seen["tags"] == [3, 3, 3, 3, 0]
 
 
+@pytest.mark.slow
 def test_run_refuses_an_invalid_board_unless_forced(guest) -> None:
     seed = str(ROOT / "dts" / "fvp-v1-seed.dts")
     r = run_mteemu(["run", "--dtb", seed, str(guest("hello"))])
@@ -223,6 +231,7 @@ def test_run_refuses_an_invalid_board_unless_forced(guest) -> None:
     assert r.returncode == 3 and r.stdout.startswith(b"hello")
 
 
+@pytest.mark.slow
 def test_board_builds_tag_regions_from_each_binding() -> None:
     for name in ("fvp-v2.dts", "fvp-v3.dts"):
         b = board_from_layout(binding.scan(dt.load(str(ROOT / "dts" / name))), name)
@@ -231,6 +240,7 @@ def test_board_builds_tag_regions_from_each_binding() -> None:
 
 
 # -- bad input ----------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("content,status,words", [
     (b"", 2, "not a device tree"),
     (b"\xd0\x0d\xfe\xed" + b"\x00" * 10, 2, "malformed DTB"),
@@ -255,6 +265,7 @@ def test_bad_board_files(tmp_path, content: bytes, status: int, words: str) -> N
         assert out.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_missing_and_directory(tmp_path) -> None:
     for path in (tmp_path / "nope.dtb", tmp_path):
         r = run_mteemu(["validate-dtb", str(path)])
@@ -263,6 +274,7 @@ def test_missing_and_directory(tmp_path) -> None:
     assert r.returncode == 2 and b"no such file" in r.stderr
 
 
+@pytest.mark.slow
 def test_truncated_dtbs_never_crash(tmp_path) -> None:
     whole = _dtc(ROOT / "dts" / "fvp-v3.dts", tmp_path / "v3.dtb").read_bytes()
     for cut in range(0, len(whole), max(1, len(whole) // 97)):
@@ -285,6 +297,7 @@ LOW = "memory@80000000 { device_type = \"memory\"; reg = <0x00 0x80000000 0x00 0
 HIGH = "memory@880000000 { device_type = \"memory\"; reg = <0x08 0x80000000 0x00 0x4000000>; };"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", ["low-first", "high-first"])
 def test_every_bank_has_tags(tmp_path, guest, order: str) -> None:
     """A board with two banks and no tag-storage nodes: each bank gets its carve-out, so a
@@ -327,6 +340,7 @@ def _svg(tmp_path, dts: str, name: str = "map.svg"):  # noqa: ANN001, ANN202
     return out, root, rects
 
 
+@pytest.mark.slow
 def test_svg_errors_scale_legend_carveout_and_mode(tmp_path) -> None:
     # A v1 region inside the memory it tags: an error, drawn in the error colour (before,
     # the memory took the v3 colour and hid it).
@@ -355,6 +369,7 @@ def test_svg_errors_scale_legend_carveout_and_mode(tmp_path) -> None:
             assert min(ys) >= 74, p.get("d")
 
 
+@pytest.mark.slow
 def test_validator_and_kernel_boot_agree_on_every_board() -> None:
     """board/bootchecks.py is the one home of the boot checks: for every board in dts/ the
     kernel model disables tag storage management exactly when the validator names one of

@@ -29,12 +29,14 @@ def bounds(tmp_path_factory) -> str:
     return build_test_program(tmp_path_factory, "bounds.c")
 
 
+@pytest.mark.slow
 def test_limits_and_errors_as_linux(tmp_path, bounds) -> None:
     r = run_mteemu(["run", bounds], cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr
     assert dict(line.split(": ", 1) for line in r.stdout.decode().splitlines()) == LINUX
 
 
+@pytest.mark.slow
 def test_peak_memory_stays_bounded(tmp_path, bounds) -> None:
     """Before the chunked transfers, the writev alone grew mteemu to 5.5 GB and the execve
     to 5.8 GB; now the whole program stays far below one such request (2 GiB)."""
@@ -53,6 +55,7 @@ def test_peak_memory_stays_bounded(tmp_path, bounds) -> None:
     assert usage.ru_maxrss < 1024 * 1024, usage.ru_maxrss    # KiB: under 1 GiB
 
 
+@pytest.mark.slow
 def test_the_guests_root_cannot_be_removed(tmp_path, bounds) -> None:
     root = tmp_path / "root"
     root.mkdir()
@@ -102,6 +105,7 @@ int main(int argc, char **argv) {
 """
 
 
+@pytest.mark.slow
 def test_fifo_opens_wait_in_the_guest_not_the_emulator(tmp_path) -> None:
     """Item 5: a FIFO's open waits as a blocked guest thread — the other guest process runs
     and opens the other end, as on Linux — and an open that can never finish ends with

@@ -3,7 +3,11 @@ symlinks it finds or makes, /proc/self/root, or directory descriptors — while 
 file work inside DIR behaves as on Linux."""
 from __future__ import annotations
 
+import pytest
 from conftest import compile_guest, run_mteemu
+
+# Every test here runs a program.
+pytestmark = pytest.mark.slow
 
 GUEST = r"""#define _GNU_SOURCE
 #include <errno.h>

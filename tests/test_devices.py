@@ -9,6 +9,9 @@ import subprocess
 import pytest
 from conftest import build_test_program, run_mteemu
 
+# Every test here runs a program.
+pytestmark = pytest.mark.slow
+
 # Linux 6.1 on arm64 (a Debian system: udev's /dev) with stdin not a terminal.
 LINUX = {
     "/dev/null": "chr 1:3 666", "/dev/zero": "chr 1:5 666", "/dev/full": "chr 1:7 666",

@@ -52,6 +52,7 @@ def _findings(result: dict) -> set[tuple[str, str]]:
     return {(f["rule"], f["severity"]) for f in result["findings"]}
 
 
+@pytest.mark.slow
 def test_dtsi_and_dts_are_merged_by_dtc_and_refused_by_the_fallback(tmp_path: Path) -> None:
     (tmp_path / "inc").mkdir()
     (tmp_path / "inc" / "base.dtsi").write_text(BASE_DTSI)
@@ -76,6 +77,7 @@ def test_dtsi_and_dts_are_merged_by_dtc_and_refused_by_the_fallback(tmp_path: Pa
     assert r.returncode == 2 and err.count("\n") == 1 and "second root block" in err and "dtc" in err, err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("construct,words", [
     ('/dts-v1/;\n/ { a: n { }; };\n&a { x = <1>; };\n', "outside the root node"),
     ('/dts-v1/;\n/ { x = /bits/ 64 <1>; };\n', "/bits/"),
@@ -97,6 +99,7 @@ def test_fallback_refuses_what_it_cannot_read(tmp_path: Path, construct: str, wo
         assert r.returncode in (0, 1), r.stderr
 
 
+@pytest.mark.slow
 def test_labels_beside_explicit_phandles_resolve_right(tmp_path: Path) -> None:
     # What you get by adding a labelled node to a `dtc -O dts` dump: explicit phandle 1 on
     # one memory node, a label reference to another. dtc numbers them apart.
@@ -115,6 +118,7 @@ def test_labels_beside_explicit_phandles_resolve_right(tmp_path: Path) -> None:
     assert layout.tags[0].tagged.path == "/memory@880000000"
 
 
+@pytest.mark.slow
 def test_duplicate_phandles_name_both_nodes(tmp_path: Path) -> None:
     src = tmp_path / "dup.dts"
     src.write_text('/dts-v1/;\n/ { a { phandle = <7>; }; b { phandle = <7>; }; };\n')
@@ -126,6 +130,7 @@ def test_duplicate_phandles_name_both_nodes(tmp_path: Path) -> None:
     assert r.returncode == 2 and b"given to both /a and /b" in r.stderr
 
 
+@pytest.mark.slow
 def test_dtb_properties_are_decoded_by_name(tmp_path: Path) -> None:
     # With one address and one size cell, this reg is eight printable bytes ("AA0\0  0\0"):
     # fdt guesses a string list. It is a memory range all the same.
@@ -148,6 +153,7 @@ def _board(tmp_path: Path, body: str, name: str = "b.dts") -> Path:
 MEM = 'memory@80000000 { device_type = "memory"; reg = <0 0x80000000 0 0x40000000>; };'
 
 
+@pytest.mark.slow
 def test_memory_as_linux_reads_it(tmp_path: Path) -> None:
     # A placeholder the bootloader fills in, and a disabled node: warnings, not errors.
     f = _board(tmp_path, MEM + 'memory@0 { device_type = "memory"; reg = <0 0 0 0>; };'
@@ -163,6 +169,7 @@ def test_memory_as_linux_reads_it(tmp_path: Path) -> None:
     assert bank.base == 0x8000_0000 and 0x9E00_0000 < bank.end <= 0xA000_0000
 
 
+@pytest.mark.slow
 def test_no_usable_memory_is_said_the_same_everywhere(tmp_path: Path, guest) -> None:  # noqa: ANN001
     f = _board(tmp_path, 'memory@0 { device_type = "memory"; reg = <0 0 0 0>; };')
     status, [result] = _validate(f)
@@ -179,6 +186,7 @@ V2_TAGS = ('tag-storage@bf000000 {{ compatible = "arm,mte-tag-storage"; reg = <0
            'block-size = <0x1000>; memory = <&{target}>; {extra} }};')
 
 
+@pytest.mark.slow
 def test_rules_for_disabled_nodes(tmp_path: Path) -> None:
     data = 'data: memory@80000000 { device_type = "memory"; reg = <0 0x80000000 0 0x3e000000>; %s };'
     # Tag storage whose tagged memory is a disabled node.
@@ -203,6 +211,7 @@ def test_rules_for_disabled_nodes(tmp_path: Path) -> None:
     assert ("kernel.disabled-tag-storage", "note") in _findings(result)
 
 
+@pytest.mark.slow
 def test_rules_for_firmware_memory(tmp_path: Path) -> None:
     data = 'data: memory@80000000 { device_type = "memory"; reg = <0 0x80000000 0 0x3e000000>; };'
     tags = V2_TAGS.format(target="data", extra="")
@@ -241,6 +250,7 @@ def _variants(seed: int) -> list[str]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(3))
 def test_dts_and_dtb_get_the_same_verdict(tmp_path: Path, seed: int) -> None:
     for i, text in enumerate(_variants(seed)):
@@ -260,6 +270,7 @@ def test_dts_and_dtb_get_the_same_verdict(tmp_path: Path, seed: int) -> None:
         assert verdicts[0] == verdicts[1] == verdicts[2], text
 
 
+@pytest.mark.slow
 def test_each_dtb_has_only_its_own_memreserve_entries(tmp_path: Path) -> None:
     """The fdt library keeps /memreserve/ entries in a list shared by every tree it parses
     (a mutable default argument): a process reading many DTBs (a pytest worker, a board

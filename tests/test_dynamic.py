@@ -12,6 +12,9 @@ import build_guests
 import pytest
 from conftest import run_mteemu
 
+# Every test here runs a program.
+pytestmark = pytest.mark.slow
+
 GUESTS = Path(__file__).parents[1] / "guest_tests"
 SYSROOT = "/usr/aarch64-linux-gnu"
 

@@ -8,7 +8,11 @@ import shutil
 import subprocess
 
 import build_guests
+import pytest
 from conftest import run_mteemu
+
+# Every test here runs a program.
+pytestmark = pytest.mark.slow
 
 CALLER = r"""#define _GNU_SOURCE
 #include <errno.h>

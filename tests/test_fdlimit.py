@@ -7,7 +7,11 @@ import resource
 import subprocess
 import sys
 
+import pytest
 from conftest import build_test_program, run_mteemu
+
+# Every test here runs a program.
+pytestmark = pytest.mark.slow
 
 
 def test_each_process_meets_its_rlimit_nofile(tmp_path_factory, tmp_path) -> None:

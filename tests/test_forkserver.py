@@ -36,6 +36,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CASES)
 def test_a_forked_run_is_a_fresh_process(server, forkee, tmp_path, name: str) -> None:
     argv = [a.replace("{prog}", forkee) for a in CASES[name]]
@@ -47,6 +48,7 @@ def test_a_forked_run_is_a_fresh_process(server, forkee, tmp_path, name: str) ->
     assert (status, out, err) == (fresh.returncode, fresh.stdout, fresh.stderr)
 
 
+@pytest.mark.slow
 def test_a_run_past_its_time_is_killed_and_the_server_goes_on(server, forkee, tmp_path) -> None:
     pid = server.pid
     status, _, _ = server.run(["run", forkee, "spin"], str(tmp_path), 1.0)
@@ -55,6 +57,7 @@ def test_a_run_past_its_time_is_killed_and_the_server_goes_on(server, forkee, tm
     assert status == 0 and b"stdin gave 0 bytes" in out and server.pid == pid
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
 def test_mteemu_test_starts_one_python_for_all_its_tests(forkee, tmp_path) -> None:
     """Counted with strace: `mteemu test` of four tests on one thread executes Python twice

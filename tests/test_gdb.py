@@ -64,6 +64,7 @@ def gdb(address: str, prog: str, *commands: str, timeout: float = 90) -> str:
     return r.stdout.decode() + r.stderr.decode()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("needs_gdb")
 def test_break_step_read_and_write_a_variable(tmp_path: Path, target: str) -> None:
     proc, sock = start(tmp_path, target)
@@ -79,6 +80,7 @@ def test_break_step_read_and_write_a_variable(tmp_path: Path, target: str) -> No
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("needs_gdb")
 def test_tag_check_fault_names_both_tags(tmp_path: Path, target: str) -> None:
     proc, sock = start(tmp_path, target, "fault")
@@ -103,6 +105,7 @@ def test_tag_check_fault_names_both_tags(tmp_path: Path, target: str) -> None:
     assert "tags: 5/3 (ptr/mem)" in err, err        # mteemu's own report as without GDB
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("needs_gdb")
 def test_ctrl_c_stops_a_spinning_guest(tmp_path: Path, target: str) -> None:
     proc, sock = start(tmp_path, target, "spin")
@@ -119,6 +122,7 @@ def test_ctrl_c_stops_a_spinning_guest(tmp_path: Path, target: str) -> None:
     assert status == 128 + 9, err                # killed by GDB: SIGKILL, as Linux reports it
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("needs_gdb")
 def test_watchpoint_in_a_second_thread(tmp_path: Path, target: str) -> None:
     proc, sock = start(tmp_path, target, "thread")
@@ -138,6 +142,7 @@ def test_watchpoint_in_a_second_thread(tmp_path: Path, target: str) -> None:
     assert (status, stdout) == (0, "counter 50\n"), err
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("needs_gdb")
 def test_fork_child_runs_untraced_and_exec_is_followed(tmp_path: Path, target: str) -> None:
     proc, sock = start(tmp_path, target, "fork")
@@ -163,6 +168,7 @@ def test_fork_child_runs_untraced_and_exec_is_followed(tmp_path: Path, target: s
     assert (status, stdout) == (0, "value 42\n"), err
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("needs_gdb")
 def test_tcp_port_on_loopback(tmp_path: Path, target: str) -> None:
     proc, _ = start(tmp_path, target, where="0")
@@ -177,6 +183,7 @@ def test_tcp_port_on_loopback(tmp_path: Path, target: str) -> None:
     assert (status, stdout) == (0, "value 42\n"), err
 
 
+@pytest.mark.slow
 def test_bad_addresses_are_one_line_errors(tmp_path: Path, target: str) -> None:
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
@@ -216,6 +223,7 @@ def _reply(s: socket.socket) -> bytes:
     return re.search(rb"\$([^#]*)#..", buf).group(1)
 
 
+@pytest.mark.slow
 def test_malformed_packets_then_the_peer_vanishes(tmp_path: Path, target: str) -> None:
     proc, sock = start(tmp_path, target)
     s = _raw(sock)
@@ -236,6 +244,7 @@ def test_malformed_packets_then_the_peer_vanishes(tmp_path: Path, target: str) -
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_garbage_that_never_ends_a_packet(tmp_path: Path, target: str) -> None:
     proc, sock = start(tmp_path, target)
     s = _raw(sock)
@@ -249,6 +258,7 @@ def test_garbage_that_never_ends_a_packet(tmp_path: Path, target: str) -> None:
     assert "closing the connection, the guest runs on" in err, err
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("needs_gdb")
 def test_gdb_killed_mid_session(tmp_path: Path, target: str) -> None:
     proc, sock = start(tmp_path, target)
@@ -303,6 +313,7 @@ def _fuzzed_packets(seed: int, count: int) -> list[bytes]:
     return out
 
 
+@pytest.mark.slow
 def test_hostile_packets_get_error_replies(tmp_path: Path, target: str) -> None:
     """No packet field ends the session or mteemu (issue 23, item 7 and 10): times outside
     what GDB's 32-bit File-I/O stat can hold, pread offsets beyond a loff_t, an escape at the
@@ -343,6 +354,7 @@ def test_hostile_packets_get_error_replies(tmp_path: Path, target: str) -> None:
     assert "Traceback" not in err and "closing the connection" not in err, err
 
 
+@pytest.mark.slow
 def test_gdb_socket_is_private_and_a_port_is_reused_at_once(tmp_path: Path, target: str) -> None:
     """-g unix:PATH is created 0600 (only its owner may attach); a TCP port warns that any
     local user can, is refused as root unless --gdb-allow-tcp, and is free again right after

@@ -14,6 +14,9 @@ from conftest import ROOT, build_guests, run_mteemu
 
 from mteemu.testing.spec import parse
 
+# Every test here runs a program.
+pytestmark = pytest.mark.slow
+
 NAMES = build_guests.all_names()
 
 

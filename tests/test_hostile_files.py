@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from conftest import run_mteemu
 from fuzzers import elf as elf_fuzz
+
+# Every test here runs a program.
+pytestmark = pytest.mark.slow
 
 CASES = 3000
 

@@ -10,6 +10,9 @@ import pytest
 from conftest import compile_guest, run_mteemu
 from fuzzers.syscalls import SyscallFuzzer
 
+# Every test here runs a program.
+pytestmark = pytest.mark.slow
+
 CALLS = 50_000
 
 

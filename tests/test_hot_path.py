@@ -15,7 +15,9 @@ from conftest import run_mteemu
 from mteemu.bench import CC, WORKLOADS_DIR
 from mteemu.machine import native
 
-pytestmark = pytest.mark.skipif(not native.available(), reason=f"the native path: {native.describe()}")
+# Every test here runs a program (on the native path).
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not native.available(), reason=f"the native path: {native.describe()}")]
 
 LINE = re.compile(r"hot path checks C=(\d+) Python=(\d+).*mte-insns C=(\d+) Python=(\d+).*"
                   r"tlb-fills C=(\d+) Python=(\d+)")

@@ -6,7 +6,11 @@ from __future__ import annotations
 import os
 import re
 
+import pytest
 from conftest import build_test_program, run_mteemu
+
+# Every test here runs a program.
+pytestmark = pytest.mark.slow
 
 # What Linux 6.1 prints for tests/ids.c (the orphan is reparented to init).
 LINUX = """1000 calls agree: 1

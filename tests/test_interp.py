@@ -3,6 +3,7 @@ encodings of every class it handles and random register values, running the inst
 natively and interpreting it give the same registers, SP and flags."""
 from __future__ import annotations
 
+import pytest
 import struct
 
 from hypothesis import given, settings
@@ -75,24 +76,28 @@ def _check(word: int, r: list[int], sp: int, nzcv: int) -> None:
     assert cpu.sp == want_sp and cpu.flags == want_nzcv and nxt == want_pc, hex(word)
 
 
+@pytest.mark.slow             # seconds of emulation: not the fast layer
 @settings(max_examples=400, deadline=None)
 @given(st.integers(0, 2**32 - 1), regs, values, st.integers(0, 15))
 def test_add_sub_immediate(bits: int, r: list[int], sp: int, flags: int) -> None:
     _check((bits & ~0x1F800000) | 0x11000000, r, sp & ~15, flags << 28)
 
 
+@pytest.mark.slow             # seconds of emulation: not the fast layer
 @settings(max_examples=400, deadline=None)
 @given(st.integers(0, 2**32 - 1), regs, values, st.integers(0, 15))
 def test_add_sub_shifted_register(bits: int, r: list[int], sp: int, flags: int) -> None:
     _check((bits & ~0x1F200000) | 0x0B000000, r, sp & ~15, flags << 28)
 
 
+@pytest.mark.slow             # seconds of emulation: not the fast layer
 @settings(max_examples=400, deadline=None)
 @given(st.integers(0, 2**32 - 1), regs, values, st.integers(0, 15))
 def test_logical_shifted_register(bits: int, r: list[int], sp: int, flags: int) -> None:
     _check((bits & ~0x1F000000) | 0x0A000000, r, sp & ~15, flags << 28)
 
 
+@pytest.mark.slow             # seconds of emulation: not the fast layer
 @settings(max_examples=300, deadline=None)
 @given(st.integers(0, 2**32 - 1), regs, st.integers(0, 15))
 def test_branches(bits: int, r: list[int], flags: int) -> None:

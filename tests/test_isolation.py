@@ -45,6 +45,7 @@ def fingerprint(path: Path) -> tuple[str, int, int]:
     return hashlib.sha256(path.read_bytes()).hexdigest(), st.st_mode, st.st_uid
 
 
+@pytest.mark.slow
 def test_exe_escape_under_root_fails(tmp_path, attacker) -> None:
     prog_dir, root, outside = tmp_path / "prog", tmp_path / "root", tmp_path / "outside"
     for d in (prog_dir, root, outside):
@@ -70,6 +71,7 @@ def test_exe_escape_under_root_fails(tmp_path, attacker) -> None:
     assert sorted(os.listdir(root)) == ["mine"]           # what the guest made stays in its root
 
 
+@pytest.mark.slow
 def test_escapes_closed_before_stay_closed(tmp_path, attacker) -> None:
     root, outside = tmp_path / "root", tmp_path / "outside"
     root.mkdir()
@@ -86,6 +88,7 @@ def test_escapes_closed_before_stay_closed(tmp_path, attacker) -> None:
     assert sorted(os.listdir(outside)) == ["secret.txt"] and sorted(os.listdir(root)) == ["mine"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("confined", [False, True])
 def test_chown_only_inside_the_root(tmp_path, attacker, confined: bool) -> None:
     """Without --root every host file is the host's: chown is refused (EPERM) even for a
@@ -96,6 +99,7 @@ def test_chown_only_inside_the_root(tmp_path, attacker, confined: bool) -> None:
     assert r.returncode == 0 and results(r.stdout) == {"chown a file it made": answer, "fchown it": answer}
 
 
+@pytest.mark.slow
 def test_proc_self_mem_is_the_guests_memory(tmp_path, attacker) -> None:
     r = run_mteemu(["run", attacker, "mem"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -108,6 +112,7 @@ def test_proc_self_mem_is_the_guests_memory(tmp_path, attacker) -> None:
     assert got["socket after"] == "EACCES" and got["kill a host pid"] == "ESRCH"
 
 
+@pytest.mark.slow
 def test_a_guest_symlink_to_proc_self_mem_reaches_its_own_memory(tmp_path, attacker) -> None:
     r = run_mteemu(["run", "--root", str(tmp_path), attacker, "memlink"], cwd=tmp_path)
     assert r.returncode == 0 and r.stdout == b"var: 9\n", r.stderr
@@ -120,6 +125,7 @@ def _host(path: str) -> bytes:
         return f"unreadable: {e.errno}".encode()
 
 
+@pytest.mark.slow
 def test_kernel_settings_never_reach_the_host(tmp_path, attacker) -> None:
     watched = ["/proc/sys/vm/nr_hugepages", "/sys/kernel/mm/ksm/run", "/proc/sys/kernel/pid_max"]
     before = [_host(p) for p in watched]
@@ -140,6 +146,7 @@ def test_kernel_settings_never_reach_the_host(tmp_path, attacker) -> None:
     assert got == expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("confined", [False, True])
 def test_stdio_metadata_never_changes(tmp_path, attacker, confined: bool) -> None:
     stdin, stdout = tmp_path / "stdin", tmp_path / "stdout"
@@ -162,6 +169,7 @@ def test_stdio_metadata_never_changes(tmp_path, attacker, confined: bool) -> Non
     assert stat.S_IMODE(stdout.stat().st_mode) == 0o600
 
 
+@pytest.mark.slow
 def test_reports_are_never_written_over_devices(tmp_path, attacker) -> None:
     null_before = os.stat("/dev/null")
     r = run_mteemu(["run", "--report-json", "/dev/null", attacker, "tagcheck"], cwd=tmp_path)
@@ -180,6 +188,7 @@ def test_reports_are_never_written_over_devices(tmp_path, attacker) -> None:
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
 
 
+@pytest.mark.slow
 def test_new_reports_follow_the_umask(tmp_path, attacker) -> None:
     report = tmp_path / "report.json"
     r = subprocess.run([sys.executable, "-m", "mteemu", "run", "--report-json", str(report), attacker, "tagcheck"],
@@ -193,6 +202,7 @@ def _start(args: list[str], cwd: Path, **kw) -> subprocess.Popen:
                             stderr=subprocess.PIPE, **kw)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_signals_stop_a_spinning_guest(tmp_path, attacker, sig: int) -> None:
     swap = tmp_path / "swapfile"
@@ -210,6 +220,7 @@ def test_signals_stop_a_spinning_guest(tmp_path, attacker, sig: int) -> None:
     assert not swap.exists()
 
 
+@pytest.mark.slow
 def test_a_signal_stops_a_guest_blocked_on_host_input(tmp_path, attacker) -> None:
     r, w = os.pipe()                                  # the writer end stays open: read() blocks
     try:
@@ -223,6 +234,7 @@ def test_a_signal_stops_a_guest_blocked_on_host_input(tmp_path, attacker) -> Non
     assert p.returncode == 143, err
 
 
+@pytest.mark.slow
 def test_nonblocking_stdin_is_eagain_and_the_host_pipe_stays_blocking(tmp_path, attacker) -> None:
     r, w = os.pipe()                                  # open writer, nothing written: would block
     try:
@@ -236,6 +248,7 @@ def test_nonblocking_stdin_is_eagain_and_the_host_pipe_stays_blocking(tmp_path, 
     assert results(out) == {"set O_NONBLOCK": "ok", "read an empty stdin": "EAGAIN", "O_NONBLOCK reported": "1"}
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_kills_the_writer_with_sigpipe(tmp_path, attacker) -> None:
     p = _start([attacker, "yes"], tmp_path, stdin=subprocess.DEVNULL)
     assert p.stdout.readline() == b"y\n"
@@ -246,6 +259,7 @@ def test_a_closed_pipe_kills_the_writer_with_sigpipe(tmp_path, attacker) -> None
     assert b"signal 13 (SIGPIPE)" in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how,expected", [
     (["pc", "0xfffffffffffffffc"], "signal 11 si_code 1 si_addr 0xfffffffffffffffc"),   # SEGV_MAPERR
     (["pc", "0x0500000000400000"], "signal 11 si_code 1 si_addr 0x400000"),            # tagged PC: TBID0
@@ -257,6 +271,7 @@ def test_instruction_fetches_fault_as_on_linux(tmp_path, attacker, how: list[str
     assert r.returncode == 0 and r.stdout.decode().strip() == expected, r.stderr
 
 
+@pytest.mark.slow
 def test_a_misaligned_pc_is_sigbus(tmp_path, attacker) -> None:
     r = run_mteemu(["run", "--timeout", "30", attacker, "pc", "main+2"], cwd=tmp_path, timeout=60)
     line = r.stdout.decode().strip()
@@ -264,6 +279,7 @@ def test_a_misaligned_pc_is_sigbus(tmp_path, attacker) -> None:
     assert int(line.rsplit(" ", 1)[1], 16) & 3 == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,words", [
     (["--mem", "1"], b"too small to start"),
     (["--mem", "infG"], b"bad size"),
@@ -283,6 +299,7 @@ def test_bad_numbers_are_one_line_errors(tmp_path, attacker, args: list[str], wo
     assert r.stderr.count(b"\n") == 1 and r.stderr.startswith(b"mteemu: ") and b"Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_the_least_memory_is_named(tmp_path, attacker) -> None:
     r = run_mteemu(["run", "--mem", "64K", attacker, "spin"], cwd=tmp_path)
     need = int(r.stderr.split(b"at least ")[1].split(b"K")[0])
@@ -292,6 +309,7 @@ def test_the_least_memory_is_named(tmp_path, attacker) -> None:
     assert less.returncode == 2 and b"too small" in less.stderr
 
 
+@pytest.mark.slow
 def test_the_memory_search_fits_in_a_limited_address_space(tmp_path, attacker) -> None:
     """The search for the least --mem boots a kernel per try; each reserves ~2 GiB of
     address space (Unicorn's translation buffer, the board's RAM). Released after each
@@ -304,6 +322,7 @@ def test_the_memory_search_fits_in_a_limited_address_space(tmp_path, attacker) -
     assert r.returncode == 2 and b"too small to start" in r.stderr and r.stderr.count(b"\n") == 1, r.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["fifo", "chardev"])
 def test_inputs_that_are_not_regular_files_are_refused_unread(tmp_path, attacker, kind: str) -> None:
     if kind == "fifo":
@@ -318,6 +337,7 @@ def test_inputs_that_are_not_regular_files_are_refused_unread(tmp_path, attacker
     assert r.returncode == 1 and b"not a regular file" in r.stdout + r.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stderr", ["full", "closed"])
 def test_an_unwritable_stderr_keeps_the_exit_status(tmp_path, attacker, stderr: str) -> None:
     def setup() -> None:

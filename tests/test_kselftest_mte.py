@@ -14,6 +14,9 @@ from importlib.machinery import SourceFileLoader
 import pytest
 from conftest import ROOT
 
+# Every test here runs a program.
+pytestmark = pytest.mark.slow
+
 kselftest = SourceFileLoader("kselftest_mte", str(ROOT / "scripts" / "kselftest-mte")).load_module()
 
 

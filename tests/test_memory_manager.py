@@ -131,6 +131,7 @@ def test_random_sequences_keep_data_tags_and_invariants_cma(seq) -> None:
     run_sequence("cma", seq)
 
 
+@pytest.mark.slow             # seconds of emulation: not the fast layer
 @pytest.mark.parametrize("block_size", [4096, 16384])
 def test_a_long_sequence_reuses_tag_storage_and_takes_it_back(block_size: int) -> None:
     """A fixed workload that must go through every mechanism at least once; also with
@@ -181,6 +182,7 @@ def test_a_tag_write_into_unreserved_storage_holding_data_stops_the_machine() ->
         assert w.load(mm, a) == (value, tag)
 
 
+@pytest.mark.slow
 def test_the_tag_storage_boot_and_counters_on_the_command_line(guest) -> None:
     dts = str(ROOT / "dts" / "small-v3.dts")
     hello = str(guest("hello"))
@@ -198,6 +200,7 @@ def test_the_tag_storage_boot_and_counters_on_the_command_line(guest) -> None:
     assert "No MTE tag storage regions detected" in r.stderr.decode()
 
 
+@pytest.mark.slow
 def test_swap_files_are_new_and_removed(guest, tmp_path: Path) -> None:
     hello = str(guest("hello"))
     existing = tmp_path / "mine"
@@ -210,6 +213,7 @@ def test_swap_files_are_new_and_removed(guest, tmp_path: Path) -> None:
     assert r.returncode == 3 and not (tmp_path / "new").exists()
 
 
+@pytest.mark.slow
 def test_a_guest_watching_race_free_memory_corrupt_without_the_fixes(guest) -> None:
     """The mprotect workload with fault-on-access and the set_pte_at backstop off. Without
     the invariant checker, a tag write lands in a tag block holding another page's data:
@@ -230,6 +234,7 @@ def test_a_guest_watching_race_free_memory_corrupt_without_the_fixes(guest) -> N
     assert "is mapped Tagged by pid 1000 (mprotect) at 0x" in err and "without its tag block 0x" in err
 
 
+@pytest.mark.slow
 def test_the_built_in_small_board_is_dts_small_v3() -> None:
     from mteemu.board import info
     from mteemu.board.model import small_reuse_board

@@ -169,6 +169,7 @@ def _compare(worlds, word: "int | list[int]", state: tuple) -> None:  # noqa: AN
     assert native_result == python_result, "words " + " ".join(f"{w:#010x}" for w in words)
 
 
+@pytest.mark.slow             # seconds of emulation: not the fast layer
 @needs_native
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(word=mte_word(), state=machine_state())
@@ -176,6 +177,7 @@ def test_mte_instructions_native_equals_python(worlds, word: int, state: tuple) 
     _compare(worlds, word, state)
 
 
+@pytest.mark.slow             # seconds of emulation: not the fast layer
 @needs_native
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(words=st.lists(st.one_of(mte_word(), plain_word()), min_size=2, max_size=6), state=machine_state())
@@ -184,6 +186,7 @@ def test_run_ahead_native_equals_python(worlds, words: list[int], state: tuple) 
     _compare(worlds, [0xD9200800] + words, state)     # STG x0, [x0] first: the run-ahead starts
 
 
+@pytest.mark.slow             # seconds of emulation: not the fast layer
 @needs_native
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(word=access_word(), state=machine_state())
@@ -232,6 +235,7 @@ def test_the_library_was_built_at_install() -> None:
     assert native.available(), native.describe()
 
 
+@pytest.mark.slow
 def test_the_library_builds_without_warnings(tmp_path) -> None:
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
@@ -241,6 +245,7 @@ def test_the_library_builds_without_warnings(tmp_path) -> None:
     assert r.returncode == 0 and not r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_no_memory_errors_under_sanitizers(tmp_path, guest) -> None:
     """The library built with AddressSanitizer and UBSan, loaded into mteemu running MTE
     guest programs that use every native part (checks, instructions, refills)."""
@@ -262,6 +267,7 @@ def test_no_memory_errors_under_sanitizers(tmp_path, guest) -> None:
         assert r.returncode in (0, 139), (name, r.returncode, r.stderr[-2000:])
 
 
+@pytest.mark.slow
 def test_a_missing_library_falls_back_to_python(tmp_path, guest) -> None:
     env = {**{k: v for k, v in os.environ.items() if k != "MTEEMU_PURE_PYTHON"},
            "MTEEMU_NATIVE_LIB": str(tmp_path / "missing.so")}
@@ -275,6 +281,7 @@ def test_a_missing_library_falls_back_to_python(tmp_path, guest) -> None:
     assert "pure Python (MTEEMU_PURE_PYTHON=1)" in forced.stdout
 
 
+@pytest.mark.slow
 @needs_native
 def test_version_names_the_native_path() -> None:
     r = subprocess.run([sys.executable, "-m", "mteemu", "--version"], capture_output=True, text=True,
@@ -297,6 +304,7 @@ def test_irg_draws_the_same_tags_in_c_and_python(seed: int, excludes: list[int])
     assert all(not (e >> t & 1) or e == 0xFFFF for e, (t, _) in zip(excludes, drawn))
 
 
+@pytest.mark.slow
 @needs_native
 @pytest.mark.parametrize("name", ["mte/dczva", "mte/accesses", "mte/insns"])
 def test_retags_without_qemus_page_flush(monkeypatch, guest, capfd, name: str) -> None:
@@ -339,6 +347,7 @@ def test_qemus_page_flush_is_found_in_this_unicorn() -> None:
     assert found is not None and all(found)
 
 
+@pytest.mark.slow
 def test_unicorns_per_access_exit_checks_are_off_until_a_hook_needs_them(guest, capfd) -> None:
     """unicorn_exit_checks finds the engine's `no_exit_request` in this Unicorn (2.1.x), sets
     it while no memory or code hook can ask for a stop inside a block, and clears it when

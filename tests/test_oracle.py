@@ -17,6 +17,9 @@ from conftest import build_test_program
 
 from mteemu.oracle import fetch, runner
 
+# Every test here runs a program (under Linux in QEMU, or mteemu).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def machine() -> fetch.Machine:

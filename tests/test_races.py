@@ -52,6 +52,7 @@ def test_fault_on_access_is_backed_up_by_the_set_pte_backstop() -> None:
         assert not explore(SCENARIOS[name], off_both).ok
 
 
+@pytest.mark.slow
 def test_the_races_command() -> None:
     r = run_mteemu(["races", "race-c", "fatal-signal"])
     assert r.returncode == 0, r.stderr.decode()

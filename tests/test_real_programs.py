@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, run_mteemu
 
+# Every test here runs a program.
+pytestmark = pytest.mark.slow
+
 DEBIAN = ROOT / "build" / "debian-arm64" / "bin"
 APPLETS = ("sh echo cat tr sort uniq wc head tail seq printf test true false sleep mkdir rm mv cp ls touch find "
            "xargs sed awk grep tar gzip gunzip bzip2 bunzip2 md5sum env kill yes cut basename dirname expr").split()

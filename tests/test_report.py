@@ -4,7 +4,11 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 from conftest import run_mteemu
+
+# Every test here runs a program.
+pytestmark = pytest.mark.slow
 
 
 def test_fatal_tag_fault_report(guest, tmp_path) -> None:

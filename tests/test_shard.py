@@ -41,6 +41,7 @@ def test_balanced_shards_differ_by_less_than_the_longest_test(durations: dict[st
     assert max(loads) - min(loads) <= max(durations.values()) + 1e-9
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text", ["0/3", "4/3", "3", "a/b", "1/0", "2/1001"])
 def test_bad_shard_specs(text: str) -> None:
     with pytest.raises(InputError):
@@ -67,6 +68,7 @@ def _names(report) -> list[str]:  # noqa: ANN001
     return [r["name"] for r in json.loads(report.read_text())]
 
 
+@pytest.mark.slow
 def test_mteemu_test_shards_cover_the_suite_once(tmp_path, suite) -> None:
     full = tmp_path / "full.json"
     assert run_mteemu(["test", "--json", str(full), str(suite)], cwd=tmp_path).returncode == 0
@@ -84,6 +86,7 @@ def test_mteemu_test_shards_cover_the_suite_once(tmp_path, suite) -> None:
         assert sorted(seen) == sorted(everything)
 
 
+@pytest.mark.slow
 def test_pytest_plugin_shards(tmp_path, suite) -> None:
     def collected(*extra: str) -> set[str]:
         r = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",

@@ -48,6 +48,7 @@ def world(tmp_path: Path) -> tuple[Path, Path]:
     return root, outside
 
 
+@pytest.mark.slow
 def test_proc_self_exe_is_the_program_not_its_name(tmp_path, swapper, privileges) -> None:
     """Item 1: the running copy's file is replaced by a symlink to a host file; reading,
     stat-ing and exec-ing /proc/self/exe still reach the program (Linux: mm->exe_file)."""
@@ -62,6 +63,7 @@ def test_proc_self_exe_is_the_program_not_its_name(tmp_path, swapper, privileges
     assert sorted(os.listdir(outside)) == ["inner", "secret.txt"]
 
 
+@pytest.mark.slow
 def test_execveat_nofollow_on_a_link_out_is_eloop(tmp_path, swapper, privileges) -> None:
     """Item 2: execveat(AT_SYMLINK_NOFOLLOW) on a symlink is ELOOP (do_open_execat()); a
     followed link's absolute host target is walked inside the root, where it is not."""
@@ -76,6 +78,7 @@ def test_execveat_nofollow_on_a_link_out_is_eloop(tmp_path, swapper, privileges)
                                  "execveat dirfd nofollow": "ELOOP"}
 
 
+@pytest.mark.slow
 def test_reopening_proc_self_fd_reaches_the_open_file(tmp_path, swapper, privileges) -> None:
     """Item 3: /proc/self/fd/N reopens the object the fd holds (also once deleted), never
     a name the guest has since pointed at a host file or directory."""
@@ -95,6 +98,7 @@ def test_reopening_proc_self_fd_reaches_the_open_file(tmp_path, swapper, privile
     assert SECRET not in r.stdout.decode()
 
 
+@pytest.mark.slow
 def test_two_guests_racing_renames_never_escape(tmp_path, swapper, privileges) -> None:
     """Item 4: one guest flips /d between a directory and a symlink to a host directory;
     another, in the same root, opens, stats and creates under /d meanwhile. Before the
@@ -307,6 +311,7 @@ int main(int argc, char **argv) {
 """
 
 
+@pytest.mark.slow
 def test_no_host_call_takes_a_path_under_the_root(tmp_path) -> None:
     """What the design promises, watched from outside: strace of mteemu itself while the
     guest makes every path-taking call. The root's own path is opened once (the held

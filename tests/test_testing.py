@@ -58,6 +58,7 @@ EXPECTED_LINES = [
 ]
 
 
+@pytest.mark.slow
 def test_mteemu_test_runs_a_suite(suite: Path, tmp_path) -> None:
     junit, js = tmp_path / "r.xml", tmp_path / "r.json"
     r = run_mteemu(["test", "-j", "2", "--junit-xml", str(junit), "--json", str(js), str(suite)])
@@ -77,12 +78,14 @@ def test_mteemu_test_runs_a_suite(suite: Path, tmp_path) -> None:
     assert [x["status"] for x in results] == ["pass", "pass", "pass", "error", "fail", "fail"]
 
 
+@pytest.mark.slow
 def test_same_output_whatever_the_parallelism(suite: Path) -> None:
     one = run_mteemu(["test", "-j", "1", str(suite / "ok.c"), str(suite / "segv.c"), str(suite / "sub")])
     two = run_mteemu(["test", "-j", "3", str(suite / "ok.c"), str(suite / "segv.c"), str(suite / "sub")])
     assert one.stdout == two.stdout and one.returncode == two.returncode == 1
 
 
+@pytest.mark.slow
 def test_oracle_mode(suite: Path, tmp_path) -> None:
     prog = ("#include <stdio.h>\n#include <sys/prctl.h>\nint main(void) {\n"
             "    prctl(55, 1 | 2 | 4, 0, 0, 0);   /* PR_SET_TAGGED_ADDR_CTRL: sync and async */\n"
@@ -98,6 +101,7 @@ def test_oracle_mode(suite: Path, tmp_path) -> None:
     assert r.returncode == 1
 
 
+@pytest.mark.slow
 def test_pytest_plugin_collects_the_same_tests(suite: Path, tmp_path) -> None:
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(suite),
                         str(suite)], capture_output=True, cwd=tmp_path, timeout=300)
@@ -106,6 +110,7 @@ def test_pytest_plugin_collects_the_same_tests(suite: Path, tmp_path) -> None:
     assert "stdout differs" in r.stdout.decode()
 
 
+@pytest.mark.slow
 def test_crashing_emulator_is_that_tests_error(suite: Path, tmp_path) -> None:
     fake = tmp_path / "fake-python"
     fake.write_text("#!/bin/sh\necho 'Traceback (most recent call last):' >&2\nexit 1\n")
@@ -115,6 +120,7 @@ def test_crashing_emulator_is_that_tests_error(suite: Path, tmp_path) -> None:
     assert result.status == runner.ERROR and result.message == "the emulator crashed"
 
 
+@pytest.mark.slow
 def test_missing_path_and_malformed_sidecar(tmp_path) -> None:
     (tmp_path / "prog").write_bytes(b"\x7fELF" + bytes(60))
     (tmp_path / "prog.test").write_text("this is not key: value\n")

@@ -6,11 +6,15 @@ from __future__ import annotations
 import gc
 import os
 
+import pytest
 from conftest import ROOT
 
 from mteemu.board.model import default_board
 from mteemu.kernel.kernel import Kernel
 from mteemu.kernel.run import RunOptions
+
+# Every test here runs a program.
+pytestmark = pytest.mark.slow
 
 
 def _vm_kib() -> int:

@@ -81,6 +81,7 @@ class GuestItem(pytest.Item):
     def __init__(self, *, case: Case, **kwargs) -> None:  # noqa: ANN003
         super().__init__(**kwargs)
         self.case = case
+        self.add_marker(pytest.mark.slow)          # builds and runs a guest program
 
     def runtest(self) -> None:
         cfg = self.config
