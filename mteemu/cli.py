@@ -612,7 +612,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return e.exit_status
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # noqa: BLE001 - a bug: one line unless debugging
+    except Exception as e:
         if os.environ.get("MTEEMU_DEBUG"):
             raise
         sys.stderr.write(f"mteemu: internal error: {e.__class__.__name__}: {e} "

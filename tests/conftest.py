@@ -17,7 +17,7 @@ import build_guests  # noqa: E402
 
 
 def run_mteemu(args: list[str], cwd: Path | None = None, timeout: float = 120,
-               env: dict[str, str] | None = None, stdin=subprocess.DEVNULL,  # noqa: ANN001
+               env: dict[str, str] | None = None, stdin=subprocess.DEVNULL,
                prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     """mteemu in a subprocess; stdin is the null device unless a test gives its own file;
     `prefix` is a command it runs under (the `privileges` fixture's)."""
@@ -34,7 +34,7 @@ PRIVILEGES = {"as-is": ()} | ({"no-capabilities": _NO_CAPS} if os.geteuid() == 0
 
 
 @pytest.fixture(params=list(PRIVILEGES))
-def privileges(request) -> tuple[str, ...]:  # noqa: ANN001
+def privileges(request) -> tuple[str, ...]:
     """A command prefix for mteemu: each entry of PRIVILEGES in turn."""
     return PRIVILEGES[request.param]
 
@@ -47,7 +47,7 @@ def compile_guest(tmp_path: Path, name: str, source: str) -> str:
     return str(out)
 
 
-def build_test_program(tmp_path_factory, source: str) -> str:  # noqa: ANN001
+def build_test_program(tmp_path_factory, source: str) -> str:
     """A static arm64 guest built from a C file beside the tests (tests/attacker.c...)."""
     out = tmp_path_factory.mktemp(Path(source).stem) / Path(source).stem
     subprocess.run([build_guests.CC, "-static", "-O1", "-march=armv8.5-a+memtag", str(ROOT / "tests" / source),
@@ -70,7 +70,7 @@ def guest():
 # in-process tests of the kernel, the machine, the memory manager, the boards and the
 # protocols. A test not marked that starts a process fails, so the layer stays fast.
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item, nextitem):  # noqa: ANN001, ANN201
+def pytest_runtest_protocol(item, nextitem):
     """Around a fast test's setup (its module and session fixtures too), call and teardown,
     starting a process fails the test."""
     if item.get_closest_marker("slow") is not None:
@@ -78,7 +78,7 @@ def pytest_runtest_protocol(item, nextitem):  # noqa: ANN001, ANN201
         return
     real = subprocess.Popen.__init__
 
-    def refuse(*args, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def refuse(*args, **kwargs) -> None:
         raise AssertionError(f"{item.nodeid} starts a process: mark it @pytest.mark.slow")
 
     subprocess.Popen.__init__ = refuse  # type: ignore[method-assign]
@@ -126,12 +126,12 @@ def _host_state() -> dict[str, object]:
 _BEFORE: dict[str, object] = {}
 
 
-def pytest_sessionstart(session) -> None:  # noqa: ANN001
+def pytest_sessionstart(session) -> None:
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         _BEFORE.update(_host_state())
 
 
-def pytest_sessionfinish(session, exitstatus) -> None:  # noqa: ANN001
+def pytest_sessionfinish(session, exitstatus) -> None:
     if os.environ.get("PYTEST_XDIST_WORKER") or not _BEFORE:
         return
     after = _host_state()
@@ -143,7 +143,7 @@ def pytest_sessionfinish(session, exitstatus) -> None:  # noqa: ANN001
 
 
 @pytest.fixture
-def world(tmp_path: Path):  # noqa: ANN201
+def world(tmp_path: Path):
     """An in-process kernel (tests/kernel_world.py) confined to a scratch root."""
     from kernel_world import KernelWorld
 

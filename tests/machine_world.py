@@ -18,7 +18,7 @@ class World:
     """A CPU on the default board with a fixed little address space: one code page, three
     Tagged data pages, one untagged page; everything else unmapped."""
 
-    def __init__(self, pure: bool, monkeypatch) -> None:  # noqa: ANN001
+    def __init__(self, pure: bool, monkeypatch) -> None:
         with monkeypatch.context() as m:
             if pure:
                 m.setenv("MTEEMU_PURE_PYTHON", "1")
@@ -34,7 +34,7 @@ class World:
         for i in range(DATA_PAGES):
             self.map[DATA_VA + i * 0x1000] = (base + 0x2000 + i * 0x1000, 3, True)
 
-    def _translate(self, vaddr: int, access: int):  # noqa: ANN202
+    def _translate(self, vaddr: int, access: int):
         page = vaddr & ~0xFFF & ((1 << 56) - 1)
         hit = self.map.get(page)
         if hit is None or (access == C.ACCESS_FETCH and (page != CODE_VA or vaddr >> 56)):

@@ -328,7 +328,7 @@ def test_tags_written_without_tag_storage_are_a_model_violation() -> None:
         tags.set_range(0x8000_0000, 16, 5)                 # writes: never silently dropped
 
 
-def _svg(tmp_path, dts: str, name: str = "map.svg"):  # noqa: ANN001, ANN202
+def _svg(tmp_path, dts: str, name: str = "map.svg"):
     src, out = tmp_path / "b.dts", tmp_path / name
     src.write_text("/dts-v1/;\n/ {\n#address-cells = <2>; #size-cells = <2>;\n" + dts + "\n};\n")
     r = run_mteemu(["dtb-info", "--svg", str(out), str(src)])

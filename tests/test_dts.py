@@ -170,7 +170,7 @@ def test_memory_as_linux_reads_it(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_no_usable_memory_is_said_the_same_everywhere(tmp_path: Path, guest) -> None:  # noqa: ANN001
+def test_no_usable_memory_is_said_the_same_everywhere(tmp_path: Path, guest) -> None:
     f = _board(tmp_path, 'memory@0 { device_type = "memory"; reg = <0 0 0 0>; };')
     status, [result] = _validate(f)
     assert status == 0 and ("kernel.no-memory", "warning") in _findings(result)

@@ -32,7 +32,7 @@ def needs_gdb() -> None:
 
 
 @pytest.fixture(scope="module")
-def target(guest):  # noqa: ANN001, ANN201
+def target(guest):
     return str(guest("debug/gdb_target"))
 
 

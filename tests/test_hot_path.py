@@ -24,7 +24,7 @@ LINE = re.compile(r"hot path checks C=(\d+) Python=(\d+).*mte-insns C=(\d+) Pyth
 
 
 @pytest.fixture(scope="module")
-def build(tmp_path_factory):  # noqa: ANN201
+def build(tmp_path_factory):
     out = tmp_path_factory.mktemp("workloads")
 
     def compiled(name: str) -> str:

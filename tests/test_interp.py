@@ -3,9 +3,9 @@ encodings of every class it handles and random register values, running the inst
 natively and interpreting it give the same registers, SP and flags."""
 from __future__ import annotations
 
-import pytest
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from unicorn import UC_ARCH_ARM64, UC_MODE_ARM, UC_PROT_ALL, Uc

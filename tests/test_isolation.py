@@ -387,7 +387,7 @@ def test_generated_files_answer_as_procfs_does(euid: int) -> None:
     readonly = File(static("x\n"))                                    # 0444
     own = File(static("y\n"), lambda data: None, mode=0o600, uid=1000)
 
-    def error(node, flags: int) -> str:  # noqa: ANN001
+    def error(node, flags: int) -> str:
         try:
             open_node(node, "/proc/x", flags, euid)
             return "ok"

@@ -40,7 +40,7 @@ PATHS = [True] + ([False] if native.available() else [])
 
 
 @pytest.fixture(scope="module", params=PATHS, ids=lambda pure: "python" if pure else "native")
-def world(request):  # noqa: ANN001, ANN201
+def world(request):
     mp = pytest.MonkeyPatch()
     try:
         yield World(pure=request.param, monkeypatch=mp)
@@ -156,7 +156,7 @@ def test_async_store_completes_and_tco_suppresses(world: World) -> None:
 
 # -- uaccess: the kernel's view of user memory ------------------------------------------------------
 @pytest.fixture
-def user():  # noqa: ANN201
+def user():
     k = Kernel(default_board(), RunOptions())
     mm = k.new_mm()
     mm.map(Vma(0x1000_0000, 0x1000_2000, PROT_READ | PROT_WRITE | PROT_MTE, mte_allowed=True))

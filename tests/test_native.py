@@ -41,7 +41,7 @@ def worlds():
 regs_ = st.integers(0, 31)
 
 
-def _pointer(draw) -> int:  # noqa: ANN001
+def _pointer(draw) -> int:
     kind = draw(st.sampled_from(["data", "data", "data", "untagged", "unmapped", "any"]))
     tag = draw(st.integers(0, 15))
     if kind == "data":
@@ -156,7 +156,7 @@ def machine_state(draw) -> tuple:
         draw(st.booleans()), seed
 
 
-def _compare(worlds, word: "int | list[int]", state: tuple) -> None:  # noqa: ANN001
+def _compare(worlds, word: "int | list[int]", state: tuple) -> None:
     regs, sp, nzcv, data, tag_bytes, tcf, exclude, tco, seed = state
     results = []
     for w in worlds:

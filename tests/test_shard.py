@@ -24,7 +24,7 @@ names_ = st.lists(st.text("abcdefgh/_[]", min_size=1, max_size=12), min_size=0, 
 
 @settings(max_examples=300, deadline=None)
 @given(names=names_, n=st.integers(1, 12), data=st.data())
-def test_shards_are_disjoint_and_complete(names: list[str], n: int, data) -> None:  # noqa: ANN001
+def test_shards_are_disjoint_and_complete(names: list[str], n: int, data) -> None:
     durations = data.draw(st.none() | st.fixed_dictionaries({}, optional={
         name: st.floats(0, 100, allow_nan=False) for name in names}))
     slices = [shard.select(names, k, n, durations) for k in range(1, n + 1)]
@@ -64,7 +64,7 @@ def suite(tmp_path):
     return d
 
 
-def _names(report) -> list[str]:  # noqa: ANN001
+def _names(report) -> list[str]:
     return [r["name"] for r in json.loads(report.read_text())]
 
 

@@ -135,7 +135,7 @@ TARGETS = st.sampled_from(["a", "b/c", "../a", "../../..", "/", "/a/b", "..", ".
 
 
 @st.composite
-def trees(draw) -> dict[str, object]:  # noqa: ANN001
+def trees(draw) -> dict[str, object]:
     tree: dict[str, object] = {"/": "dir"}
     for _ in range(draw(st.integers(1, 12))):
         parent = draw(st.sampled_from(sorted(p for p, k in tree.items() if k == "dir")))

@@ -28,7 +28,7 @@ def by_definition(pa: int, length: int, tag: int) -> int | None:
                            st.tuples(st.integers(0, 127), st.integers(0, 255)).map(
                                lambda p: bytes([0x33] * p[0] + [p[1]] + [0x33] * (127 - p[0])))),
        off=st.integers(0, 4095), data=st.data(), tag=st.integers(0, 15))
-def test_mismatch_is_the_first_granule_with_another_tag(tag_bytes: bytes, off: int, data, tag: int) -> None:  # noqa: ANN001
+def test_mismatch_is_the_first_granule_with_another_tag(tag_bytes: bytes, off: int, data, tag: int) -> None:
     page = SPAN.base + 0x5000
     TAGS.page_tags(page >> 12)[:] = tag_bytes
     length = data.draw(st.integers(1, 4096 - off))

@@ -294,7 +294,7 @@ class Cpu:
                     on_intr(uc, intno, None)
                 elif syscall():
                     leave(Exit(ExitKind.STOPPED, uc.reg_read(REG_PC)))
-            except BaseException as e:  # noqa: BLE001 - as _guarded: stop, run() re-raises
+            except BaseException as e:
                 if uc._hook_exception is None:
                     uc._hook_exception = e
                 uc.emu_stop()
@@ -317,7 +317,7 @@ class Cpu:
         def call(*args):  # noqa: ANN002, ANN202
             try:
                 return fn(*args)
-            except BaseException as e:  # noqa: BLE001
+            except BaseException as e:
                 if self.uc._hook_exception is None:
                     self.uc._hook_exception = e
                 self.uc.emu_stop()

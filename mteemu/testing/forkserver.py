@@ -110,7 +110,7 @@ def _child(argv: list[str], cwd: str) -> None:
         atexit._run_exitfuncs()              # what the interpreter runs at a normal exit
         sys.stdout.flush()
         sys.stderr.flush()
-    except BaseException:  # noqa: BLE001 - the child must not return into the server's loop
+    except BaseException:
         import traceback
 
         traceback.print_exc()
@@ -136,9 +136,9 @@ def _wait(pid: int, timeout: float) -> Optional[int]:
 
 def serve() -> None:
     # What every run would import: loaded once, before the first fork.
-    import mteemu.cli  # noqa: F401
-    import mteemu.kernel.kernel  # noqa: F401
-    import mteemu.kernel.syscalls.table  # noqa: F401  (every handler module)
+    import mteemu.cli
+    import mteemu.kernel.kernel
+    import mteemu.kernel.syscalls.table
     from mteemu.machine import native
 
     native.available()                       # the library loaded (ctypes) before forking

@@ -102,7 +102,7 @@ def differences(mteemu_out: str, linux_out: str) -> list[str]:
     return out
 
 
-def play(player: str, seed: int, calls: int, machine, python: str) -> tuple[str, str]:  # noqa: ANN001
+def play(player: str, seed: int, calls: int, machine, python: str) -> tuple[str, str]:
     """The sequence of `seed` played under mteemu (confined: --root a scratch directory,
     stdio private files in it) and under the Linux oracle: their answers, a line a call."""
     import os

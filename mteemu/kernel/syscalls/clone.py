@@ -121,7 +121,8 @@ def _copy_process(k: "KernelApi", t: Thread, flags: int, stack: int, ptid: int, 
 
 @syscall("clone", support=Support.PARTIAL,
          note="namespaces are refused (EPERM); a process sharing the address space without CLONE_VFORK is EINVAL")
-def sys_clone(k: "KernelApi", t: Thread, flags: int, stack: int, ptid: int, tls: int, ctid: int) -> "int | NoReturnResult":
+def sys_clone(k: "KernelApi", t: Thread, flags: int, stack: int, ptid: int, tls: int,
+              ctid: int) -> "int | NoReturnResult":
     return _clone(k, t, flags, stack, ptid, tls, ctid)
 
 
