@@ -1,14 +1,16 @@
 """The mteemu command: argument parsing, exit statuses, output. No emulation logic here.
 
-Exit statuses (also in the README):
+Exit statuses of `run` and `demo` (also in docs/usage.md):
   the guest's own exit status     when the first guest process exits
-  128 + N                         the guest was killed by signal N (139: SIGSEGV, e.g. a tag-check fault)
-  2                               bad input: missing/non-ELF/wrong-architecture/dynamic program, bad arguments,
-                                  an unreadable device tree, a board that fails validation (run --dtb without --force)
-
-mteemu validate-dtb: 0 no file has an error, 1 some file has errors, 2 some file cannot be read or parsed.
-  124                             --timeout expired, or every guest thread is blocked forever
+  2                               bad input: missing/non-ELF/wrong-architecture program, a dynamic program whose
+                                  interpreter no sysroot holds, bad arguments, an unreadable device tree, a board
+                                  that fails validation (run --dtb without --force)
+  3                               the memory-manager model broke an invariant (a model violation)
   70                              an internal error of mteemu (set MTEEMU_DEBUG=1 for the traceback)
+  124                             --timeout expired, or every guest thread is blocked forever
+  128 + N                         the guest was killed by signal N (139: SIGSEGV, e.g. a tag-check fault), or
+                                  mteemu got SIGINT, SIGTERM or SIGHUP; 141 also when mteemu's reader went away
+mteemu validate-dtb: 0 no file has an error, 1 some file has errors, 2 some file cannot be read or parsed.
 """
 from __future__ import annotations
 
@@ -612,6 +614,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return e.exit_status
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader of our output went away (`mteemu dtb-info ... | head`): end as a program
+        # killed by SIGPIPE would, quietly; stdout is pointed at /dev/null so that Python's
+        # final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 128 + 13
     except Exception as e:
         if os.environ.get("MTEEMU_DEBUG"):
             raise

@@ -1,7 +1,7 @@
 """The small exception hierarchy of mteemu, and the exit statuses it maps to.
 
 Every error a user can cause ends as one line on stderr (``mteemu: ...``) and a
-documented exit status, never a traceback. The statuses are listed in the README.
+documented exit status, never a traceback. The statuses are listed in docs/usage.md.
 """
 from __future__ import annotations
 

@@ -106,3 +106,18 @@ def test_jump_to_unmapped_memory_is_sigsegv(tmp_path) -> None:
     r = run_mteemu(["run", out])
     assert r.returncode == 139
     assert "SIGSEGV" in _one_line(r.stderr)
+
+
+def test_a_reader_that_went_away_ends_mteemu_quietly() -> None:
+    """`mteemu syscalls --all | head -1`: the write that meets the closed pipe ends mteemu as
+    SIGPIPE would end a C tool (141), with no "internal error" line."""
+    import subprocess
+    import sys
+
+    r, w = os.pipe()
+    os.close(r)                                  # the reader is gone before anything is written
+    proc = subprocess.run([sys.executable, "-m", "mteemu", "syscalls", "--all"], stdout=w,
+                          stderr=subprocess.PIPE, timeout=60)
+    os.close(w)
+    assert proc.returncode == 141
+    assert proc.stderr == b""

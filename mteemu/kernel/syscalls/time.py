@@ -139,7 +139,7 @@ def sys_getitimer(k: "KernelApi", t: Thread, which: int, value: int) -> int:
          note="ITIMER_VIRTUAL and ITIMER_PROF count wall-clock time like ITIMER_REAL (no per-process CPU time)")
 def sys_setitimer(k: "KernelApi", t: Thread, which: int, new: int, old: int) -> int:
     """setitimer(): ITIMER_REAL counts wall-clock time and sends SIGALRM (alarm() is this);
-    ITIMER_VIRTUAL and ITIMER_PROF count the same clock here (see the README)."""
+    ITIMER_VIRTUAL and ITIMER_PROF count the same clock here (docs/known-differences.md)."""
     which = s32(which)
     if which not in S.ITIMER_SIGNALS:
         raise SyscallError(errno.EINVAL)
