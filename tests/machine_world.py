@@ -4,7 +4,8 @@ ending in BRK, three Tagged data pages, one untagged page; everything else unmap
 from __future__ import annotations
 
 from mteemu.board.model import default_board
-from mteemu.machine import cpu as C
+from mteemu.machine import arm64 as C
+from mteemu.machine.cpu import Cpu
 from mteemu.machine.physmem import PhysMem
 from mteemu.machine.tagcheck import MteState
 from mteemu.machine.tagstore import TagStore
@@ -27,7 +28,7 @@ class World:
             board = default_board()
             self.physmem = PhysMem(board)
             self.tags = TagStore(board, self.physmem)
-            self.cpu = C.Cpu(self.physmem, self.tags, self._translate, lambda: True)
+            self.cpu = Cpu(self.physmem, self.tags, self._translate, lambda: True)
         assert (self.cpu.native is None) == pure
         base = 0x8000_0000
         self.map = {CODE_VA: (base, 5, False), UNTAGGED_VA: (base + 0x1000, 3, False)}

@@ -15,7 +15,7 @@ from mteemu.kernel.kernel import Kernel
 from mteemu.kernel.mm.vma import PROT_MTE, PROT_READ, PROT_WRITE, Vma
 from mteemu.kernel.run import RunOptions
 from mteemu.kernel.uaccess import SyscallError, UserMemory
-from mteemu.machine import cpu as C
+from mteemu.machine import arm64 as C
 from mteemu.machine import native
 from mteemu.machine.tagcheck import MteState, Tcf
 

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from machine_world import DATA_PAGES, DATA_VA, UNTAGGED_VA, World
 
-from mteemu.machine import cpu as C
+from mteemu.machine import arm64 as C
 from mteemu.machine import native
 from mteemu.machine.tagcheck import MteState, Tcf
 

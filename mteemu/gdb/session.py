@@ -35,7 +35,7 @@ from mteemu.kernel.fs.file import OpenFile
 from mteemu.kernel.mm.addrspace import TOP_BYTE_MASK
 from mteemu.kernel.process import Process, State, Thread
 from mteemu.kernel.uaccess import SyscallError
-from mteemu.machine import cpu as C
+from mteemu.machine import arm64 as C
 from mteemu.machine.debughooks import WATCH_ACCESS, WATCH_READ, WATCH_WRITE, Watch
 
 if TYPE_CHECKING:

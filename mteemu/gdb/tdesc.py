@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Union
 
 from mteemu.kernel.ptrace import CPSR, PAUTH_CMASK, PAUTH_DMASK, TAG_CTL
-from mteemu.machine import cpu as C
+from mteemu.machine import arm64 as C
 
 
 @dataclass(frozen=True)

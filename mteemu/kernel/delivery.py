@@ -10,7 +10,7 @@ from mteemu.kernel import sigframe
 from mteemu.kernel import signals as S
 from mteemu.kernel.process import SS_AUTODISARM, SS_DISABLE, SS_ONSTACK, Process, State, Thread
 from mteemu.kernel.uaccess import SyscallError
-from mteemu.machine import cpu as C
+from mteemu.machine import arm64 as C
 
 if TYPE_CHECKING:
     from mteemu.kernel.api import ExitsApi

@@ -44,7 +44,7 @@ from mteemu.kernel.syscalls.table import SyscallTable
 from mteemu.kernel.tasks import Tasks
 from mteemu.kernel.traps import Traps
 from mteemu.kernel.uaccess import SyscallError, UserMemory
-from mteemu.machine import cpu as C
+from mteemu.machine import arm64 as C
 from mteemu.machine.cpu import Cpu
 from mteemu.machine.physmem import PAGE_SIZE
 from mteemu.machine.tagcheck import MteState
@@ -124,7 +124,7 @@ class Kernel:
         """Make system call nr with args as thread t, exactly as its SVC would (the entry
         point of the syscall fuzzer and of the in-process kernel tests); x0 after it."""
         self.sched.switch_to(t)
-        self.cpu.svc(nr, args[:6], self.traps.on_syscall)
+        self.cpu.sys.svc(nr, args[:6], self.traps.on_syscall)
         return self.cpu.x(0)
 
     # -- running ---------------------------------------------------------------------------------
@@ -214,7 +214,7 @@ class Kernel:
             per_call = 1e6 * traps.syscall_seconds / traps.syscall_count if traps.syscall_count else 0.0
             self.say(f"stats: {self.cpu.hot_path().line()}")
             self.say(f"stats: kernel syscalls={traps.syscall_count} python-seconds={traps.syscall_seconds:.3f} "
-                     f"per-call={per_call:.1f}us answered-in-C={self.cpu.ids_answered()} "
+                     f"per-call={per_call:.1f}us answered-in-C={self.cpu.sys.ids_answered()} "
                      f"wake-scans={sched.wake_scans} wait-polls={sched.wait_polls}")
 
     # -- diagnostics ---------------------------------------------------------------------------

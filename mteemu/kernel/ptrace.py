@@ -18,7 +18,7 @@ from mteemu.kernel.mm.vma import PROT_MTE
 from mteemu.kernel.process import Process, Thread
 from mteemu.kernel.signals import SigInfo
 from mteemu.kernel.uaccess import RemoteMemory, SyscallError
-from mteemu.machine import cpu as C
+from mteemu.machine import arm64 as C
 from mteemu.machine.physmem import PAGE_SIZE
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from mteemu.errors import Deadlock, GuestTimeout
 from mteemu.kernel import signals as S
 from mteemu.kernel.process import Process, State, Thread, Wait
 from mteemu.kernel.tasks import Tasks
-from mteemu.machine import cpu as C
+from mteemu.machine import arm64 as C
 
 if TYPE_CHECKING:
     from mteemu.kernel.api import SignalsApi
@@ -213,7 +213,7 @@ class Scheduler:
         return woke
 
     def switch_to(self, t: Thread) -> None:
-        self.cpu.disarm_ids()                   # who runs, its signals and its faults may differ now
+        self.cpu.sys.disarm_ids()                   # who runs, its signals and its faults may differ now
         if self.current is not t:
             if self.current is not None and self.current.state is not State.DEAD:
                 self.current.ctx = self.cpu.save()

@@ -18,8 +18,8 @@ from mteemu.kernel.process import State, Thread
 from mteemu.kernel.syscalls.table import IDS, QUERIES
 from mteemu.kernel.tasks import Tasks
 from mteemu.kernel.uaccess import SyscallError
-from mteemu.machine import cpu as C
-from mteemu.machine.cpu import ExitKind
+from mteemu.machine import arm64 as C
+from mteemu.machine.arm64 import ExitKind
 from mteemu.machine.decode import effective_address
 from mteemu.machine.physmem import PAGE_SIZE
 from mteemu.machine.tagcheck import Tcf
@@ -102,7 +102,7 @@ class Traps:
         mem.tagged_addr_abi = bool(t.tagged_addr_ctrl & mte.PR_TAGGED_ADDR_ENABLE)
         mem.check_reads = t.mte.tcf_read is Tcf.SYNC
         mem.check_writes = t.mte.tcf_write is Tcf.SYNC
-        self.cpu.disarm_ids()
+        self.cpu.sys.disarm_ids()
         nr = self.syscalls.dispatch(t)
         if self.checker is not None:
             self.checker.maybe("a system call")
@@ -110,7 +110,7 @@ class Traps:
                 and not self.options.strace and not self.signals.deliverable(t):
             # Asked once, answered by C from now until anything could change the answers
             # or make something due at a call's return (sched._switch_to, the next call).
-            self.cpu.answer_ids(t.proc.pid, self.tasks.ppid(t.proc), t.tid)
+            self.cpu.sys.answer_ids(t.proc.pid, self.tasks.ppid(t.proc), t.tid)
         if nr not in QUERIES and self.sched.poll_waits(skip=t):
             # The call woke another thread (a pipe written, a child's signal...): as Linux's
             # wake-up makes it runnable at once, leave the CPU so the scheduler sees it. A

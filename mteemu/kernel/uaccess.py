@@ -15,7 +15,7 @@ import errno
 import struct
 
 from mteemu.kernel.mm.addrspace import TOP_BYTE_MASK, Fault, Mm
-from mteemu.machine.cpu import ACCESS_READ, ACCESS_WRITE, Translation
+from mteemu.machine.arm64 import ACCESS_READ, ACCESS_WRITE, Translation
 from mteemu.machine.physmem import PAGE_SHIFT, PAGE_SIZE
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 from mteemu.machine import encodings as E
 
 if TYPE_CHECKING:
-    from mteemu.machine.cpu import Cpu
+    from mteemu.machine.insn_context import InsnContext
 
 MASK64 = (1 << 64) - 1
 NOP = 0xD503201F
@@ -38,7 +38,7 @@ def condition_holds(cond: int, nzcv: int) -> bool:
     return result
 
 
-def _add_sub_imm(cpu: "Cpu", word: int) -> None:
+def _add_sub_imm(cpu: "InsnContext", word: int) -> None:
     """ADD/ADDS/SUB/SUBS (immediate), CMP/CMN."""
     sf, sub, setflags = word >> 31, word >> 30 & 1, word >> 29 & 1
     imm = (word >> 10 & 0xFFF) << (12 if word >> 22 & 1 else 0)
@@ -63,7 +63,7 @@ def _shifted(value: int, kind: int, amount: int, width: int) -> int:
     return ((value >> amount) | (value << (width - amount))) & mask
 
 
-def _add_sub_reg(cpu: "Cpu", word: int) -> bool:
+def _add_sub_reg(cpu: "InsnContext", word: int) -> bool:
     """ADD/ADDS/SUB/SUBS (shifted register), CMP/CMN/NEG (register 31 is XZR here)."""
     sf, sub, setflags = word >> 31, word >> 30 & 1, word >> 29 & 1
     kind, amount = word >> 22 & 3, word >> 10 & 0x3F
@@ -78,7 +78,7 @@ def _add_sub_reg(cpu: "Cpu", word: int) -> bool:
     return True
 
 
-def _logical_reg(cpu: "Cpu", word: int) -> None:
+def _logical_reg(cpu: "InsnContext", word: int) -> None:
     """AND/ORR/EOR/ANDS (shifted register) and their inverted forms BIC/ORN/EON/BICS, MOV."""
     sf, opc, invert = word >> 31, word >> 29 & 3, word >> 21 & 1
     width = 64 if sf else 32
@@ -93,7 +93,8 @@ def _logical_reg(cpu: "Cpu", word: int) -> None:
     cpu.xw(word & 31, result)
 
 
-def _finish_add(cpu: "Cpu", rd: int, a: int, b: int, carry_in: int, width: int, setflags: int, sp: bool) -> None:
+def _finish_add(cpu: "InsnContext", rd: int, a: int, b: int, carry_in: int, width: int, setflags: int,
+                sp: bool) -> None:
     mask = (1 << width) - 1
     unsigned = a + b + carry_in
     result = unsigned & mask
@@ -106,7 +107,7 @@ def _finish_add(cpu: "Cpu", rd: int, a: int, b: int, carry_in: int, width: int, 
         cpu.xw(rd, result, sp=sp)
 
 
-Op = Callable[["Cpu", int], Optional[int]]     # (cpu, pc) -> next pc, or None: not ours
+Op = Callable[["InsnContext", int], Optional[int]]     # (cpu, pc) -> next pc, or None: not ours
 
 
 def compile_op(word: int) -> Op:
@@ -119,14 +120,14 @@ def compile_op(word: int) -> Op:
         mask = (1 << width) - 1
         b = (~imm & mask) if sub else imm
 
-        def add_sub_imm(cpu: "Cpu", pc: int) -> int:
+        def add_sub_imm(cpu: "InsnContext", pc: int) -> int:
             _finish_add(cpu, rd, cpu.xr(rn, sp=True) & mask, b, sub, width, setflags, sp=True)
             return pc + 4
         return add_sub_imm
     return lambda cpu, pc: step(cpu, word, pc)
 
 
-def step(cpu: "Cpu", word: int, pc: int) -> Optional[int]:
+def step(cpu: "InsnContext", word: int, pc: int) -> Optional[int]:
     """Execute one plain instruction; the next PC, or None if it is not one of ours."""
     if word & 0x1F800000 == 0x11000000:                          # ADD/SUB (immediate)
         _add_sub_imm(cpu, word)

@@ -17,7 +17,7 @@ from mteemu.machine import encodings as E
 from mteemu.machine.tagstore import GRANULE
 
 if TYPE_CHECKING:
-    from mteemu.machine.cpu import Cpu
+    from mteemu.machine.insn_context import InsnContext
 
 MASK64 = (1 << 64) - 1
 TAG_SHIFT = 56
@@ -72,7 +72,7 @@ def is_mte(word: int) -> bool:
             or word & E.MSR_IMM_MASK == E.MSR_TCO_IMM)
 
 
-def execute(cpu: "Cpu", word: int) -> bool:
+def execute(cpu: "InsnContext", word: int) -> bool:
     """Perform one MTE instruction; False if `word` is not one EL0 may execute."""
     rd, rn, rm = word & 31, (word >> 5) & 31, (word >> 16) & 31
     top = word & E.DP2_MASK
@@ -123,7 +123,7 @@ def execute(cpu: "Cpu", word: int) -> bool:
     return False
 
 
-def _tag_memory(cpu: "Cpu", word: int) -> bool:
+def _tag_memory(cpu: "InsnContext", word: int) -> bool:
     """LDG, STG, STZG, ST2G, STZ2G (LDGM, STGM, STZGM are EL1 only: SIGILL at EL0)."""
     opc, op2 = (word >> 22) & 3, (word >> 10) & 3
     imm = _simm((word >> 12) & 0x1FF, 9) * GRANULE
@@ -146,7 +146,7 @@ def _tag_memory(cpu: "Cpu", word: int) -> bool:
     return True
 
 
-def _stgp(cpu: "Cpu", word: int) -> bool:
+def _stgp(cpu: "InsnContext", word: int) -> bool:
     """STGP Xt1, Xt2, [Xn|SP, #imm]: data pair and the address's tag, unchecked."""
     mode = (word >> 23) & 3                           # 1 post, 2 offset, 3 pre
     imm = _simm((word >> 15) & 0x7F, 7) * GRANULE
@@ -165,7 +165,7 @@ def _stgp(cpu: "Cpu", word: int) -> bool:
     return True
 
 
-def _set_tags(cpu: "Cpu", addr: int, size: int, tag: int, zero: bool) -> None:
+def _set_tags(cpu: "InsnContext", addr: int, size: int, tag: int, zero: bool) -> None:
     """Tag (and optionally zero) [addr, addr+size), granule aligned, page by page.
     Every page is translated before anything is written, so a fault changes nothing."""
     parts = []

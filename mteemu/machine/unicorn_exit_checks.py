@@ -24,13 +24,15 @@ from __future__ import annotations
 import ctypes
 from typing import Any, Optional
 
+from mteemu.machine import unicorn_shim
+
 _SCAN_WORDS = 16384               # 32-bit words: the fields lie ~10 KiB into struct uc_struct
 _FLAGS_AT = 48                    # bytes from target_page_size to hook_insert (x86-64 layout)
 
 
 def flag_address(uc: Any) -> Optional[int]:
     """The address of the engine's `no_exit_request` byte, or None."""
-    handle = ctypes.cast(uc._uch, ctypes.c_void_p).value
+    handle = unicorn_shim.engine_address(uc)
     if not handle:
         return None
     words = (ctypes.c_uint32 * _SCAN_WORDS).from_address(handle)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import ctypes
 from typing import Any, Optional
 
+from mteemu.machine import unicorn_shim
+
 _SCAN_WORDS = 128                 # the field is word 46 of struct uc_struct in Unicorn 2.1.4
 _CPU_AFTER_FLUSH = 9              # tcg_flush_tlb, uc_invalidate_tb, uc_gen_tb, tb_flush, add/del_inline_hook,
                                   # context_size, context_save, context_restore, then cpu
@@ -26,14 +28,9 @@ _BACKPOINTER_WORDS = 8192         # the `uc` field lies within ARMCPU's first 64
 
 def flush_page_entry(uc: Any) -> Optional[tuple[int, int]]:
     """(address of tlb_flush_page_aarch64, the engine's CPUState) or None."""
-    from unicorn.unicorn_py3.unicorn import uclib  # the binding's libunicorn
-
-    try:
-        flush_page = ctypes.cast(uclib.tlb_flush_page_aarch64, ctypes.c_void_p).value
-        flush_all = ctypes.cast(uclib.tcg_flush_softmmu_tlb_aarch64, ctypes.c_void_p).value
-    except AttributeError:
-        return None
-    handle = ctypes.cast(uc._uch, ctypes.c_void_p).value
+    flush_page = unicorn_shim.library_symbol("tlb_flush_page_aarch64")
+    flush_all = unicorn_shim.library_symbol("tcg_flush_softmmu_tlb_aarch64")
+    handle = unicorn_shim.engine_address(uc)
     if not (flush_page and flush_all and handle):
         return None
     words = (ctypes.c_uint64 * _SCAN_WORDS).from_address(handle)
@@ -53,9 +50,4 @@ def flush_page_entry(uc: Any) -> Optional[tuple[int, int]]:
 
 def flush_all_entry() -> Optional[int]:
     """The address of tcg_flush_softmmu_tlb_aarch64(struct uc_struct *): the whole TLB."""
-    from unicorn.unicorn_py3.unicorn import uclib
-
-    try:
-        return ctypes.cast(uclib.tcg_flush_softmmu_tlb_aarch64, ctypes.c_void_p).value
-    except AttributeError:
-        return None
+    return unicorn_shim.library_symbol("tcg_flush_softmmu_tlb_aarch64")

@@ -13,7 +13,7 @@ from mteemu.kernel.mm.boot import boot_mm
 from mteemu.kernel.mm.fixes import FIXES
 from mteemu.kernel.mm.tag_storage import Region
 from mteemu.kernel.mm.vma import PROT_MTE, PROT_READ, PROT_WRITE, Vma
-from mteemu.machine.cpu import ACCESS_READ, ACCESS_WRITE, Translation
+from mteemu.machine.arm64 import ACCESS_READ, ACCESS_WRITE, Translation
 from mteemu.machine.physmem import PAGE_SHIFT, PAGE_SIZE
 
 BOARD = small_reuse_board()

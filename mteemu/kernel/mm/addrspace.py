@@ -14,7 +14,7 @@ from mteemu.kernel.mm import migrate, swap
 from mteemu.kernel.mm.pagealloc import OutOfMemory, PageAllocator
 from mteemu.kernel.mm.shared import SharedObject
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_MTE, PROT_READ, PROT_WRITE, Vma, VmaList
-from mteemu.machine.cpu import ACCESS_FETCH, ACCESS_READ, ACCESS_WRITE, Translation
+from mteemu.machine.arm64 import ACCESS_FETCH, ACCESS_READ, ACCESS_WRITE, Translation
 from mteemu.machine.physmem import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 
 TASK_SIZE = 1 << 48            # arm64, 48-bit VA, 4 KiB pages

@@ -11,7 +11,7 @@ from mteemu.kernel.mm.pagealloc import OutOfMemory
 from mteemu.kernel.process import THREAD_ORDER, Process, Thread, Wait
 from mteemu.kernel.syscalls.registry import NORETURN, NoReturnResult, Support, syscall
 from mteemu.kernel.uaccess import SyscallError
-from mteemu.machine import cpu as C
+from mteemu.machine import arm64 as C
 
 if TYPE_CHECKING:
     from mteemu.kernel.api import KernelApi

@@ -11,7 +11,7 @@ from mteemu.kernel.process import SS_AUTODISARM, SS_DISABLE, SS_ONSTACK, Process
 from mteemu.kernel.syscalls.args import s32
 from mteemu.kernel.syscalls.registry import NORETURN, Support, syscall
 from mteemu.kernel.uaccess import SyscallError
-from mteemu.machine.cpu import REG_SP
+from mteemu.machine.arm64 import REG_SP
 
 if TYPE_CHECKING:
     from mteemu.kernel.api import KernelApi

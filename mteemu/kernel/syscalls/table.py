@@ -90,7 +90,7 @@ class SyscallTable:
     def dispatch(self, t: Thread) -> int:
         """Make the call the thread's registers hold; its number."""
         k = self.kernel
-        nr, *args = k.cpu.syscall_args()
+        nr, *args = k.cpu.sys.args()
         h = self.handlers.get(nr)
         if h is None:
             result = -errno.ENOSYS
@@ -120,7 +120,7 @@ class SyscallTable:
         if isinstance(result, Wait):
             k.sched.block(t, result)
             return nr
-        k.cpu.syscall_return(result)
+        k.cpu.sys.ret(result)
         return nr
 
     def _trace(self, t: Thread, nr: int, h: "Handler | None", args: list[int],
@@ -161,6 +161,6 @@ QUERIES = frozenset(SYSCALL_NUMBERS[n] for n in (
     "getrusage", "sysinfo", "times", "fstat", "newfstatat"))
 
 
-# The calls C answers itself once armed (cpu.answer_ids): their answers change only when
+# The calls C answers itself once armed (cpu.sys.answer_ids): their answers change only when
 # the kernel runs.
 IDS = frozenset(SYSCALL_NUMBERS[n] for n in ("getpid", "getppid", "gettid"))
