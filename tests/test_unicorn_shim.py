@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PRIVATE = re.compile(r"\._uch\b|\._hook_exception|\._reg_read\(|_select_reg_class|\buclib\b|_Uc__finalizer|unicorn_py3")
 
 
-def _engine():  # noqa: ANN202
+def _engine():
     return new_engine(PhysMem(default_board()))
 
 

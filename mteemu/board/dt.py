@@ -212,7 +212,7 @@ def parse_dtb(data: bytes, source: str = "<dtb>") -> DeviceTree:
         raise
     except RecursionError:
         raise BoardError(f"{source}: malformed DTB: nodes nested too deeply") from None
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - fdt raises anything on garbage
         raise BoardError(f"{source}: malformed DTB: {e.__class__.__name__}: {e}"[:300]) from None
     finally:
         shared.clear()
@@ -231,7 +231,7 @@ def parse_dts(text: str, source: str = "<dts>") -> DeviceTree:
         return _wrap(fdt.parse_dts(normalized), source)
     except BoardError:
         raise
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - fdt raises anything on garbage
         raise BoardError(f"{source}: cannot parse DTS: {e.__class__.__name__}: {e}"[:300]) from None
 
 

@@ -110,7 +110,7 @@ class Hooks:
                     on_intr(uc, intno, None)
                 elif syscall():
                     leave(Exit(ExitKind.STOPPED, uc.reg_read(REG_PC)))
-            except BaseException as e:
+            except BaseException as e:  # noqa: BLE001 - as _guarded: stop, run() re-raises
                 unicorn_shim.keep_hook_exception(uc, e)
                 uc.emu_stop()
         return intr
@@ -126,7 +126,7 @@ class Hooks:
         def call(*args):  # noqa: ANN002, ANN202
             try:
                 return fn(*args)
-            except BaseException as e:
+            except BaseException as e:  # noqa: BLE001 - the binding's own rule: stop, run() re-raises
                 unicorn_shim.keep_hook_exception(self.uc, e)
                 self.uc.emu_stop()
                 return None

@@ -25,7 +25,7 @@ class Symbolizer:
                         for s in sec.iter_symbols():
                             if s["st_info"]["type"] in ("STT_FUNC", "STT_GNU_IFUNC") and s["st_value"] and s.name:
                                 syms.append((s["st_value"] + bias, s["st_size"], s.name))
-        except Exception:
+        except Exception:  # noqa: BLE001 - a report without symbols is still a report
             syms = []
         syms.sort()
         self._syms = syms

@@ -110,7 +110,7 @@ def _child(argv: list[str], cwd: str) -> None:
         atexit._run_exitfuncs()              # what the interpreter runs at a normal exit
         sys.stdout.flush()
         sys.stderr.flush()
-    except BaseException:
+    except BaseException:  # noqa: BLE001 - the child must not return into the server's loop
         import traceback
 
         traceback.print_exc()
