@@ -260,7 +260,7 @@ def test_a_reservation_that_fails(policy: str) -> None:
     spare = w.data_pfns_of_block(w.tag_storage_pfn(80))    # an aligned, free 32-page block elsewhere
     task = w.new_mm("task")
     addr = w.map(task, 1, mte=True)
-    task.ensure_page_table(addr >> PAGE_SHIFT)
+    task.pt.ensure(addr >> PAGE_SHIFT)
     w.leave_free(keep=[doomed, *spare])                    # the buddy hands out `doomed` first
     st = w.alloc.storage
     with w.alloc.pinned(v):

@@ -19,24 +19,20 @@ Memory tags: qMemTags / QMemTags (type 1, allocation tags) with Linux's ptrace r
 """
 from __future__ import annotations
 
-import errno
 import os
-import stat as st
 import struct
-import threading
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
 
-from mteemu.gdb import rsp, tdesc
+from mteemu.gdb import memory, queries, registers, rsp
+from mteemu.gdb.ctrl_c import CtrlC
+from mteemu.gdb.hostio import HostIo
+from mteemu.gdb.points import HARDWARE, Points
 from mteemu.kernel import ptrace
 from mteemu.kernel import signals as S
-from mteemu.kernel.fs.file import OpenFile
-from mteemu.kernel.mm.addrspace import TOP_BYTE_MASK
 from mteemu.kernel.process import Process, State, Thread
-from mteemu.kernel.uaccess import SyscallError
 from mteemu.machine import arm64 as C
-from mteemu.machine.debughooks import WATCH_ACCESS, WATCH_READ, WATCH_WRITE, Watch
+from mteemu.machine.debughooks import WATCH_ACCESS, WATCH_READ, WATCH_WRITE
 
 if TYPE_CHECKING:
     from mteemu.kernel.kernel import Kernel
@@ -44,11 +40,6 @@ if TYPE_CHECKING:
 PACKET_SIZE = 0x4000
 SIGTRAP, SIGINT = S.SIGTRAP, S.SIGINT
 TRAP_TRACE = 2                # si_code of a single-step trap
-# GDB's File-I/O errno values (gdb/doc "Errno Values"): anything else is EUNKNOWN.
-_FILEIO_ERRNO = {errno.EPERM: 1, errno.ENOENT: 2, errno.EINTR: 4, errno.EBADF: 9, errno.EACCES: 13,
-                 errno.EFAULT: 14, errno.EBUSY: 16, errno.EEXIST: 17, errno.ENODEV: 19, errno.ENOTDIR: 20,
-                 errno.EISDIR: 21, errno.EINVAL: 22, errno.ENFILE: 23, errno.EMFILE: 24, errno.EFBIG: 27,
-                 errno.ENOSPC: 28, errno.ESPIPE: 29, errno.EROFS: 30, errno.ENAMETOOLONG: 91}
 
 
 # The remote protocol numbers signals its own way (include/gdb/signals.def), not Linux's.
@@ -84,20 +75,15 @@ class Session:
         self.attached = True
         self.hooks = k.cpu.attach_debugger()
         self.hooks.wanted = lambda: self.attached and k.sched.current is not None and k.sched.current.proc is self.proc
-        self.hooks.on_flush = self._resolve_watches
-        self.breaks: dict[int, int] = {}                # address -> kind (0: software, 1: hardware)
-        self.watches: dict[tuple[int, int, int], None] = {}    # (kind, addr, length)
+        self.points = Points(self.hooks, proc)
         self.stepping: Optional[Thread] = None
         self.exec_pending: Optional[Thread] = None
         self.gthread: Optional[Thread] = None           # Hg: whose registers g/p/G/P mean
         self.siginfo: dict[int, S.SigInfo] = {}         # tid -> the signal it stopped with
         self.last_stop = "S05"
         self.features: set[str] = set()
-        self.files: dict[int, OpenFile] = {}
-        self._next_file = 1
-        self._interrupt = threading.Event()
-        self._running = threading.Event()
-        self._watcher: Optional[threading.Thread] = None
+        self.hostio = HostIo(lambda path: k.vfs.open_for_reading(proc.live_threads[0], path), PACKET_SIZE)
+        self.ctrl_c = CtrlC(k.cpu.request_stop)
 
     @property
     def conn(self) -> rsp.Channel:
@@ -145,23 +131,23 @@ class Session:
                 kind = {WATCH_WRITE: "watch", WATCH_READ: "rwatch", WATCH_ACCESS: "awatch"}[hit.kind]
                 self._trap(t, f"{kind}:{hit.va:x};")
             else:
-                self._trap(t, "hwbreak:;" if self.breaks.get(exit_.pc) == 1 else "swbreak:;")
+                self._trap(t, "hwbreak:;" if self.points.kind_at(exit_.pc) == HARDWARE else "swbreak:;")
         elif self.stepping is t and traced and exit_.kind is not C.ExitKind.INTERRUPTED:
             self.stepping = None
             if not self.k.signals.deliverable(t):        # else the signal's stop reports the step's end
                 self._trap(t, "")
-        elif self._interrupt.is_set():
+        elif self.ctrl_c.requested:
             self._stop_for_interrupt(t if traced else None)
 
     def idle(self) -> None:
-        if self.attached and self._interrupt.is_set():
+        if self.attached and self.ctrl_c.requested:
             self._stop_for_interrupt(None)
 
     def exited(self, proc: Process) -> None:
         status = proc.wait_status or 0
         sig = status & 0x7F
         reply = f"X{to_gdb(sig):02x}" if sig else f"W{(status >> 8) & 0xFF:02x}"
-        self._end_running()
+        self.ctrl_c.stop()
         self.last_stop = reply
         if self.ch is not None:
             try:
@@ -174,11 +160,8 @@ class Session:
         self.exec_pending = t
 
     # -- stopping and resuming -----------------------------------------------------------------
-    def _thread_id(self, t: Thread) -> str:
-        return f"p{self.proc.pid:x}.{t.tid:x}"
-
     def _stop_reply(self, t: Thread, sig: int, reason: str = "") -> str:
-        return f"T{to_gdb(sig):02x}thread:{self._thread_id(t)};{reason}"
+        return f"T{to_gdb(sig):02x}thread:{queries.thread_id(t)};{reason}"
 
     def _trap(self, t: Thread, reason: str) -> None:
         self.siginfo[t.tid] = S.SigInfo(SIGTRAP, S.TRAP_BRKPT if reason else TRAP_TRACE,
@@ -186,7 +169,7 @@ class Session:
         self._stop(t, self._stop_reply(t, SIGTRAP, reason))
 
     def _stop_for_interrupt(self, t: Optional[Thread]) -> None:
-        self._interrupt.clear()
+        self.ctrl_c.clear()
         if t is None:
             live = self.proc.live_threads
             if not live:
@@ -198,9 +181,8 @@ class Session:
     def _report_exec(self, t: Thread) -> None:
         self.exec_pending = None
         self.stepping = None
-        self.breaks.clear()              # the old program's addresses mean nothing now
-        self.watches.clear()
-        self._apply_points()
+        self.points.clear()              # the old program's addresses mean nothing now
+        self.points.apply()
         self.siginfo[t.tid] = S.SigInfo(SIGTRAP, S.SI_USER, pid=self.proc.pid)
         reason = f"exec:{self.proc.exe.name.encode().hex()};" if "exec-events" in self.features else ""
         self._stop(t, self._stop_reply(t, SIGTRAP, reason))
@@ -209,7 +191,7 @@ class Session:
         """The world is stopped at t: serve GDB until it resumes (None: it went away)."""
         if self.ch is None or not self.attached:
             return None
-        self._end_running()
+        self.ctrl_c.stop()
         self.gthread = t
         if reply is not None:
             self.last_stop = reply
@@ -226,90 +208,23 @@ class Session:
             self._detach()
             return None
         if resume is not None and self.attached:
-            self._apply_points()
+            self.points.apply()
             self.stepping = resume.step
-            self._start_running()
+            self.ctrl_c.start(self.conn)
         return resume
-
-    def _start_running(self) -> None:
-        """While the guest runs, a helper thread turns GDB's Ctrl-C into a stop."""
-        self._running.set()
-        self._watcher = threading.Thread(target=self._watch_interrupt, name="mteemu-gdb-ctrl-c", daemon=True)
-        self._watcher.start()
-
-    def _end_running(self) -> None:
-        if self._watcher is not None:
-            self._running.clear()
-            self._watcher.join()
-            self._watcher = None
-
-    def _watch_interrupt(self) -> None:
-        ch = self.conn
-        while self._running.is_set():
-            if ch.poll_interrupt(0.05):
-                self._interrupt.set()
-                # The CPU may be between runs when asked: ask until the kernel has stopped.
-                while self._running.is_set():
-                    self.k.cpu.request_stop()
-                    time.sleep(0.01)
-                return
 
     def _detach(self) -> None:
         """Leave the process running on, untraced: breakpoints and watchpoints go."""
         self.attached = False
-        self._end_running()
+        self.ctrl_c.stop()
         self.stepping = None
-        self.breaks.clear()
-        self.watches.clear()
+        self.points.clear()
         if not self.k.cpu.running:
-            self._apply_points()
-        for f in self.files.values():
-            f.release()
-        self.files.clear()
+            self.points.apply()
+        self.hostio.close_all()
         if self.ch is not None:
             self.ch.close()
             self.ch = None
-
-    # -- breakpoints and watchpoints --------------------------------------------------------------
-    def _apply_points(self) -> None:
-        self.hooks.set_breakpoints(set(self.breaks))
-        self._resolve_watches()
-
-    def _resolve_watches(self) -> None:
-        """Each watched range as the physical pages behind it now (debughooks.py)."""
-        resolved = []
-        for kind, addr, length in self.watches:
-            va = addr & TOP_BYTE_MASK
-            end = va + length
-            while va < end:
-                n = min(end - va, 4096 - (va & 0xFFF))
-                pte = self.proc.mm.ptes.get(va >> 12)
-                if pte is not None and pte.present:
-                    resolved.append(Watch(va, (pte.pfn << 12) | (va & 0xFFF), n, kind))
-                va += n
-        self.hooks.set_watches(resolved)
-
-    def _insert_point(self, kind: int, addr: int, length: int) -> str:
-        if kind in (0, 1):
-            self.breaks[addr] = kind
-            return "OK"
-        if kind in (WATCH_WRITE, WATCH_READ, WATCH_ACCESS):
-            if not 0 < length <= 4096:
-                return "E22"
-            # Fault the pages in (as a read, FOLL_FORCE) so they have a physical home to watch.
-            ptrace.read_memory(self.proc, addr, length)
-            self.watches[(kind, addr, length)] = None
-            return "OK"
-        return ""
-
-    def _remove_point(self, kind: int, addr: int, length: int) -> str:
-        if kind in (0, 1):
-            self.breaks.pop(addr, None)
-            return "OK"
-        if kind in (WATCH_WRITE, WATCH_READ, WATCH_ACCESS):
-            self.watches.pop((kind, addr, length), None)
-            return "OK"
-        return ""
 
     # -- the packet loop --------------------------------------------------------------------------
     def _serve(self, stopped: Thread) -> Resume:
@@ -331,65 +246,44 @@ class Session:
             if not self.attached:
                 raise rsp.Disconnected("gdb detached")
 
-    def _handle(self, p: bytes, stopped: Thread):  # noqa: ANN202 - str, bytes, Resume or None
-        head = p[:1]
+    def _handle(self, p: bytes, stopped: Thread) -> "str | bytes | Resume | None":
+        """One packet's answer, by its first byte (a Resume ends the stop)."""
         text = p.decode("latin-1")
-        if head == b"?":
-            return self.last_stop
-        if head == b"g":
-            return self._read_all_regs()
-        if head == b"G":
-            return self._write_all_regs(bytes.fromhex(text[1:]))
-        if head == b"p":
-            return self._read_reg(int(text[1:], 16))
-        if head == b"P":
-            n, value = text[1:].split("=")
-            return self._write_reg(int(n, 16), bytes.fromhex(value))
-        if head == b"m":
-            addr, length = (int(x, 16) for x in text[1:].split(","))
-            data = ptrace.read_memory(self.proc, addr, min(length, PACKET_SIZE // 2))
-            return data.hex() if data or not length else "E0e"
-        if head == b"M":
-            where, hexdata = text[1:].split(":")
-            addr, length = (int(x, 16) for x in where.split(","))
-            ptrace.write_memory(self.k, self.proc, addr, bytes.fromhex(hexdata)[:length])
-            return "OK"
-        if head == b"X":
-            colon = p.index(b":")
-            addr, length = (int(x, 16) for x in p[1:colon].decode().split(","))
-            if length:
-                ptrace.write_memory(self.k, self.proc, addr, rsp.unescape(p[colon + 1:])[:length])
-            return "OK"
-        if head in (b"Z", b"z"):
+        head = text[:1]
+        if not head:
+            return ""
+        if head in "gGpP":
+            return registers.packet(self._regs(), text)
+        if head in "mMX":
+            return memory.packet(self.k, self.proc, p, PACKET_SIZE)
+        if head in "Zz":
             kind, where, size = text[1:].split(";")[0].split(",")
-            op = self._insert_point if head == b"Z" else self._remove_point
+            op = self.points.insert if head == "Z" else self.points.remove
             return op(int(kind), int(where, 16), int(size, 16))
-        if head in (b"c", b"s", b"C", b"S"):
+        if head in "csCS":
             return self._resume(text, stopped)
-        if head == b"H":
-            if text[1] == "g":
-                spec = text[2:]
-                t = self._thread(spec)
-                if t is None and spec.split(".")[-1] not in ("0", "-1"):
-                    return "E03"                   # 0 and -1: any thread, all threads
-                self.gthread = t or self.gthread
-            return "OK"
-        if head == b"T":
-            return "OK" if self._thread(text[1:]) is not None else "E03"
-        if head == b"k":
-            self._kill()
+        if head in "kD":
+            if head == "D":
+                self.conn.send("OK")
+                self._detach()
+            else:
+                self._kill()
             return Resume()
-        if head == b"D":
-            self.conn.send("OK")
-            self._detach()
-            return Resume()
-        if head == b"q":
-            return self._query(text)
-        if head == b"Q":
-            return self._set(text, p)
-        if head == b"v":
-            return self._v(text, p, stopped)
-        return ""
+        handler = {"?": lambda: self.last_stop, "H": lambda: self._select_thread(text),
+                   "T": lambda: "OK" if queries.find_thread(self.proc, text[1:]) is not None else "E03",
+                   "q": lambda: self._query(text), "Q": lambda: self._set(text),
+                   "v": lambda: self._v(text, stopped)}.get(head)
+        return handler() if handler is not None else ""
+
+    def _select_thread(self, text: str) -> str:
+        """Hg: whose registers g/G/p/P mean (Hc is ignored: vCont names its threads)."""
+        if text[1:2] == "g":
+            spec = text[2:]
+            t = queries.find_thread(self.proc, spec)
+            if t is None and spec.split(".")[-1] not in ("0", "-1"):
+                return "E03"                   # 0 and -1: any thread, all threads
+            self.gthread = t or self.gthread
+        return "OK"
 
     def _resume(self, text: str, stopped: Thread) -> Resume:
         kind, rest = text[0], text[1:]
@@ -408,120 +302,37 @@ class Session:
         t = self.gthread if self.gthread is not None and self.gthread.state is not State.DEAD else None
         return ptrace.ThreadRegs(self.k, t or self.proc.live_threads[0])
 
-    def _read_all_regs(self) -> str:
-        regs = self._regs()
-        return "".join(_le(regs.read(r.key), r.bits) for r in tdesc.REGS)
-
-    def _write_all_regs(self, data: bytes) -> str:
-        regs, pos = self._regs(), 0
-        for r in tdesc.REGS:
-            n = r.bits // 8
-            if pos + n > len(data):
-                break
-            regs.write(r.key, int.from_bytes(data[pos:pos + n], "little"))
-            pos += n
-        return "OK"
-
-    def _read_reg(self, n: int) -> str:
-        if not 0 <= n < len(tdesc.REGS):
-            return "E0e"
-        r = tdesc.REGS[n]
-        return _le(self._regs().read(r.key), r.bits)
-
-    def _write_reg(self, n: int, data: bytes) -> str:
-        if not 0 <= n < len(tdesc.REGS):
-            return "E0e"
-        self._regs().write(tdesc.REGS[n].key, int.from_bytes(data, "little"))
-        return "OK"
-
-    # -- threads ---------------------------------------------------------------------------------
-    def _thread(self, spec: str) -> Optional[Thread]:
-        """The thread a thread-id names: pPID.TID, or TID."""
-        tid = spec.split(".")[-1] if spec.startswith("p") else spec
-        try:
-            n = int(tid, 16)
-        except ValueError:
-            return None
-        for t in self.proc.live_threads:
-            if t.tid == n:
-                return t
-        return None
-
-    def _threads_xml(self) -> bytes:
-        rows = "".join(f'<thread id="{self._thread_id(t)}" core="0" name="{t.name.decode(errors="replace")}"/>'
-                       for t in self.proc.live_threads)
-        return f'<?xml version="1.0"?>\n<threads>{rows}</threads>\n'.encode()
-
     # -- queries ---------------------------------------------------------------------------------
-    def _query(self, text: str):  # noqa: ANN202
+    def _query(self, text: str) -> "str | bytes":
+        current = self.gthread or self.proc.live_threads[0]
         if text.startswith("qSupported"):
-            offered = text.partition(":")[2].split(";")
-            self.features = {f[:-1] for f in offered if f.endswith("+")}
-            ours = [f"PacketSize={PACKET_SIZE:x}", "QStartNoAckMode+", "multiprocess+", "swbreak+", "hwbreak+",
-                    "qXfer:features:read+", "qXfer:auxv:read+", "qXfer:exec-file:read+",
-                    "qXfer:siginfo:read+", "qXfer:threads:read+", "vContSupported+", "memory-tagging+"]
-            if "exec-events" in self.features:
-                ours.append("exec-events+")
-            return ";".join(ours)
+            answer, self.features = queries.supported(text, PACKET_SIZE)
+            return answer
         if text == "qC":
-            return f"QC{self._thread_id(self.gthread or self.proc.live_threads[0])}"
+            return f"QC{queries.thread_id(current)}"
         if text == "qAttached" or text.startswith("qAttached:"):
             return "0"                           # we started the process: quitting GDB kills it
         if text == "qfThreadInfo":
-            return "m" + ",".join(self._thread_id(t) for t in self.proc.live_threads)
+            return "m" + ",".join(queries.thread_id(t) for t in self.proc.live_threads)
         if text == "qsThreadInfo":
             return "l"
         if text.startswith("qXfer:"):
-            return self._xfer(text)
+            return queries.xfer(text, self.proc, current, self.siginfo)
         if text.startswith("qMemTags:"):
-            where, kind = text[len("qMemTags:"):].split(":")
-            addr, length = (int(x, 16) for x in where.split(","))
-            if int(kind, 16) != 1:
-                return "E01"                      # only allocation tags live in memory
-            return "m" + ptrace.read_tags(self.k, self.proc, addr, length).hex()
+            return queries.read_tags(self.k, self.proc, text[len("qMemTags:"):])
         return ""
 
-    def _xfer(self, text: str):  # noqa: ANN202
-        _q, obj, op, rest = text.split(":", 3)
-        annex, _, span = rest.rpartition(":")
-        off, length = (int(x, 16) for x in span.split(","))
-        if op != "read":
-            return ""
-        if obj == "features" and annex == "target.xml":
-            data = tdesc.target_xml().encode()
-        elif obj == "auxv":
-            data = self.proc.auxv
-        elif obj == "exec-file":
-            data = self.proc.exe.name.encode()
-        elif obj == "threads":
-            data = self._threads_xml()
-        elif obj == "siginfo":
-            t = self.gthread or self.proc.live_threads[0]
-            info = self.siginfo.get(t.tid)
-            if info is None:
-                return "E01"
-            data = info.pack(expose_tagbits=True)   # the tracer sees the tag bits (get_signal() hides them later)
-        else:
-            return ""
-        chunk = data[off:off + length]
-        return (b"m" if off + length < len(data) else b"l") + rsp.escape(chunk)
-
-    def _set(self, text: str, p: bytes):  # noqa: ANN202
+    def _set(self, text: str) -> Optional[str]:
         if text == "QStartNoAckMode":
             self.conn.send("OK")
             self.conn.ack = False
             return None
         if text.startswith("QMemTags:"):
-            where, kind, tags = text[len("QMemTags:"):].split(":")
-            addr, length = (int(x, 16) for x in where.split(","))
-            if int(kind, 16) != 1:
-                return "E01"
-            ptrace.write_tags(self.k, self.proc, addr, length, bytes.fromhex(tags))
-            return "OK"
+            return queries.write_tags(self.k, self.proc, text[len("QMemTags:"):])
         return ""
 
     # -- v packets -------------------------------------------------------------------------------
-    def _v(self, text: str, p: bytes, stopped: Thread):  # noqa: ANN202
+    def _v(self, text: str, stopped: Thread) -> "str | bytes | Resume":
         if text == "vCont?":
             return "vCont;c;C;s;S"
         if text.startswith("vCont;"):
@@ -531,7 +342,7 @@ class Session:
             self._kill()
             return Resume()
         if text.startswith("vFile:"):
-            return self._vfile(text, p)
+            return self.hostio.handle(text)
         return ""       # vMustReplyEmpty, vRun, vAttach...: not supported
 
     def _vcont(self, actions: str, stopped: Thread) -> Resume:
@@ -540,73 +351,9 @@ class Session:
         resume = Resume()
         for action in actions.split(";"):
             what, _, spec = action.partition(":")
-            t = self._thread(spec) if spec and spec not in ("-1", "p-1.-1") else None
+            t = queries.find_thread(self.proc, spec) if spec and spec not in ("-1", "p-1.-1") else None
             if what[0] in "sS" and resume.step is None:
                 resume.step = t or stopped
             if what[0] in "CS" and (t is None or t is stopped) and not resume.signal:
                 resume.signal = from_gdb(int(what[1:], 16))
         return resume
-
-    def _vfile(self, text: str, p: bytes):  # noqa: ANN202
-        """Host I/O (GDB's vFile:), read-only, resolved as the traced process resolves paths."""
-        op, _, args = text[len("vFile:"):].partition(":")
-        try:
-            if op == "setfs":
-                return "F0"
-            if op == "open":
-                name, flags, _mode = args.split(",")
-                if int(flags, 16) & 3:
-                    return _fileio_error(errno.EACCES)     # GDB only reads; the guest's files stay as they are
-
-                opened = self.k.vfs.open_for_reading(self.proc.live_threads[0], bytes.fromhex(name))
-                fd, self._next_file = self._next_file, self._next_file + 1
-                self.files[fd] = opened
-                return f"F{fd:x}"
-            if op == "pread":
-                fd, count, offset = (int(x, 16) for x in args.split(","))
-                f = self.files.get(fd)
-                if f is None:
-                    return _fileio_error(errno.EBADF)
-                if offset >= 1 << 63:
-                    return _fileio_error(errno.EINVAL)     # Linux's pread: a negative loff_t
-                data = f.pread(min(count, PACKET_SIZE // 2), offset)
-                return f"F{len(data):x};".encode() + rsp.escape(data)
-            if op == "close":
-                closing = self.files.pop(int(args, 16), None)
-                if closing is None:
-                    return _fileio_error(errno.EBADF)
-                closing.release()
-                return "F0"
-            if op == "fstat":
-                f = self.files.get(int(args, 16))
-                if f is None:
-                    return _fileio_error(errno.EBADF)
-                s = f.stat()
-                # GDB's File-I/O struct stat ("struct stat" in the manual): 32-bit fields but
-                # size, blksize and blocks; a time outside 0..2^32-1 is given as the nearest.
-                raw = struct.pack(">IIIIIIIQQQIII", s.st_dev & U32, s.st_ino & U32, s.st_mode & U32,
-                                  min(s.st_nlink, U32), min(s.st_uid, U32), min(s.st_gid, U32),
-                                  s.st_rdev & U32, s.st_size,
-                                  s.st_blksize if st.S_ISREG(s.st_mode) else 4096, s.st_blocks,
-                                  *(_u32_time(t) for t in (s.st_atime, s.st_mtime, s.st_ctime)))
-                return f"F{len(raw):x};".encode() + rsp.escape(raw)
-        except SyscallError as e:
-            return _fileio_error(e.errno)
-        except OSError as e:
-            return _fileio_error(e.errno or errno.EIO)
-        return ""
-
-
-U32 = 0xFFFFFFFF
-
-
-def _u32_time(t: float) -> int:
-    return min(max(int(t), 0), U32)
-
-
-def _le(value: int, bits: int) -> str:
-    return (value & ((1 << bits) - 1)).to_bytes(bits // 8, "little").hex()
-
-
-def _fileio_error(err: int) -> str:
-    return f"F-1,{_FILEIO_ERRNO.get(err, 9999):x}"

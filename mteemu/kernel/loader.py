@@ -155,7 +155,7 @@ def poke(mm: Mm, addr: int, data: bytes) -> None:
         vpn = (addr + pos) >> PAGE_SHIFT
         off = (addr + pos) & (PAGE_SIZE - 1)
         n = min(len(data) - pos, PAGE_SIZE - off)
-        pte = mm.populate(vpn)
+        pte = mm.pt.populate(vpn)
         mm.physmem.page(pte.pfn)[off:off + n] = data[pos:pos + n]
         pos += n
 

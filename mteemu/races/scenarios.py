@@ -280,7 +280,7 @@ def _setup_f(w: World) -> Ctx:
     c.task = w.new_mm("task (pid 1000)")
     c.addr = w.map(c.task, 1, mte=True)
     w.alloc.tag_storage.interrupted = lambda: c.killed
-    c.task.ensure_page_table(c.addr >> PAGE_SHIFT)
+    c.task.pt.ensure(c.addr >> PAGE_SHIFT)
     w.leave_free(keep=list(w.data_pfns_of_block(w.tag_storage_pfn(29))) + [c.q])
     return c
 
@@ -296,7 +296,7 @@ def _f_alloc_reserve(c: Ctx) -> str:
 def _f_install(c: Ctx) -> str:
     if c.killed and c.task.vmas is None:
         return "the process is gone"
-    c.task.install(c.addr >> PAGE_SHIFT, Pte(c.q, False))
+    c.task.pt.install(c.addr >> PAGE_SHIFT, Pte(c.q, False))
     pte = c.task.ptes[c.addr >> PAGE_SHIFT]
     return "set_pte_at: " + ("fault-on-access (no storage)" if pte.md_none else "a normal Tagged entry")
 

@@ -84,7 +84,7 @@ class World:
     def place(self, mm: Mm, addr: int, pfn: int, data: bytes) -> None:
         """A page of `mm` at `addr` that lives in physical page `pfn`, holding `data`."""
         self.take(pfn)
-        mm.install(addr >> PAGE_SHIFT, Pte(pfn, False))
+        mm.pt.install(addr >> PAGE_SHIFT, Pte(pfn, False))
         self.physmem.page(pfn)[:len(data)] = data
 
     # -- the CPU's part -----------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from typing import Callable, Optional
 
 from mteemu.kernel.mm import migrate, swap
 from mteemu.kernel.mm.pagealloc import OutOfMemory, PageAllocator
+from mteemu.kernel.mm.pagetable import PageTable
+from mteemu.kernel.mm.pagetable import Pte as Pte
 from mteemu.kernel.mm.shared import SharedObject
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_MTE, PROT_READ, PROT_WRITE, Vma, VmaList
 from mteemu.machine.arm64 import ACCESS_FETCH, ACCESS_READ, ACCESS_WRITE, Translation
@@ -19,7 +21,6 @@ from mteemu.machine.physmem import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 
 TASK_SIZE = 1 << 48            # arm64, 48-bit VA, 4 KiB pages
 TOP_BYTE_MASK = (1 << 56) - 1  # Top Byte Ignore: bits 63:56 are not part of the address
-PT_SHIFT = 9                   # one last-level page table maps 512 pages
 
 class Fault(enum.IntEnum):
     """Why a fault() gave no translation (handle_mm_fault()'s VM_FAULT_* and the signal)."""
@@ -38,26 +39,6 @@ class _Retry(Exception):
     """VM_FAULT_RETRY: the access must be replayed (a fatal signal interrupted it)."""
 
 
-class Pte:
-    """A page-table entry. `wp` (write-protected) means: the VMA may be writable, but the
-    first write must come back to the fault handler — for copy-on-write of private
-    pages, and to mark shared file pages dirty. `md_none` is the RFC's fault-on-access
-    protection (PAGE_METADATA_NONE): the page is there, but its first access must reserve
-    its tag storage. `swap`: the page is in swap slot `swap` (then pfn is -1)."""
-
-    __slots__ = ("pfn", "wp", "md_none", "swap")
-
-    def __init__(self, pfn: int, wp: bool) -> None:
-        self.pfn = pfn
-        self.wp = wp
-        self.md_none = False
-        self.swap: Optional[int] = None
-
-    @property
-    def present(self) -> bool:
-        return self.swap is None
-
-
 def untag(addr: int) -> int:
     return addr & TOP_BYTE_MASK
 
@@ -69,8 +50,9 @@ class Mm:
         self.alloc = alloc
         self.physmem = alloc.physmem
         self.vmas = VmaList()
-        self.ptes: dict[int, Pte] = {}
-        self.pt_pages: dict[int, int] = {}      # last-level page-table pages (UNMOVABLE), per 2 MiB of VA
+        self.pt = PageTable(alloc, self, lambda addr: self.vmas.find(addr))
+        self.ptes = self.pt.ptes                # vpn -> Pte (read by /proc, ptrace, swap...)
+        self.pt_pages = self.pt.pt_pages
         self.brk_start = self.brk = 0
         self.mmap_base = 0
         self.stack_top = 0
@@ -83,60 +65,6 @@ class Mm:
         # Bumped whenever a translation of this mm may change (the CPU's TLB is flushed
         # then too): what uaccess.UserMemory caches is valid while it stays the same.
         self.gen = 0
-
-    # -- page-table entries (set_pte_at and friends) -----------------------------------
-    def install(self, vpn: int, pte: Pte) -> None:
-        self.ensure_page_table(vpn)
-        self.ptes[vpn] = pte
-        self.alloc.add_mapper(pte.pfn, self, vpn)
-        self._backstop(vpn, pte)
-
-    def ensure_page_table(self, vpn: int) -> None:
-        """The page table holding vpn's entry exists (pte_alloc)."""
-        if vpn >> PT_SHIFT not in self.pt_pages:
-            self.pt_pages[vpn >> PT_SHIFT] = self.alloc.alloc_kernel()
-
-    def _backstop(self, vpn: int, pte: Pte) -> None:
-        """set_pte_at() -> mte_sync_tags(): a Tagged entry for a page without reserved tag
-        storage becomes fault-on-access (RFC v1 patch 31), whoever installs it."""
-        if pte.md_none or "set-pte-backstop" not in self.alloc.fixes or self.alloc.has_storage(pte.pfn):
-            return
-        vma = self.vmas.find(vpn << PAGE_SHIFT)
-        if vma is not None and vma.prot & PROT_MTE:
-            pte.md_none = True
-
-    def repoint(self, vpn: int, pfn: int) -> None:
-        """Migration moved the page: remove_migration_ptes() builds a fresh entry from the
-        VMA's protection — a fault-on-access mark is not carried over, which is why
-        set_pte_at()'s backstop exists (RFC race C)."""
-        pte = self.ptes[vpn]
-        pte.pfn, pte.md_none = pfn, False
-        self._backstop(vpn, pte)
-
-    def to_swap(self, vpn: int, slot: int) -> None:
-        pte = self.ptes[vpn]
-        pte.pfn, pte.swap, pte.md_none = -1, slot, False
-
-    def from_swap(self, vpn: int, pfn: int) -> None:
-        pte = self.ptes[vpn]
-        pte.pfn, pte.swap = pfn, None
-        self._backstop(vpn, pte)
-
-    def _drop_pte(self, vpn: int) -> None:
-        pte = self.ptes.pop(vpn)
-        if pte.swap is not None:
-            swap.drop_entry(self.alloc, pte.swap, self, vpn)
-        else:
-            self.alloc.remove_mapper(pte.pfn, self, vpn)
-            self.alloc.put(pte.pfn)
-
-    def populate(self, vpn: int) -> Pte:
-        """The kernel filling a page in (ELF loading): an untagged anonymous page."""
-        pte = self.ptes.get(vpn)
-        if pte is None:
-            pte = Pte(self.alloc.alloc(), False)
-            self.install(vpn, pte)
-        return pte
 
     def changed(self) -> None:
         """Translations may differ from now on: every cache of them is dropped."""
@@ -174,7 +102,7 @@ class Mm:
                 if isinstance(got, Fault):
                     return got
                 pte = got
-                self.install(vpn, pte)
+                self.pt.install(vpn, pte)
             elif pte.swap is not None:
                 swap.swap_in(self.alloc, pte.swap, tagged)
             if access == ACCESS_WRITE and pte.wp:
@@ -244,7 +172,7 @@ class Mm:
             self.alloc.put(old)
             pte.pfn, pte.md_none = new, False
             self.alloc.add_mapper(new, self, vpn)
-            self._backstop(vpn, pte)
+            self.pt.backstop(vpn, pte)
             # Other tagged aliases of this page may still hold the old translation.
             self.changed()
         pte.wp = False
@@ -274,17 +202,6 @@ class Mm:
             vma.obj.hold()
         self.vmas.insert(vma)
 
-    def _vpns(self, start: int, end: int) -> list[int]:
-        """The mapped pages in [start, end), without walking a huge empty range."""
-        lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
-        if hi - lo > len(self.ptes):
-            return sorted(v for v in self.ptes if lo <= v < hi)
-        return [v for v in range(lo, hi) if v in self.ptes]
-
-    def _drop_ptes(self, start: int, end: int) -> None:
-        for vpn in self._vpns(start, end):
-            self._drop_pte(vpn)
-
     def unmap(self, start: int, end: int) -> None:
         pieces = self.vmas.carve(start, end)
         if not pieces:
@@ -292,7 +209,7 @@ class Mm:
         for piece in pieces:
             if piece.obj is not None and piece.shared:
                 piece.obj.writeback(piece.pgoff, piece.page_index(piece.end - 1))
-            self._drop_ptes(piece.start, piece.end)
+            self.pt.drop_range(piece.start, piece.end)
             if piece.obj is not None:
                 piece.obj.drop()
         self.changed()
@@ -303,7 +220,7 @@ class Mm:
             lo, hi = max(start, vma.start), min(end, vma.end)
             if vma.obj is not None and vma.shared:
                 vma.obj.writeback(vma.page_index(lo), vma.page_index(hi - 1))
-            self._drop_ptes(lo, hi)
+            self.pt.drop_range(lo, hi)
         self.changed()
 
     def protect(self, start: int, end: int, prot: int) -> None:
@@ -320,12 +237,12 @@ class Mm:
             # pages already tagged through another mapping are skipped); without it, each
             # rewrite still goes through set_pte_at() and its backstop.
             on_access = "fault-on-access" in self.alloc.fixes
-            for vpn in self._vpns(piece.start, piece.end):
+            for vpn in self.pt.vpns(piece.start, piece.end):
                 pte = self.ptes[vpn]
                 if not pte.present:
                     continue
                 if not on_access:
-                    self._backstop(vpn, pte)
+                    self.pt.backstop(vpn, pte)
                 elif not (pte.pfn in self.alloc.mte_tagged and self.alloc.has_storage(pte.pfn)):
                     pte.md_none = True
         self.changed()
@@ -336,17 +253,17 @@ class Mm:
         delta = new_start - old_start
         for piece in self.vmas.carve(old_start, old_end):
             self.vmas.insert(replace(piece, start=piece.start + delta, end=piece.end + delta))
-        moved = {v: self.ptes.pop(v) for v in self._vpns(old_start, old_end)}
+        moved = {v: self.ptes.pop(v) for v in self.pt.vpns(old_start, old_end)}
         dv = delta >> PAGE_SHIFT
         for vpn, pte in moved.items():
             if pte.swap is not None:
                 self.alloc.swap_device.users[pte.swap].discard((self, vpn))
                 swap.add_entry(self.alloc, pte.swap, self, vpn + dv)
-                self.ensure_page_table(vpn + dv)
+                self.pt.ensure(vpn + dv)
                 self.ptes[vpn + dv] = pte
             else:
                 self.alloc.remove_mapper(pte.pfn, self, vpn)
-                self.install(vpn + dv, pte)
+                self.pt.install(vpn + dv, pte)
         self.changed()
 
     def get_unmapped_area(self, length: int, hint: int = 0) -> Optional[int]:
@@ -381,9 +298,9 @@ class Mm:
 
     def _copy_ptes(self, child: "Mm") -> None:
         for vma in self.vmas:
-            for vpn in self._vpns(vma.start, vma.end):
+            for vpn in self.pt.vpns(vma.start, vma.end):
                 pte = self.ptes[vpn]
-                child.ensure_page_table(vpn)             # (may fail: before any reference is taken)
+                child.pt.ensure(vpn)             # (may fail: before any reference is taken)
                 if not vma.shared:
                     pte.wp = True          # copy-on-write, also for a page now in swap
                 new = Pte(pte.pfn, pte.wp)
@@ -394,18 +311,16 @@ class Mm:
                     child.ptes[vpn] = new
                     continue
                 self.alloc.get(pte.pfn)
-                child.install(vpn, new)
+                child.pt.install(vpn, new)
 
     def destroy(self) -> None:
         for vma in self.vmas:
             if vma.obj is not None and vma.shared:
                 vma.obj.writeback()
         for vpn in list(self.ptes):
-            self._drop_pte(vpn)
+            self.pt.drop(vpn)
         for vma in self.vmas:
             if vma.obj is not None:
                 vma.obj.drop()
         self.vmas = VmaList()
-        for pfn in self.pt_pages.values():
-            self.alloc.free_kernel(pfn)
-        self.pt_pages.clear()
+        self.pt.destroy()

@@ -7,12 +7,13 @@ page the board offers and the tag-storage regions its boot checks accept
 design — a tag write for a page whose tag block is not reserved is caught (tags.guard)."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Optional
 
 from mteemu.board.model import Board
 from mteemu.kernel.kmsg import KernelLog
-from mteemu.kernel.mm import migrate, swap
+from mteemu.kernel.mm import migrate, pagecheck, swap
 from mteemu.kernel.mm.fixes import FIXES
 from mteemu.kernel.mm.pagealloc import PageAllocator
 from mteemu.kernel.mm.swap import SwapDevice
@@ -42,5 +43,5 @@ def boot_mm(board: Board, policy: str = "metadata", limit_pages: Optional[int] =
         kmsg.log(f"Adding {swap_pages * 4}k swap on {swap_file or '[memory]'}")
     if alloc.storage is not None:
         tags.guarded = alloc.storage.reserved
-        tags.guard = alloc.tag_write_guard
+        tags.guard = functools.partial(pagecheck.tag_write_guard, alloc)
     return MemorySystem(physmem, tags, alloc, kmsg)

@@ -12,6 +12,7 @@ from collections import Counter
 from typing import Optional
 
 from mteemu.errors import ModelViolation
+from mteemu.kernel.mm import pagecheck
 from mteemu.kernel.mm.pagealloc import OutOfMemory, PageAllocator
 
 
@@ -33,7 +34,7 @@ def migrate_page(alloc: PageAllocator, src: int, tagged: Optional[bool] = None,
         alloc.events["pgmigrate_fail"] += 1
         return None
     want_tags = src in alloc.mte_tagged if tagged is None else tagged
-    before = alloc.checksum(src)
+    before = pagecheck.checksum(alloc, src)
     with alloc.pinned(src):          # nothing else (reclaim, a nested reservation) may take it
         try:
             dst = alloc.alloc(tagged=want_tags, anon=src in alloc.lru)
@@ -41,11 +42,11 @@ def migrate_page(alloc: PageAllocator, src: int, tagged: Optional[bool] = None,
             alloc.events["pgmigrate_fail"] += 1
             return None
     alloc.copy_highpage(dst, src)
-    after = alloc.checksum(dst)
+    after = pagecheck.checksum(alloc, dst)
     if after != before:
         what = "data" if after[0] != before[0] else "tags"
         raise ModelViolation(f"migrating pfn {src:#x} to {dst:#x} lost its {what}",
-                             (f"source: {alloc.describe(src)}",))
+                             (f"source: {pagecheck.describe(alloc, src)}",))
     move_users(alloc, src, dst)
     return dst
 
@@ -56,7 +57,7 @@ def move_users(alloc: PageAllocator, src: int, dst: int) -> None:
     alloc.move_refs(src, dst)
     users = alloc.mappers.pop(src, set())
     for mm, vpn in users:
-        mm.repoint(vpn, dst)
+        mm.pt.repoint(vpn, dst)
     if users:
         alloc.mappers[dst] = users
     if src in alloc.owner:

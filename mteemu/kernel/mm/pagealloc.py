@@ -28,15 +28,21 @@ if TYPE_CHECKING:
 CANDIDATES = 8        # pages whose tag block failed, set aside before a tagged allocation gives up
 
 
+class PageEntries(Protocol):
+    """The page-table operations migration and swap make (pagetable.PageTable)."""
+    def repoint(self, vpn: int, pfn: int) -> None: ...
+    def to_swap(self, vpn: int, slot: int) -> None: ...
+    def from_swap(self, vpn: int, pfn: int) -> None: ...
+
+
 class PageUser(Protocol):
     """Who maps a page, in the reverse map (an address space: addrspace.Mm)."""
     owner_name: str
     ptes: dict[int, Any]
     vmas: Any
 
-    def repoint(self, vpn: int, pfn: int) -> None: ...
-    def to_swap(self, vpn: int, slot: int) -> None: ...
-    def from_swap(self, vpn: int, pfn: int) -> None: ...
+    @property
+    def pt(self) -> PageEntries: ...
 
 
 class PageHolder(Protocol):
@@ -328,41 +334,5 @@ class PageAllocator:
                 return bytes(view)
         return self.storage.parked.get(pfn) if self.storage is not None else None
 
-    # -- checks -------------------------------------------------------------------------------------
-    def checksum(self, pfn: int) -> tuple[bytes, Optional[bytes]]:
-        """The page's data and (if tagged, or parked) tags, hashed: migration must keep both."""
-        import hashlib  # invariant checks only: not on every start
-
-        return hashlib.blake2b(self.physmem.page(pfn), digest_size=16).digest(), self.saved_tags(pfn)
-
-    def tag_write_guard(self, pfn: int) -> None:
-        """A tag write for a page whose tag storage is not reserved (TagStore.guard): the
-        tags would land in memory the allocator may have given to anyone."""
-        st = self.tag_storage             # the guard exists only with tag storage
-        block = st.block_of(pfn)
-        if block is None:
-            return
-        pages = range(block, block + st.block_pages(block))
-        living = [f"pfn {p:#x}: {self.describe(p)}" for p in pages if not self.buddy.is_free(p)]
-        what = "holds data" if living else "is free memory"
-        raise ModelViolation(
-            f"tags of pfn {pfn:#x} written into tag block {block:#x}, which is not reserved and {what}",
-            tuple(living) + (f"the page whose tags were written: pfn {pfn:#x}, {self.describe(pfn)}",))
-
-    def describe(self, pfn: int) -> str:
-        """Who uses a page, for reports."""
-        if pfn in self.kernel_pages:
-            return "a kernel page" + (" (the zero page)" if pfn == self.zero_pfn else "")
-        if self.storage is not None and pfn in self.storage.blocks:
-            return "a reserved tag block"
-        users = []
-        for mm, vpn in sorted(self.mappers.get(pfn, ()), key=lambda u: (getattr(u[0], "id", 0), u[1])):
-            users.append(f"{getattr(mm, 'owner_name', 'mm')} at {vpn << PAGE_SHIFT:#x}")
-        if pfn in self.owner:
-            obj, idx = self.owner[pfn]
-            users.append(f"page {idx} of {getattr(obj, 'name', 'an object')}")
-        if not users:
-            return "free" if self.buddy.is_free(pfn) else "an unmapped page"
-        return "data of " + ", ".join(users)
 
 

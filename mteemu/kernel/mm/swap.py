@@ -120,7 +120,7 @@ def swap_out(alloc: PageAllocator, pfn: int) -> None:
         dev.tags[slot] = tags
     users = alloc.mappers.pop(pfn)
     for mm, vpn in users:
-        mm.to_swap(vpn, slot)
+        mm.pt.to_swap(vpn, slot)
     dev.users[slot] = users
     alloc.drop_refs(pfn)
     alloc.forget(pfn)
@@ -164,7 +164,7 @@ def install(alloc: PageAllocator, slot: int, pfn: int) -> None:
     users = alloc.swap_device.users.get(slot, set())
     alloc.set_refs(pfn, len(users))
     for mm, vpn in users:
-        mm.from_swap(vpn, pfn)
+        mm.pt.from_swap(vpn, pfn)
         alloc.add_mapper(pfn, mm, vpn)
     alloc.swap_device.release(slot)
     alloc.events["pswpin"] += 1

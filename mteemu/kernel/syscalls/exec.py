@@ -127,12 +127,12 @@ def do_execve(k: "KernelApi", t: Thread, dirfd: int, path: bytes, argv: list[byt
     else:
         raise SyscallError(errno.ELOOP)
     try:
-        image, interp = k.read_images(exe)
+        image, interp = k.programs.read_images(exe)
     except MteEmuError as e:
         if isinstance(e, NoInterpreter):
             k.say(f"execve {exe.name}: {e.message}")
         raise SyscallError(errno.ENOEXEC) from None
-    k.exec_image(t, image, exe, argv, envp, execfn, interp)
+    k.programs.exec_image(t, image, exe, argv, envp, execfn, interp)
     return NORETURN
 
 

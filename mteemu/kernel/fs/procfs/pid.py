@@ -398,7 +398,7 @@ def _common(k: "KernelApi", proc: Process, t: Optional[Thread]) -> dict[str, Nod
         "smaps_rollup": File(lambda: smaps_rollup(proc), uid=uid),
         "mem": File(lambda: b"", mode=0o600, uid=uid,
                     opener=lambda gpath, flags: ProcMem(proc, gpath, flags, k.cpu.invalidate_code)),
-        "exe": MagicLink(lambda: proc.exe.name, lambda flags: k.open_exe(proc, flags), lambda: proc.exe.stat(),
+        "exe": MagicLink(lambda: proc.exe.name, lambda flags: k.programs.open_exe(proc, flags), lambda: proc.exe.stat(),
                          uid=uid),
         "cwd": Link(lambda: proc.cwd, uid=uid),
         "root": Link(lambda: "/", uid=uid),
