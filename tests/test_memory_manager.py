@@ -276,3 +276,36 @@ def test_a_reservation_that_fails(policy: str) -> None:
         # Reserved at allocation (fails), again on the fault (fails), then the page moved.
         assert ev["cma_alloc_fail"] == 2 and ev["pgmigrate_success"] == 1
     invariants.check(w.alloc, "the test")
+
+
+def _healthy_world() -> World:
+    """A small world with a tagged page, an untagged one and a kernel page."""
+    w = World("metadata")
+    mm = w.new_mm("probe")
+    addr = w.map(mm, 2, mte=True)
+    assert w.fault(mm, addr, True) is not None and w.fault(mm, addr + 4096, True) is not None
+    w.stg(mm, addr, 3)
+    assert invariants.violations(w.alloc) == []
+    return w
+
+
+@pytest.mark.parametrize("invariant, break_it", [
+    (invariants.reverse_map, lambda w: next(iter(w.alloc.mappers.values())).add((next(iter(next(iter(
+        w.alloc.mappers.values()))))[0], 0x12345))),
+    (invariants.tag_storage_untagged, lambda w: w.alloc.mte_tagged.add(w.tag_storage_pfn())),
+    (invariants.tag_blocks_counted, lambda w: w.alloc.storage.blocks.update(
+        {b: r + 1 for b, r in w.alloc.storage.blocks.items()})),
+    (invariants.free_lists, lambda w: setattr(w.alloc.buddy.zones[0], "nr_free", w.alloc.buddy.zones[0].nr_free + 1)),
+    (invariants.one_owner_per_page, lambda w: w.alloc.kernel_pages.add(next(iter(w.alloc.buddy.free_blocks()))[0])),
+], ids=lambda v: getattr(v, "__name__", "break"))
+def test_each_invariant_catches_its_breakage(invariant, break_it) -> None:
+    """One function per invariant: each finds the state it forbids (and is what `check` runs)."""
+    w = _healthy_world()
+    try:
+        break_it(w)
+        assert list(invariant(w.alloc)), invariant.__name__
+        assert invariant in invariants.INVARIANTS
+        with pytest.raises(ModelViolation):
+            invariants.check(w.alloc, "the breakage")
+    finally:
+        w.close()
