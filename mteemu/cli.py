@@ -21,13 +21,16 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import NoReturn, Optional, Sequence
+from typing import TYPE_CHECKING, NoReturn, Optional, Sequence
 
 from mteemu import host_signals
 from mteemu.atomicfile import check_target
 from mteemu.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, BoardError, InputError, MteEmuError
 from mteemu.kernel.mm.fixes import FIXES
 from mteemu.kernel.mte import PREFERRED_MODES
+
+if TYPE_CHECKING:
+    from mteemu.kernel.run import RunOptions
 
 DEMO = Path(__file__).resolve().parent / "data" / "demo.elf"
 
@@ -259,30 +262,8 @@ def guest_environment(set_env: Sequence[str], unset_env: Sequence[str], clear: b
 
 
 def _run(args: argparse.Namespace, program: str, guest_args: list[str]) -> int:
-    from mteemu.kernel.run import RunOptions
-
-    if args.report_json:
-        check_target(args.report_json, "--report-json", (program, args.dtb))
-    if args.root and not os.path.isdir(args.root):
-        raise InputError(f"--root {args.root}: not a directory")
-    sysroot = args.sysroot or os.environ.get("QEMU_LD_PREFIX") or \
-        ("/usr/aarch64-linux-gnu" if os.path.isdir("/usr/aarch64-linux-gnu") else None)
-    if sysroot and not os.path.isdir(sysroot):
-        raise InputError(f"-L {sysroot}: not a directory")
-    if args.swap_file and not args.swap:
-        raise MteEmuError("--swap-file needs --swap SIZE")
-    if args.swap_file and os.path.lexists(args.swap_file):
-        raise InputError(f"--swap-file {args.swap_file}: exists; mteemu only creates a new swap file")
-    swap = parse_size(args.swap, "--swap") if args.swap else 0
-    mem = parse_size(args.mem, "--mem") if args.mem else None
+    options = _run_options(args, program)
     board = _board(args)
-    options = RunOptions(seed=args.seed, timeout=args.timeout, strace=args.strace, mem_limit=mem,
-                         mte_tcf_preferred=args.mte_tcf_preferred,
-                         root=args.root, swap=swap, swap_file=args.swap_file,
-                         tag_storage_policy=args.tag_storage_policy, stats=args.stats, kmsg=args.kmsg,
-                         fixes=tuple(f for f in FIXES if f not in args.without),
-                         check_invariants=args.check_invariants or os.environ.get("MTEEMU_CHECK_INVARIANTS") == "1",
-                         closed_stdio=CLOSED_STDIO, sysroot=os.path.realpath(sysroot) if sysroot else None)
     argv = [os.fsencode(program)] + [os.fsencode(a) for a in guest_args]
     env = guest_environment(args.set_env, args.unset_env, args.clear_env)
     from mteemu.kernel.fs.file import raise_host_fd_limit
@@ -310,6 +291,32 @@ def _run(args: argparse.Namespace, program: str, guest_args: list[str]) -> int:
             listener.close()
 
 
+def _run_options(args: argparse.Namespace, program: str) -> "RunOptions":
+    """`run`'s options checked (bad input before anything boots) and made a RunOptions."""
+    from mteemu.kernel.run import RunOptions
+
+    if args.report_json:
+        check_target(args.report_json, "--report-json", (program, args.dtb))
+    if args.root and not os.path.isdir(args.root):
+        raise InputError(f"--root {args.root}: not a directory")
+    sysroot = args.sysroot or os.environ.get("QEMU_LD_PREFIX") or \
+        ("/usr/aarch64-linux-gnu" if os.path.isdir("/usr/aarch64-linux-gnu") else None)
+    if sysroot and not os.path.isdir(sysroot):
+        raise InputError(f"-L {sysroot}: not a directory")
+    if args.swap_file and not args.swap:
+        raise MteEmuError("--swap-file needs --swap SIZE")
+    if args.swap_file and os.path.lexists(args.swap_file):
+        raise InputError(f"--swap-file {args.swap_file}: exists; mteemu only creates a new swap file")
+    return RunOptions(seed=args.seed, timeout=args.timeout, strace=args.strace,
+                      mem_limit=parse_size(args.mem, "--mem") if args.mem else None,
+                      mte_tcf_preferred=args.mte_tcf_preferred, root=args.root,
+                      swap=parse_size(args.swap, "--swap") if args.swap else 0, swap_file=args.swap_file,
+                      tag_storage_policy=args.tag_storage_policy, stats=args.stats, kmsg=args.kmsg,
+                      fixes=tuple(f for f in FIXES if f not in args.without),
+                      check_invariants=args.check_invariants or os.environ.get("MTEEMU_CHECK_INVARIANTS") == "1",
+                      closed_stdio=CLOSED_STDIO, sysroot=os.path.realpath(sysroot) if sysroot else None)
+
+
 def _write_report_json(path: str, report: dict) -> None:
     """--report-json: the last tag-check fault that killed a process, as JSON (also when the
     run then ended by a timeout or a deadlock); a failure to write is said, not fatal."""
@@ -328,10 +335,7 @@ def _write_report_json(path: str, report: dict) -> None:
 def _start(board, options, program: str, argv: list[bytes], env: list[bytes]):  # noqa: ANN001, ANN202
     """Boot the kernel and load the program; a --mem too small for that is bad input,
     and the error names the least that works."""
-    import gc
-    from dataclasses import replace
-
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.kernel import Kernel, min_pages_to_start
     from mteemu.kernel.mm.pagealloc import OutOfMemory
 
     kernel = None
@@ -347,26 +351,9 @@ def _start(board, options, program: str, argv: list[bytes], env: list[bytes]):  
         if kernel is not None:       # one kernel at a time: each reserves ~2 GiB of address space
             kernel.discard()
             kernel = None
-            gc.collect()
-
-        def starts(pages: Optional[int]) -> Optional[int]:
-            probe = Kernel(board, replace(options, mem_limit=pages and pages * 4096, swap=0, swap_file=None,
-                                          check_invariants=False))
-            try:
-                probe.spawn(program, argv, env)
-                return probe.alloc.used_pages
-            except OutOfMemory:
-                return None
-            finally:
-                probe.discard()
-                del probe
-                gc.collect()     # the board's RAM (an mmap that views keep) goes with the last view
-        lo, hi = options.mem_limit // 4096, starts(None) or 1     # fails at lo, starts at hi
-        while hi - lo > 1:                                        # the least that starts it
-            mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if starts(mid) is not None else (mid, hi)
+        pages = min_pages_to_start(board, options, program, argv, env)
         raise MteEmuError(f"--mem {options.mem_limit} bytes is too small to start {program}: it needs at "
-                          f"least {hi * 4}K (program, stack, page tables, kernel stack)") from None
+                          f"least {pages * 4}K (program, stack, page tables, kernel stack)") from None
     finally:
         if kernel is not None and not started:
             kernel.close()        # the swap file, if any, goes with it

@@ -11,6 +11,7 @@ import random
 import sys
 import threading
 import time
+from dataclasses import replace
 from typing import Optional, Sequence, TextIO
 
 from mteemu.board.model import Board
@@ -27,6 +28,7 @@ from mteemu.kernel.futex import FutexTable
 from mteemu.kernel.mm import invariants
 from mteemu.kernel.mm.addrspace import Mm
 from mteemu.kernel.mm.boot import boot_mm
+from mteemu.kernel.mm.pagealloc import OutOfMemory
 from mteemu.kernel.process import Process, State, Thread
 from mteemu.kernel.programs import Programs
 from mteemu.kernel.ptrace import Tracer
@@ -233,3 +235,30 @@ class Kernel:
 
     def new_mm(self) -> Mm:
         return self.programs.new_mm()
+
+
+def min_pages_to_start(board: Board, options: RunOptions, program: str, argv: list[bytes], envp: list[bytes]) -> int:
+    """The least RAM, in pages, that boots the board and loads the program (for the error
+    of a --mem too small): a binary search over throw-away kernels, one at a time (each
+    reserves ~2 GiB of address space), each dropped at once."""
+    import gc
+
+    def used_pages(pages: Optional[int]) -> Optional[int]:
+        probe = Kernel(board, replace(options, mem_limit=pages and pages * PAGE_SIZE, swap=0, swap_file=None,
+                                      check_invariants=False))
+        try:
+            probe.spawn(program, argv, envp)
+            return probe.alloc.used_pages
+        except OutOfMemory:
+            return None
+        finally:
+            probe.discard()
+            del probe
+            gc.collect()     # the board's RAM (an mmap that views keep) goes with the last view
+
+    lo = (options.mem_limit or 0) // PAGE_SIZE
+    hi = used_pages(None) or 1                  # fails at lo, starts at hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if used_pages(mid) is not None else (mid, hi)
+    return hi

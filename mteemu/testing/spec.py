@@ -32,7 +32,7 @@ import re
 import shlex
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from mteemu.kernel import signals as S
 
@@ -191,50 +191,69 @@ def parse(path: Path, name: str) -> TestSpec:
 
 
 def _apply(spec: TestSpec, key: str, var: Optional[str], value: str, path: Path) -> None:
-    if key in ("variant", "variant-exit") and not var:
-        raise ValueError("needs a variant name: 'variant NAME: ...'")
-    if key == "exit":
-        spec.exit = _number(value, "an exit status 0..255")
-        if not 0 <= spec.exit <= 255:
-            raise ValueError(f"expected an exit status 0..255, got {value!r}")
-    elif key == "signal":
-        spec.signal = _signal_number(value)
-    elif key == "si_code":
-        spec.si_code = _si_code(value)
-    elif key == "args":
-        spec.args = shlex.split(value)
-    elif key == "env":
-        name, eq, val = value.partition("=")
-        if not eq or not name:
-            raise ValueError("expected NAME=VALUE")
-        spec.env[name] = val
-    elif key == "options":
-        spec.options += shlex.split(value)
-    elif key == "board":
-        spec.board = (path.parent / value).resolve()
-    elif key == "timeout":
-        try:
-            spec.timeout = float(value)
-        except ValueError:
-            raise ValueError(f"expected seconds, got {value!r}") from None
-        if spec.timeout <= 0:
-            raise ValueError(f"expected a positive number of seconds, got {value!r}")
-    elif key == "build":
-        spec.build_flags += shlex.split(value)
-    elif key == "qemu":
-        if value == "same":
-            spec.qemu = "same"
-        elif value.startswith("differs"):
-            spec.qemu = value.partition(":")[2].strip() or "differs"
+    if key in ("variant", "variant-exit"):
+        if not var:
+            raise ValueError("needs a variant name: 'variant NAME: ...'")
+        if key == "variant":
+            spec.variants[var] = shlex.split(value)
         else:
-            raise ValueError("expected 'same' or 'differs: WHY'")
-    elif key == "qemu-variant":
-        spec.qemu_variants.add(value)
-    elif key == "linux":
-        if not value.startswith("differs:") or not value.partition(":")[2].strip():
-            raise ValueError("expected 'differs: WHY'")
-        spec.linux = value.partition(":")[2].strip()
-    elif key == "variant" and var is not None:
-        spec.variants[var] = shlex.split(value)
-    elif key == "variant-exit" and var is not None:
-        spec.variant_exit[var] = _number(value, "an exit status 0..255")
+            spec.variant_exit[var] = _number(value, "an exit status 0..255")
+        return
+    setter = _SETTERS.get(key)
+    if setter is not None:
+        setter(spec, value, path)
+
+
+def _set_exit(spec: TestSpec, value: str, path: Path) -> None:
+    spec.exit = _number(value, "an exit status 0..255")
+    if not 0 <= spec.exit <= 255:
+        raise ValueError(f"expected an exit status 0..255, got {value!r}")
+
+
+def _set_env(spec: TestSpec, value: str, path: Path) -> None:
+    name, eq, val = value.partition("=")
+    if not eq or not name:
+        raise ValueError("expected NAME=VALUE")
+    spec.env[name] = val
+
+
+def _set_timeout(spec: TestSpec, value: str, path: Path) -> None:
+    try:
+        spec.timeout = float(value)
+    except ValueError:
+        raise ValueError(f"expected seconds, got {value!r}") from None
+    if spec.timeout <= 0:
+        raise ValueError(f"expected a positive number of seconds, got {value!r}")
+
+
+def _set_qemu(spec: TestSpec, value: str, path: Path) -> None:
+    if value == "same":
+        spec.qemu = "same"
+    elif value.startswith("differs"):
+        spec.qemu = value.partition(":")[2].strip() or "differs"
+    else:
+        raise ValueError("expected 'same' or 'differs: WHY'")
+
+
+def _set_linux(spec: TestSpec, value: str, path: Path) -> None:
+    if not value.startswith("differs:") or not value.partition(":")[2].strip():
+        raise ValueError("expected 'differs: WHY'")
+    spec.linux = value.partition(":")[2].strip()
+
+
+def _set(field: str, parse: Callable[[str], object]) -> Callable[[TestSpec, str, Path], None]:
+    return lambda spec, value, path: setattr(spec, field, parse(value))
+
+
+def _extend(field: str) -> Callable[[TestSpec, str, Path], None]:
+    return lambda spec, value, path: getattr(spec, field).extend(shlex.split(value))
+
+
+# What each header key sets (variant and variant-exit take a name: _apply).
+_SETTERS: dict[str, Callable[[TestSpec, str, Path], None]] = {
+    "exit": _set_exit, "signal": _set("signal", _signal_number), "si_code": _set("si_code", _si_code),
+    "args": _set("args", shlex.split), "env": _set_env, "options": _extend("options"),
+    "board": lambda spec, value, path: setattr(spec, "board", (path.parent / value).resolve()),
+    "timeout": _set_timeout, "build": _extend("build_flags"), "qemu": _set_qemu,
+    "qemu-variant": lambda spec, value, path: spec.qemu_variants.add(value), "linux": _set_linux,
+}

@@ -108,7 +108,9 @@ F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_GETLK, F_SETLK, F_SETLKW = 0, 1, 
 F_DUPFD_CLOEXEC, F_SETPIPE_SZ, F_GETPIPE_SZ, F_ADD_SEALS, F_GET_SEALS = 1030, 1031, 1032, 1033, 1034
 
 
-@syscall("fcntl")
+@syscall("fcntl", support=Support.PARTIAL,
+         note=("record locks always succeed (F_GETLK: unlocked), also on host files other host processes "
+               "lock; a pipe keeps its size; memfd seals are accepted, not enforced"))
 def sys_fcntl(k: "KernelApi", t: Thread, fd: int, cmd: int, arg: int) -> int:
     fds = t.proc.fds
     fd = s32(fd)
@@ -125,31 +127,39 @@ def sys_fcntl(k: "KernelApi", t: Thread, fd: int, cmd: int, arg: int) -> int:
         (fds.cloexec.add if arg & 1 else fds.cloexec.discard)(fd)
         return 0
     if cmd == F_GETFL:
-        if isinstance(f, HostFile):
-            host = guest_status_flags(f.flags)
-            return host | (f.flags & O_NONBLOCK)
-        # O_LARGEFILE comes from open() (force_o_largefile()); a pipe's description has none.
-        return f.flags if isinstance(f, PipeEnd) else f.flags | 0o400000
+        return _status_flags(f)
     if cmd == F_SETFL:
-        settable = os.O_APPEND | O_NONBLOCK
-        f.flags = (f.flags & ~settable) | (arg & settable)
-        if isinstance(f, HostFile) and not f.is_dir and not f.foreign and not f.is_fifo:
-            os.set_blocking(f.fd, not arg & O_NONBLOCK)
-        # A foreign description (stdio) is shared with the host: its O_NONBLOCK stays the
-        # host's, and the guest's is emulated (HostFile.read/write answer EAGAIN).
-        return 0
+        return _set_status_flags(f, arg)
+    return _fcntl_other(t, f, cmd, arg)
+
+
+def _status_flags(f: OpenFile) -> int:
+    if isinstance(f, HostFile):
+        return guest_status_flags(f.flags) | (f.flags & O_NONBLOCK)
+    # O_LARGEFILE comes from open() (force_o_largefile()); a pipe's description has none.
+    return f.flags if isinstance(f, PipeEnd) else f.flags | 0o400000
+
+
+def _set_status_flags(f: OpenFile, arg: int) -> int:
+    settable = os.O_APPEND | O_NONBLOCK
+    f.flags = (f.flags & ~settable) | (arg & settable)
+    if isinstance(f, HostFile) and not f.is_dir and not f.foreign and not f.is_fifo:
+        os.set_blocking(f.fd, not arg & O_NONBLOCK)
+    # A foreign description (stdio) is shared with the host: its O_NONBLOCK stays the
+    # host's, and the guest's is emulated (HostFile.read/write answer EAGAIN).
+    return 0
+
+
+def _fcntl_other(t: Thread, f: OpenFile, cmd: int, arg: int) -> int:
+    """Record locks, pipe sizes and memfd seals."""
     if cmd in (F_SETLK, F_SETLKW):
         return 0             # one emulated machine: record locks always succeed
     if cmd == F_GETLK:
         t.proc.mem.write(arg, struct.pack("<h", 2))   # l_type = F_UNLCK
         return 0
-    if cmd == F_GETPIPE_SZ and isinstance(f, PipeEnd):
+    if cmd in (F_GETPIPE_SZ, F_SETPIPE_SZ) and isinstance(f, PipeEnd):
         return Pipe.CAPACITY
-    if cmd == F_SETPIPE_SZ and isinstance(f, PipeEnd):
-        return Pipe.CAPACITY
-    if cmd == F_GET_SEALS and isinstance(f, MemFd):
-        return 0
-    if cmd == F_ADD_SEALS and isinstance(f, MemFd):
+    if cmd in (F_GET_SEALS, F_ADD_SEALS) and isinstance(f, MemFd):
         return 0
     raise SyscallError(errno.EINVAL)
 
