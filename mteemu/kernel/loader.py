@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from mteemu.errors import ElfError, InputError
 from mteemu.inputs import read_fd
@@ -80,45 +80,15 @@ def read_program(exe: "ExeFile") -> ElfImage:
 
 
 def parse_elf(path: str, data: bytes) -> ElfImage:
-    if data[:4] != b"\x7fELF":
-        raise ElfError(f"{path}: not an ELF file")
-    if len(data) < 64:
-        raise ElfError(f"{path}: truncated ELF header")
-    if data[4] != 2:
-        raise ElfError(f"{path}: a 32-bit ELF; mteemu runs 64-bit arm64 (aarch64) programs")
-    if data[5] != 1:
-        raise ElfError(f"{path}: a big-endian ELF; mteemu runs little-endian arm64 programs")
+    _check_ident(path, data)
     # The ELF64 header and program headers (System V gABI), read with struct: importing
     # pyelftools costs 25 ms of every start, and the loader needs nothing else from it.
     try:
         etype, mnum = struct.unpack_from("<HH", data, 16)
         entry, phoff = struct.unpack_from("<QQ", data, 24)
         phentsize, phnum = struct.unpack_from("<HH", data, 54)
-        if mnum != EM_AARCH64:
-            what = _MACHINES.get(mnum, f"machine {mnum}")
-            raise ElfError(f"{path}: an {what} ELF; mteemu runs arm64 (aarch64) programs")
-        if etype not in (ET_EXEC, ET_DYN):
-            raise ElfError(f"{path}: not an executable (ELF type {etype})")
-        if phentsize != 56:
-            raise ElfError(f"{path}: bad program header size {phentsize}")
-        if phnum == 0 or phnum > 1024 or phoff + 56 * phnum > len(data):
-            raise ElfError(f"{path}: program headers lie outside the file")
-        segments = []
-        phdr_vaddr = interp = None
-        for i in range(phnum):
-            ptype, pflags, poffset, pvaddr, _paddr, pfilesz, pmemsz, _align = \
-                struct.unpack_from("<IIQQQQQQ", data, phoff + 56 * i)
-            if ptype == PT_INTERP:
-                if poffset + pfilesz > len(data) or not 1 < pfilesz <= 4096:
-                    raise ElfError(f"{path}: malformed PT_INTERP")
-                interp = data[poffset:poffset + pfilesz].rstrip(b"\0").decode(errors="replace")
-            if ptype == PT_PHDR:
-                phdr_vaddr = pvaddr
-            if ptype != PT_LOAD:
-                continue
-            seg = Segment(pvaddr, pmemsz, poffset, pfilesz, pflags)
-            _check_segment(path, seg, len(data))
-            segments.append(seg)
+        _check_header(path, etype, mnum, phentsize, phnum, phoff, len(data))
+        segments, phdr_vaddr, interp = _program_headers(path, data, phoff, phnum)
     except struct.error as e:
         raise ElfError(f"{path}: malformed ELF file ({e})") from None
     if not segments:
@@ -130,6 +100,51 @@ def parse_elf(path: str, data: bytes) -> ElfImage:
     if not any(s.vaddr <= entry < s.vaddr + s.memsz and s.flags & PF_X for s in segments):
         raise ElfError(f"{path}: entry point {entry:#x} is not in an executable segment")
     return ElfImage(path, data, etype, entry, phoff, phnum, tuple(segments), phdr_vaddr, interp)
+
+
+def _check_ident(path: str, data: bytes) -> None:
+    """e_ident: an ELF, 64-bit, little-endian."""
+    if data[:4] != b"\x7fELF":
+        raise ElfError(f"{path}: not an ELF file")
+    if len(data) < 64:
+        raise ElfError(f"{path}: truncated ELF header")
+    if data[4] != 2:
+        raise ElfError(f"{path}: a 32-bit ELF; mteemu runs 64-bit arm64 (aarch64) programs")
+    if data[5] != 1:
+        raise ElfError(f"{path}: a big-endian ELF; mteemu runs little-endian arm64 programs")
+
+
+def _check_header(path: str, etype: int, mnum: int, phentsize: int, phnum: int, phoff: int, size: int) -> None:
+    if mnum != EM_AARCH64:
+        what = _MACHINES.get(mnum, f"machine {mnum}")
+        raise ElfError(f"{path}: an {what} ELF; mteemu runs arm64 (aarch64) programs")
+    if etype not in (ET_EXEC, ET_DYN):
+        raise ElfError(f"{path}: not an executable (ELF type {etype})")
+    if phentsize != 56:
+        raise ElfError(f"{path}: bad program header size {phentsize}")
+    if phnum == 0 or phnum > 1024 or phoff + 56 * phnum > size:
+        raise ElfError(f"{path}: program headers lie outside the file")
+
+
+def _program_headers(path: str, data: bytes, phoff: int,
+                     phnum: int) -> tuple[list[Segment], Optional[int], Optional[str]]:
+    """The PT_LOAD segments, PT_PHDR's address and PT_INTERP's path."""
+    segments = []
+    phdr_vaddr = interp = None
+    for i in range(phnum):
+        ptype, pflags, poffset, pvaddr, _paddr, pfilesz, pmemsz, _align = \
+            struct.unpack_from("<IIQQQQQQ", data, phoff + 56 * i)
+        if ptype == PT_INTERP:
+            if poffset + pfilesz > len(data) or not 1 < pfilesz <= 4096:
+                raise ElfError(f"{path}: malformed PT_INTERP")
+            interp = data[poffset:poffset + pfilesz].rstrip(b"\0").decode(errors="replace")
+        if ptype == PT_PHDR:
+            phdr_vaddr = pvaddr
+        if ptype == PT_LOAD:
+            seg = Segment(pvaddr, pmemsz, poffset, pfilesz, pflags)
+            _check_segment(path, seg, len(data))
+            segments.append(seg)
+    return segments, phdr_vaddr, interp
 
 
 def _check_segment(path: str, s: Segment, size: int) -> None:

@@ -165,52 +165,62 @@ class Scheduler:
             return False                        # the common case: nobody waits
         self.wake_scans += 1
         now = time.monotonic()
-        if every:
-            candidates = [t for t in self.runq if t in self.blocked]
-        else:
-            due = dict(self.ready)
-            due.update(self.unqueued)
-            if now >= self.next_deadline:
-                due.update(self.timed)
-            candidates = list(due)
+        candidates = self._due(now, every)
         self.ready.clear()
         woke = False
         for t in candidates:
             if t is skip:
                 self.ready[t] = None            # looked at once it is off the CPU
-                continue
-            if t.state is not State.BLOCKED:
-                continue
-            w = t.wait
-            assert w is not None                # a blocked thread waits for something
-            self.wait_polls += 1
-            if self.signals.deliverable(t):
-                self.unblock(t)
-                w.cancel()
-                sig = self.signals.next_signal(t)
-                assert sig is not None          # deliverable
-                act = t.proc.action(sig)
-                if w.restartable and act.handler not in (S.SIG_DFL, S.SIG_IGN) and act.flags & S.SA_RESTART:
-                    # Re-issue the SVC. A thread still on the CPU (no saved context: the one
-                    # that blocked last, woken by a timer's signal) has its PC in the CPU.
-                    pc = self.cpu.context_reg(t.ctx, C.REG_PC) if t.ctx is not None else self.cpu.pc
-                    t.set_regs[C.REG_PC] = pc - 4
-                else:
-                    t.set_regs[C.X_REGS[0]] = w.interrupted()
-                woke = True
-                continue
-            result = w.poll()
-            if result is None and w.deadline is not None and now >= w.deadline:
-                w.cancel()
-                result = w.on_timeout()
-            if result is not None:
-                self.unblock(t)
-                t.set_regs[C.X_REGS[0]] = result & ((1 << 64) - 1)
-                woke = True
+            elif t.state is State.BLOCKED:
+                self.wait_polls += 1
+                woke = self._retry(t, now) or woke
         if now >= self.next_deadline:
             self.next_deadline = min((t.wait.deadline for t in self.timed if t.wait and t.wait.deadline is not None),
                                      default=float("inf"))
         return woke
+
+    def _due(self, now: float, every: bool) -> list[Thread]:
+        if every:
+            return [t for t in self.runq if t in self.blocked]
+        due = dict(self.ready)
+        due.update(self.unqueued)
+        if now >= self.next_deadline:
+            due.update(self.timed)
+        return list(due)
+
+    def _retry(self, t: Thread, now: float) -> bool:
+        """A blocked thread's call once more: interrupted by a signal, finished, timed out,
+        or still waiting (False)."""
+        w = t.wait
+        assert w is not None                    # a blocked thread waits for something
+        if self.signals.deliverable(t):
+            self.unblock(t)
+            w.cancel()
+            self._interrupt(t, w)
+            return True
+        result = w.poll()
+        if result is None and w.deadline is not None and now >= w.deadline:
+            w.cancel()
+            result = w.on_timeout()
+        if result is None:
+            return False
+        self.unblock(t)
+        t.set_regs[C.X_REGS[0]] = result & ((1 << 64) - 1)
+        return True
+
+    def _interrupt(self, t: Thread, w: Wait) -> None:
+        """A signal ends the wait: the call is made again after a SA_RESTART handler (the
+        SVC re-issued), else it returns what an interrupted call returns (-EINTR)."""
+        sig = self.signals.next_signal(t)
+        assert sig is not None                  # deliverable
+        act = t.proc.action(sig)
+        if w.restartable and act.handler not in (S.SIG_DFL, S.SIG_IGN) and act.flags & S.SA_RESTART:
+            # Re-issue the SVC. A thread still on the CPU (no saved context: the one
+            # that blocked last, woken by a timer's signal) has its PC in the CPU.
+            pc = self.cpu.context_reg(t.ctx, C.REG_PC) if t.ctx is not None else self.cpu.pc
+            t.set_regs[C.REG_PC] = pc - 4
+        else:
+            t.set_regs[C.X_REGS[0]] = w.interrupted()
 
     def switch_to(self, t: Thread) -> None:
         self.cpu.sys.disarm_ids()                   # who runs, its signals and its faults may differ now

@@ -40,6 +40,24 @@ class _Bank:
         return ctypes.addressof(ctypes.c_char.from_buffer(self.buf))
 
 
+def _dram_regions(board: Board) -> list[MemRegion]:
+    """The board's memory, plus tag storage outside it as DRAM of its own; page aligned and
+    disjoint, or the board cannot be built."""
+    regions = list(board.memory)
+    for tr in board.tag_regions:
+        if not any(r.contains(tr.base, tr.size) for r in board.memory):
+            regions.append(MemRegion(base=tr.base & PAGE_MASK, size=(tr.end - (tr.base & PAGE_MASK) + PAGE_SIZE - 1)
+                                     & PAGE_MASK, name=tr.name))
+    for r in regions:
+        if r.base % PAGE_SIZE or r.size % PAGE_SIZE or r.size <= 0:
+            raise BoardError(f"memory region {r.name} {r.base:#x}+{r.size:#x} is not page aligned")
+    spans = sorted((r.base, r.end, r.name) for r in regions)
+    for (_a, a_end, a_name), (b, _b_end, b_name) in zip(spans, spans[1:]):
+        if b < a_end:
+            raise BoardError(f"{a_name} and {b_name} overlap: the board cannot be built")
+    return regions
+
+
 class PhysMem:
     """The board's DRAM as host memory. Page frame numbers (pfn) are PA >> 12.
 
@@ -49,18 +67,7 @@ class PhysMem:
     manager's job (`tag_storage`)."""
 
     def __init__(self, board: Board) -> None:
-        regions = list(board.memory)
-        for tr in board.tag_regions:
-            if not any(r.contains(tr.base, tr.size) for r in board.memory):
-                regions.append(MemRegion(base=tr.base & PAGE_MASK, size=(tr.end - (tr.base & PAGE_MASK) + PAGE_SIZE - 1)
-                                         & PAGE_MASK, name=tr.name))
-        for r in regions:
-            if r.base % PAGE_SIZE or r.size % PAGE_SIZE or r.size <= 0:
-                raise BoardError(f"memory region {r.name} {r.base:#x}+{r.size:#x} is not page aligned")
-        spans = sorted((r.base, r.end, r.name) for r in regions)
-        for (_a, a_end, a_name), (b, _b_end, b_name) in zip(spans, spans[1:]):
-            if b < a_end:
-                raise BoardError(f"{a_name} and {b_name} overlap: the board cannot be built")
+        regions = _dram_regions(board)
         self.banks = [_Bank(r) for r in regions]
         self.tagged_regions = tuple(dict.fromkeys(tr.tagged for tr in board.tag_regions))
         # (first pfn, end pfn) of the kernel's memory minus every tag region; tag regions

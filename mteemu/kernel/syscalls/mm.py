@@ -4,13 +4,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from mteemu.kernel.fs.devfs import MemDevice
 from mteemu.kernel.fs.hostfile import HostFile
 from mteemu.kernel.fs.memfd import MemFd
 from mteemu.kernel.fs.namei import on_tmpfs
-from mteemu.kernel.mm.addrspace import TASK_SIZE, untag
+from mteemu.kernel.mm.addrspace import TASK_SIZE, Mm, untag
 from mteemu.kernel.mm.shared import SharedObject
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_MTE, PROT_READ, PROT_WRITE, Vma
 from mteemu.kernel.process import Thread
@@ -75,19 +75,13 @@ def sys_mmap(k: "KernelApi", t: Thread, addr: int, length: int, prot: int, flags
     # Unknown prot bits are ignored here: do_mmap() never calls arch_validate_prot(), only
     # mprotect() does (the Linux oracle: mmap(PROT_READ | 0x40) succeeds).
     prot &= 0xFFFF_FFFF & PROT_KNOWN
+    # The checks in Linux's order (the oracle compares errnos): offset, descriptor, length,
+    # type, a fixed address, the source, then MTE and memory.
     if off & (PAGE_SIZE - 1):
         raise SyscallError(errno.EINVAL)      # arm64's sys_mmap(): the offset before anything else
     if not flags & MAP_ANONYMOUS:
         t.proc.fds.get(s32(fd))               # ksys_mmap_pgoff(): EBADF before the length is looked at
-    if not length:
-        raise SyscallError(errno.EINVAL)
-    length = page_up(length)
-    if length == 0 or length > TASK_SIZE:
-        raise SyscallError(errno.ENOMEM)
-    kind = flags & 0x3
-    if kind not in (MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE):
-        raise SyscallError(errno.EINVAL)
-    shared = kind != MAP_PRIVATE
+    length, shared = _mmap_length_and_kind(length, flags)
     addr = untag(addr)
     fixed = bool(flags & (MAP_FIXED | MAP_FIXED_NOREPLACE))
     if fixed:
@@ -95,34 +89,7 @@ def sys_mmap(k: "KernelApi", t: Thread, addr: int, length: int, prot: int, flags
             raise SyscallError(errno.EINVAL)
         if flags & MAP_FIXED_NOREPLACE and not flags & MAP_FIXED and not mm.vmas.is_free(addr, addr + length):
             raise SyscallError(errno.EEXIST)
-    obj = None
-    name = ""
-    mte_allowed = True          # anonymous memory, shmem and memfd; tmpfs files below
-    if flags & MAP_ANONYMOUS:
-        if shared:
-            obj = SharedObject(k.alloc, "/dev/zero (deleted)", size=length)
-        name = ""
-    else:
-        f = t.proc.fds.get(s32(fd))
-        # do_mmap(): the description's access mode is checked before whether it can be mapped.
-        if not f.readable() or (shared and prot & PROT_WRITE and not f.writable()):
-            raise SyscallError(errno.EACCES)
-        fst = f.stat() if isinstance(f, (HostFile, MemDevice)) else None
-        mode = fst.st_mode if fst is not None else 0
-        if isinstance(f, MemFd):
-            obj, name = f.obj, f.path()
-        elif fst is not None and stat.S_ISCHR(mode) and fst.st_rdev == DEV_ZERO:
-            # mmap_zero(): a private mapping of /dev/zero is anonymous memory, a shared one
-            # is shared anonymous memory (shmem_zero_setup()), as MAP_ANONYMOUS gives.
-            if shared:
-                obj = SharedObject(k.alloc, "/dev/zero (deleted)", size=length)
-        elif isinstance(f, HostFile) and stat.S_ISREG(mode):
-            mte_allowed = on_tmpfs(f.fd)
-            obj, name = k.pagecache.object_for(f, want_write=shared and bool(prot & PROT_WRITE)), f.path()
-        else:
-            # Only regular files have a page cache here: a directory, a FIFO, a pipe, a
-            # terminal or another device has no ->mmap (as /dev/null): ENODEV.
-            raise SyscallError(errno.ENODEV)
+    obj, name, mte_allowed = _mmap_source(k, t, fd, flags, prot, shared, length)
     if prot & PROT_MTE and not mte_allowed:
         raise SyscallError(errno.EINVAL)   # arch_validate_flags(): VM_MTE needs VM_MTE_ALLOWED
     if not shared and prot & PROT_WRITE and not flags & MAP_NORESERVE:
@@ -132,9 +99,8 @@ def sys_mmap(k: "KernelApi", t: Thread, addr: int, length: int, prot: int, flags
         if found is None:
             raise SyscallError(errno.ENOMEM)
         addr = found
-    vma = Vma(addr, addr + length, prot & PROT_VMA, shared=shared, obj=obj,
-              pgoff=off // PAGE_SIZE, name=name, mte_allowed=mte_allowed)
-    mm.map(vma)
+    mm.map(Vma(addr, addr + length, prot & PROT_VMA, shared=shared, obj=obj,
+               pgoff=off // PAGE_SIZE, name=name, mte_allowed=mte_allowed))
     if flags & MAP_POPULATE:
         # mm_populate(): best effort; it stops where memory runs out (Linux's populate
         # of a huge MAP_NORESERVE mapping ends in reclaim and OOM, not in a hang).
@@ -142,6 +108,45 @@ def sys_mmap(k: "KernelApi", t: Thread, addr: int, length: int, prot: int, flags
             if not isinstance(mm.fault(page, 16), tuple) or not k.alloc.free_pages:
                 break
     return addr
+
+
+def _mmap_length_and_kind(length: int, flags: int) -> tuple[int, bool]:
+    """The length in whole pages, and whether the mapping is shared (EINVAL, ENOMEM)."""
+    if not length:
+        raise SyscallError(errno.EINVAL)
+    length = page_up(length)
+    if length == 0 or length > TASK_SIZE:
+        raise SyscallError(errno.ENOMEM)
+    kind = flags & 0x3
+    if kind not in (MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE):
+        raise SyscallError(errno.EINVAL)
+    return length, kind != MAP_PRIVATE
+
+
+def _mmap_source(k: "KernelApi", t: Thread, fd: int, flags: int, prot: int, shared: bool,
+                 length: int) -> tuple[Optional[SharedObject], str, bool]:
+    """What the mapping maps: (the shared object or None for private anonymous memory, its
+    name, whether PROT_MTE is allowed: anonymous memory, shmem, memfd and tmpfs files)."""
+    if flags & MAP_ANONYMOUS:
+        return (SharedObject(k.alloc, "/dev/zero (deleted)", size=length) if shared else None), "", True
+    f = t.proc.fds.get(s32(fd))
+    # do_mmap(): the description's access mode is checked before whether it can be mapped.
+    if not f.readable() or (shared and prot & PROT_WRITE and not f.writable()):
+        raise SyscallError(errno.EACCES)
+    fst = f.stat() if isinstance(f, (HostFile, MemDevice)) else None
+    mode = fst.st_mode if fst is not None else 0
+    if isinstance(f, MemFd):
+        return f.obj, f.path(), True
+    if fst is not None and stat.S_ISCHR(mode) and fst.st_rdev == DEV_ZERO:
+        # mmap_zero(): a private mapping of /dev/zero is anonymous memory, a shared one
+        # is shared anonymous memory (shmem_zero_setup()), as MAP_ANONYMOUS gives.
+        return (SharedObject(k.alloc, "/dev/zero (deleted)", size=length) if shared else None), "", True
+    if isinstance(f, HostFile) and stat.S_ISREG(mode):
+        obj = k.pagecache.object_for(f, want_write=shared and bool(prot & PROT_WRITE))
+        return obj, f.path(), on_tmpfs(f.fd)
+    # Only regular files have a page cache here: a directory, a FIFO, a pipe, a terminal or
+    # another device has no ->mmap (as /dev/null): ENODEV.
+    raise SyscallError(errno.ENODEV)
 
 
 def _range_mapped(addr: int, length: int, overflow: int) -> tuple[int, int]:
@@ -223,18 +228,7 @@ def sys_mremap(k: "KernelApi", t: Thread, old: int, old_len: int, new_len: int, 
     if flags & MREMAP_DONTUNMAP:
         raise SyscallError(errno.EINVAL)
     if flags & MREMAP_FIXED:
-        new_addr = untag(new_addr)
-        if new_addr & (PAGE_SIZE - 1) or new_addr + new_len > TASK_SIZE:
-            raise SyscallError(errno.EINVAL)
-        if new_addr < old + old_len and old < new_addr + new_len:
-            raise SyscallError(errno.EINVAL)
-        mm.move(old, old + min(old_len, new_len), new_addr)
-        if new_len > old_len:
-            mm.map(Vma(new_addr + old_len, new_addr + new_len, vma.prot, vma.shared, vma.obj,
-                       vma.page_index(old) + old_len // PAGE_SIZE, vma.name, mte_allowed=vma.mte_allowed))
-        if old_len > new_len:
-            mm.unmap(old + new_len, old + old_len)
-        return new_addr
+        return _mremap_to(mm, vma, old, old_len, new_len, untag(new_addr))
     if new_len <= old_len:
         mm.unmap(old + new_len, old + old_len)
         return old
@@ -251,6 +245,22 @@ def sys_mremap(k: "KernelApi", t: Thread, old: int, old_len: int, new_len: int, 
     assert moved is not None                # just moved there
     moved.end = dest + new_len if moved.end == dest + old_len else moved.end
     return dest
+
+
+def _mremap_to(mm: Mm, vma: Vma, old: int, old_len: int, new_len: int, new_addr: int) -> int:
+    """MREMAP_FIXED: move to new_addr, growing with the VMA's own kind of memory or
+    shrinking (mremap_to())."""
+    if new_addr & (PAGE_SIZE - 1) or new_addr + new_len > TASK_SIZE:
+        raise SyscallError(errno.EINVAL)
+    if new_addr < old + old_len and old < new_addr + new_len:
+        raise SyscallError(errno.EINVAL)
+    mm.move(old, old + min(old_len, new_len), new_addr)
+    if new_len > old_len:
+        mm.map(Vma(new_addr + old_len, new_addr + new_len, vma.prot, vma.shared, vma.obj,
+                   vma.page_index(old) + old_len // PAGE_SIZE, vma.name, mte_allowed=vma.mte_allowed))
+    if old_len > new_len:
+        mm.unmap(old + new_len, old + old_len)
+    return new_addr
 
 
 MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED = 0, 1, 2, 3, 4
