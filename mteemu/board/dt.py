@@ -318,109 +318,138 @@ def _tokens(text: str, source: str) -> list[tuple[str, str, int]]:
 def normalize_dts(text: str, source: str = "<dts>") -> str:
     """Check the DTS grammar (the subset real board files use) and re-emit it one
     statement per line; BoardError with the line number on a syntax error."""
-    toks = _tokens(text, source)
-    out: list[str] = []
-    i = 0
-    depth = 0
+    return _DtsReader(_tokens(text, source), source).read()
 
-    def expect(cond: bool, what: str) -> None:
+
+class _DtsReader:
+    """A recursive-descent reader over the tokens, one method per construct."""
+
+    def __init__(self, toks: list, source: str) -> None:
+        self.toks, self.source = toks, source
+        self.i = 0
+        self.depth = 0
+        self.saw_root = False
+        self.out: list[str] = []
+
+    def read(self) -> str:
+        while self.i < len(self.toks):
+            if self.depth == 0:
+                self._top_level()
+            elif self.toks[self.i][1] == "}":
+                self._close_block()
+            else:
+                self._statement()
+        if self.depth != 0:
+            raise BoardError(f"{self.source}: DTS syntax error: {self.depth} unclosed '{{' at end of file")
+        if not self.saw_root:
+            raise BoardError(f"{self.source}: DTS has no root node")
+        return "\n".join(self.out) + "\n"
+
+    def expect(self, cond: bool, what: str) -> None:
         if not cond:
+            toks, i = self.toks, self.i
             where = toks[i][2] if i < len(toks) else (toks[-1][2] if toks else 1)
             got = repr(toks[i][1]) if i < len(toks) else "end of file"
-            raise BoardError(f"{source}:{where}: DTS syntax error: expected {what}, got {got}")
+            raise BoardError(f"{self.source}:{where}: DTS syntax error: expected {what}, got {got}")
 
-    def indent() -> str:
-        return "    " * depth
+    def _at(self, value: str) -> bool:
+        return self.i < len(self.toks) and self.toks[self.i][1] == value
 
-    saw_root = False
-    while i < len(toks):
-        kind, value, _ = toks[i]
-        if depth == 0:
-            if kind == "directive":
-                expect(value in ("/dts-v1/", "/plugin/", "/memreserve/"), "a supported directive")
-                if value == "/memreserve/":
-                    i += 1
-                    expect(i + 1 < len(toks) and toks[i][0] == "name" and toks[i + 1][0] == "name",
-                           "two numbers after /memreserve/")
-                    out.append(f"/memreserve/ {toks[i][1]} {toks[i + 1][1]};")
-                    i += 2
-                else:
-                    out.append(value + ";")
-                    i += 1
-                expect(i < len(toks) and toks[i][1] == ";", "';'")
-                i += 1
-                continue
-            if kind == "ref":
-                raise BoardError(f"{source}:{toks[i][2]}: '{value} {{ ... }}' outside the root node: mteemu's own "
-                                 "DTS reader cannot merge it; install dtc (device-tree-compiler)")
-            if kind == "name" and value == "/" and saw_root:
-                raise BoardError(f"{source}:{toks[i][2]}: a second root block '/ {{ ... }}' (the .dtsi + .dts "
-                                 "pattern): mteemu's own DTS reader cannot merge them; install dtc "
-                                 "(device-tree-compiler)")
-            if kind == "directive" and value in ("/include/", "/delete-node/"):
-                raise BoardError(f"{source}:{toks[i][2]}: {value} needs dtc (device-tree-compiler)")
-            expect(kind == "name" and value == "/", "the root node '/ {'")
-            i += 1
-            expect(i < len(toks) and toks[i][1] == "{", "'{'")
-            out.append("/ {")
-            depth = 1
-            i += 1
-            saw_root = True
-            continue
-        if value == "}":
-            i += 1
-            expect(i < len(toks) and toks[i][1] == ";", "';' after '}'")
-            i += 1
-            depth -= 1
-            out.append(indent() + "};")
-            continue
+    def _needs_dtc(self, what: str) -> BoardError:
+        return BoardError(f"{self.source}:{self.toks[self.i][2]}: {what}")
+
+    def _indent(self) -> str:
+        return "    " * self.depth
+
+    def _top_level(self) -> None:
+        """A directive, or the root node's opening."""
+        kind, value, _ = self.toks[self.i]
+        if kind == "directive":
+            self.expect(value in ("/dts-v1/", "/plugin/", "/memreserve/"), "a supported directive")
+            self._directive(value)
+            return
+        if kind == "ref":
+            raise self._needs_dtc(f"'{value} {{ ... }}' outside the root node: mteemu's own DTS reader cannot "
+                                  "merge it; install dtc (device-tree-compiler)")
+        if kind == "name" and value == "/" and self.saw_root:
+            raise self._needs_dtc("a second root block '/ { ... }' (the .dtsi + .dts pattern): mteemu's own DTS "
+                                  "reader cannot merge them; install dtc (device-tree-compiler)")
+        self.expect(kind == "name" and value == "/", "the root node '/ {'")
+        self.i += 1
+        self.expect(self._at("{"), "'{'")
+        self.out.append("/ {")
+        self.depth = 1
+        self.i += 1
+        self.saw_root = True
+
+    def _directive(self, value: str) -> None:
+        toks = self.toks
+        if value == "/memreserve/":
+            self.i += 1
+            self.expect(self.i + 1 < len(toks) and toks[self.i][0] == "name" and toks[self.i + 1][0] == "name",
+                        "two numbers after /memreserve/")
+            self.out.append(f"/memreserve/ {toks[self.i][1]} {toks[self.i + 1][1]};")
+            self.i += 2
+        else:
+            self.out.append(value + ";")
+            self.i += 1
+        self.expect(self._at(";"), "';'")
+        self.i += 1
+
+    def _close_block(self) -> None:
+        self.i += 1
+        self.expect(self._at(";"), "';' after '}'")
+        self.i += 1
+        self.depth -= 1
+        self.out.append(self._indent() + "};")
+
+    def _statement(self) -> None:
+        """A node's opening (with its labels), or a property."""
+        kind, value, _ = self.toks[self.i]
         labels = []
         while kind == "label":
             labels.append(value)
-            i += 1
-            expect(i < len(toks), "a node or property name")
-            kind, value, _ = toks[i]
+            self.i += 1
+            self.expect(self.i < len(self.toks), "a node or property name")
+            kind, value, _ = self.toks[self.i]
         if kind == "directive" and value in ("/delete-node/", "/delete-property/", "/omit-if-no-ref/"):
-            raise BoardError(f"{source}:{toks[i][2]}: {value} is not supported here; build the DTB with dtc")
-        expect(kind == "name", "a node or property name")
-        name = value
-        i += 1
-        expect(i < len(toks), "'{', '=' or ';'")
-        nxt = toks[i][1]
-        prefix = (" ".join(labels) + " ") if labels else ""
+            raise self._needs_dtc(f"{value} is not supported here; build the DTB with dtc")
+        self.expect(kind == "name", "a node or property name")
+        self.i += 1
+        self.expect(self.i < len(self.toks), "'{', '=' or ';'")
+        nxt = self.toks[self.i][1]
         if nxt == "{":
-            out.append(indent() + prefix + name + " {")
-            depth += 1
-            i += 1
-            continue
-        expect(not labels or nxt == "{", "'{' after a label")
+            prefix = (" ".join(labels) + " ") if labels else ""
+            self.out.append(self._indent() + prefix + value + " {")
+            self.depth += 1
+            self.i += 1
+            return
+        self.expect(not labels, "'{' after a label")
         if nxt == ";":
-            out.append(indent() + name + ";")
-            i += 1
-            continue
-        expect(nxt == "=", "'=', '{' or ';'")
-        i += 1
-        values = []
+            self.out.append(self._indent() + value + ";")
+            self.i += 1
+            return
+        self.expect(nxt == "=", "'=', '{' or ';'")
+        self.i += 1
+        self.out.append(self._indent() + value + " = " + ", ".join(self._values()) + ";")
+
+    def _values(self) -> list[str]:
+        """A property's values up to its ';'."""
+        toks, values = self.toks, []
         while True:
-            if i < len(toks) and toks[i][1] == "/bits/":
-                raise BoardError(f"{source}:{toks[i][2]}: /bits/ needs dtc (device-tree-compiler)")
-            expect(i < len(toks) and toks[i][0] in ("string", "cells", "bytes", "ref"), "a property value")
-            if toks[i][0] == "ref" and toks[i][1].startswith("&{"):
-                raise BoardError(f"{source}:{toks[i][2]}: path references ({toks[i][1]}) need dtc "
-                                 "(device-tree-compiler)")
-            if toks[i][0] == "cells" and not _PLAIN_CELLS.fullmatch(toks[i][1]):
-                raise BoardError(f"{source}:{toks[i][2]}: {toks[i][1]!r}: expressions, path references and "
-                                 "character literals in cells need dtc (device-tree-compiler)")
-            values.append(toks[i][1])
-            i += 1
-            expect(i < len(toks) and toks[i][1] in (",", ";"), "',' or ';'")
-            if toks[i][1] == ";":
-                i += 1
-                break
-            i += 1
-        out.append(indent() + name + " = " + ", ".join(values) + ";")
-    if depth != 0:
-        raise BoardError(f"{source}: DTS syntax error: {depth} unclosed '{{' at end of file")
-    if not saw_root:
-        raise BoardError(f"{source}: DTS has no root node")
-    return "\n".join(out) + "\n"
+            if self._at("/bits/"):
+                raise self._needs_dtc("/bits/ needs dtc (device-tree-compiler)")
+            self.expect(self.i < len(toks) and toks[self.i][0] in ("string", "cells", "bytes", "ref"),
+                        "a property value")
+            kind, value, _ = toks[self.i]
+            if kind == "ref" and value.startswith("&{"):
+                raise self._needs_dtc(f"path references ({value}) need dtc (device-tree-compiler)")
+            if kind == "cells" and not _PLAIN_CELLS.fullmatch(value):
+                raise self._needs_dtc(f"{value!r}: expressions, path references and character literals in "
+                                      "cells need dtc (device-tree-compiler)")
+            values.append(value)
+            self.i += 1
+            self.expect(self.i < len(toks) and toks[self.i][1] in (",", ";"), "',' or ';'")
+            self.i += 1
+            if toks[self.i - 1][1] == ";":
+                return values

@@ -171,6 +171,7 @@ class _Walk:
         self.fds: list[int] = []
         self.node: Optional[Node] = None
         self.mount = 0
+        self.links = 0                  # symlinks followed (ELOOP past the limit)
 
     def run(self, base: str, path: str, follow: bool) -> Resolved:
         self.fds = [os.dup(self.root.fd)]
@@ -184,59 +185,78 @@ class _Walk:
         if not path.startswith("/"):
             self._goto([c for c in base.split("/") if c and c != "."])
         parts = deque(path.split("/"))
-        links = 0
+        self.links = 0
         while parts:
             c = parts.popleft()
             if c in ("", "."):
                 continue
-            rest_trivial = all(x in ("", ".") for x in parts)
+            done = self._step(c, parts, follow)
+            if done is not None:
+                return done
+        return self._here()
+
+    def _step(self, c: str, parts: deque, follow: bool) -> Optional[Resolved]:
+        """One name of the path; the walk's result when it ends here."""
+        rest_trivial = all(x in ("", ".") for x in parts)
+        if c == "..":
+            self._up()
+            return None
+        if self.node is None and not self.comps and c in self.tops:
+            self.comps, self.node = [c], self.tops[c]      # at the root: fds is [root]
+            return None
+        if self.node is not None:
             final = rest_trivial and not parts            # "a/" and "a/." follow a final link
-            if c == "..":
-                self._up()
-                continue
-            if self.node is None and not self.comps and c in self.tops:
-                self.comps, self.node = [c], self.tops[c]      # at the root: fds is [root]
-                continue
-            if self.node is not None:
-                if not isinstance(self.node, Dir):
-                    raise SyscallError(errno.ENOTDIR)
-                child = self.node.lookup(c)
-                if child is None:
-                    raise SyscallError(errno.ENOENT)
-                if isinstance(child, Link) and (follow or not final):
-                    links = _count(links)
-                    if isinstance(child, MagicLink):
-                        if final:
-                            return Magic(child, "/" + "/".join(self.comps + [c]))
-                        target = child.dir_path()
-                        if target is None:
-                            raise SyscallError(errno.ENOTDIR)
-                    else:
-                        target = child.target()
-                    self._jump(target, parts)
-                    continue
-                self._enter(c, child)
-                continue
-            if rest_trivial:
-                # The last name: it need not exist (a create) and is not entered.
-                st = self._lstat(c)
-                if st is not None and stat.S_ISLNK(st.st_mode) and (follow or parts):
-                    links = _count(links)
-                    self._jump(self._readlink(c), parts)
-                    continue
-                if parts and st is not None and not stat.S_ISDIR(st.st_mode):
-                    raise SyscallError(errno.ENOTDIR)
-                if st is not None and not stat.S_ISLNK(st.st_mode):
-                    self._refuse_pseudo_obj(c)
-                gpath = "/" + "/".join(self.comps + [c])
-                return HostEntry(self.fds.pop(), c, gpath, st, trailing_slash=bool(parts))
-            fd = self._open_dir(c)
-            if fd is None:                               # a symlink: walk its target here
-                links = _count(links)
-                self._jump(self._readlink(c), parts)
-                continue
-            self.fds.append(fd)
-            self.comps.append(c)
+            return self._generated_step(c, parts, follow, final)
+        if rest_trivial:
+            return self._last_host_name(c, parts, follow)
+        fd = self._open_dir(c)
+        if fd is None:                                    # a symlink: walk its target here
+            self.links = _count(self.links)
+            self._jump(self._readlink(c), parts)
+            return None
+        self.fds.append(fd)
+        self.comps.append(c)
+        return None
+
+    def _generated_step(self, c: str, parts: deque, follow: bool, final: bool) -> Optional[Resolved]:
+        """A name inside a generated tree: a node entered, a link followed (a magic link,
+        when final, is the walk's result), or ENOENT/ENOTDIR."""
+        if not isinstance(self.node, Dir):
+            raise SyscallError(errno.ENOTDIR)
+        child = self.node.lookup(c)
+        if child is None:
+            raise SyscallError(errno.ENOENT)
+        if not (isinstance(child, Link) and (follow or not final)):
+            self._enter(c, child)
+            return None
+        self.links = _count(self.links)
+        if isinstance(child, MagicLink):
+            if final:
+                return Magic(child, "/" + "/".join(self.comps + [c]))
+            target = child.dir_path()
+            if target is None:
+                raise SyscallError(errno.ENOTDIR)
+        else:
+            target = child.target()
+        self._jump(target, parts)
+        return None
+
+    def _last_host_name(self, c: str, parts: deque, follow: bool) -> Optional[Resolved]:
+        """The last name on the host: it need not exist (a create) and is not entered."""
+        st = self._lstat(c)
+        if st is not None and stat.S_ISLNK(st.st_mode) and (follow or parts):
+            self.links = _count(self.links)
+            self._jump(self._readlink(c), parts)
+            return None
+        if parts and st is not None and not stat.S_ISDIR(st.st_mode):
+            raise SyscallError(errno.ENOTDIR)
+        if st is not None and not stat.S_ISLNK(st.st_mode):
+            self._refuse_pseudo_obj(c)
+        gpath = "/" + "/".join(self.comps + [c])
+        return HostEntry(self.fds.pop(), c, gpath, st, trailing_slash=bool(parts))
+
+    def _here(self) -> Resolved:
+        """The walk ended on a directory it holds (or a generated node)."""
         gpath = "/" + "/".join(self.comps)
         if self.node is not None:
             return Generated(self.node, gpath)
