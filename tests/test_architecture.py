@@ -144,3 +144,13 @@ def test_no_class_is_over_300_lines() -> None:
             if isinstance(node, ast.ClassDef):
                 lines = node.end_lineno - node.lineno + 1      # type: ignore[operator]
                 assert lines <= 300, f"{path.relative_to(PKG.parent)}: class {node.name} is {lines} lines"
+
+
+def test_no_function_is_more_complex_than_c() -> None:
+    """radon's cyclomatic complexity, rank C at most (20): more is a function doing several
+    things (invariants.violations was F-55, one function per invariant now)."""
+    from radon.complexity import cc_visit
+
+    worst = [(block.complexity, f"{path.relative_to(PKG.parent)}:{block.lineno} {block.fullname}")
+             for path in PKG.rglob("*.py") for block in cc_visit(path.read_text()) if block.complexity > 20]
+    assert not worst, sorted(worst, reverse=True)

@@ -160,41 +160,44 @@ class TagChecker:
                     if write:
                         self._remember(pa, bytes(ram[pa - base:pa - base + size]))
                     return
+        self._check(uc, address, pa, tag, size, write, translate_next, insn_at)
+
+    def _check(self, uc, address: int, pa: int, tag: int, size: int, write: bool,  # noqa: ANN001
+               translate_next, insn_at) -> None:  # noqa: ANN001
+        """Every other access: DC ZVA's whole block, an access crossing into the next page,
+        and the mismatch recorded (the CPU stops) when the mode checks it."""
         first = min(size, PAGE_SIZE - (pa & 0xFFF))
         zva_old = None
         if write and size == 1:
-            pc = uc.reg_read(UC_ARM64_REG_PC)
-            is_zva = self._is_dczva.get(pc)
-            if is_zva is None:
-                is_zva = self._is_dczva[pc] = insn_at(pc) & E.SYS_XT_MASK == E.DC_ZVA
-            if is_zva:
-                block = pa & ~(self.dcz_block - 1)
-                if self._zva[:2] != (pc, block):
-                    self._zva = (pc, block, bytes(self.physmem.view(block, self.dcz_block)))
-                zva_old = self._zva[2]
-                pa, first, size = block, self.dcz_block, self.dcz_block   # check the whole block
+            zva = self._dc_zva(uc, pa, insn_at)
+            if zva is not None:
+                pa, zva_old = zva
+                first = size = self.dcz_block                  # check the whole block
         if write:
             self._remember(pa, bytes(self.physmem.view(pa, first)))
-        bad = self.tags.mismatch(pa, first, tag)
-        bad_pa, bad_va = bad, None
-        next_pa = None
-        if bad is None and first < size:
+        bad_pa = self.tags.mismatch(pa, first, tag)
+        bad_va = next_pa = None
+        if bad_pa is None and first < size:
             # An unaligned access crossing into the next page (one hook call for both):
             # that page's translation is already in the TLB, ask for it again.
             page_va = self.va_of_alias(address & ~0xFFF)
-            if page_va is not None:
-                res = translate_next(page_va + PAGE_SIZE)
-                if res is not None and res[1]:
-                    next_pa = res[0]
-                    bad_pa = self.tags.mismatch(next_pa, size - first, tag)
-                    if bad_pa is not None:
-                        bad_va = page_va + PAGE_SIZE + (bad_pa & 0xFFF)
+            res = translate_next(page_va + PAGE_SIZE) if page_va is not None else None
+            if res is not None and res[1]:
+                next_pa = res[0]
+                bad_pa = self.tags.mismatch(next_pa, size - first, tag)
+                if bad_pa is not None:
+                    bad_va = page_va + PAGE_SIZE + (bad_pa & 0xFFF)     # type: ignore[operator]
         if bad_pa is None or self.stepping or self.mismatch is not None:
             return
-        st = self.state
-        mode = st.tcf_write if write else st.tcf_read
+        mode = self.state.tcf_write if write else self.state.tcf_read
         if mode is Tcf.NONE:
             return
+        self._record(uc, address, pa, first, size, tag, write, mode, (bad_pa, bad_va), zva_old, next_pa)
+
+    def _record(self, uc, address: int, pa: int, first: int, size: int, tag: int, write: bool,  # noqa: ANN001
+                mode: Tcf, bad: tuple[int, Optional[int]], zva_old: Optional[bytes], next_pa: Optional[int]) -> None:
+        """The mismatch, with what undoes the access's writes, and the CPU stopped."""
+        bad_pa, bad_va = bad
         if bad_va is None:
             page_va = self.va_of_alias(address & ~0xFFF) or 0
             # DC ZVA faults at its block, not at the granule that mismatched (the Linux
@@ -211,6 +214,20 @@ class TagChecker:
                                  ptr_tag=tag, mem_tag=self.tags.get(bad_pa), sync=mode is Tcf.SYNC,
                                  ctx=uc.context_save(), undo=undo)
         uc.emu_stop()
+
+    def _dc_zva(self, uc, pa: int, insn_at) -> Optional[tuple[int, bytes]]:  # noqa: ANN001
+        """A one-byte store that is DC ZVA (Unicorn reports the zeroing as byte stores): its
+        block and the block's bytes before it (to undo), else None."""
+        pc = uc.reg_read(UC_ARM64_REG_PC)
+        is_zva = self._is_dczva.get(pc)
+        if is_zva is None:
+            is_zva = self._is_dczva[pc] = insn_at(pc) & E.SYS_XT_MASK == E.DC_ZVA
+        if not is_zva:
+            return None
+        block = pa & ~(self.dcz_block - 1)
+        if self._zva[:2] != (pc, block):
+            self._zva = (pc, block, bytes(self.physmem.view(block, self.dcz_block)))
+        return block, self._zva[2]
 
     def _remember(self, pa: int, old: bytes) -> None:
         """Log the bytes a write is about to overwrite (one log, wherever it is kept)."""

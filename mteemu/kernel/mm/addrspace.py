@@ -43,6 +43,11 @@ def untag(addr: int) -> int:
     return addr & TOP_BYTE_MASK
 
 
+# The protection an access needs (a read: readable or writable, as arm64 has no write-only
+# pages: Linux's PROT_WRITE implies read).
+_NEEDED = {ACCESS_READ: PROT_READ | PROT_WRITE, ACCESS_WRITE: PROT_WRITE, ACCESS_FETCH: PROT_EXEC}
+
+
 class Mm:
     _next_id = 1
 
@@ -85,42 +90,44 @@ class Mm:
         if vma is None:
             return FAULT_MAPERR
         prot = vma.prot
-        if access == ACCESS_WRITE:
-            if not prot & PROT_WRITE:
-                return FAULT_ACCERR
-        elif access == ACCESS_FETCH:
-            if not prot & PROT_EXEC:
-                return FAULT_ACCERR
-        elif not prot & (PROT_READ | PROT_WRITE):
+        if not prot & _NEEDED.get(access, PROT_READ | PROT_WRITE):
             return FAULT_ACCERR
-        vpn = addr >> PAGE_SHIFT
         tagged = bool(prot & PROT_MTE)
-        pte = self.ptes.get(vpn)
         try:
-            if pte is None:
-                got = self._fault_in(vma, addr & PAGE_MASK, tagged)
-                if isinstance(got, Fault):
-                    return got
-                pte = got
-                self.pt.install(vpn, pte)
-            elif pte.swap is not None:
-                swap.swap_in(self.alloc, pte.swap, tagged)
-            if access == ACCESS_WRITE and pte.wp:
-                self._write_fault(vma, addr, vpn, pte, tagged)
-            if pte.md_none:
-                self._tag_storage_fault(vpn, pte)
-            if tagged:
-                self.alloc.sync_tags(pte.pfn)
+            pte = self._present(vma, addr, access, tagged)
         except OutOfMemory:
             return FAULT_OOM
         except _Retry:
             return FAULT_RETRY
+        if isinstance(pte, Fault):
+            return pte
         perms = prot & (PROT_READ | PROT_EXEC)
         if prot & PROT_WRITE:
             perms |= PROT_READ
             if not pte.wp:
                 perms |= PROT_WRITE
         return Translation(pte.pfn << PAGE_SHIFT, perms, tagged)
+
+    def _present(self, vma: Vma, addr: int, access: int, tagged: bool) -> Pte | Fault:
+        """handle_pte_fault(): the page made present for the access (faulted in, swapped
+        in, copied on write, its tag storage reserved, its tags initialised)."""
+        vpn = addr >> PAGE_SHIFT
+        pte = self.ptes.get(vpn)
+        if pte is None:
+            got = self._fault_in(vma, addr & PAGE_MASK, tagged)
+            if isinstance(got, Fault):
+                return got
+            pte = got
+            self.pt.install(vpn, pte)
+        elif pte.swap is not None:
+            swap.swap_in(self.alloc, pte.swap, tagged)
+        if access == ACCESS_WRITE and pte.wp:
+            self._write_fault(vma, addr, vpn, pte, tagged)
+        if pte.md_none:
+            self._tag_storage_fault(vpn, pte)
+        if tagged:
+            self.alloc.sync_tags(pte.pfn)
+        return pte
 
     def fault_forced(self, vaddr: int, access: int) -> Translation | Fault:
         """get_user_pages(FOLL_FORCE), as /proc/<pid>/mem uses it: a write may go into a
