@@ -31,6 +31,7 @@ from mteemu.kernel.mte import PREFERRED_MODES
 
 if TYPE_CHECKING:
     from mteemu.kernel.run import RunOptions
+    from mteemu.report.tagfault import TagFaultReport
 
 DEMO = Path(__file__).resolve().parent / "data" / "demo.elf"
 
@@ -317,7 +318,7 @@ def _run_options(args: argparse.Namespace, program: str) -> "RunOptions":
                       closed_stdio=CLOSED_STDIO, sysroot=os.path.realpath(sysroot) if sysroot else None)
 
 
-def _write_report_json(path: str, report: dict) -> None:
+def _write_report_json(path: str, report: "TagFaultReport") -> None:
     """--report-json: the last tag-check fault that killed a process, as JSON (also when the
     run then ended by a timeout or a deadlock); a failure to write is said, not fatal."""
     import json
@@ -325,7 +326,7 @@ def _write_report_json(path: str, report: dict) -> None:
     from mteemu.atomicfile import write_text
 
     try:
-        write_text(path, json.dumps(report, indent=2) + "\n")
+        write_text(path, json.dumps(report.to_json(), indent=2) + "\n")
     except OSError as e:
         sys.stderr.write(f"mteemu: cannot write --report-json {path}: {e.strerror}\n")
     except MteEmuError as e:

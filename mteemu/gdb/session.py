@@ -35,7 +35,7 @@ from mteemu.machine import arm64 as C
 from mteemu.machine.debughooks import WATCH_ACCESS, WATCH_READ, WATCH_WRITE
 
 if TYPE_CHECKING:
-    from mteemu.kernel.kernel import Kernel
+    from mteemu.kernel.api import KernelApi
 
 PACKET_SIZE = 0x4000
 SIGTRAP, SIGINT = S.SIGTRAP, S.SIGINT
@@ -68,7 +68,7 @@ class Resume:
 class Session:
     """ptrace.Tracer for GDB; `accept` gives the connection when the guest is about to start."""
 
-    def __init__(self, k: "Kernel", proc: Process, accept: Callable[[], rsp.Channel]) -> None:
+    def __init__(self, k: "KernelApi", proc: Process, accept: Callable[[], rsp.Channel]) -> None:
         self.k, self.proc = k, proc
         self._accept = accept
         self.ch: Optional[rsp.Channel] = None

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from dataclasses import replace
-from typing import Optional, Sequence, TextIO
+from typing import TYPE_CHECKING, Optional, Sequence, TextIO
 
 from mteemu.board.model import Board
 from mteemu.errors import HostSignal
@@ -39,6 +39,9 @@ from mteemu.kernel.tasks import Tasks
 from mteemu.kernel.traps import Traps
 from mteemu.machine.cpu import Cpu
 from mteemu.machine.physmem import PAGE_SIZE
+
+if TYPE_CHECKING:
+    from mteemu.report.tagfault import TagFaultReport
 
 
 class Kernel:
@@ -163,7 +166,7 @@ class Kernel:
                 watchdog.join()             # its thread holds the kernel until it has ended
 
     @property
-    def fatal_report(self) -> Optional[dict]:
+    def fatal_report(self) -> "Optional[TagFaultReport]":
         """The report of the last tag-check fault that killed a process, also when the run
         ended otherwise (a timeout, a deadlock)."""
         return self.traps.fatal_report

@@ -14,6 +14,7 @@ from mteemu.machine.tagcheck import MteState
 
 if TYPE_CHECKING:
     from mteemu.kernel.fs.exefile import ExeFile
+    from mteemu.report.tagfault import TagFaultReport
 
 SS_ONSTACK, SS_DISABLE, SS_AUTODISARM = 1, 2, 1 << 31
 
@@ -85,7 +86,7 @@ class Thread:
     mte: MteState = field(default_factory=MteState)   # what the CPU checks for this thread
     # TFSRE0_EL1.TF0: an asynchronous tag-check fault not yet reported (its report); the
     # next kernel entry reports it (a system call does not run while it is pending).
-    tfsr: Optional[dict] = None
+    tfsr: Optional["TagFaultReport"] = None
 
 
 @dataclass(eq=False)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Optional, TextIO
 
 from mteemu.kernel.mm.fixes import FIXES
+from mteemu.report.tagfault import TagFaultReport
 
 
 @dataclass
@@ -31,4 +32,4 @@ class RunOptions:
 @dataclass
 class RunResult:
     status: int                              # mteemu's exit status: the first process's, or 128 + its signal
-    tag_fault: Optional[dict] = None         # the report of the last tag-check fault that killed a process
+    tag_fault: Optional[TagFaultReport] = None   # the last tag-check fault that killed a process

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from mteemu.report.tagfault import TagFaultReport
 
 SIGHUP, SIGINT, SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE = 1, 2, 3, 4, 5, 6, 7, 8
 SIGKILL, SIGUSR1, SIGSEGV, SIGUSR2, SIGPIPE, SIGALRM, SIGTERM, SIGSTKFLT = 9, 10, 11, 12, 13, 14, 15, 16
@@ -83,7 +86,7 @@ class SigInfo:
     status: int = 0                     # SIGCHLD
     value: int = 0                      # sigqueue
     esr: int = 0                        # for the sigframe's esr_context (faults only)
-    report: Optional[dict] = None       # a tag-check fault's report, printed if it kills
+    report: Optional["TagFaultReport"] = None   # a tag-check fault's report, printed if it kills
 
     def pack(self, expose_tagbits: bool = False) -> bytes:
         head = struct.pack("<iii", self.signo, self.errno, self.code) + b"\0" * 4

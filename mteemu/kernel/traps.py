@@ -22,7 +22,7 @@ from mteemu.machine import arm64 as C
 from mteemu.machine.arm64 import ExitKind
 from mteemu.machine.decode import effective_address
 from mteemu.machine.physmem import PAGE_SIZE
-from mteemu.machine.tagcheck import Tcf
+from mteemu.machine.tagcheck import Mismatch, Tcf
 
 if TYPE_CHECKING:
     from mteemu.kernel.api import ExitsApi, SignalsApi
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from mteemu.machine.cpu import Cpu
     from mteemu.machine.physmem import PhysMem
     from mteemu.machine.tagstore import TagStore
+    from mteemu.report.tagfault import TagFaultReport
 
 ESR_EC_DABT_LOW, ESR_EC_IABT_LOW = 0x24, 0x20
 
@@ -50,7 +51,7 @@ class Traps:
         self.fault_code = 0                         # why the last translation was refused (a Fault)
         self.syscall_count = 0                      # system calls made, and the time the kernel spent on them
         self.syscall_seconds = 0.0
-        self.fatal_report: Optional[dict] = None    # the last tag-check fault that killed a process
+        self.fatal_report: "Optional[TagFaultReport]" = None    # the last tag-check fault that killed a process
 
     def connect(self, cpu: "Cpu", sched: "Scheduler", signals: "SignalsApi", exits: "ExitsApi",
                 syscalls: "SyscallTable") -> None:
@@ -109,7 +110,7 @@ class Traps:
         if nr in IDS and t.state is State.RUNNABLE and t.tfsr is None and self.tracer is None \
                 and not self.options.strace and not self.signals.deliverable(t):
             # Asked once, answered by C from now until anything could change the answers
-            # or make something due at a call's return (sched._switch_to, the next call).
+            # or make something due at a call's return (Scheduler.switch_to, the next call).
             self.cpu.sys.answer_ids(t.proc.pid, self.tasks.ppid(t.proc), t.tid)
         if nr not in QUERIES and self.sched.poll_waits(skip=t):
             # The call woke another thread (a pipe written, a child's signal...): as Linux's
@@ -197,7 +198,7 @@ class Traps:
         report, t.tfsr = t.tfsr, None
         self.signals.send(t.proc, S.SigInfo(S.SIGSEGV, S.SEGV_MTEAERR, addr=0, report=report), thread=t)
 
-    def _capture_report(self, t: Thread, m) -> dict:  # noqa: ANN001 - a tagcheck.Mismatch
+    def _capture_report(self, t: Thread, m: Mismatch) -> "TagFaultReport":
         from mteemu.machine.decode import access_size, disassemble
         from mteemu.report import symbols, tagfault
 

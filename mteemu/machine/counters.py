@@ -12,7 +12,7 @@ from dataclasses import dataclass
 class Counters:
     python_checks: int = 0      # tag checks made by TagChecker.on_access
     python_insns: int = 0       # MTE instructions executed by mte_insns.py
-    python_fills: int = 0       # TLB fills answered by Cpu._on_fill
+    python_fills: int = 0       # TLB fills answered by machine/hooks.py's Python fill
     flushes: int = 0            # whole-TLB flushes
 
 

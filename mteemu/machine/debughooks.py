@@ -21,16 +21,13 @@ and shares pages with its parent, and GDB has detached from it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 from unicorn import UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, UC_MEM_WRITE
 from unicorn.arm64_const import UC_ARM64_REG_PC
 
-from mteemu.machine.physmem import PAGE_SIZE
+from mteemu.machine.physmem import PAGE_SIZE, PhysMem
 from mteemu.machine.tagcheck import ALIAS_BASE, ALIAS_MASK, ALIAS_SHIFT
-
-if TYPE_CHECKING:
-    from mteemu.machine.cpu import Cpu
 
 WATCH_WRITE, WATCH_READ, WATCH_ACCESS = 2, 3, 4      # GDB's Z2, Z3, Z4
 
@@ -52,8 +49,19 @@ class WatchHit:
     undo: tuple[int, bytes]     # (pa, bytes) a store overwrote
 
 
+class DebugTarget(Protocol):
+    """What the debug hooks use of the CPU (cpu.Cpu is one)."""
+    uc: Any
+    physmem: PhysMem
+    running: bool
+
+    def invalidate_code(self) -> None: ...
+    def flush_tlb(self) -> None: ...
+    def stop_for_debugger(self, pc: int) -> None: ...
+
+
 class DebugHooks:
-    def __init__(self, cpu: "Cpu") -> None:
+    def __init__(self, cpu: DebugTarget) -> None:
         self.cpu = cpu
         self.wanted: Callable[[], bool] = lambda: True
         self.on_flush: Optional[Callable[[], None]] = None     # page tables changed: re-resolve watches

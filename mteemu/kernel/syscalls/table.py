@@ -154,7 +154,7 @@ class SyscallTable:
 
 
 # Calls that only report: nothing another thread waits for can change by them, so no
-# blocked thread is polled after one (sched._pick polls them all before every switch).
+# blocked thread is polled after one (Scheduler.pick polls them all before every switch).
 QUERIES = frozenset(SYSCALL_NUMBERS[n] for n in (
     "getpid", "getppid", "gettid", "getuid", "geteuid", "getgid", "getegid", "getpgid", "getsid",
     "clock_gettime", "clock_getres", "gettimeofday", "uname", "getrandom", "getcwd", "sched_getaffinity",
