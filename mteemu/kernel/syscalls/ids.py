@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from mteemu.kernel.process import Thread
 from mteemu.kernel.syscalls.args import s32
@@ -31,24 +31,17 @@ def sys_gettid(k: "KernelApi", t: Thread) -> int:
     return t.tid
 
 
-@syscall("getuid")
-def sys_getuid(k: "KernelApi", t: Thread) -> int:
-    return os.getuid()
+def _host_id(get: Callable[[], int]) -> Callable[["KernelApi", Thread], int]:
+    """getuid and friends answer the host's ids: the guest never gains or drops host rights."""
+    def handler(k: "KernelApi", t: Thread) -> int:
+        return get()
+    return handler
 
 
-@syscall("geteuid")
-def sys_geteuid(k: "KernelApi", t: Thread) -> int:
-    return os.geteuid()
-
-
-@syscall("getgid")
-def sys_getgid(k: "KernelApi", t: Thread) -> int:
-    return os.getgid()
-
-
-@syscall("getegid")
-def sys_getegid(k: "KernelApi", t: Thread) -> int:
-    return os.getegid()
+sys_getuid = syscall("getuid")(_host_id(os.getuid))
+sys_geteuid = syscall("geteuid")(_host_id(os.geteuid))
+sys_getgid = syscall("getgid")(_host_id(os.getgid))
+sys_getegid = syscall("getegid")(_host_id(os.getegid))
 
 
 @syscall("getresuid")

@@ -2,7 +2,7 @@
 processes and mteemu's options — never the host's (fs/proc/ in Linux).
 
 Top-level files (meminfo, vmstat, cpuinfo, stat, uptime, loadavg, version, sys/…) live
-here; the per-process directories (/proc/<pid>/…) in procpid.py. What is not modelled
+here; the per-process directories (/proc/<pid>/…) in pid.py. What is not modelled
 does not exist (ENOENT), so a program never mistakes the host for its machine.
 """
 from __future__ import annotations
