@@ -105,3 +105,13 @@ def test_fault_report_names_library_functions(tmp_path) -> None:
     assert r.returncode == 139, r.stderr
     assert b"in fill+" in r.stderr and b"in main+" in r.stderr          # the program's own symbols
     assert b"__libc_start_main+" in r.stderr and b"(libc.so.6)" in r.stderr   # and libc's, named
+
+
+@pytest.mark.parametrize("tagging", ["3", "1"], ids=["sync", "async"])
+def test_a_heap_tagged_program_vforks_and_execs(tmp_path, dynamic, tagging: str) -> None:
+    """dash, bash pipelines, xargs and Python's subprocess start programs so: before the fix
+    the exec'd child died of SIGSEGV in malloc (dynamic programs only: the parent's last
+    code page, vfork's in libc.so.6, is not mapped yet when the new program starts)."""
+    prog = dynamic("mte/heap_vfork_exec")
+    r = run_mteemu(["run", "-E", f"GLIBC_TUNABLES=glibc.mem.tagging={tagging}", prog], cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout == _expected("mte/heap_vfork_exec"), r.stderr
