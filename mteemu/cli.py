@@ -315,7 +315,8 @@ def _run_options(args: argparse.Namespace, program: str) -> "RunOptions":
                       tag_storage_policy=args.tag_storage_policy, stats=args.stats, kmsg=args.kmsg,
                       fixes=tuple(f for f in FIXES if f not in args.without),
                       check_invariants=args.check_invariants or os.environ.get("MTEEMU_CHECK_INVARIANTS") == "1",
-                      closed_stdio=CLOSED_STDIO, sysroot=os.path.realpath(sysroot) if sysroot else None)
+                      closed_stdio=CLOSED_STDIO, inherited_fds=INHERITED_FDS,
+                      sysroot=os.path.realpath(sysroot) if sysroot else None)
 
 
 def _write_report_json(path: str, report: "TagFaultReport") -> None:
@@ -534,6 +535,7 @@ class _Unfailing:
 
 
 CLOSED_STDIO: tuple[int, ...] = ()
+INHERITED_FDS: tuple[int, ...] = ()
 
 
 def _hold_closed_stdio() -> tuple[int, ...]:
@@ -554,10 +556,31 @@ def _hold_closed_stdio() -> tuple[int, ...]:
     return tuple(closed)
 
 
+def _inherited_fds() -> tuple[int, ...]:
+    """The descriptors above stdio mteemu was started with and would pass on at an exec
+    (no FD_CLOEXEC): a shell's process substitution (/dev/fd/63), make's jobserver, socket
+    activation. Python opens its own with FD_CLOEXEC (PEP 446), so at start-up these are
+    exactly what the parent handed over; the guest gets each under its own number."""
+    import fcntl
+
+    out = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd <= 2:
+            continue
+        try:
+            if not fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC:
+                out.append(fd)
+        except OSError:
+            continue                  # listdir's own descriptor, closed by now
+    return tuple(sorted(out))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    global CLOSED_STDIO
+    global CLOSED_STDIO, INHERITED_FDS
     if not isinstance(sys.stderr, _Unfailing):
         CLOSED_STDIO = _hold_closed_stdio()
+        INHERITED_FDS = _inherited_fds()
         sys.stderr = _Unfailing(sys.stderr)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:                      # its own options: mteemu bench --help

@@ -5,6 +5,7 @@ sigreturn trampoline."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import random
 import stat
@@ -194,23 +195,34 @@ class Programs:
         self.sched.need_resched = True                   # leave the CPU: resume in the new program
 
     def _stdio_fds(self, root: Optional[str]) -> FdTable:
+        """The first process's descriptors: mteemu's stdio and every descriptor it was handed
+        without FD_CLOEXEC, under the same numbers, as a program exec'd on Linux gets them."""
         fds = FdTable()
         for fd in (0, 1, 2):
-            if fd in self.options.closed_stdio:
-                continue
-            try:
-                host = os.dup(fd)
-            except OSError:
-                continue
-            flags = os.O_RDONLY if fd == 0 else os.O_WRONLY
-            try:
-                # mteemu's own stdio, named once, as the guest would see that name
-                name = namei.guest_view(root or "/", os.readlink(f"/proc/self/fd/{fd}"))
-            except OSError:
-                name = f"/dev/fd/{fd}"
-            # The host's objects behind stdio: readable and writable, never re-owned (foreign).
-            fds.install(HostFile(host, name, flags, self.pagecache, foreign=True), fd=fd)
+            if fd not in self.options.closed_stdio:
+                self._inherit(fds, fd, os.O_RDONLY if fd == 0 else os.O_WRONLY, root)
+        for fd in self.options.inherited_fds:
+            if fd < fds.limit:
+                try:
+                    flags = fcntl.fcntl(fd, fcntl.F_GETFL) & (os.O_ACCMODE | os.O_APPEND)
+                except OSError:
+                    continue
+                self._inherit(fds, fd, flags, root)
         return fds
+
+    def _inherit(self, fds: FdTable, fd: int, flags: int, root: Optional[str]) -> None:
+        try:
+            host = os.dup(fd)
+        except OSError:
+            return
+        try:
+            # the host's name of it, once, as the guest would see that name
+            name = namei.guest_view(root or "/", os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            name = f"/dev/fd/{fd}"
+        # The host's objects behind them: readable and writable as opened, never re-owned
+        # (foreign: no metadata changes through them).
+        fds.install(HostFile(host, name, flags, self.pagecache, foreign=True), fd=fd)
 
     def _map_trampoline(self, mm: Mm) -> None:
         """A one-page stand-in for the vDSO's sigreturn trampoline (x30 of a handler)."""

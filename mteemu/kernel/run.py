@@ -27,6 +27,7 @@ class RunOptions:
     sysroot: Optional[str] = None          # -L: where a dynamic program's absolute paths are tried first
     diag: Optional[TextIO] = None          # where "mteemu:" lines go (default stderr)
     closed_stdio: tuple[int, ...] = ()     # of fds 0-2, those mteemu was started without
+    inherited_fds: tuple[int, ...] = ()    # fds above 2 mteemu was started with (no FD_CLOEXEC): the guest's too
 
 
 @dataclass
