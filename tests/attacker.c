@@ -233,8 +233,11 @@ int main(int argc, char **argv) {
     }
     else if (!strcmp(what, "chown")) {
         int fd = open("owned", O_WRONLY | O_CREAT, 0644);
-        show("chown a file it made", chown("owned", getuid(), getgid()));
+        show("chown a file it made", chown("owned", getuid(), getgid()));        /* to its owner */
         show("fchown it", fchown(fd, getuid(), getgid()));
+        show("chown it to another owner", chown("owned", getuid() + 1, -1));
+        show("chown a host file to its owner", chown("host_file", -1, getgid()));
+        show("chown a host file to another owner", chown("host_file", getuid() + 1, -1));
     }
     else if (!strcmp(what, "nonblock")) {
         /* O_NONBLOCK on an inherited pipe with nothing in it: EAGAIN, not a wait. */

@@ -5,6 +5,7 @@ through it (tests/test_architecture.py keeps the import graph free of cycles).
 """
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Optional, Protocol
 
 if TYPE_CHECKING:
@@ -72,6 +73,8 @@ class VfsApi(Protocol):
     def in_generated_dir(self, t: "Thread", dirfd: int, path: bytes) -> bool: ...
     def open_host(self, r: "HostEntry", flags: int, mode: int) -> "HostFile": ...
     def open_for_reading(self, t: "Thread", path: bytes) -> "OpenFile": ...
+    def note_made(self, dirfd: int, name: str) -> None: ...
+    def made_by_guest(self, st: "os.stat_result") -> bool: ...
 
 
 class ProgramsApi(Protocol):

@@ -42,6 +42,20 @@ class Vfs:
         self.root_dir, self.sysroot_dir = root_dir, sysroot_dir
         self.generated = generated          # the trees mounted over the root, as t sees them
         self.pagecache = pagecache
+        # (st_dev, st_ino) of what guests made in this run: theirs to re-own, as on Linux
+        # (tar x chowns what it extracted), where every other host file is refused.
+        self.made: set[tuple[int, int]] = set()
+
+    def note_made(self, dirfd: int, name: str) -> None:
+        """A guest just made `name` in the held directory."""
+        try:
+            st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+        except OSError:
+            return
+        self.made.add((st.st_dev, st.st_ino))
+
+    def made_by_guest(self, st: os.stat_result) -> bool:
+        return (st.st_dev, st.st_ino) in self.made
 
     def close(self) -> None:
         self.root_dir.close()
@@ -118,6 +132,9 @@ class Vfs:
         if namei.pseudo_fs(fd) is not None:          # reached the host's kernel state after all
             os.close(fd)
             raise SyscallError(errno.ENOENT)
+        if r.st is None and flags & os.O_CREAT:      # the walk found no such name: this open made it
+            st = os.fstat(fd)
+            self.made.add((st.st_dev, st.st_ino))
         return HostFile(fd, r.gpath, flags & ~O_CLOEXEC, self.pagecache, foreign=r.foreign)
 
     def open_for_reading(self, t: Thread, path: bytes) -> OpenFile:

@@ -19,7 +19,7 @@ from mteemu.kernel.fs.namei import Generated, HostEntry, Magic
 from mteemu.kernel.fs.pipe import PipeEnd
 from mteemu.kernel.process import Thread
 from mteemu.kernel.syscalls.args import fdget, s32, s64, user_path
-from mteemu.kernel.syscalls.registry import syscall
+from mteemu.kernel.syscalls.registry import Support, syscall
 from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
@@ -134,44 +134,58 @@ def sys_fchmodat(k: "KernelApi", t: Thread, dirfd: int, path: int, mode: int) ->
     return 0
 
 
-def _chown_allowed(t: Thread) -> None:
-    """chown changes who owns a host file: only inside the guest's own root. Without --root
-    every host file is the host's, and the guest is refused as an unprivileged caller
-    changing another's file would be (EPERM), even when mteemu runs as root."""
-    if t.proc.root is None:
+def _chown_allowed(k: "KernelApi", t: Thread, st: os.stat_result, uid: int, gid: int) -> bool:
+    """Whether a chown reaches the host file: False for one that changes nothing (it succeeds
+    without touching the host, as on Linux for the owner or root). A real change is made
+    only to what the guest may re-own: inside its own root (--root), or what a guest made
+    in this run (tar x chowns what it extracted); any other host file is the host's, and
+    the guest is refused as an unprivileged caller changing another's file would be
+    (EPERM), even when mteemu runs as root."""
+    uid, gid = s32(uid), s32(gid)
+    if uid in (-1, st.st_uid) and gid in (-1, st.st_gid):
+        return False
+    if t.proc.root is None and not k.vfs.made_by_guest(st):
         raise SyscallError(errno.EPERM)
+    return True
 
 
-def _chown(t: Thread, f: OpenFile, uid: int, gid: int) -> int:
+def _chown(k: "KernelApi", t: Thread, f: OpenFile, uid: int, gid: int) -> int:
     if isinstance(f, (PipeEnd, MemFd)):
         return 0             # anonymous inodes, as for _chmod
     _may_change_attrs(f)
-    _chown_allowed(t)
+    assert isinstance(f, HostFile)                # (_may_change_attrs)
     try:
-        os.fchown(f.fd, s32(uid), s32(gid))   # type: ignore[attr-defined]
+        if _chown_allowed(k, t, os.fstat(f.fd), uid, gid):
+            os.fchown(f.fd, s32(uid), s32(gid))
     except OSError as e:
         raise oserror(e) from None
     return 0
 
 
-@syscall("fchown")
+NOT_THE_HOSTS = ("without --root, a host file the guest did not make in this run keeps its owner (EPERM, even as "
+                 "root); a chown to the owner it has succeeds")
+
+
+@syscall("fchown", support=Support.PARTIAL, note=NOT_THE_HOSTS)
 def sys_fchown(k: "KernelApi", t: Thread, fd: int, uid: int, gid: int) -> int:
-    return _chown(t, t.proc.fds.get(s32(fd)), uid, gid)
+    return _chown(k, t, t.proc.fds.get(s32(fd)), uid, gid)
 
 
-@syscall("fchownat", strings=(1,))
+@syscall("fchownat", strings=(1,), support=Support.PARTIAL, note=NOT_THE_HOSTS)
 def sys_fchownat(k: "KernelApi", t: Thread, dirfd: int, path: int, uid: int, gid: int, flags: int) -> int:
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         raise SyscallError(errno.EINVAL)
     raw = user_path(t, path)
     if not raw and flags & AT_EMPTY_PATH and s32(dirfd) != AT_FDCWD:
-        return _chown(t, t.proc.fds.get(s32(dirfd)), uid, gid)
+        return _chown(k, t, t.proc.fds.get(s32(dirfd)), uid, gid)
     with k.vfs.lookup(t, dirfd, raw or b".", follow=not flags & AT_SYMLINK_NOFOLLOW) as r:
         if not isinstance(r, HostEntry):
-            return _with_reopened(r, os.O_PATH, lambda f: _chown(t, f, uid, gid))
-        _chown_allowed(t)
+            return _with_reopened(r, os.O_PATH, lambda f: _chown(k, t, f, uid, gid))
+        if r.st is None:
+            raise SyscallError(errno.ENOENT)
         try:
-            os.chown(r.name, s32(uid), s32(gid), dir_fd=r.dirfd, follow_symlinks=False)
+            if _chown_allowed(k, t, r.st, uid, gid):
+                os.chown(r.name, s32(uid), s32(gid), dir_fd=r.dirfd, follow_symlinks=False)
         except OSError as e:
             raise oserror(e) from None
     return 0

@@ -109,6 +109,7 @@ def sys_mkdirat(k: "KernelApi", t: Thread, dirfd: int, path: int, mode: int) -> 
             os.mkdir(e.name, (mode & 0o7777) & ~t.proc.umask, dir_fd=e.dirfd)
         except OSError as err:
             raise oserror(err) from None
+        k.vfs.note_made(e.dirfd, e.name)
     return 0
 
 
@@ -150,6 +151,7 @@ def sys_symlinkat(k: "KernelApi", t: Thread, target: int, dirfd: int, path: int)
             os.symlink(text, e.name, dir_fd=e.dirfd)
         except OSError as err:
             raise oserror(err) from None
+        k.vfs.note_made(e.dirfd, e.name)
     return 0
 
 
@@ -219,4 +221,5 @@ def sys_mknodat(k: "KernelApi", t: Thread, dirfd: int, path: int, mode: int, dev
                 raise SyscallError(errno.EINVAL)
         except OSError as err:
             raise oserror(err) from None
+        k.vfs.note_made(e.dirfd, e.name)
     return 0
