@@ -34,7 +34,6 @@ from unicorn.unicorn_const import UC_ERR_EXCEPTION
 from mteemu.machine import debughooks, native, unicorn_exit_checks, unicorn_shim
 from mteemu.machine import encodings as E
 from mteemu.machine.arm64 import (
-    ACCESS_FETCH,
     ACCESS_READ,
     ACCESS_WRITE,
     REG_PC,
@@ -197,9 +196,9 @@ class Cpu:
                 # A stop requested by a hook wins over anything refused while stopping.
                 if self.stops.pending is None and self.checker.mismatch is None:
                     pc = uc.reg_read(REG_PC)
-                    if e.errno == UC_ERR_EXCEPTION and self._refusal_stopped_it(pc):
-                        page, access = self.stops.refused        # type: ignore[misc]
-                        return Exit(ExitKind.FAULT, pc, fault_page=page, access=access)
+                    refused = self.stops.refusal_at(pc) if e.errno == UC_ERR_EXCEPTION else None
+                    if refused is not None:
+                        return Exit(ExitKind.FAULT, pc, fault_page=refused[0], access=refused[1])
                     if e.errno != UC_ERR_EXCEPTION:
                         return Exit(ExitKind.EXCEPTION, uc.reg_read(REG_PC), intno=-e.errno)
             break
@@ -212,18 +211,6 @@ class Cpu:
         if self._interrupt.is_set():
             return Exit(ExitKind.INTERRUPTED, self.pc)
         return Exit(ExitKind.BUDGET, self.pc)
-
-    def _refusal_stopped_it(self, pc: int) -> bool:
-        """Whether the refused fill is why the CPU stopped. QEMU also asks for code pages it
-        can do without: resumed in a new address space after a vfork child's exec, it
-        looked up the page the parent last ran (vfork's) and went on when refused. A fetch
-        that really faults leaves the PC in the page it was refused; a refused fetch of
-        another page was such a lookup (a heap-tagged vfork + exec child died of it)."""
-        refused = self.stops.refused
-        if refused is None:
-            return False
-        page, access = refused
-        return access != ACCESS_FETCH or (pc ^ page) & ~(PAGE_SIZE - 1) == 0
 
     def _tag_check_exit(self) -> Exit:
         """Make a caught mismatch precise (sync) or complete the access first (async)."""

@@ -53,6 +53,17 @@ class Stops:
     def reset(self) -> None:
         self.pending = self.refused = None
 
+    def refusal_at(self, pc: int) -> Optional[tuple[int, int]]:
+        """The refused fill that stopped the CPU at pc, if one did. QEMU also asks for code
+        pages it can do without: resumed in a new address space after a vfork child's exec,
+        it looked up the page the parent ran last (vfork's) and went on when refused. A
+        fetch that really faults leaves the PC in the page it was refused; a refused fetch
+        of another page was such a lookup (a heap-tagged vfork + exec child died of it)."""
+        refused = self.refused
+        if refused is None or refused[1] == ACCESS_FETCH and (pc ^ refused[0]) & ~(PAGE_SIZE - 1):
+            return None
+        return refused
+
 
 class Hooks:
     def __init__(self, uc: Any, physmem: PhysMem, native_lib: "Optional[native.Native]", checker: TagChecker,

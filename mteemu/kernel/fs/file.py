@@ -28,20 +28,14 @@ _COMMON_FLAGS = (os.O_ACCMODE | os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_TRUN
 
 
 _O_PATH = getattr(os, "O_PATH", 0o10000000)   # the same value on arm64 and x86-64
-
-
 O_DIRECTORY_GUEST = 0o40000
 
 
 O_NOFOLLOW_GUEST = 0o100000         # arm64's values differ from x86's
-
-
 O_CLOEXEC = 0o2000000
 
 
 O_NONBLOCK = os.O_NONBLOCK
-
-
 O_APPEND = os.O_APPEND
 
 

@@ -17,6 +17,7 @@ from mteemu.kernel.fs.hostfile import HostFile
 from mteemu.kernel.fs.memfd import MemFd
 from mteemu.kernel.fs.namei import Generated, HostEntry, Magic
 from mteemu.kernel.fs.pipe import PipeEnd
+from mteemu.kernel.fs.vfs import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, oserror
 from mteemu.kernel.process import Thread
 from mteemu.kernel.syscalls.args import fdget, s32, s64, user_path
 from mteemu.kernel.syscalls.registry import Support, syscall
@@ -24,11 +25,6 @@ from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
     from mteemu.kernel.api import KernelApi
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from mteemu.kernel.api import KernelApi
-from mteemu.kernel.fs.vfs import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, oserror
 
 
 def _may_change_attrs(f: OpenFile) -> None:

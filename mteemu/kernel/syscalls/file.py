@@ -22,6 +22,7 @@ from mteemu.kernel.fs.hostfile import HostFile
 from mteemu.kernel.fs.memfd import MemFd
 from mteemu.kernel.fs.namei import HostEntry
 from mteemu.kernel.fs.pipe import Pipe, PipeEnd
+from mteemu.kernel.fs.vfs import FifoOpen, open_generated, oserror
 from mteemu.kernel.mm.shared import SharedObject
 from mteemu.kernel.process import Thread, Wait
 from mteemu.kernel.syscalls.args import fdget, s32, s64, user_path
@@ -30,11 +31,6 @@ from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
     from mteemu.kernel.api import KernelApi
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from mteemu.kernel.api import KernelApi
-from mteemu.kernel.fs.vfs import FifoOpen, open_generated, oserror
 
 
 @syscall("openat", strings=(1,), support=Support.PARTIAL,
@@ -103,8 +99,6 @@ def sys_ioctl(k: "KernelApi", t: Thread, fd: int, req: int, arg: int) -> int:
 
 
 F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_GETLK, F_SETLK, F_SETLKW = 0, 1, 2, 3, 4, 5, 6, 7
-
-
 F_DUPFD_CLOEXEC, F_SETPIPE_SZ, F_GETPIPE_SZ, F_ADD_SEALS, F_GET_SEALS = 1030, 1031, 1032, 1033, 1034
 
 

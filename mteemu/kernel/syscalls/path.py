@@ -6,11 +6,13 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import stat as st
 import stat as stat_mod
 from typing import TYPE_CHECKING
 
 from mteemu.kernel.fs.namei import Generated, HostEntry, Magic, Resolved
 from mteemu.kernel.fs.pseudofs import Dir, Link
+from mteemu.kernel.fs.vfs import AT_FDCWD, AT_REMOVEDIR, oserror
 from mteemu.kernel.process import Thread
 from mteemu.kernel.syscalls.args import s32, user_path
 from mteemu.kernel.syscalls.registry import Support, syscall
@@ -18,12 +20,6 @@ from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
     from mteemu.kernel.api import KernelApi
-import stat as st
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from mteemu.kernel.api import KernelApi
-from mteemu.kernel.fs.vfs import AT_FDCWD, AT_REMOVEDIR, oserror
 
 
 @syscall("getcwd")
@@ -114,8 +110,6 @@ def sys_mkdirat(k: "KernelApi", t: Thread, dirfd: int, path: int, mode: int) -> 
 
 
 RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
-
-
 _libc = ctypes.CDLL(None, use_errno=True)      # renameat2(): Python's os.rename takes no flags
 
 

@@ -19,10 +19,6 @@ from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
     from mteemu.kernel.api import KernelApi
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from mteemu.kernel.api import KernelApi
 
 
 def poll_ready(f, events: int) -> int:  # noqa: ANN001

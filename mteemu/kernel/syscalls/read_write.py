@@ -17,6 +17,7 @@ from mteemu.kernel.fs.file import (
 )
 from mteemu.kernel.fs.hostfile import HostFile
 from mteemu.kernel.fs.pipe import PipeEnd
+from mteemu.kernel.fs.vfs import oserror
 from mteemu.kernel.process import Thread, Wait, blocking
 from mteemu.kernel.signals import SI_USER, SIGPIPE, SigInfo
 from mteemu.kernel.syscalls.args import access_ok, fdget, s32, s64
@@ -26,15 +27,8 @@ from mteemu.machine.physmem import PAGE_SIZE
 
 if TYPE_CHECKING:
     from mteemu.kernel.api import KernelApi
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from mteemu.kernel.api import KernelApi
-from mteemu.kernel.fs.vfs import oserror
 
 MAX_IO = 0x7FFF_F000      # Linux caps one read/write at MAX_RW_COUNT
-
-
 IOV_MAX = 1024
 
 
@@ -296,3 +290,65 @@ def sys_sendfile(k: "KernelApi", t: Thread, out_fd: int, in_fd: int, offset: int
             t.proc.mem.put_u64(offset, start + done)
         return done
     return _write_result(k, t, attempt)
+
+
+COPY_FILE_RANGE_FLAGS = 0          # none defined
+
+
+@syscall("copy_file_range")
+def sys_copy_file_range(k: "KernelApi", t: Thread, fd_in: int, off_in: int, fd_out: int, off_out: int,
+                        length: int, flags: int) -> int:
+    """copy_file_range() between regular files (cp, diff, sed -i use it): a chunk at a time
+    through the page cache's files; an offset pointer is read and advanced instead of the
+    file position. Linux's checks in its order (generic_copy_file_checks())."""
+    if flags & ~COPY_FILE_RANGE_FLAGS:
+        raise SyscallError(errno.EINVAL)
+    fin, fout = fdget(t, fd_in), fdget(t, fd_out)
+    _copy_checks(fin, fout)
+    pin = _offset(t, off_in)
+    pout = _offset(t, off_out)
+    length = min(length, MAX_IO)
+    if fin.stat()[1:3] == fout.stat()[1:3] and pin is not None and pout is not None \
+            and pin < pout + length and pout < pin + length:
+        raise SyscallError(errno.EINVAL)           # the same file, overlapping ranges
+    done = _copy(fin, fout, pin, pout, length)
+    for ptr, start in ((off_in, pin), (off_out, pout)):
+        if start is not None:
+            t.proc.mem.put_u64(ptr, start + done)
+    return done
+
+
+def _copy_checks(fin: OpenFile, fout: OpenFile) -> None:
+    if not fin.readable() or not fout.writable() or fout.flags & os.O_APPEND:
+        raise SyscallError(errno.EBADF)
+    for f in (fin, fout):
+        mode = f.stat().st_mode
+        if stat_mod.S_ISDIR(mode):
+            raise SyscallError(errno.EISDIR)
+        if not stat_mod.S_ISREG(mode):
+            raise SyscallError(errno.EINVAL)
+
+
+def _copy(fin: OpenFile, fout: OpenFile, pin: Optional[int], pout: Optional[int], length: int) -> int:
+    """Up to length bytes, a chunk at a time; short at the input's end or a short write."""
+    done = 0
+    while done < length:
+        want = min(CHUNK, length - done)
+        data = fin.pread(want, pin + done) if pin is not None else fin.read(want)
+        if not data:
+            break
+        wrote = fout.pwrite(data, pout + done) if pout is not None else fout.write(data)
+        done += wrote
+        if wrote < len(data) or len(data) < want or host_signals.pending():
+            break
+    return done
+
+
+def _offset(t: Thread, ptr: int) -> Optional[int]:
+    """An loff_t the caller points at (NULL: use the file position); a negative one is EINVAL."""
+    if not ptr:
+        return None
+    start = s64(t.proc.mem.u64(ptr))
+    if start < 0:
+        raise SyscallError(errno.EINVAL)
+    return start

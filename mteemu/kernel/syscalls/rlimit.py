@@ -16,14 +16,10 @@ if TYPE_CHECKING:
 from mteemu.kernel.syscalls.clone import MAX_THREADS
 
 RLIM_INFINITY = (1 << 64) - 1
-
-
 RLIMIT_NOFILE = 7
 
 
 NR_OPEN = 1 << 20                             # fs.nr_open
-
-
 CAP_SYS_RESOURCE = 24
 
 

@@ -48,8 +48,6 @@ def sys_getcpu(k: "KernelApi", t: Thread, cpu: int, node: int) -> int:
 
 
 PRIO_PROCESS, PRIO_PGRP, PRIO_USER = 0, 1, 2
-
-
 CAP_SYS_NICE = 23
 
 

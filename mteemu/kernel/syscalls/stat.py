@@ -13,7 +13,9 @@ from mteemu.kernel.fs.file import (
     pack_stat,
 )
 from mteemu.kernel.fs.hostfile import HostFile
-from mteemu.kernel.fs.namei import Generated, HostEntry, Magic
+from mteemu.kernel.fs.namei import PROC_SUPER_MAGIC, SYSFS_MAGIC, TMPFS_MAGIC, Generated, HostEntry, Magic
+from mteemu.kernel.fs.pseudofs import GeneratedDir, GeneratedFile
+from mteemu.kernel.fs.vfs import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, oserror
 from mteemu.kernel.process import Thread
 from mteemu.kernel.syscalls.args import s32, user_path
 from mteemu.kernel.syscalls.registry import syscall
@@ -21,14 +23,6 @@ from mteemu.kernel.uaccess import SyscallError
 
 if TYPE_CHECKING:
     from mteemu.kernel.api import KernelApi
-from typing import TYPE_CHECKING
-
-from mteemu.kernel.fs.namei import PROC_SUPER_MAGIC, SYSFS_MAGIC, TMPFS_MAGIC
-from mteemu.kernel.fs.pseudofs import GeneratedDir, GeneratedFile
-
-if TYPE_CHECKING:
-    from mteemu.kernel.api import KernelApi
-from mteemu.kernel.fs.vfs import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, oserror
 
 
 def _stat_of(k: "KernelApi", t: Thread, dirfd: int, path: int, flags: int) -> os.stat_result:
@@ -116,8 +110,6 @@ def sys_faccessat2(k: "KernelApi", t: Thread, dirfd: int, path: int, mode: int, 
 
 
 STATFS_FMT = "<qqQQQQQiiqqq4q"          # arm64 struct statfs (asm-generic, 64-bit): 120 bytes
-
-
 ST_VALID = 0x20                          # statfs.f_flags: the flags are valid (Linux sets it)
 
 

@@ -37,6 +37,7 @@ from mteemu.kernel.syscalls import (
     thread,
     time,
     wait,
+    xattr,
 )
 from mteemu.kernel.syscalls.args import MASK64, s64
 from mteemu.kernel.syscalls.numbers import SYSCALL_NAMES, SYSCALL_NUMBERS
@@ -48,8 +49,8 @@ if TYPE_CHECKING:
 
 # The handler modules, by family as gVisor's sentry keeps them (one per file of Linux's).
 MODULES: tuple[ModuleType, ...] = (
-    read_write, file, path, stat, attr, poll, mm, shm, exec, clone, exit, wait, thread, futex, ids, prctl,
-    sched, rlimit, signal, time, misc)
+    read_write, file, path, stat, attr, xattr, poll, mm, shm, exec, clone, exit, wait, thread, futex, ids,
+    prctl, sched, rlimit, signal, time, misc)
 
 
 @dataclass(frozen=True)
