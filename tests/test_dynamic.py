@@ -115,3 +115,12 @@ def test_a_heap_tagged_program_vforks_and_execs(tmp_path, dynamic, tagging: str)
     prog = dynamic("mte/heap_vfork_exec")
     r = run_mteemu(["run", "-E", f"GLIBC_TUNABLES=glibc.mem.tagging={tagging}", prog], cwd=tmp_path)
     assert r.returncode == 0 and r.stdout == _expected("mte/heap_vfork_exec"), r.stderr
+
+
+def test_strace_shows_execves_path(tmp_path, dynamic) -> None:
+    """The path is read before the call: after it the memory it was in is the new program's."""
+    prog = dynamic("mte/heap_vfork_exec")
+    r = run_mteemu(["run", "--strace", prog], cwd=tmp_path)
+    execs = [line for line in r.stderr.decode().splitlines() if "] execve(" in line]
+    assert len(execs) == 2 and all(line.startswith('[') and f'execve("{prog}", 0x' in line and line.endswith(") = 0")
+                                   for line in execs), execs

@@ -93,6 +93,9 @@ class SyscallTable:
         k = self.kernel
         nr, *args = k.cpu.sys.args()
         h = self.handlers.get(nr)
+        # The arguments as strace shows them, read before the call: execve replaces the
+        # memory its path and argv strings were in.
+        shown = self._shown(t, h, args) if k.options.strace else []
         if h is None:
             result = -errno.ENOSYS
             if nr not in self.warned:
@@ -110,10 +113,11 @@ class SyscallTable:
             except BaseException:
                 # The call ended the run (the first process exited): still trace it.
                 if k.options.strace:
-                    self._trace(t, nr, h, args, NORETURN)
+                    self._trace(t, nr, h, shown, NORETURN)
                 raise
         if k.options.strace:
-            self._trace(t, nr, h, args, result)
+            # An execve that returns no more succeeded: strace shows it as 0.
+            self._trace(t, nr, h, shown, 0 if result is NORETURN and h is not None and h.name in EXECS else result)
         if type(result) is Unmodelled:
             result = result.result
         if result is NORETURN:
@@ -124,9 +128,8 @@ class SyscallTable:
         k.cpu.sys.ret(result)
         return nr
 
-    def _trace(self, t: Thread, nr: int, h: "Handler | None", args: list[int],
-               result: "int | Wait | NoReturnResult | Unmodelled") -> None:
-        name = h.name if h else SYSCALL_NAMES.get(nr, f"syscall_{nr}")
+    @staticmethod
+    def _shown(t: Thread, h: "Handler | None", args: list[int]) -> list[str]:
         shown = []
         for i, a in enumerate(args[:h.nargs if h else 6]):
             if h and i in h.strings:
@@ -137,6 +140,11 @@ class SyscallTable:
                     pass
             sa = s64(a)
             shown.append(str(sa) if -4096 < sa < 65536 else hex(a))
+        return shown
+
+    def _trace(self, t: Thread, nr: int, h: "Handler | None", shown: list[str],
+               result: "int | Wait | NoReturnResult | Unmodelled") -> None:
+        name = h.name if h else SYSCALL_NAMES.get(nr, f"syscall_{nr}")
         not_modelled = None
         if isinstance(result, Unmodelled):
             result, not_modelled = result
@@ -153,6 +161,8 @@ class SyscallTable:
             res += f" (not modelled: {not_modelled})"
         k.write_diag(f"[{t.tid}] {name}({', '.join(shown)}) = {res}\n")
 
+
+EXECS = ("execve", "execveat")
 
 # Calls that only report: nothing another thread waits for can change by them, so no
 # blocked thread is polled after one (Scheduler.pick polls them all before every switch).
