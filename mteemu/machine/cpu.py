@@ -191,7 +191,7 @@ class Cpu:
                     raise raised from None
                 if self.stops.need_check_hook and self.stops.pending is None and self.checker.mismatch is None:
                     self.hooks.add_check_hook()
-                    self.stops.refused = None
+                    self.stops.refused = self.stops.fetch_refused = None
                     continue
                 # A stop requested by a hook wins over anything refused while stopping.
                 if self.stops.pending is None and self.checker.mismatch is None:

@@ -42,7 +42,8 @@ class Stops:
     def __init__(self, uc: Any) -> None:
         self.uc = uc
         self.pending: Optional[Exit] = None               # an exit a hook asked for
-        self.refused: Optional[tuple[int, int]] = None    # the first fill refused: (page, access)
+        self.refused: Optional[tuple[int, int]] = None    # the first data fill refused: (page, access)
+        self.fetch_refused: Optional[tuple[int, int]] = None   # the last code fill refused: (page, PC then)
         self.need_check_hook = False                      # a fill needs the tag-checking hook first
 
     def leave(self, exit_: Exit) -> None:
@@ -51,18 +52,23 @@ class Stops:
         self.uc.emu_stop()
 
     def reset(self) -> None:
-        self.pending = self.refused = None
+        self.pending = self.refused = self.fetch_refused = None
 
     def refusal_at(self, pc: int) -> Optional[tuple[int, int]]:
-        """The refused fill that stopped the CPU at pc, if one did. QEMU also asks for code
-        pages it can do without: resumed in a new address space after a vfork child's exec,
-        it looked up the page the parent ran last (vfork's) and went on when refused. A
-        fetch that really faults leaves the PC in the page it was refused; a refused fetch
-        of another page was such a lookup (a heap-tagged vfork + exec child died of it)."""
-        refused = self.refused
-        if refused is None or refused[1] == ACCESS_FETCH and (pc ^ refused[0]) & ~(PAGE_SIZE - 1):
-            return None
-        return refused
+        """The refused fill that stopped the CPU at pc, if one did: a data access's, or a
+        code page's the CPU was really in. QEMU also asks for code pages it can do without
+        and goes on when refused: resumed in a child's new address space after exec, it
+        looked up pages of code the parent ran (vfork's, malloc's) while the PC was still
+        the new program's entry. A fetch that faults is asked for with the PC in that page,
+        and stops there; any other refused fetch was such a lookup (heap-tagged programs
+        started by vfork or fork + exec died of it, in malloc's first MTE instruction)."""
+        if self.refused is not None:
+            return self.refused
+        if self.fetch_refused is not None:
+            page, at = self.fetch_refused
+            if not (pc ^ page) & ~(PAGE_SIZE - 1) and not (at ^ page) & ~(PAGE_SIZE - 1):
+                return page, ACCESS_FETCH
+        return None
 
 
 class Hooks:
@@ -161,9 +167,12 @@ class Hooks:
         self.counters.python_fills += 1
         result = self.translate(vaddr, access)
         if result is None:
-            # Unicorn reports a refused fill as a bare UC_ERR_EXCEPTION; remember why.
-            # Keep the first refusal: the access that really faulted.
-            if self.stops.refused is None:
+            # Unicorn reports a refused fill as a bare UC_ERR_EXCEPTION; remember why: the
+            # first data refusal (the access that really faulted), the last code refusal and
+            # where the CPU was (Stops.refusal_at tells a fault from a lookup).
+            if access == ACCESS_FETCH:
+                self.stops.fetch_refused = (vaddr, uc.reg_read(REG_PC))
+            elif self.stops.refused is None:
                 self.stops.refused = (vaddr, access)
             return False
         pa, perms, tagged = result
