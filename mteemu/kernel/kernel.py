@@ -47,8 +47,8 @@ if TYPE_CHECKING:
 class Kernel:
     """The emulated world's kernel, composed of its services: the task list (tasks.py), the
     scheduler (sched.py), signals (delivery.py), exits (exits.py), the CPU's traps
-    (traps.py), the namespace (fs/vfs.py) and the system call table (syscalls/table.py).
-    Here: boot, the run loop, and programs started and executed."""
+    (traps.py), programs started and executed (programs.py), the namespace (fs/vfs.py) and
+    the system call table (syscalls/table.py). Here: boot, the run loop and the run's end."""
 
     def __init__(self, board: Board, options: RunOptions) -> None:
         self.board = board
