@@ -49,6 +49,10 @@ int main(void) {
     ssize_t n = listxattr("a", list, sizeof list);
     for (char *p = list; n > 0 && p < list + n; p += strlen(p) + 1)
         if (!strncmp(p, "user.", 5)) printf("listed %s\n", p);
+    memset(buf, 0, sizeof buf);
+    show("lgetxattr of the file itself", lgetxattr("a", "user.mteemu", buf, sizeof buf));
+    printf("value: %s\n", buf);
+    show("llistxattr of the file itself", llistxattr("a", list, sizeof list));
     symlink("a", "link");
     show("lgetxattr of the link", lgetxattr("link", "user.mteemu", buf, sizeof buf));
     show("getxattr through the link", getxattr("link", "user.mteemu", buf, sizeof buf));

@@ -36,9 +36,10 @@ def _name(t: Thread, addr: int) -> str:
     return os.fsdecode(raw)
 
 
-def _on_path(k: "KernelApi", t: Thread, path: int, follow: bool, action: Callable[[str, bool], R],
+def _on_path(k: "KernelApi", t: Thread, path: int, follow: bool, action: Callable[[str], R],
              changes: bool = False) -> R:
-    """action(host path that reaches the object, follow) for a path the guest names."""
+    """action(host path of the object) for a path the guest names; the walk follows a final
+    symlink or not (`follow`: getxattr, or lgetxattr and friends)."""
     with k.vfs.lookup(t, AT_FDCWD, user_path(t, path), follow=follow, reading=not changes) as r:
         if not isinstance(r, HostEntry):
             raise SyscallError(errno.EOPNOTSUPP)
@@ -51,19 +52,20 @@ def _on_path(k: "KernelApi", t: Thread, path: int, follow: bool, action: Callabl
         except OSError as e:
             raise oserror(e) from None
     try:
-        # A symlink held by O_PATH: its own attributes through the magic link, unfollowed.
-        return action(fd_path(fd), follow or not os.path.islink(fd_path(fd)))
+        # The magic link reaches the held object itself, a symlink too (Linux does not
+        # follow a link a magic link leads to): the walk already chose what to follow.
+        return action(fd_path(fd))
     finally:
         os.close(fd)
 
 
-def _on_fd(t: Thread, fd: int, action: Callable[[str, bool], R], changes: bool = False) -> R:
+def _on_fd(t: Thread, fd: int, action: Callable[[str], R], changes: bool = False) -> R:
     f: OpenFile = t.proc.fds.get(s32(fd))
     if not isinstance(f, HostFile):
         raise SyscallError(errno.EOPNOTSUPP)
     if changes and f.foreign:
         raise SyscallError(errno.EPERM)
-    return action(fd_path(f.fd), True)
+    return action(fd_path(f.fd))
 
 
 def _value_out(t: Thread, data: bytes, buf: int, size: int) -> int:
@@ -76,29 +78,29 @@ def _value_out(t: Thread, data: bytes, buf: int, size: int) -> int:
     return len(data)
 
 
-def _get(t: Thread, name_addr: int, buf: int, size: int) -> Callable[[str, bool], int]:
+def _get(t: Thread, name_addr: int, buf: int, size: int) -> Callable[[str], int]:
     name = _name(t, name_addr)
 
-    def action(path: str, follow: bool) -> int:
+    def action(path: str) -> int:
         try:
-            value = os.getxattr(path, name, follow_symlinks=follow)
+            value = os.getxattr(path, name)
         except OSError as e:
             raise oserror(e) from None
         return _value_out(t, value, buf, size)
     return action
 
 
-def _list(t: Thread, buf: int, size: int) -> Callable[[str, bool], int]:
-    def action(path: str, follow: bool) -> int:
+def _list(t: Thread, buf: int, size: int) -> Callable[[str], int]:
+    def action(path: str) -> int:
         try:
-            names = os.listxattr(path, follow_symlinks=follow)
+            names = os.listxattr(path)
         except OSError as e:
             raise oserror(e) from None
         return _value_out(t, b"".join(os.fsencode(n) + b"\0" for n in names), buf, size)
     return action
 
 
-def _set(t: Thread, name_addr: int, value: int, size: int, flags: int) -> Callable[[str, bool], int]:
+def _set(t: Thread, name_addr: int, value: int, size: int, flags: int) -> Callable[[str], int]:
     if flags & ~(XATTR_CREATE | XATTR_REPLACE):
         raise SyscallError(errno.EINVAL)
     name = _name(t, name_addr)
@@ -108,23 +110,23 @@ def _set(t: Thread, name_addr: int, value: int, size: int, flags: int) -> Callab
     if name.startswith(PRIVILEGED):
         raise SyscallError(errno.EPERM)
 
-    def action(path: str, follow: bool) -> int:
+    def action(path: str) -> int:
         try:
-            os.setxattr(path, name, data, flags, follow_symlinks=follow)
+            os.setxattr(path, name, data, flags)
         except OSError as e:
             raise oserror(e) from None
         return 0
     return action
 
 
-def _remove(t: Thread, name_addr: int) -> Callable[[str, bool], int]:
+def _remove(t: Thread, name_addr: int) -> Callable[[str], int]:
     name = _name(t, name_addr)
     if name.startswith(PRIVILEGED):
         raise SyscallError(errno.EPERM)
 
-    def action(path: str, follow: bool) -> int:
+    def action(path: str) -> int:
         try:
-            os.removexattr(path, name, follow_symlinks=follow)
+            os.removexattr(path, name)
         except OSError as e:
             raise oserror(e) from None
         return 0
