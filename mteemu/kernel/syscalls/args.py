@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import errno
 import os
+from typing import TYPE_CHECKING
 
 from mteemu.kernel.fs.file import OpenFile
 from mteemu.kernel.mm.addrspace import TASK_SIZE, untag
-from mteemu.kernel.process import Thread
+from mteemu.kernel.process import Process, Thread
 from mteemu.kernel.uaccess import SyscallError
 from mteemu.kernel.uaccess import s32 as s32  # re-exported: handlers read their arguments here
 from mteemu.kernel.uaccess import s64 as s64
 
-MASK64 = (1 << 64) - 1
+if TYPE_CHECKING:
+    from mteemu.kernel.api import KernelApi
+
+
+def process(k: "KernelApi", t: Thread, pid: int) -> Process:
+    """The process a pid argument names, 0 being the caller's own (find_task_by_vpid():
+    ESRCH when there is none)."""
+    proc = t.proc if s32(pid) == 0 else k.tasks.procs.get(s32(pid))
+    if proc is None:
+        raise SyscallError(errno.ESRCH)
+    return proc
 
 
 def fdget(t: Thread, fd: int) -> OpenFile:

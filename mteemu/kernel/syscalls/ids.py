@@ -8,7 +8,7 @@ import os
 from typing import TYPE_CHECKING, Callable
 
 from mteemu.kernel.process import Thread
-from mteemu.kernel.syscalls.args import s32
+from mteemu.kernel.syscalls.args import process, s32
 from mteemu.kernel.syscalls.registry import Support, syscall
 from mteemu.kernel.uaccess import SyscallError
 
@@ -97,17 +97,13 @@ def sys_setresuid(k: "KernelApi", t: Thread, a: int, b: int, c: int) -> int:
 
 @syscall("getpgid")
 def sys_getpgid(k: "KernelApi", t: Thread, pid: int) -> int:
-    p = t.proc if s32(pid) == 0 else k.tasks.procs.get(s32(pid))
-    if p is None:
-        raise SyscallError(errno.ESRCH)
+    p = process(k, t, pid)
     return p.pgid
 
 
 @syscall("setpgid")
 def sys_setpgid(k: "KernelApi", t: Thread, pid: int, pgid: int) -> int:
-    p = t.proc if s32(pid) == 0 else k.tasks.procs.get(s32(pid))
-    if p is None:
-        raise SyscallError(errno.ESRCH)
+    p = process(k, t, pid)
     if s32(pgid) < 0:
         raise SyscallError(errno.EINVAL)
     p.pgid = s32(pgid) or p.pid
@@ -116,9 +112,7 @@ def sys_setpgid(k: "KernelApi", t: Thread, pid: int, pgid: int) -> int:
 
 @syscall("getsid")
 def sys_getsid(k: "KernelApi", t: Thread, pid: int) -> int:
-    p = t.proc if s32(pid) == 0 else k.tasks.procs.get(s32(pid))
-    if p is None:
-        raise SyscallError(errno.ESRCH)
+    p = process(k, t, pid)
     return p.sid
 
 

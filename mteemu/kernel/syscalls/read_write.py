@@ -275,11 +275,7 @@ def sys_sendfile(k: "KernelApi", t: Thread, out_fd: int, in_fd: int, offset: int
     if not fin.readable() or not fout.writable():
         raise SyscallError(errno.EBADF)
     count = min(count, MAX_IO)
-    start = None
-    if offset:
-        start = s64(t.proc.mem.u64(offset))
-        if start < 0:
-            raise SyscallError(errno.EINVAL)
+    start = _offset(t, offset)
 
     def attempt() -> int:
         data = fin.pread(count, start) if start is not None else fin.read(count)

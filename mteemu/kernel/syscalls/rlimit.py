@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from mteemu.kernel.fs.procfs.pid import host_capabilities
 from mteemu.kernel.process import Thread
-from mteemu.kernel.syscalls.args import s32
+from mteemu.kernel.syscalls.args import process, s32
 from mteemu.kernel.syscalls.registry import Support, Unmodelled, syscall
 from mteemu.kernel.uaccess import SyscallError
 
@@ -42,11 +42,9 @@ NOT_ENFORCED = "the limit is kept and reported, not enforced"
 
 @syscall("prlimit64", support=Support.PARTIAL, note="only RLIMIT_NOFILE is enforced; the others are kept and reported")
 def sys_prlimit64(k: "KernelApi", t: Thread, pid: int, resource: int, new: int, old: int) -> "int | Unmodelled":
-    if s32(pid) not in (0, t.proc.pid) and s32(pid) not in k.tasks.procs:
-        raise SyscallError(errno.ESRCH)
+    proc = process(k, t, pid)
     if resource >= 16:
         raise SyscallError(errno.EINVAL)
-    proc = t.proc if s32(pid) in (0, t.proc.pid) else k.tasks.procs[s32(pid)]
     cur = proc.rlimits.get(resource) or RLIMITS.get(resource, (RLIM_INFINITY, RLIM_INFINITY))
     if new:
         soft, hard = t.proc.mem.read_struct("<QQ", new)

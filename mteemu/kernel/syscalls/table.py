@@ -39,10 +39,11 @@ from mteemu.kernel.syscalls import (
     wait,
     xattr,
 )
-from mteemu.kernel.syscalls.args import MASK64, s64
+from mteemu.kernel.syscalls.args import s64
 from mteemu.kernel.syscalls.numbers import SYSCALL_NAMES, SYSCALL_NUMBERS
 from mteemu.kernel.syscalls.registry import NORETURN, NoReturnResult, Spec, Support, Unmodelled
 from mteemu.kernel.uaccess import SyscallError
+from mteemu.machine.arm64 import MASK64
 
 if TYPE_CHECKING:
     from mteemu.kernel.api import KernelApi
