@@ -324,10 +324,9 @@ class Mm:
         for vma in self.vmas:
             if vma.obj is not None and vma.shared:
                 vma.obj.writeback()
-        for vpn in list(self.ptes):
-            self.pt.drop(vpn)
+        self.pt.drop_all()
         for vma in self.vmas:
             if vma.obj is not None:
                 vma.obj.drop()
         self.vmas = VmaList()
-        self.pt.destroy()
+        self.pt.free_tables()

@@ -106,10 +106,12 @@ class PageTable:
         for vpn in self.vpns(start, end):
             self.drop(vpn)
 
-    def destroy(self) -> None:
-        """Every entry dropped, every table page freed."""
+    def drop_all(self) -> None:
         for vpn in list(self.ptes):
             self.drop(vpn)
+
+    def free_tables(self) -> None:
+        """The table pages given back (every entry dropped first)."""
         for pfn in self.pt_pages.values():
             self.alloc.free_kernel(pfn)
         self.pt_pages.clear()
