@@ -28,6 +28,7 @@ from mteemu.atomicfile import check_target
 from mteemu.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, BoardError, InputError, MteEmuError
 from mteemu.kernel.mm.fixes import FIXES
 from mteemu.kernel.mte import PREFERRED_MODES
+from mteemu.machine.allochist import DEFAULT_CALLS
 
 if TYPE_CHECKING:
     from mteemu.kernel.run import RunOptions
@@ -71,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "Linux's per-CPU mte_tcf_preferred (default: async)")
         sp.add_argument("--report-json", metavar="FILE",
                         help="also write the report of a fatal tag-check fault to FILE as JSON")
+        sp.add_argument("--alloc-history", action="store_true",
+                        help="remember the program's allocator calls (malloc, free...) and tag stores with their "
+                             "backtraces, to explain a tag-check fault: who allocated and who freed the memory")
+        sp.add_argument("--alloc-history-calls", type=_events, default=DEFAULT_CALLS, metavar="N",
+                        help=f"how many of the last calls --alloc-history keeps (default {DEFAULT_CALLS:,})")
         sp.add_argument("-L", dest="sysroot", metavar="DIR",
                         help="where a dynamically linked program's loader and libraries are: absolute paths "
                              "the guest reads are tried under DIR first, as qemu-user's -L (default: "
@@ -206,6 +212,17 @@ def parse_size(text: str, option: str = "size") -> int:
     return value
 
 
+def _events(text: str) -> int:
+    """--alloc-history N: a count of events, 1 to 16 million."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad number of calls {text!r}") from None
+    if not 1 <= value <= 1 << 24:
+        raise argparse.ArgumentTypeError(f"{text!r} calls: from 1 to {1 << 24}")
+    return value
+
+
 def _seconds(text: str) -> float:
     """--timeout: a finite, positive number of seconds that a timer can wait."""
     try:
@@ -316,6 +333,7 @@ def _run_options(args: argparse.Namespace, program: str) -> "RunOptions":
                       fixes=tuple(f for f in FIXES if f not in args.without),
                       check_invariants=args.check_invariants or os.environ.get("MTEEMU_CHECK_INVARIANTS") == "1",
                       closed_stdio=CLOSED_STDIO, inherited_fds=INHERITED_FDS,
+                      alloc_history=args.alloc_history_calls if args.alloc_history else 0,
                       sysroot=os.path.realpath(sysroot) if sysroot else None)
 
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
     from mteemu.board.model import Board
     from mteemu.kernel import loader
+    from mteemu.kernel.allocwatch import AllocWatch
     from mteemu.kernel.fs.devfs import ShmDir
     from mteemu.kernel.fs.exefile import ExeFile
     from mteemu.kernel.fs.file import OpenFile
@@ -131,6 +132,8 @@ class KernelApi(Protocol):
     def vfs(self) -> VfsApi: ...
     @property
     def programs(self) -> "ProgramsApi": ...
+    @property
+    def allocs(self) -> "AllocWatch": ...
 
     def say(self, message: str) -> None: ...
     def write_diag(self, text: str) -> None: ...

@@ -18,6 +18,7 @@ from mteemu.board.model import Board
 from mteemu.errors import HostSignal
 from mteemu.kernel import mte
 from mteemu.kernel import signals as S
+from mteemu.kernel.allocwatch import AllocWatch
 from mteemu.kernel.delivery import SignalDelivery
 from mteemu.kernel.exits import Exits, GuestExit
 from mteemu.kernel.fs import namei
@@ -86,8 +87,9 @@ class Kernel:
         self.vfs = Vfs(namei.HostDir(options.root or "/"), namei.HostDir(options.sysroot) if options.sysroot else None,
                        self._generated_trees, self.pagecache)
         self.cpu.seed_irg(options.seed)          # IRG's tags: reproducible per seed
+        self.allocs = AllocWatch(self.cpu, options.alloc_history)
         self.programs = Programs(self.cpu, self.alloc, options, self.vfs, self.tasks, self.sched, self.exits,
-                                 self.futex, self.pagecache, self.rng, self.pac_rng)
+                                 self.futex, self.pagecache, self.rng, self.pac_rng, self.allocs)
         self.alloc.on_remap = self.cpu.flush_tlb
         self.cpu.sync_native()         # guarded tag writes (boot_mm) are the Python path's
 

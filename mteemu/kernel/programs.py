@@ -16,6 +16,7 @@ from mteemu.errors import InputError, NoInterpreter
 from mteemu.inputs import open_regular
 from mteemu.kernel import loader, mte, pauth
 from mteemu.kernel import signals as S
+from mteemu.kernel.allocwatch import AllocWatch
 from mteemu.kernel.fs import namei
 from mteemu.kernel.fs.exefile import ExeFile
 from mteemu.kernel.fs.fdtable import FdTable
@@ -39,14 +40,17 @@ if TYPE_CHECKING:
     from mteemu.kernel.ptrace import Tracer
     from mteemu.kernel.sched import Scheduler
 
-SIGRETURN_TRAMPOLINE = bytes.fromhex("681180d2" "010000d4")   # mov x8, #139; svc #0
+# The [vdso] stand-in's code: the sigreturn trampoline (mov x8, #139; svc #0), and the
+# `ret` allocator calls return through (allocwatch.TRAMPOLINE_OFFSET).
+VDSO_CODE = bytes.fromhex("681180d2" "010000d4" "c0035fd6")
 
 
 class Programs:
     def __init__(self, cpu: Cpu, alloc: PageAllocator, options: RunOptions, vfs: Vfs, tasks: Tasks,
                  sched: "Scheduler", exits: "Exits", futex: FutexTable, pagecache: PageCache,
-                 rng: random.Random, pac_rng: random.Random) -> None:
+                 rng: random.Random, pac_rng: random.Random, allocs: AllocWatch) -> None:
         self.cpu, self.alloc, self.options, self.vfs, self.tasks = cpu, alloc, options, vfs, tasks
+        self.allocs = allocs
         self.sched, self.exits, self.futex, self.pagecache = sched, exits, futex, pagecache
         self.rng, self.pac_rng = rng, pac_rng
         self.tracer: "Optional[Tracer]" = None
@@ -113,6 +117,7 @@ class Programs:
         proc.load_bias = prog.bias
         proc.auxv, proc.arg_range, proc.env_range = prog.auxv, prog.arg_range, prog.env_range
         self._map_trampoline(mm)
+        self.allocs.new_program(mm, exe.source, prog.bias, static=interp is None)
         t = Thread(tid=proc.pid, proc=proc, name=os.path.basename(path).encode()[:15],
                    mte=mte.state_for(0, self.options.mte_tcf_preferred, MteState()),
                    pac_keys=pauth.new_keys(self.pac_rng))
@@ -136,6 +141,7 @@ class Programs:
         try:
             prog = loader.load(mm, image, argv, envp, execfn, self.rng.randbytes(16), interp)
             self._map_trampoline(mm)
+            self.allocs.new_program(mm, exe.source, prog.bias, static=interp is None)
         except (OutOfMemory, InputError) as e:
             mm.destroy()
             raise SyscallError(errno.ENOEXEC if isinstance(e, InputError) else errno.ENOMEM) from None
@@ -189,6 +195,7 @@ class Programs:
         self.cpu.set_reg(C.REG_PC, prog.entry)
         self.cpu.set_reg(C.REG_SP, prog.sp)
         self.cpu.set_mte(t.mte)
+        self.cpu.allocs.set_current(mm.alloc_history, t.tid)
         self.cpu.flush_tlb()                       # another address space on the CPU
         self.cpu.invalidate_code()
         self.sched.on_cpu_mm = mm
@@ -230,5 +237,5 @@ class Programs:
         if addr is None:
             raise OutOfMemory("no room for the sigreturn trampoline")
         mm.map(Vma(addr, addr + PAGE_SIZE, PROT_READ | PROT_EXEC, name="[vdso]"))
-        loader.poke(mm, addr, SIGRETURN_TRAMPOLINE)
+        loader.poke(mm, addr, VDSO_CODE)
         mm.sigreturn_trampoline = addr

@@ -28,6 +28,7 @@ class RunOptions:
     diag: Optional[TextIO] = None          # where "mteemu:" lines go (default stderr)
     closed_stdio: tuple[int, ...] = ()     # of fds 0-2, those mteemu was started without
     inherited_fds: tuple[int, ...] = ()    # fds above 2 mteemu was started with (no FD_CLOEXEC): the guest's too
+    alloc_history: int = 0                 # allocator calls remembered per address space (0: none)
 
 
 @dataclass

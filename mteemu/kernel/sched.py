@@ -233,6 +233,7 @@ class Scheduler:
             self.switches += 1
             self.cpu.set_mte(t.mte)
             self.cpu.set_pac(t.pac_keys, t.pac_enabled)
+            self.cpu.allocs.set_current(t.proc.mm.alloc_history, t.tid)
             if self.on_cpu_mm is not t.proc.mm:
                 self.on_cpu_mm = t.proc.mm
                 self.cpu.flush_tlb()

@@ -5,6 +5,7 @@ traps.c would send.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import TYPE_CHECKING, Callable, Optional
 
@@ -15,7 +16,7 @@ from mteemu.kernel.fs.file import fd_path
 from mteemu.kernel.mm.addrspace import FAULT_ACCERR, FAULT_BUS, FAULT_OOM, FAULT_RETRY, TOP_BYTE_MASK, Fault
 from mteemu.kernel.mm.vma import PROT_MTE, Vma
 from mteemu.kernel.process import State, Thread
-from mteemu.kernel.syscalls.table import IDS, QUERIES
+from mteemu.kernel.syscalls.table import IDS, QUERIES, SYSCALL_NAMES
 from mteemu.kernel.tasks import Tasks
 from mteemu.kernel.uaccess import SyscallError
 from mteemu.machine import arm64 as C
@@ -97,7 +98,7 @@ class Traps:
             # SVC, do_notify_resume() sends SIGSEGV/SEGV_MTEAERR, and the call is made
             # again only if the handler returns.
             self.cpu.pc = self.cpu.pc - 4
-            self._report_async(t)
+            self._report_async(t, f"at system call {SYSCALL_NAMES.get(self.cpu.sys.args()[0], '?')}")
             return True
         mem = t.proc.mem
         mem.tagged_addr_abi = bool(t.tagged_addr_ctrl & mte.PR_TAGGED_ADDR_ENABLE)
@@ -129,7 +130,9 @@ class Traps:
         # sched_yield under Linux).
         async_mismatch = kind is ExitKind.TAG_CHECK and ex.mismatch is not None and not ex.mismatch.sync
         if t.tfsr is not None and kind is not ExitKind.STOPPED and not async_mismatch:
-            self._report_async(t)     # any other kernel entry (a tick, a fault) reports it
+            # any other kernel entry (a tick, a fault) reports it
+            self._report_async(t, "at a timer tick" if kind in (ExitKind.INTERRUPTED, ExitKind.BUDGET)
+                               else "at an exception")
         if kind in (ExitKind.STOPPED, ExitKind.BUDGET, ExitKind.DEBUG):
             return          # DEBUG: a debugger's stop (the tracer reports it), nothing executed
         if kind is ExitKind.INTERRUPTED:
@@ -194,8 +197,10 @@ class Traps:
             # TFSRE0_EL1.TF0 is one sticky bit: the first fault is the one reported.
             t.tfsr = self._capture_report(t, m)
 
-    def _report_async(self, t: Thread) -> None:
+    def _report_async(self, t: Thread, entry: str) -> None:
         report, t.tfsr = t.tfsr, None
+        if report is not None:
+            report = dataclasses.replace(report, reported_at=entry)
         self.signals.send(t.proc, S.SigInfo(S.SIGSEGV, S.SEGV_MTEAERR, addr=0, report=report), thread=t)
 
     def _capture_report(self, t: Thread, m: Mismatch) -> "TagFaultReport":
@@ -232,7 +237,8 @@ class Traps:
                                       if (src := _mapped_source(v)) is not None]),
                                   tid=t.tid,
                                   program=t.proc.exe.name, tagged_addr_ctrl=t.tagged_addr_ctrl,
-                                  mode=mte.resolve_mode(t.tagged_addr_ctrl, self.options.mte_tcf_preferred))
+                                  mode=mte.resolve_mode(t.tagged_addr_ctrl, self.options.mte_tcf_preferred),
+                                  history=mm.alloc_history)
         return tagfault.capture(view, va=m.va, write=m.write, size=size, ptr_tag=m.ptr_tag,
                                 mem_tag=m.mem_tag, sync=m.sync)
 

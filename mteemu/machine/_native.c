@@ -78,6 +78,10 @@
 #define SYS_XT_MASK 0xFFFFFFE0u  /* encodings.py: a system instruction's Xt in bits 4:0 */
 #define DC_ZVA 0xD50B7420u
 
+struct ah_hist;                          /* _allochist.c */
+struct mte_ctx;
+static void ah_tag_write(struct mte_ctx *c, void *uc, uint64_t pc, uint64_t va, uint64_t size);
+
 typedef void (*hookmem_t)(void *uc, int type, uint64_t address, int size, int64_t value, void *user_data);
 
 struct span {
@@ -202,6 +206,9 @@ struct mte_ctx {
     struct alias_entry aliases[ALIAS_SLOTS];
     int checking;                            /* tag checks on for the thread (MteState.checking) */
     uint64_t page_flushes;
+    struct ah_hist *ah;                      /* the allocation history of the thread on the CPU */
+    uint32_t ah_tid;
+    uint64_t tw_va, tw_size;                 /* the tags the instruction just run wrote (tagged memory) */
 };
 
 struct mte_ctx *mte_new(void) {
@@ -651,6 +658,12 @@ static unsigned get_tag(struct mte_ctx *c, uint64_t pa) {
     return (s->tags[g >> 1] >> ((g & 1) << 2)) & 0xF;
 }
 
+/* What the allocation history hears of a tag store (_allochist.c: ah_tag_write). */
+static void note_tags(struct mte_ctx *c, uint64_t va, uint64_t size, unsigned tag) {
+    c->tw_va = (va & ((1ULL << 56) - 1)) | ((uint64_t)tag << 56);
+    c->tw_size = size;
+}
+
 /* STG, STZG, ST2G, STZ2G: tag (and zero) `size` bytes at va; 0 to decline. Every page is
    translated before anything is written, so a declined instruction changed nothing. */
 static int store_tags(struct mte_ctx *c, uint64_t va, uint64_t size, unsigned tag, int zero) {
@@ -677,6 +690,8 @@ static int store_tags(struct mte_ctx *c, uint64_t va, uint64_t size, unsigned ta
         if (tagged[i])
             set_tags(c, pas[i], lens[i], tag);
     }
+    if (tagged[0] || (parts == 2 && tagged[1]))
+        note_tags(c, va, size, tag);
     return 1;
 }
 
@@ -757,8 +772,10 @@ static int execute(struct mte_ctx *c, void *uc, uint32_t w) {
             return 0;
         uint64_t data[2] = {xr(c, uc, rt, 0), xr(c, uc, rt2, 0)};
         memcpy(host, data, 16);
-        if (tagged)
+        if (tagged) {
             set_tags(c, pa, 16, tag_of(addr));
+            note_tags(c, addr, 16, tag_of(addr));
+        }
         if (mode != 2)
             xw(c, uc, rn, base + (uint64_t)imm, 1);
         return 1;
@@ -917,13 +934,19 @@ void mte_on_intr(void *uc, uint32_t intno, void *user_data) {
         uint32_t word;
         c->reg_read(uc, c->reg_pc, &pc);
         c->rv_loaded = c->rv_dirty = 0;
+        c->tw_size = 0;
         if (fetch(c, pc, &word) && execute(c, uc, word)) {
             c->insns_native++;
+            if (c->tw_size)
+                ah_tag_write(c, uc, pc, c->tw_va, c->tw_size);
             pc += 4;
             for (int n = 0; n < RUN_AHEAD && fetch(c, pc, &word); n++) {
                 uint64_t next;
+                c->tw_size = 0;
                 if (execute(c, uc, word)) {
                     c->insns_native++;
+                    if (c->tw_size)
+                        ah_tag_write(c, uc, pc, c->tw_va, c->tw_size);
                     pc += 4;
                 } else if (step(c, uc, word, pc, &next)) {
                     pc = next;
@@ -1159,3 +1182,5 @@ void mte_set_unicorn_flush_all(struct mte_ctx *c, tlb_flush_all_t fn) {
     c->unicorn_flush_all = fn;
     c->tlb_guess = TLB_START_ENTRIES;
 }
+
+#include "_allochist.c"

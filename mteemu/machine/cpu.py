@@ -33,6 +33,7 @@ from unicorn.unicorn_const import UC_ERR_EXCEPTION
 
 from mteemu.machine import debughooks, native, unicorn_exit_checks, unicorn_shim
 from mteemu.machine import encodings as E
+from mteemu.machine.allochist import AllocHooks
 from mteemu.machine.arm64 import (
     ACCESS_READ,
     ACCESS_WRITE,
@@ -81,6 +82,8 @@ class Cpu:
         self.hooks = Hooks(uc, physmem, self.native, self.checker, self.emulator, self.counters, translate, syscall,
                            self.stops, self.flush_tlb, self.dcz_block)
         self.hooks.install()
+        self.allocs = AllocHooks(uc, physmem, self.native, translate, self.invalidate_code)
+        self.emulator.on_tag_write = self.allocs.tag_write
         self.sync_native()
         # No memory or code hook asks for a stop inside a block yet: no check after each
         # access (unicorn_exit_checks.py) until the tag check or a debugger comes.

@@ -51,6 +51,9 @@ class Emulator:
         # While instructions are emulated: register values read or written so far.
         self._regs: Optional[dict[int, int]] = None
         self._dirty: set[int] = set()
+        # The allocation history hears of tag stores (allochist.py): (pc, va, size, reg).
+        self.on_tag_write: Optional[Callable[[int, int, int, Callable[[int], int]], None]] = None
+        self.tag_write: Optional[tuple[int, int]] = None
 
     def forget_translations(self) -> None:
         self.soft_tlb.clear()
@@ -156,6 +159,10 @@ class Emulator:
     def set_nzcv(self, n: int, z: int, c: int, v: int) -> None:
         self._set_reg(REG_NZCV, n << 31 | z << 30 | c << 29 | v << 28)
 
+    def note_tags(self, vaddr: int, size: int, tag: int) -> None:
+        """The instruction stored tags to tagged memory: va (with that tag), size."""
+        self.tag_write = ((vaddr & ((1 << 56) - 1)) | tag << 56, size)
+
     def translate_for_tags(self, vaddr: int, write: bool) -> tuple[int, bool]:
         """(physical address, page is tagged) for an emulated access, or MemFault."""
         access = ACCESS_WRITE if write else ACCESS_READ
@@ -173,9 +180,12 @@ def _compile(word: int) -> Callable[[Emulator, int], Optional[int]]:
     """An MTE instruction, or one the interpreter knows; decoded once per PC."""
     if mte_insns.is_mte(word):
         def mte_op(ctx: Emulator, pc: int) -> Optional[int]:
+            ctx.tag_write = None
             if not mte_insns.execute(ctx, word):
                 return None
             ctx.counters.python_insns += 1
+            if ctx.tag_write is not None and ctx.on_tag_write is not None:
+                ctx.on_tag_write(pc, *ctx.tag_write, ctx.xr)
             return pc + 4
         return mte_op
     return interp.compile_op(word)

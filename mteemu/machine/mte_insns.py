@@ -160,6 +160,7 @@ def _stgp(cpu: "InsnContext", word: int) -> bool:
     cpu.physmem.view(pa, GRANULE)[:] = data
     if tagged:
         cpu.tags.set_range(pa, GRANULE, tag_of(addr))
+        cpu.note_tags(addr, GRANULE, tag_of(addr))
     if mode != 2:
         cpu.xw(rn, (base + imm) & MASK64, sp=True)
     return True
@@ -180,3 +181,5 @@ def _set_tags(cpu: "InsnContext", addr: int, size: int, tag: int, zero: bool) ->
             cpu.physmem.view(pa, n)[:] = bytes(n)
         if tagged:
             cpu.tags.set_range(pa, n, tag)
+    if any(tagged for _pa, _n, tagged in parts):
+        cpu.note_tags(addr, size, tag)

@@ -84,6 +84,16 @@ def _declare(lib: ctypes.CDLL) -> None:
         "mte_page_flush_count": ([_CTX, _U64P], None),
         "mte_syscall_block": ([_CTX], ctypes.c_void_p),
         "mte_fast_block": ([_CTX], ctypes.c_void_p),
+        # the allocation history (_allochist.c; allochist.py)
+        "ah_new": ([ctypes.c_uint32, ctypes.c_uint32], ctypes.c_void_p), "ah_free": ([ctypes.c_void_p], None),
+        "ah_clone": ([ctypes.c_void_p], ctypes.c_void_p),
+        "ah_set_table": ([ctypes.c_void_p, ctypes.c_int, _U64P, ctypes.POINTER(ctypes.c_uint32), ctypes.c_uint64],
+                         ctypes.c_int),
+        "ah_count": ([ctypes.c_void_p, ctypes.c_int], ctypes.c_uint),
+        "ah_get": ([ctypes.c_void_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p], ctypes.c_int),
+        "ah_add_tag_write": ([ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64,
+                              _U64P], None),
+        "mte_set_history": ([_CTX, ctypes.c_void_p, ctypes.c_uint32], None),
     }
     for name, (args, res) in sigs.items():
         fn = getattr(lib, name)
@@ -103,6 +113,7 @@ class Native:
         self.check_hook = address_of(lib.mte_check_access)
         self.fill_hook = address_of(lib.mte_on_fill)
         self.intr_hook = address_of(lib.mte_on_intr)
+        self.ah_hook = address_of(lib.ah_on_code)
         # The C callbacks installed now, one per slot: they live as long as the context.
         self._keep: dict[str, object] = {}
 

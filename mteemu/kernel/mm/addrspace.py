@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import replace
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from mteemu.kernel.mm import migrate, swap
 from mteemu.kernel.mm.pagealloc import OutOfMemory, PageAllocator
@@ -18,6 +18,9 @@ from mteemu.kernel.mm.shared import SharedObject
 from mteemu.kernel.mm.vma import PROT_EXEC, PROT_MTE, PROT_READ, PROT_WRITE, Vma, VmaList
 from mteemu.machine.arm64 import ACCESS_FETCH, ACCESS_READ, ACCESS_WRITE, Translation
 from mteemu.machine.physmem import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
+
+if TYPE_CHECKING:
+    from mteemu.machine.allochist import History
 
 TASK_SIZE = 1 << 48            # arm64, 48-bit VA, 4 KiB pages
 TOP_BYTE_MASK = (1 << 56) - 1  # Top Byte Ignore: bits 63:56 are not part of the address
@@ -62,6 +65,7 @@ class Mm:
         self.mmap_base = 0
         self.stack_top = 0
         self.sigreturn_trampoline = 0           # the [vdso] stand-in's sigreturn code (kernel.py)
+        self.alloc_history: "Optional[History]" = None   # its allocator calls (kernel/allocwatch.py)
         self.id = Mm._next_id
         Mm._next_id += 1
         self.owner_name = f"mm {self.id}"       # for reports: set to the process by the kernel
@@ -289,6 +293,8 @@ class Mm:
         child.brk_start, child.brk = self.brk_start, self.brk
         child.mmap_base, child.stack_top = self.mmap_base, self.stack_top
         child.sigreturn_trampoline = self.sigreturn_trampoline   # the [vdso] VMA is copied below
+        if self.alloc_history is not None:
+            child.alloc_history = self.alloc_history.clone()     # the child's history starts as ours
         for vma in self.vmas:
             copy = replace(vma)
             if copy.obj is not None:
@@ -330,3 +336,6 @@ class Mm:
                 vma.obj.drop()
         self.vmas = VmaList()
         self.pt.free_tables()
+        if self.alloc_history is not None:
+            self.alloc_history.close()
+            self.alloc_history = None

@@ -7,6 +7,7 @@ import stat
 from typing import TYPE_CHECKING, Optional
 
 from mteemu.kernel.fs.devfs import MemDevice
+from mteemu.kernel.fs.file import fd_path
 from mteemu.kernel.fs.hostfile import HostFile
 from mteemu.kernel.fs.memfd import MemFd
 from mteemu.kernel.fs.namei import on_tmpfs
@@ -99,8 +100,12 @@ def sys_mmap(k: "KernelApi", t: Thread, addr: int, length: int, prot: int, flags
         if found is None:
             raise SyscallError(errno.ENOMEM)
         addr = found
-    mm.map(Vma(addr, addr + length, prot & PROT_VMA, shared=shared, obj=obj,
-               pgoff=off // PAGE_SIZE, name=name, mte_allowed=mte_allowed))
+    vma = Vma(addr, addr + length, prot & PROT_VMA, shared=shared, obj=obj,
+              pgoff=off // PAGE_SIZE, name=name, mte_allowed=mte_allowed)
+    mm.map(vma)
+    host_fd = getattr(obj, "host_fd", None)
+    if prot & PROT_EXEC and host_fd is not None:
+        k.allocs.mapped(mm, vma, fd_path(host_fd))
     if flags & MAP_POPULATE:
         # mm_populate(): best effort; it stops where memory runs out (Linux's populate
         # of a huge MAP_NORESERVE mapping ends in reclaim and OOM, not in a hang).

@@ -1,0 +1,108 @@
+"""Where the program's allocator is, so that its calls are heard (machine/allochist.py).
+
+The entry points are found by symbol: in a statically linked program's own symbol table,
+and in every shared object mapped executable that defines both `malloc` and `free` (glibc's
+libc.so.6, through its .dynsym) — at the mmap() that maps its code, before any of it
+runs. A program that defines its own malloc has that one heard. A stripped static program
+has no symbols: only the tag-store fallback is recorded for it.
+
+A history belongs to an address space (`Mm.alloc_history`): threads and vfork share it,
+fork copies it (Mm.fork), exec starts a new one (Programs.exec_image calls `new_program`).
+The return trampoline is the `ret` after the sigreturn code in the [vdso] stand-in.
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import TYPE_CHECKING, Optional
+
+from mteemu.machine.allochist import DEFAULT_TAG_STORES, OPS
+
+if TYPE_CHECKING:
+    from mteemu.kernel.mm.addrspace import Mm
+    from mteemu.kernel.mm.vma import Vma
+    from mteemu.machine.cpu import Cpu
+
+TRAMPOLINE_OFFSET = 8          # programs.VDSO_CODE: mov x8, #139; svc #0; ret
+
+
+@lru_cache(maxsize=32)
+def _entry_points(path: str, ident: object) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[int, int, int], ...]]:
+    """(allocator name, st_value) of the file's defined functions, and its executable
+    PT_LOADs as (p_offset, p_filesz, p_vaddr); empty unless both malloc and free are there."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import SymbolTableSection
+
+    found: dict[str, int] = {}
+    try:
+        with open(path, "rb") as f:
+            elf = ELFFile(f)
+            for sec in elf.iter_sections():
+                if not isinstance(sec, SymbolTableSection):
+                    continue
+                for s in sec.iter_symbols():
+                    if s.name in OPS and s["st_value"] and s["st_shndx"] != "SHN_UNDEF" \
+                            and s["st_info"]["type"] == "STT_FUNC":
+                        found.setdefault(s.name, s["st_value"])
+            loads = tuple((seg["p_offset"], seg["p_filesz"], seg["p_vaddr"]) for seg in elf.iter_segments()
+                          if seg["p_type"] == "PT_LOAD" and seg["p_flags"] & 1)
+    except (OSError, ELFError, ValueError, KeyError):
+        return (), ()
+    if "malloc" not in found or "free" not in found:
+        return (), ()
+    return tuple(sorted(found.items())), loads
+
+
+def entry_points(path: str) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[int, int, int], ...]]:
+    """_entry_points, cached by the file's identity (a descriptor's path names other files later)."""
+    try:
+        st = os.stat(path)
+        ident: object = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+    except OSError:
+        return (), ()
+    return _entry_points(path, ident)
+
+
+class AllocWatch:
+    """Gives each address space its history and tells the CPU which addresses to hook."""
+
+    def __init__(self, cpu: "Cpu", calls: int) -> None:
+        self.cpu, self.calls = cpu, calls          # calls: events kept; 0: no history
+
+    def new_program(self, mm: "Mm", exe_source: str, bias: int, static: bool) -> None:
+        """exec: a new history; a static program's allocator is its own."""
+        if mm.alloc_history is not None:
+            mm.alloc_history.close()
+        mm.alloc_history = None
+        if not self.calls:
+            return
+        mm.alloc_history = self.cpu.allocs.new_history(self.calls, DEFAULT_TAG_STORES)
+        if static:
+            names, _loads = entry_points(exe_source)
+            self._add(mm, {bias + value: OPS[name] for name, value in names})
+
+    def mapped(self, mm: "Mm", vma: "Vma", source: Optional[str]) -> None:
+        """mmap() of a file with PROT_EXEC: a shared object whose code defines the allocator."""
+        if mm.alloc_history is None or source is None:
+            return
+        names, loads = entry_points(source)
+        off = vma.pgoff * 4096
+        for p_offset, p_filesz, p_vaddr in loads:
+            if p_offset <= off < p_offset + p_filesz:
+                base = vma.start - off - (p_vaddr - p_offset)
+                table = {base + value: OPS[name] for name, value in names}
+                if table and all(vma.start <= a < vma.end for a in table):
+                    self._add(mm, table)
+                return
+
+    def _add(self, mm: "Mm", table: dict[int, int]) -> None:
+        h = mm.alloc_history
+        if not table or h is None:
+            return
+        merged = {**h.table, **table}
+        if len(merged) > 16:
+            return                 # more than one allocator mapped: the first ones are heard
+        trampoline = mm.sigreturn_trampoline + TRAMPOLINE_OFFSET
+        h.set_table(merged, trampoline)
+        self.cpu.allocs.watch(set(merged) | {trampoline})
