@@ -74,6 +74,26 @@ def measure(w: Workload, exe: Path, runs: int) -> dict:
     return r
 
 
+def measure_history(w: Workload, exe: Path, runs: int) -> dict:
+    """--alloc-history's cost: mteemu without and with it, and qemu-aarch64, alternating."""
+    off, on, theirs = [], [], []
+    for _ in range(runs):
+        off.append(_timed([sys.executable, "-m", "mteemu", "run", *w.options, str(exe)]))
+        on.append(_timed([sys.executable, "-m", "mteemu", "run", "--alloc-history", *w.options, str(exe)]))
+        theirs.append(_timed(["qemu-aarch64", *w.options, str(exe)]))
+    costs = [b / a - 1 for a, b in zip(off, on)]
+    m_off, m_on, q = statistics.median(off), statistics.median(on), statistics.median(theirs)
+    return {"workload": w.name, "runs": runs, "mteemu_s": m_off, "history_s": m_on, "qemu_s": q,
+            "cost": m_on / m_off - 1, "cost_min": min(costs), "cost_max": max(costs),
+            "ratio": m_off / q, "history_ratio": m_on / q}
+
+
+def _history_line(r: dict) -> str:
+    return (f"{r['workload']:42s} mteemu {r['mteemu_s']:7.3f} s  with history {r['history_s']:7.3f} s  "
+            f"cost {r['cost'] * 100:+5.1f}% ({r['cost_min'] * 100:+.1f}..{r['cost_max'] * 100:+.1f})  "
+            f"qemu {r['qemu_s']:7.3f} s  ratios {r['ratio']:.2f}x -> {r['history_ratio']:.2f}x")
+
+
 def _line(r: dict) -> str:
     rate = ""
     if "mteemu_minsn_s" in r:
@@ -90,6 +110,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("-n", type=int, default=5, help="runs per emulator and workload (default 5)")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--only", help="run only workloads whose name contains this")
+    ap.add_argument("--alloc-history", action="store_true",
+                    help="instead: what --alloc-history costs on the workloads that use glibc's heap tagging")
     ap.add_argument("--allocator", action="store_true",
                     help="instead: the tag-storage page allocator alone on a 64 GiB board (no qemu equivalent)")
     ap.add_argument("--pages", type=int, default=1_000_000, help="pages for --allocator (default 1,000,000)")
@@ -118,12 +140,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         for w in workloads():
             if args.only and args.only not in w.name:
                 continue
+            if args.alloc_history and "glibc.mem.tagging" not in " ".join(w.options):
+                continue
             exe = Path(tmp) / w.source.stem
             subprocess.run(CC + [str(w.source), "-o", str(exe)], check=True)
-            r = measure(w, exe, args.n)
+            r = measure_history(w, exe, args.n) if args.alloc_history else measure(w, exe, args.n)
             r["hot_path"] = native.describe()
             results.append(r)
-            print(_line(r), flush=True)
+            print(_history_line(r) if args.alloc_history else _line(r), flush=True)
     if args.json:
         write_text(args.json, json.dumps(results, indent=2) + "\n")
     return 0

@@ -90,3 +90,20 @@ def write_tags(k: KernelApi, proc: Process, args: str) -> str:
         return "E01"
     ptrace.write_tags(k, proc, addr, length, bytes.fromhex(tags))
     return "OK"
+
+
+MONITOR_HELP = ("mteemu's monitor commands:\n"
+                "  monitor report   the tag-check fault the thread stopped with: its cause, who allocated\n"
+                "                   and freed the memory (run with --alloc-history), the tags around it\n")
+
+
+def monitor(cmd: str, current: Thread, siginfo: dict[int, SigInfo]) -> str:
+    """`monitor CMD`'s output."""
+    from mteemu.report import tagfault
+
+    if cmd.strip() != "report":
+        return MONITOR_HELP if cmd.strip() in ("", "help") else f"unknown monitor command {cmd!r}\n" + MONITOR_HELP
+    info = siginfo.get(current.tid)
+    if info is None or info.report is None:
+        return f"thread {current.tid} did not stop with a tag-check fault\n"
+    return tagfault.format_text(info.report)

@@ -320,6 +320,13 @@ class Session:
             return queries.xfer(text, self.proc, current, self.siginfo)
         if text.startswith("qMemTags:"):
             return queries.read_tags(self.k, self.proc, text[len("qMemTags:"):])
+        if text.startswith("qRcmd,"):
+            # `monitor CMD`: the output as console packets (O), then OK.
+            out = queries.monitor(bytes.fromhex(text[len("qRcmd,"):]).decode(errors="replace"), current,
+                                  self.siginfo)
+            for i in range(0, len(out), 1024):
+                self.conn.send("O" + out[i:i + 1024].encode().hex())
+            return "OK"
         return ""
 
     def _set(self, text: str) -> Optional[str]:

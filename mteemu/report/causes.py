@@ -21,7 +21,8 @@ Nothing is invented: a fault far from anything recorded has no cause.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import bisect
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 from mteemu.machine.allochist import KIND_ALLOC, KIND_FREE, OP_NAMES, Event
@@ -76,11 +77,16 @@ def _granules(size: int) -> int:
 def _allocator_causes(calls: list[Event], addr: int, tag: int, in_free: bool) -> list[tuple[float, Cause]]:
     live: dict[int, Event] = {}
     freed: list[tuple[Optional[Event], Event]] = []
+    last_free: dict[int, int] = {}           # start -> index in freed
     for e in calls:
         if e.kind == KIND_ALLOC:
             live[e.start] = e
         elif e.kind == KIND_FREE:
-            freed.append((live.pop(e.start, None), e))
+            a = live.pop(e.start, None)
+            if a is None and e.start in last_free:
+                continue                     # freed again: the first free is the one that counts
+            last_free[e.start] = len(freed)
+            freed.append((a, e))
     ranked: list[tuple[float, Cause]] = []
     seen: set[int] = set()
     for age, (a, f) in enumerate(reversed(freed)):
@@ -93,8 +99,9 @@ def _allocator_causes(calls: list[Event], addr: int, tag: int, in_free: bool) ->
         ranked.append((age / 1e6 - (1 if double else 0), Cause(
             kind, addr - start, "into", start, size, f.tag, "allocator",
             _trace(a) if a is not None else None, _trace(f))))
+    starts = sorted(live)
     for a in live.values():
-        if a.tag != tag:
+        if a.tag != tag or _between(starts, a, addr):
             continue
         end = a.start + a.size
         if end <= addr < end + NEAR:
@@ -106,10 +113,33 @@ def _allocator_causes(calls: list[Event], addr: int, tag: int, in_free: bool) ->
     return ranked
 
 
+def _between(starts: list[int], a: Event, addr: int) -> bool:
+    """Another live allocation starts between allocation `a` and the address: an access
+    beyond it is no overflow of `a` (Scudo looks at the neighbouring chunks only)."""
+    lo, hi = (a.start, addr) if addr >= a.start else (addr, a.start)
+    i = bisect.bisect_right(starts, lo)
+    return i < len(starts) and starts[i] < hi and starts[i] != a.start
+
+
+def regions(stores: list[Event]) -> list[Event]:
+    """Tag stores joined into the regions they tagged: a store that continues the previous
+    one (the next granules, the same tag, thread and callers: an unrolled tagging loop) is
+    part of its region, which keeps the first store's backtrace."""
+    out: list[Event] = []
+    for e in sorted(stores, key=lambda e: e.seq):
+        last = out[-1] if out else None
+        if last is not None and last.start + last.size == e.start and last.tag == e.tag \
+                and last.tid == e.tid and last.frames[1:] == e.frames[1:]:
+            out[-1] = replace(last, size=last.size + e.size, seq=e.seq)
+        else:
+            out.append(e)
+    return out
+
+
 def _tag_store_causes(stores: list[Event], addr: int, tag: int) -> list[tuple[float, Cause]]:
     """The fallback: regions as the tag stores made them, the newest first."""
     ranked: list[tuple[float, Cause]] = []
-    newest = sorted(stores, key=lambda e: -e.seq)
+    newest = sorted(regions(stores), key=lambda e: -e.seq)
     covering = [e for e in newest if e.start <= addr < e.start + e.size]
     for e in newest:
         if e.tag != tag:

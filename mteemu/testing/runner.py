@@ -27,6 +27,7 @@ ELF_MAGIC = b"\x7fELF"
 PASS, FAIL, ERROR = "pass", "fail", "error"
 _KILLED = re.compile(rb"^mteemu: guest terminated by signal (\d+) \(\w+\)(?:, si_code (\d+))?", re.M)
 _REPORT = re.compile(rb"^==mteemu== ERROR:.*?(?=^mteemu: |\Z)", re.M | re.S)
+_CAUSE = re.compile(r"^(Cause: .*)$", re.M)
 
 
 @dataclass
@@ -197,8 +198,11 @@ def _run_mteemu(cmd: list[str], timeout: float) -> tuple[Optional[subprocess.Com
 
 
 def mteemu_command(spec: TestSpec, binary: Path, python: str) -> list[str]:
-    # Tests always run with the memory manager's invariants checked.
-    cmd = [python, "-m", "mteemu", "run", "--seed", "0", "--timeout", f"{spec.timeout:g}", "--check-invariants"]
+    # Tests always run with the memory manager's invariants checked, and with the allocation
+    # history, so that a tag-check fault's failure says its cause (docs/performance.md: it
+    # costs about a tenth on glibc heap-tagging workloads).
+    cmd = [python, "-m", "mteemu", "run", "--seed", "0", "--timeout", f"{spec.timeout:g}", "--check-invariants",
+           "--alloc-history"]
     if spec.board is not None:
         cmd += ["--dtb", str(spec.board)]
     # An empty environment for the guest: -U for nothing, everything from -E.
@@ -240,6 +244,9 @@ def _judge(spec: TestSpec, proc: subprocess.CompletedProcess) -> Result:
         details = diff + ("\n" + details if details else "")
     if problems:
         stderr_tail = proc.stderr.decode(errors="replace")[-2000:] if not details else ""
+        cause = _CAUSE.search(details)
+        if cause:
+            problems.append(cause.group(1))          # the fault's most likely cause, in the one line
         return Result(spec.name, FAIL, message="; ".join(problems), details=details or stderr_tail,
                       stdout=proc.stdout)
     return Result(spec.name, PASS, stdout=proc.stdout)
