@@ -75,9 +75,9 @@ def _parse(data: bytes) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[int, i
                 pos = names.find(key, pos + 1)
         table = data[sh[4]:sh[4] + sh[5]]
         for st_name, st_info, _other, st_shndx, st_value, _size in _SYM.iter_unpack(table[:len(table) // 24 * 24]):
-            name = wanted.get(st_name)
-            if name is not None and st_value and st_shndx and st_info & 0xF == STT_FUNC:
-                found.setdefault(name, st_value)
+            sym = wanted.get(st_name)
+            if sym is not None and st_value and st_shndx and st_info & 0xF == STT_FUNC:
+                found.setdefault(sym, st_value)
     if "malloc" not in found or "free" not in found:
         return (), ()
     return tuple(sorted(found.items())), tuple(loads)
