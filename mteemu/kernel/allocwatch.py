@@ -61,26 +61,29 @@ def _parse(data: bytes) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[int, i
     shdrs = [_SHDR.unpack_from(data, shoff + i * shentsize) for i in range(shnum)] if shoff else []
     found: dict[str, int] = {}
     for sh in shdrs:
-        if sh[1] not in (SHT_SYMTAB, SHT_DYNSYM) or sh[6] >= len(shdrs):
-            continue
-        strtab = shdrs[sh[6]]
-        names = data[strtab[4]:strtab[4] + strtab[5]]
-        # Every offset whose string is exactly one of the names (a string table shares
-        # tails: "free" may be the end of "cfree").
-        wanted: dict[int, str] = {}
-        for name in OPS:
-            key, pos = name.encode() + b"\0", names.find(name.encode() + b"\0")
-            while pos >= 0:
-                wanted[pos] = name
-                pos = names.find(key, pos + 1)
-        table = data[sh[4]:sh[4] + sh[5]]
-        for st_name, st_info, _other, st_shndx, st_value, _size in _SYM.iter_unpack(table[:len(table) // 24 * 24]):
-            sym = wanted.get(st_name)
-            if sym is not None and st_value and st_shndx and st_info & 0xF == STT_FUNC:
-                found.setdefault(sym, st_value)
+        if sh[1] in (SHT_SYMTAB, SHT_DYNSYM) and sh[6] < len(shdrs):
+            strtab = shdrs[sh[6]]
+            _find_symbols(data[sh[4]:sh[4] + sh[5]], data[strtab[4]:strtab[4] + strtab[5]], found)
     if "malloc" not in found or "free" not in found:
         return (), ()
     return tuple(sorted(found.items())), tuple(loads)
+
+
+def _find_symbols(table: bytes, names: bytes, found: dict[str, int]) -> None:
+    """The allocator's defined functions in one symbol table, into `found`."""
+    # Every offset whose string is exactly one of the names (a string table shares
+    # tails: "free" may be the end of "cfree").
+    wanted: dict[int, str] = {}
+    for name in OPS:
+        key = name.encode() + b"\0"
+        pos = names.find(key)
+        while pos >= 0:
+            wanted[pos] = name
+            pos = names.find(key, pos + 1)
+    for st_name, st_info, _other, st_shndx, st_value, _size in _SYM.iter_unpack(table[:len(table) // 24 * 24]):
+        sym = wanted.get(st_name)
+        if sym is not None and st_value and st_shndx and st_info & 0xF == STT_FUNC:
+            found.setdefault(sym, st_value)
 
 
 def entry_points(path: str) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[int, int, int], ...]]:

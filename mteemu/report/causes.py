@@ -74,7 +74,9 @@ def _granules(size: int) -> int:
     return max(GRANULE, (size + GRANULE - 1) & ~(GRANULE - 1))
 
 
-def _allocator_causes(calls: list[Event], addr: int, tag: int, in_free: bool) -> list[tuple[float, Cause]]:
+def _replay(calls: list[Event]) -> tuple[dict[int, Event], list[tuple[Optional[Event], Event]]]:
+    """The live allocations by start, and the frees in order with the allocation each
+    freed (None when it is older than the history)."""
     live: dict[int, Event] = {}
     freed: list[tuple[Optional[Event], Event]] = []
     last_free: dict[int, int] = {}           # start -> index in freed
@@ -87,6 +89,11 @@ def _allocator_causes(calls: list[Event], addr: int, tag: int, in_free: bool) ->
                 continue                     # freed again: the first free is the one that counts
             last_free[e.start] = len(freed)
             freed.append((a, e))
+    return live, freed
+
+
+def _allocator_causes(calls: list[Event], addr: int, tag: int, in_free: bool) -> list[tuple[float, Cause]]:
+    live, freed = _replay(calls)
     ranked: list[tuple[float, Cause]] = []
     seen: set[int] = set()
     for age, (a, f) in enumerate(reversed(freed)):

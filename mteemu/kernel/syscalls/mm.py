@@ -103,9 +103,7 @@ def sys_mmap(k: "KernelApi", t: Thread, addr: int, length: int, prot: int, flags
     vma = Vma(addr, addr + length, prot & PROT_VMA, shared=shared, obj=obj,
               pgoff=off // PAGE_SIZE, name=name, mte_allowed=mte_allowed)
     mm.map(vma)
-    host_fd = getattr(obj, "host_fd", None)
-    if prot & PROT_EXEC and host_fd is not None:
-        k.allocs.mapped(mm, vma, fd_path(host_fd))
+    _code_mapped(k, mm, vma)
     if flags & MAP_POPULATE:
         # mm_populate(): best effort; it stops where memory runs out (Linux's populate
         # of a huge MAP_NORESERVE mapping ends in reclaim and OOM, not in a hang).
@@ -113,6 +111,13 @@ def sys_mmap(k: "KernelApi", t: Thread, addr: int, length: int, prot: int, flags
             if not isinstance(mm.fault(page, 16), tuple) or not k.alloc.free_pages:
                 break
     return addr
+
+
+def _code_mapped(k: "KernelApi", mm: Mm, vma: Vma) -> None:
+    """A file's code was mapped: the allocation history looks for an allocator in it."""
+    host_fd = getattr(vma.obj, "host_fd", None)
+    if vma.prot & PROT_EXEC and host_fd is not None:
+        k.allocs.mapped(mm, vma, fd_path(host_fd))
 
 
 def _mmap_length_and_kind(length: int, flags: int) -> tuple[int, bool]:
