@@ -188,3 +188,21 @@ def test_gdb_monitor_report(tmp_path, programs) -> None:
     assert "SIGSEGV" in out
     assert "Cause: [MTE]: Use After Free, 8 bytes into a 32-byte allocation" in out, out
     assert re.search(r"deallocated by thread \d+ \(free\):\n\s+#00 pc 0x[0-9a-f]+ in free\+0x0", out), out
+
+
+@pytest.mark.parametrize("bug,kind,offset,size,maker,unmaker", [
+    ("overflow", "buffer-overflow", 8, 64, "bump_alloc", None),
+    ("use-after-free", "use-after-free", 16, 32, "bump_alloc", "bump_free"),
+])
+def test_an_allocator_of_the_programs_own_is_explained_by_its_tag_stores(tmp_path, guest, bug, kind, offset, size,
+                                                                         maker, unmaker) -> None:
+    out = tmp_path / "r.json"
+    r = run_mteemu(["run", "--alloc-history", "--report-json", str(out), str(guest("mte/bump_causes")), bug],
+                   cwd=tmp_path)
+    assert r.returncode == 139, r.stderr
+    cause = json.loads(out.read_text())["causes"][0]
+    assert (cause["kind"], cause["offset"], cause["size"], cause["source"]) == (kind, offset, size, "tag stores")
+    assert functions(cause["allocated"])[:2] == [maker, "main"]
+    if unmaker:
+        assert functions(cause["deallocated"])[:2] == [unmaker, "main"]
+        assert "retagged by thread" in r.stderr.decode()

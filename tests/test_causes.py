@@ -96,7 +96,7 @@ class Regs:
 def call(h: PyHistory, tid: int, op: str, result: int, **args: int) -> None:
     """One allocator call through the hooks: entry, then the trampoline."""
     regs = Regs(**args, x30=0x400100)
-    h.entered(OPS[op], tid, regs, regs.set_lr, (0x1000, 0x400100))
+    h.entered(OPS[op], tid, regs, regs.set_lr, (0x1000, 0x400100), 0x7FFF_0000)
     if h.pending.get(tid) is not None:
         assert regs(30) == TRAMPOLINE                   # the return goes through the trampoline
         regs.x[0] = result
@@ -117,12 +117,16 @@ def test_the_recorder_hears_calls_as_the_allocator_made_them() -> None:
                    ("free", KIND_FREE, 2, HEAP + 256, 0)]
     # A call inside another (realloc's malloc) is its caller's; tag stores inside calls are not heard.
     regs = Regs(x0=8, x30=0x400100)
-    h.entered(OPS["realloc"], 1, regs, regs.set_lr, (0x1000,))
+    h.entered(OPS["realloc"], 1, regs, regs.set_lr, (0x1000,), 0x7FFF_0000)
     inner = Regs(x0=8, x30=0x1234)
-    h.entered(OPS["malloc"], 1, inner, inner.set_lr, (0x1000,))
+    h.entered(OPS["malloc"], 1, inner, inner.set_lr, (0x1000,), 0x7FFF_0000 - 0x40)
     assert inner(30) == 0x1234
     h.tag_write(1, 0x5000, tagged(HEAP, 3), 16, lambda: (0x5000, 0))
     assert h.events(tags=True) == []
+    # A call left by longjmp: the next call from as high on the stack starts afresh.
+    again = Regs(x0=24, x30=0x400200)
+    h.entered(OPS["malloc"], 1, again, again.set_lr, (0x1000,), 0x7FFF_0000)
+    assert again(30) == TRAMPOLINE and h.pending[1].args[0] == 24
 
 
 @given(n=st.integers(0, 40), cap=st.integers(0, 16))

@@ -260,7 +260,10 @@ def test_no_memory_errors_under_sanitizers(tmp_path, guest) -> None:
     env = {**os.environ, "MTEEMU_NATIVE_LIB": str(lib), "LD_PRELOAD": f"{asan} {ubsan}",
            "ASAN_OPTIONS": "detect_leaks=0", "MTEEMU_PURE_PYTHON": ""}
     for name, options in (("mte/insns", []), ("mte/accesses", []), ("mte/precise", []),
-                          ("mte/heap_bugs", ["-E", "GLIBC_TUNABLES=glibc.mem.tagging=3"])):
+                          ("mte/heap_bugs", ["-E", "GLIBC_TUNABLES=glibc.mem.tagging=3"]),
+                          # the allocation history's recorder (_allochist.c): threads, fork, every call
+                          ("mte/heap_causes", ["--alloc-history", "-E", "GLIBC_TUNABLES=glibc.mem.tagging=3"]),
+                          ("mte/bump_causes", ["--alloc-history"])):
         r = subprocess.run([sys.executable, "-m", "mteemu", "run", *options, str(guest(name))], capture_output=True,
                            env=env, cwd=tmp_path, timeout=300)
         assert b"Sanitizer" not in r.stderr and b"runtime error" not in r.stderr, r.stderr[-2000:]

@@ -40,7 +40,7 @@ struct ah_ring {
 
 struct ah_pending {
     uint32_t tid, op;            /* op 0: slot free */
-    uint64_t lr, a0, a1, a2;
+    uint64_t lr, sp, a0, a1, a2;
     uint64_t frames[AH_FRAMES];
 };
 
@@ -237,8 +237,12 @@ static void ah_returned(struct mte_ctx *c, void *uc, struct ah_hist *h, struct a
 
 static void ah_entered(struct mte_ctx *c, void *uc, struct ah_hist *h, uint32_t op, uint64_t pc) {
     uint32_t tid = c->ah_tid;
-    if (ah_pending_of(h, tid) != NULL)
+    uint64_t sp = reg_get(c, uc, R_SP);
+    struct ah_pending *outer = ah_pending_of(h, tid);
+    if (outer != NULL && sp < outer->sp)
         return;                  /* inside another allocator call (realloc's malloc): its caller's */
+    if (outer != NULL)
+        outer->op = 0;           /* that call was left without returning (longjmp): forgotten */
     uint64_t frames[AH_FRAMES];
     ah_backtrace(c, uc, pc, reg_get(c, uc, 30), frames);
     if (op == AH_OP_FREE && reg_get(c, uc, 0))  /* recorded now; its return only ends the call */
@@ -251,6 +255,7 @@ static void ah_entered(struct mte_ctx *c, void *uc, struct ah_hist *h, uint32_t 
             p->tid = tid;
             p->op = op;
             p->lr = reg_get(c, uc, 30);
+            p->sp = sp;
             p->a0 = reg_get(c, uc, 0);
             p->a1 = reg_get(c, uc, 1);
             p->a2 = reg_get(c, uc, 2);

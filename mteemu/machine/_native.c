@@ -668,7 +668,7 @@ static void note_tags(struct mte_ctx *c, uint64_t va, uint64_t size, unsigned ta
    translated before anything is written, so a declined instruction changed nothing. */
 static int store_tags(struct mte_ctx *c, uint64_t va, uint64_t size, unsigned tag, int zero) {
     uint64_t pas[2], lens[2];
-    int tagged[2], parts = 0, ok;
+    int tagged[2] = {0, 0}, parts = 0, ok;
     /* Counted, not compared with va + size: a block at the top of the address space
        would wrap to 0 and tag nothing (found by the differential test). */
     for (uint64_t pos = va, left = size; left > 0; parts++) {

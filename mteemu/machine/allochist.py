@@ -34,7 +34,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
-from mteemu.machine.arm64 import ACCESS_READ, X_REGS
+from mteemu.machine.arm64 import ACCESS_READ, REG_SP, X_REGS
 from mteemu.machine.physmem import PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -104,6 +104,7 @@ def _size(op: int, a0: int, a1: int, a2: int) -> int:
 class _Pending:
     op: int
     lr: int
+    sp: int
     args: tuple[int, int, int]
     frames: tuple[int, ...]
 
@@ -145,14 +146,16 @@ class PyHistory:
 
     # -- what the hooks hear (ah_on_code, ah_tag_write in C) --------------------------------
     def entered(self, op: int, tid: int, regs: Callable[[int], int], set_lr: Callable[[int], None],
-                frames: tuple[int, ...]) -> None:
-        if tid in self.pending:
+                frames: tuple[int, ...], sp: int) -> None:
+        outer = self.pending.get(tid)
+        if outer is not None and sp < outer.sp:
             return            # inside another allocator call (realloc's malloc): its caller's
+        self.pending.pop(tid, None)   # a call left without returning (longjmp): forgotten
         if op == OPS["free"] and regs(0):     # recorded now; its return only ends the call
             self._record(self.calls, op, KIND_FREE, tid, regs(0), 0, frames)
         if not self.trampoline or len(self.pending) >= PENDING:
             return
-        self.pending[tid] = _Pending(op, regs(30), (regs(0), regs(1), regs(2)), frames)
+        self.pending[tid] = _Pending(op, regs(30), sp, (regs(0), regs(1), regs(2)), frames)
         set_lr(self.trampoline)
 
     def returned(self, tid: int, regs: Callable[[int], int], set_lr: Callable[[int], None],
@@ -327,7 +330,7 @@ class AllocHooks:
             return
         op = h.table.get(address)
         if op is not None:
-            h.entered(op, self.tid, regs, set_lr, self.backtrace(address, regs(30), regs(29)))
+            h.entered(op, self.tid, regs, set_lr, self.backtrace(address, regs(30), regs(29)), uc.reg_read(REG_SP))
 
     def tag_write(self, pc: int, va: int, size: int, reg: Callable[[int], int]) -> None:
         """A tag store the Python path emulated at pc (ah_tag_write in C); va carries
