@@ -123,6 +123,10 @@ def test_the_recorder_hears_calls_as_the_allocator_made_them() -> None:
     assert inner(30) == 0x1234
     h.tag_write(1, 0x5000, tagged(HEAP, 3), 16, lambda: (0x5000, 0))
     assert h.events(tags=True) == []
+    # A tail call from a call (realloc(NULL, n) -> malloc, x30 still the trampoline) is its caller's.
+    tail = Regs(x0=8, x30=TRAMPOLINE)
+    h.entered(OPS["malloc"], 1, tail, tail.set_lr, (0x1000,), 0x7FFF_0000)
+    assert tail(30) == TRAMPOLINE and h.pending[1].op == OPS["realloc"]
     # A call left by longjmp: the next call from as high on the stack starts afresh.
     again = Regs(x0=24, x30=0x400200)
     h.entered(OPS["malloc"], 1, again, again.set_lr, (0x1000,), 0x7FFF_0000)

@@ -52,6 +52,7 @@ static int clean(void) {
     char *p = alloc_buf(40);
     p = realloc(p, 4000);
     char *q = calloc(10, 10);
+    free(realloc(NULL, 24));                 /* glibc's realloc tail-calls malloc */
     void *r;
     if (posix_memalign(&r, 64, 100) != 0)
         return 1;

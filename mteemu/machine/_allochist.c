@@ -239,8 +239,10 @@ static void ah_entered(struct mte_ctx *c, void *uc, struct ah_hist *h, uint32_t 
     uint32_t tid = c->ah_tid;
     uint64_t sp = reg_get(c, uc, R_SP);
     struct ah_pending *outer = ah_pending_of(h, tid);
-    if (outer != NULL && sp < outer->sp)
-        return;                  /* inside another allocator call (realloc's malloc): its caller's */
+    /* Inside another allocator call (realloc's malloc), deeper on the stack or tail-called
+       from it (realloc(NULL, n) jumps to malloc: x30 is still the trampoline): its caller's. */
+    if (outer != NULL && (sp < outer->sp || reg_get(c, uc, 30) == h->trampoline))
+        return;
     if (outer != NULL)
         outer->op = 0;           /* that call was left without returning (longjmp): forgotten */
     uint64_t frames[AH_FRAMES];

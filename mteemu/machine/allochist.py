@@ -148,8 +148,10 @@ class PyHistory:
     def entered(self, op: int, tid: int, regs: Callable[[int], int], set_lr: Callable[[int], None],
                 frames: tuple[int, ...], sp: int) -> None:
         outer = self.pending.get(tid)
-        if outer is not None and sp < outer.sp:
-            return            # inside another allocator call (realloc's malloc): its caller's
+        if outer is not None and (sp < outer.sp or regs(30) == self.trampoline):
+            # Inside another allocator call (realloc's malloc), deeper on the stack or
+            # tail-called from it (realloc(NULL, n) jumps to malloc: x30 is the trampoline).
+            return
         self.pending.pop(tid, None)   # a call left without returning (longjmp): forgotten
         if op == OPS["free"] and regs(0):     # recorded now; its return only ends the call
             self._record(self.calls, op, KIND_FREE, tid, regs(0), 0, frames)
