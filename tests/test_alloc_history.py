@@ -143,7 +143,7 @@ def test_both_hot_paths_record_the_same(tmp_path, programs, bug) -> None:
     other: the same causes, the same backtraces, the same tag stores."""
     from mteemu.machine import native
     if native.load() is None:
-        pytest.skip("no native library on this machine: only the Python path runs")
+        pytest.skip("the native path is off (MTEEMU_PURE_PYTHON=1) or not built: nothing to compare with")
     got = {}
     for path in ("native", "python"):
         env = {**os.environ, "MTEEMU_PURE_PYTHON": "1" if path == "python" else "0"}

@@ -321,6 +321,13 @@ void ah_add_tag_write(struct ah_hist *h, uint32_t tid, uint64_t pc, uint64_t va,
     ah_record(h, &h->tags, AH_TAG_WRITE, AH_KIND_TAGS, tid, va, size, frames);
 }
 
+/* A history about to be freed is no longer the CPU's (an address space destroyed while
+   its thread was the last on the CPU: nothing may record into it before the next switch). */
+void mte_drop_history(struct mte_ctx *c, struct ah_hist *h) {
+    if (c->ah == h)
+        c->ah = NULL;
+}
+
 /* The history of the thread now on the CPU (NULL: none recorded). */
 void mte_set_history(struct mte_ctx *c, struct ah_hist *h, uint32_t tid) {
     c->ah = h;

@@ -238,6 +238,8 @@ class NativeHistory:
 
     def close(self) -> None:
         if self.handle:
+            if self.native.ctx:
+                self.lib.mte_drop_history(self.native.ctx, self.handle)
             self.lib.ah_free(self.handle)
             self.handle = None
 

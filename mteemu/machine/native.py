@@ -94,6 +94,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "ah_add_tag_write": ([ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64,
                               _U64P], None),
         "mte_set_history": ([_CTX, ctypes.c_void_p, ctypes.c_uint32], None),
+        "mte_drop_history": ([_CTX, ctypes.c_void_p], None),
     }
     for name, (args, res) in sigs.items():
         fn = getattr(lib, name)
