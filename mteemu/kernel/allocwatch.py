@@ -12,12 +12,12 @@ The return trampoline is the `ret` after the sigreturn code in the [vdso] stand-
 """
 from __future__ import annotations
 
-import os
 import struct
 from functools import lru_cache
 from typing import TYPE_CHECKING, Optional
 
 from mteemu.machine.allochist import DEFAULT_TAG_STORES, OPS
+from mteemu.report.symbols import file_identity
 
 if TYPE_CHECKING:
     from mteemu.kernel.mm.addrspace import Mm
@@ -88,12 +88,8 @@ def _find_symbols(table: bytes, names: bytes, found: dict[str, int]) -> None:
 
 def entry_points(path: str) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[int, int, int], ...]]:
     """_entry_points, cached by the file's identity (a descriptor's path names other files later)."""
-    try:
-        st = os.stat(path)
-        ident: object = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
-    except OSError:
-        return (), ()
-    return _entry_points(path, ident)
+    ident = file_identity(path)
+    return _entry_points(path, ident) if ident is not None else ((), ())
 
 
 class AllocWatch:

@@ -108,16 +108,22 @@ def _allocator_causes(calls: list[Event], addr: int, tag: int, in_free: bool) ->
             _trace(a) if a is not None else None, _trace(f))))
     starts = sorted(live)
     for a in live.values():
-        if a.tag != tag or _between(starts, a, addr):
-            continue
-        end = a.start + a.size
-        if end <= addr < end + NEAR:
-            ranked.append((1 + (addr - end) / NEAR, Cause("buffer-overflow", addr - end, "right of", a.start, a.size,
-                                                          a.tag, "allocator", _trace(a), None)))
-        elif a.start - NEAR <= addr < a.start:
-            ranked.append((1 + (a.start - addr) / NEAR, Cause("buffer-underflow", a.start - addr, "left of", a.start,
-                                                              a.size, a.tag, "allocator", _trace(a), None)))
+        if a.tag == tag and not _between(starts, a, addr):
+            ranked += _outside(a, addr, "allocator")
     return ranked
+
+
+def _outside(a: Event, addr: int, source: str) -> list[tuple[float, Cause]]:
+    """An overflow past the end of `a` or an underflow before its start, when the address
+    is within NEAR of it; the nearer, the likelier."""
+    end = a.start + a.size
+    if end <= addr < end + NEAR:
+        return [(1 + (addr - end) / NEAR, Cause("buffer-overflow", addr - end, "right of", a.start, a.size, a.tag,
+                                                source, _trace(a), None))]
+    if a.start - NEAR <= addr < a.start:
+        return [(1 + (a.start - addr) / NEAR, Cause("buffer-underflow", a.start - addr, "left of", a.start, a.size,
+                                                    a.tag, source, _trace(a), None))]
+    return []
 
 
 def _between(starts: list[int], a: Event, addr: int) -> bool:
@@ -151,18 +157,13 @@ def _tag_store_causes(stores: list[Event], addr: int, tag: int) -> list[tuple[fl
     for e in newest:
         if e.tag != tag:
             continue
-        end = e.start + e.size
-        if e.start <= addr < end:
+        if e.start <= addr < e.start + e.size:
             later = next((c for c in covering if c.seq > e.seq and c.tag != tag), None)
             if later is not None:
                 ranked.append((0.5, Cause("use-after-free", addr - e.start, "into", e.start, e.size, e.tag,
                                           "tag stores", _trace(e), _trace(later))))
-        elif end <= addr < end + NEAR:
-            ranked.append((1 + (addr - end) / NEAR, Cause("buffer-overflow", addr - end, "right of", e.start, e.size,
-                                                          e.tag, "tag stores", _trace(e), None)))
-        elif e.start - NEAR <= addr < e.start:
-            ranked.append((1 + (e.start - addr) / NEAR, Cause("buffer-underflow", e.start - addr, "left of", e.start,
-                                                              e.size, e.tag, "tag stores", _trace(e), None)))
+        else:
+            ranked += _outside(e, addr, "tag stores")
     return ranked
 
 

@@ -41,15 +41,20 @@ class Symbolizer:
         return f"{name}+{addr - start:#x}"
 
 
-def symbolizer(path: str, bias: int) -> Symbolizer:
-    """The symbols of the file at `path` (for the kernel, /proc/self/fd/N of a held file),
-    cached by the file's identity: a descriptor number is reused for other files."""
+def file_identity(path: str) -> Optional[tuple[int, int, int, int]]:
+    """What a cache of a file's contents is keyed by: a descriptor's path (/proc/self/fd/N)
+    names other files later. None when it cannot be read."""
     try:
         st = os.stat(path)
-        ident = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
     except OSError:
-        ident = None
-    return _symbolizer(path, bias, ident)
+        return None
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def symbolizer(path: str, bias: int) -> Symbolizer:
+    """The symbols of the file at `path` (for the kernel, /proc/self/fd/N of a held file),
+    cached by the file's identity."""
+    return _symbolizer(path, bias, file_identity(path))
 
 
 @lru_cache(maxsize=8)
