@@ -3,7 +3,6 @@
    from the tag stores alone (tests/test_alloc_history.py: mteemu knows no such allocator by
    name). Without an argument it allocates and frees without a bug. */
 #include "mte.h"
-// options: --alloc-history
 // | bump ok
 // qemu: same
 

@@ -7,7 +7,6 @@
 #include <sys/wait.h>
 #include "mte.h"
 // build: -pthread
-// options: --alloc-history
 // env: GLIBC_TUNABLES=glibc.mem.tagging=3
 // | heap ok
 // qemu: same
